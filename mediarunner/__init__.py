@@ -1,0 +1,3 @@
+"""mediarunner: distributed media processing on Celery."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,90 @@
+"""All configuration, read from ``MEDIARUNNER_*`` environment variables (or a ``.env`` file).
+
+Every field is documented in the README's settings table; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Rendition(BaseModel):
+    """One rung of the encoding ladder."""
+
+    model_config = {"frozen": True}
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    height: int = Field(gt=0, le=4320)
+    video_bitrate_k: int = Field(gt=0, le=200_000)
+    audio_bitrate_k: int = Field(default=128, gt=0, le=1024)
+
+
+DEFAULT_LADDER: tuple[Rendition, ...] = (
+    Rendition(name="1080p", height=1080, video_bitrate_k=5000, audio_bitrate_k=192),
+    Rendition(name="720p", height=720, video_bitrate_k=2800, audio_bitrate_k=128),
+    Rendition(name="480p", height=480, video_bitrate_k=1400, audio_bitrate_k=128),
+    Rendition(name="360p", height=360, video_bitrate_k=800, audio_bitrate_k=96),
+    Rendition(name="240p", height=240, video_bitrate_k=400, audio_bitrate_k=64),
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MEDIARUNNER_", env_file=".env", extra="ignore", env_nested_delimiter="__"
+    )
+
+    # --- state and messaging
+    database_url: str = "sqlite:///var/mediarunner.db"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    result_backend: str | None = None
+    # Redis re-delivers an unacked message after this many seconds. Must exceed the longest job;
+    # quicker recovery from a dead worker comes from heartbeat failover, not from this.
+    visibility_timeout: int = 6 * 3600
+
+    # --- files
+    scratch_dir: Path = Path("var/scratch")
+    output_roots: list[Path] = Field(default_factory=lambda: [Path("var/outputs")])
+    input_roots: list[Path] = Field(default_factory=list)  # empty: any local path may be read
+    ffmpeg_path: str = "ffmpeg"
+    ffprobe_path: str = "ffprobe"
+    ffmpeg_threads: int = 0  # 0 lets ffmpeg choose
+    x264_preset: str = "veryfast"
+    hls_segment_seconds: float = 4.0
+    renditions: list[Rendition] = Field(default_factory=lambda: list(DEFAULT_LADDER))
+
+    # --- jobs and scheduling
+    max_attempts: int = 3
+    retry_base_seconds: float = 5.0
+    retry_max_seconds: float = 600.0
+    heartbeat_seconds: float = 2.0  # how often a running job touches its row
+    failover_after_seconds: float = 60.0  # a running job silent this long is failed over
+    job_time_limit_seconds: float = 6 * 3600
+    redispatch_after_seconds: float = 300.0  # a pending job unclaimed this long is re-published
+    purge_after_days: float = 30.0  # <= 0 disables purging
+    purge_batch_size: int = 1000
+    beat_interval_seconds: float = 1.0
+    priority_classes: dict[str, int] = Field(default_factory=lambda: {"staff": 0, "default": 10})
+
+    # --- worker
+    worker_token: str | None = None
+    min_free_scratch_mb: int = 500
+    cancel_poll_seconds: float = 0.5
+
+    @field_validator("max_attempts")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("must be >= 1")
+        return v
+
+    def ladder_by_name(self) -> dict[str, Rendition]:
+        return {r.name: r for r in self.renditions}
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
