@@ -7,6 +7,7 @@ later: a submission is never lost and never hangs on the broker.
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -93,7 +94,7 @@ class Client:
         return transaction(lambda s: get_job(s, job_id), url=self.settings.database_url)
 
     def list(self, state: JobState | str | None = None, type: JobType | str | None = None,
-             limit: int = 100) -> list[Job]:
+             limit: int = 100) -> builtins.list[Job]:
         st = JobState(state) if state is not None else None
         ty = JobType(type) if type is not None else None
         return transaction(lambda s: list_jobs(s, state=st, type=ty, limit=limit), url=self.settings.database_url)
@@ -130,7 +131,7 @@ class Client:
 
     # ------------------------------------------------------------------ helpers
 
-    def _submit(self, jobs: list[NewJob]) -> Job:
+    def _submit(self, jobs: builtins.list[NewJob]) -> Job:
         url = self.settings.database_url
         ids = transaction(lambda s: transitions.create_jobs(s, jobs, utcnow()), url=url)
         dispatch(ids[0], app=self.app, database_url=url)

@@ -31,7 +31,7 @@ def _make_task(job_type: JobType) -> Task:
         return status
 
     run.__name__ = f"run_{job_type.value}"
-    return app.task(bind=True, name=TASK_NAMES[job_type])(run)  # type: ignore[no-any-return]
+    return app.task(bind=True, name=TASK_NAMES[job_type])(run)
 
 
 TASKS: dict[JobType, Task] = {t: _make_task(t) for t in HANDLERS}
