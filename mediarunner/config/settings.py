@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     priority_classes: dict[str, int] = Field(default_factory=lambda: {"staff": 0, "default": 10})
 
     # --- worker
-    worker_token: str | None = None
+    worker_token: SecretStr | None = None  # registration token (see `mediarunner tokens`); never logged
     min_free_scratch_mb: int = 500
     cancel_poll_seconds: float = 0.5
 
@@ -83,6 +83,16 @@ class Settings(BaseSettings):
 
     def ladder_by_name(self) -> dict[str, Rendition]:
         return {r.name: r for r in self.renditions}
+
+    # --- fleet
+    require_worker_token: bool = False  # workers without a valid MEDIARUNNER_WORKER_TOKEN refuse to start
+    runner_heartbeat_seconds: float = 5.0  # how often a worker publishes its heartbeat and diagnostics
+    runner_warning_after_seconds: float = 15.0  # heartbeat older than this: health `warning`
+    runner_offline_after_seconds: float = 30.0  # older than this: `offline`, its running jobs fail over
+    runner_warning_load_per_cpu: float = 2.0  # 1-minute load average per CPU above this: `warning`
+    runner_warning_free_disk_mb: int = 2048  # free scratch space below this: `warning`
+    flower_basic_auth: SecretStr | None = None  # `user:password[,user2:password2]` for `mediarunner flower`
+    demo_mode: bool = False  # read-only fleet CLI (no token or runner changes), for demos and screenshots
 
 
 @lru_cache(maxsize=1)

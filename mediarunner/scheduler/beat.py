@@ -16,6 +16,7 @@ from mediarunner.config import get_settings
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import Queue
+from mediarunner.scheduler import fleet as fleet_ticks
 from mediarunner.scheduler import lease, ticks
 from mediarunner.scheduler.dispatch import dispatch
 from mediarunner.workers.app import app
@@ -45,6 +46,19 @@ def tick() -> dict[str, Any]:
     return {"requeued": fo.requeued, "failed": fo.failed, "timed_out": fo.timed_out, "published": published}
 
 
+@app.task(name="mediarunner.scheduler.fleet")
+def fleet() -> dict[str, Any]:
+    """Runners silent too long go offline; their running jobs fail over at once."""
+    settings = get_settings()
+    if not _holding(ttl=max(10.0, settings.beat_interval_seconds * 10)):
+        return {"skipped": "not the lease holder"}
+    result = transaction(lambda s: fleet_ticks.check_runners(s, utcnow(), settings))
+    if result.offline:
+        log.warning("runners offline: %s; failed over %s, failed %s", ", ".join(result.offline),
+                    len(result.requeued), len(result.failed))
+    return {"offline": result.offline, "requeued": result.requeued, "failed": result.failed}
+
+
 @app.task(name="mediarunner.scheduler.ranks")
 def ranks() -> int:
     settings = get_settings()
@@ -59,6 +73,7 @@ def purge() -> int:
     if not _holding(ttl=600):
         return 0
     total = 0
+    transaction(lambda s: fleet_ticks.purge_runner_events(s, utcnow(), settings))
     while True:
         batch = transaction(lambda s: ticks.purge(s, utcnow(), settings))
         total += len(batch)
@@ -73,6 +88,8 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
     return {
         "tick": {"task": "mediarunner.scheduler.tick", "schedule": s.beat_interval_seconds,
                  "options": {**q, "expires": max(1.0, s.beat_interval_seconds * 2)}},
+        "fleet": {"task": "mediarunner.scheduler.fleet", "schedule": s.beat_interval_seconds,
+                  "options": {**q, "expires": max(1.0, s.beat_interval_seconds * 2)}},
         "ranks": {"task": "mediarunner.scheduler.ranks", "schedule": 5.0, "options": {**q, "expires": 10}},
         "purge": {"task": "mediarunner.scheduler.purge", "schedule": 3600.0, "options": {**q, "expires": 1800}},
     }
