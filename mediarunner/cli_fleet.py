@@ -28,6 +28,7 @@ from mediarunner.models.enums import Health, RunnerStatus
 tokens_app = typer.Typer(help="Runner registration tokens.", no_args_is_help=True)
 runners_app = typer.Typer(help="The runner fleet: list, inspect and steer workers.", no_args_is_help=True)
 console = Console()
+REPLY_TIMEOUT = 2.0  # seconds to wait for a worker's remote-control answer
 
 HEALTH_STYLE = {Health.HEALTHY: "green", Health.WARNING: "yellow", Health.OFFLINE: "red"}
 STATUS_STYLE = {RunnerStatus.ENABLED: "green", RunnerStatus.MAINTENANCE: "yellow", RunnerStatus.DISABLED: "dim"}
@@ -122,7 +123,7 @@ def tokens_revoke(token_id: str) -> None:
     from mediarunner.scheduler.steering import revoke_token
 
     _writable()
-    hosts = revoke_token(_celery(), token_id)
+    hosts = revoke_token(_celery(), token_id, timeout=REPLY_TIMEOUT)
     if hosts is None:
         raise _fail(f"no active token {token_id!r} (see `mediarunner tokens ls`)")
     console.print(f"revoked token [bold]{token_id}[/bold]; unregistered {len(hosts)} runner(s)"
@@ -222,7 +223,7 @@ def _steer(name: str, status: RunnerStatus) -> None:
 
     _writable()
     hostname = _resolve(name)
-    res = set_status(_celery(), hostname, status)
+    res = set_status(_celery(), hostname, status, timeout=REPLY_TIMEOUT)
     what = {RunnerStatus.MAINTENANCE: "in maintenance: running jobs finish, no new ones",
             RunnerStatus.DISABLED: "disabled: takes no jobs", RunnerStatus.ENABLED: "enabled: consuming"}[status]
     console.print(f"{hostname} {what}" + ("" if res.changed else " (already)"))
@@ -255,7 +256,7 @@ def runners_set_concurrency(name: str, concurrency: Annotated[int, typer.Argumen
 
     _writable()
     hostname = _resolve(name)
-    res = set_concurrency(_celery(), hostname, concurrency)
+    res = set_concurrency(_celery(), hostname, concurrency, timeout=REPLY_TIMEOUT)
     if "from" in res.replies:
         console.print(f"{hostname}: pool {res.replies['from']} -> {concurrency}")
     elif res.replies:
@@ -265,12 +266,13 @@ def runners_set_concurrency(name: str, concurrency: Annotated[int, typer.Argumen
 
 
 @runners_app.command("ping")
-def runners_ping(names: Annotated[list[str] | None, typer.Argument(help="runners (default: all registered)")] = None,
+def runners_ping(names: Annotated[list[str] | None, typer.Argument(help="runners (default: all not offline)")] = None,
                  timeout: float = 2.0) -> None:
     """Test connection: a round trip through the broker to each worker, with latency."""
     from mediarunner.scheduler.steering import ping
 
-    hostnames = [_resolve(n) for n in names] if names else [r.hostname for r in _runners()]
+    hostnames = ([_resolve(n) for n in names] if names
+                 else [r.hostname for r in _runners() if r.health is not Health.OFFLINE])
     results = ping(_celery(), hostnames, timeout=timeout)
     table = Table("runner", "reply", "latency")
     for p in results:

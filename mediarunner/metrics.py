@@ -48,7 +48,7 @@ class FleetCollector(Collector):
         def read(session: Any) -> tuple[list[Any], list[DurationHistogram], list[Runner]]:
             return jobs_by_state(session), completed_durations(session), list_runners(session, now, thresholds)
 
-        by_state, durations, fleet = transaction(read, retry_for=2)
+        by_state, durations, fleet = transaction(read, url=self.settings.database_url, retry_for=2)
         yield from self._jobs(by_state, durations)
         yield from self._runners(fleet, now)
 

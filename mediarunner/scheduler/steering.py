@@ -67,12 +67,11 @@ def set_status(app: Celery, hostname: str, status: RunnerStatus, *, timeout: flo
 
 
 def current_pool_size(app: Celery, hostname: str, timeout: float = 2.0) -> int | None:
-    stats = (app.control.inspect(destination=[hostname], timeout=timeout).stats() or {}).get(hostname)
-    if not stats:
-        return None
-    pool = stats.get("pool", {})
-    size = pool.get("max-concurrency")
-    return int(size) if isinstance(size, int) else len(pool.get("processes", [])) or None
+    """The pool's target size now. `inspect stats` lags behind pool_grow/pool_shrink (it reports the
+    start-up size and the processes spawned so far), so ask the worker (``mediarunner_pool``)."""
+    reply = _broadcast(app, "mediarunner_pool", hostname, timeout)
+    size = reply.get("size")
+    return int(size) if isinstance(size, int) else None
 
 
 def set_concurrency(app: Celery, hostname: str, concurrency: int, *, timeout: float = 2.0) -> SteerResult:

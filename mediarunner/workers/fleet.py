@@ -27,6 +27,7 @@ from typing import Any
 
 from celery import Celery, bootsteps
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_shutdown
+from celery.worker.control import inspect_command
 
 from mediarunner import __version__
 from mediarunner.config import Settings, get_settings
@@ -269,6 +270,12 @@ class FleetStep(bootsteps.StartStopStep):
     def start(self, c: Any) -> None:
         if AGENT is not None:
             AGENT.attach(c)
+
+
+@inspect_command()
+def mediarunner_pool(state: Any, **_: Any) -> dict[str, Any]:
+    """Remote control (read-only): the pool's target size, which pool_grow/pool_shrink change at once."""
+    return {"size": state.consumer.pool.num_processes}
 
 
 def install(app: Celery) -> None:
