@@ -142,15 +142,20 @@ def _runners(include_unregistered: bool = False) -> list[Any]:
     return transaction(lambda s: list_runners(s, utcnow(), thresholds, include_unregistered=include_unregistered))
 
 
-def _resolve(name: str) -> str:
-    """A runner by full name (``cpu1@host``), or by a unique prefix such as ``cpu1``."""
-    names = [r.hostname for r in _runners()]
+def _matches(name: str, names: list[str]) -> list[str]:
+    """Full name (``cpu1@host``), else the name part (``cpu1``), else a prefix."""
     if name in names:
-        return name
-    matches = [n for n in names if n.startswith(name) or n.split("@", 1)[0] == name]
+        return [name]
+    exact_part = [n for n in names if n.split("@", 1)[0] == name]
+    return exact_part or [n for n in names if n.startswith(name)]
+
+
+def _resolve(name: str, *, include_unregistered: bool = False) -> str:
+    matches = _matches(name, [r.hostname for r in _runners(include_unregistered)])
     if len(matches) == 1:
         return matches[0]
-    raise _fail(f"no runner {name!r}" if not matches else f"{name!r} is ambiguous: {', '.join(matches)}")
+    raise _fail(f"{name!r} is ambiguous: {', '.join(matches)}" if matches
+                else f"no runner {name!r} (see `mediarunner runners ls --all`)")
 
 
 @runners_app.command("ls")
@@ -178,7 +183,7 @@ def runners_show(name: str) -> None:
     from mediarunner.models.base import utcnow
     from mediarunner.workers.diagnostics import NOTABLE_ENCODERS
 
-    hostname = _resolve(name)
+    hostname = _resolve(name, include_unregistered=True)
     now = utcnow()
     r = next(x for x in _runners(True) if x.hostname == hostname)
     caps, d = r.capabilities, r.diagnostics
@@ -304,7 +309,10 @@ def logs(runner: Annotated[str | None, typer.Option(help="only this runner")] = 
          job: Annotated[str | None, typer.Option(help="only this job id")] = None,
          limit: Annotated[int, typer.Option("-n", "--limit")] = 50) -> None:
     """The activity log (newest last), colour-coded by event kind."""
-    show_events(runner=_resolve(runner) if runner else None, kind=type, job=job, limit=limit)
+    if runner:  # a name not in the registry (any more) is used as given: its history is still logged
+        matches = _matches(runner, [r.hostname for r in _runners(True)])
+        runner = matches[0] if len(matches) == 1 else runner
+    show_events(runner=runner, kind=type, job=job, limit=limit)
 
 
 # ------------------------------------------------------------------------------ stats

@@ -111,6 +111,7 @@ def test_logs_filters_and_colours(env: str, monkeypatch: pytest.MonkeyPatch) -> 
     out = invoke("logs", "--runner", "w", "--type", "job_failed")
     assert "job_failed" in out and bad[:8] in out and "job_completed" not in out
     assert "pw9999" not in out and "ftp://u:***@h/x" in out  # URLs in messages are masked
+    assert "job_" not in invoke("logs", "--runner", "ghost@gone")  # unknown names just match nothing
     out = invoke("logs", "-n", "2")
     assert len([line for line in out.splitlines() if "job_" in line]) == 2
     monkeypatch.setattr(cli_fleet, "console", Console(width=250, force_terminal=True, color_system="standard"))
