@@ -12,6 +12,7 @@ import queue
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -190,6 +191,16 @@ def _terminate(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def _die_with_parent() -> None:
+    """Runs in the child before exec: if the worker is SIGKILLed, the kernel kills ffmpeg too
+    (its own session keeps it out of the worker's process group, so nothing else would)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 def run_ffmpeg(
     args: Sequence[str],
     *,
@@ -213,6 +224,7 @@ def run_ffmpeg(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,  # own process group: cancel kills everything it spawned
+            preexec_fn=_die_with_parent,
         )
     except OSError as exc:  # missing binary is a worker problem; another worker may have it
         raise ProcessingError(f"cannot start {ffmpeg}: {exc}") from exc
