@@ -96,14 +96,14 @@ def _avc_codec(stream: dict[str, Any]) -> str:
     data = "".join("".join(m.group(1).split()) for m in re.finditer(r"^[0-9a-f]{8}: ((?:[0-9a-f]{2,4} ?)+)",
                                                                    hexdump, re.M))  # fmt: skip
     if len(data) >= 8 and data[:2] == "01":
-        return f"avc1.{data[2:8].upper()}"
+        return f"avc1.{data[2:8].lower()}"
     profile = _H264_PROFILES.get(str(stream.get("profile")))
     level = stream.get("level")
     if profile is None or not isinstance(level, int) or level <= 0:
         raise UnsupportedMediaError(
             f"cannot derive an RFC 6381 codec for H.264 profile {stream.get('profile')!r}"
         )
-    return f"avc1.{profile[0]:02X}{profile[1]:02X}{level:02X}"
+    return f"avc1.{profile[0]:02x}{profile[1]:02x}{level:02x}"
 
 
 def _codec_string(stream: dict[str, Any]) -> str:
