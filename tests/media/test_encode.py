@@ -176,3 +176,18 @@ def test_master_playlist() -> None:
     assert text.endswith("\n")
     with pytest.raises(ValueError):
         render_master_playlist([])
+
+
+def test_codec_strings_without_avcc() -> None:
+    from mediarunner.workers.media.hls import _codec_string
+
+    assert _codec_string({"codec_name": "h264", "profile": "High", "level": 40}) == "avc1.640028"
+    assert (
+        _codec_string({"codec_name": "h264", "profile": "Constrained Baseline", "level": 30}) == "avc1.42c01e"
+    )
+    assert _codec_string({"codec_name": "aac", "profile": "HE-AAC"}) == "mp4a.40.5"
+    hexdump = "\n00000000: 0164 001f ffe1 0019 6764 001f acd9 4050  .d......gd....@P\n"
+    assert (
+        _codec_string({"codec_name": "h264", "profile": "High", "level": 31, "extradata": hexdump})
+        == "avc1.64001f"
+    )
