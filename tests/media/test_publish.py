@@ -70,7 +70,8 @@ def test_resolve_local_path_table(
 
 
 def test_no_roots_means_no_restriction(root: Path) -> None:
-    for roots in (None, []):
+    no_roots: list[list[Path] | None] = [None, []]
+    for roots in no_roots:
         assert resolve_local_path("/etc/passwd", roots, what="input") == Path("/etc/passwd")
         with pytest.raises(InvalidInputError):  # '..' and schemes are refused regardless
             resolve_local_path("/etc/../etc/passwd", roots, what="input")
