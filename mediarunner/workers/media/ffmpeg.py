@@ -114,7 +114,11 @@ def _input_urls(args: Sequence[str]) -> list[str]:
 # messages are checked against the real input names so an *output* path problem is not
 # mistaken for bad input.
 _GENERIC_RULES: tuple[tuple[re.Pattern[str], type[MediarunnerError], str], ...] = (
-    (re.compile(r"moov atom not found"), InvalidInputError, "input is a truncated or unfinished MP4"),
+    (
+        re.compile(r"moov atom not found"),
+        InvalidInputError,
+        "input is not a valid MP4 (moov atom missing: truncated or unfinished)",
+    ),
     (
         re.compile(r"Output file #\d+ does not contain any stream"),
         UnsupportedMediaError,
@@ -122,7 +126,8 @@ _GENERIC_RULES: tuple[tuple[re.Pattern[str], type[MediarunnerError], str], ...] 
     ),
     (re.compile(r"does not contain any stream"), UnsupportedMediaError, "input has no usable stream"),
     (
-        re.compile(r"[Cc]ould not find codec parameters"),
+        # Only audio/video: data tracks (timecode...) trigger it harmlessly in many files.
+        re.compile(r"[Cc]ould not find codec parameters for stream \d+ \((?:Video|Audio)"),
         UnsupportedMediaError,
         "input stream parameters cannot be determined (unknown codec or 0x0 video)",
     ),
@@ -143,6 +148,16 @@ _GENERIC_RULES: tuple[tuple[re.Pattern[str], type[MediarunnerError], str], ...] 
     ),
 )
 
+# Conditions of the machine, not of the input: they win over any input complaint in the tail
+# (a corrupt-frame warning must not turn a full disk into a permanent failure).
+_TRANSIENT_MARKERS = (
+    "No space left on device",
+    "Cannot allocate memory",
+    "Resource temporarily unavailable",
+    "Input/output error",
+    "Exiting normally, received signal",
+)
+
 _INPUT_RULES: tuple[tuple[str, type[MediarunnerError], str], ...] = (
     ("No such file or directory", InvalidInputError, "input file does not exist"),
     ("Invalid data found when processing input", InvalidInputError, "input is corrupt or not a media file"),
@@ -160,6 +175,9 @@ def classify_failure(returncode: int, stderr_tail: str, args: Sequence[str]) -> 
         except ValueError:
             name = str(-returncode)
         return ProcessingError(f"ffmpeg was killed by signal {name}\n{tail}")
+    for marker in _TRANSIENT_MARKERS:
+        if marker in stderr_tail:
+            return ProcessingError(f"ffmpeg failed: {marker.lower()}\n{tail}")
     lines = stderr_tail.splitlines()
     for url in _input_urls(args):
         for line in lines:
