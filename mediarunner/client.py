@@ -41,9 +41,10 @@ class Client:
     @property
     def app(self) -> Celery:
         if self._app is None:
-            from mediarunner.workers.app import app
+            from mediarunner.workers.app import app, create_app
 
-            self._app = app
+            # The shared app was configured at import; settings given later may name another broker.
+            self._app = app if app.conf.broker_url == self.settings.broker_url else create_app(self.settings)
         return self._app
 
     # ------------------------------------------------------------------ submission
