@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mediarunner.errors import JobNotFoundError, MediarunnerError
@@ -95,7 +95,7 @@ def follow(job_id: str, timeout: float | None = None) -> Job:
     deadline = None if timeout is None else time.monotonic() + timeout
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
                   TextColumn("{task.fields[state]}"), TimeElapsedColumn(), console=console) as bars:
-        rows: dict[str, int] = {}
+        rows: dict[str, TaskID] = {}
         while True:
             job = client.get(job_id)
             for j in job.family:

@@ -7,6 +7,7 @@ later: a submission is never lost and never hangs on the broker.
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -78,11 +79,13 @@ class Client:
         return self._submit(jobs)
 
     def submit_noop(self, duration: float = 0.0, output: str | None = None, priority: int = 0, *,
-                    queue: str | None = None, metadata: Mapping[str, Any] | None = None) -> Job:
-        """A job that sleeps ``duration`` seconds (interruptibly) and optionally writes a file."""
+                    queue: str | None = None, metadata: Mapping[str, Any] | None = None,
+                    fail_attempts: int = 0) -> Job:
+        """A diagnostic job: waits ``duration`` seconds (interruptibly), optionally writes a file, and
+        fails transiently on its first ``fail_attempts`` attempts."""
         if output is not None:
             self._check_output(output)
-        payload = self._validated(NoopPayload, duration=duration, output=output)
+        payload = self._validated(NoopPayload, duration=duration, output=output, fail_attempts=fail_attempts)
         q, why = route(JobType.NOOP, queue=queue)
         return self._submit([NewJob(JobType.NOOP, q, dump(payload), routing_reason=why,
                                     **self._common(priority, "default", metadata))])
@@ -93,7 +96,7 @@ class Client:
         return transaction(lambda s: get_job(s, job_id), url=self.settings.database_url)
 
     def list(self, state: JobState | str | None = None, type: JobType | str | None = None,
-             limit: int = 100) -> list[Job]:
+             limit: int = 100) -> builtins.list[Job]:
         st = JobState(state) if state is not None else None
         ty = JobType(type) if type is not None else None
         return transaction(lambda s: list_jobs(s, state=st, type=ty, limit=limit), url=self.settings.database_url)
@@ -130,7 +133,7 @@ class Client:
 
     # ------------------------------------------------------------------ helpers
 
-    def _submit(self, jobs: list[NewJob]) -> Job:
+    def _submit(self, jobs: builtins.list[NewJob]) -> Job:
         url = self.settings.database_url
         ids = transaction(lambda s: transitions.create_jobs(s, jobs, utcnow()), url=url)
         dispatch(ids[0], app=self.app, database_url=url)

@@ -107,7 +107,7 @@ def test_retry_backoff_blocks_claim_until_due(db_url: str) -> None:
 
 
 def test_restart_gives_family_a_fresh_attempt(db_url: str) -> None:
-    root, a, b = family(db_url)
+    root, _a, _b = family(db_url)
     run(db_url, t.claim, root, 1, "w", None, NOW)
     run(db_url, t.fail, root, 1, "boom", ErrorKind.TRANSIENT, NOW)
     assert run(db_url, t.restart, root, NOW)

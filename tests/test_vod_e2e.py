@@ -42,7 +42,8 @@ def test_full_ladder(stack: Stack, tmp_path: Path) -> None:
         assert abs(media_playlist_duration(out / "hls" / name / "index.m3u8") - 2.0) <= 0.1
         # faststart: the moov atom comes before mdat
         head = mp4.read_bytes()[:4096]
-        assert head.find(b"moov") != -1 and (head.find(b"mdat") == -1 or head.find(b"moov") < head.find(b"mdat"))
+        moov, mdat = head.find(b"moov"), head.find(b"mdat")
+        assert moov != -1 and (mdat == -1 or moov < mdat)
     variants = master_variants(out / "master.m3u8")
     assert sorted(uri for _, uri in variants) == sorted(f"hls/{n}/index.m3u8" for n in expected)
     assert all("RESOLUTION=" in attrs and "CODECS=" in attrs for attrs, _ in variants)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import and_, case, delete, exists, func, or_, select, update
+from sqlalchemy import and_, case, delete, exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from mediarunner.config import Settings
@@ -77,11 +77,11 @@ def update_ranks(session: Session, settings: Settings) -> int:
     """Recompute every pending job's position in its queue in one set-based statement."""
     classes = settings.priority_classes
     class_rank = case(*((JobRow.priority_class == k, v) for k, v in classes.items()),
-                      else_=max(classes.values(), default=0) + 1) if classes else 0
+                      else_=max(classes.values(), default=0) + 1) if classes else literal(0)
     ranked = select(
         JobRow.id.label("id"),
         func.row_number().over(partition_by=JobRow.queue,
-                               order_by=(class_rank, JobRow.priority.desc(), JobRow.created_at, JobRow.id))
+                               order_by=[class_rank, JobRow.priority.desc(), JobRow.created_at, JobRow.id])
         .label("rn"),
     ).where(JobRow.state == JobState.PENDING).subquery()
     n = session.execute(

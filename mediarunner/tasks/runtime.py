@@ -129,6 +129,6 @@ def _failed(ctx: JobContext, exc: BaseException, settings: Settings) -> str:
             return RunStatus.RETRYING
     elif transaction(lambda s: transitions.fail(s, ctx.job.id, ctx.job.attempt, message, decision.kind, now,
                                                 log_tail=ctx.log_tail)):
-        log.error("job %s failed: %s", ctx.job.id, message, exc_info=not decision.kind == "permanent")
+        log.error("job %s failed: %s", ctx.job.id, message, exc_info=decision.kind != "permanent")
         return RunStatus.FAILED
     return _lost(ctx)
