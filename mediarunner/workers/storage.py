@@ -53,6 +53,7 @@ from mediarunner.errors import (
     StorageError,
     ValidationError,
 )
+from mediarunner.workers.media.publish import resolve_local_path
 
 __all__ = [
     "DEFAULT_LAST",
@@ -132,6 +133,10 @@ class StorageConfig(BaseModel):
     ftp_credentials: dict[str, HostCredentials] = Field(default_factory=dict)  # none: anonymous
     ftp_tls: bool = False
 
+    # Local paths (plain or file://) must resolve inside these (empty: anywhere); ".." is refused.
+    input_roots: list[Path] = Field(default_factory=list)
+    output_roots: list[Path] = Field(default_factory=list)
+
     # Retries of one transfer step (so attempts = transfer_retries + 1), exponential backoff.
     transfer_retries: int = Field(default=3, ge=0, le=100)
     transfer_backoff_seconds: float = Field(default=1.0, ge=0)
@@ -197,15 +202,11 @@ def parse_location(url: str, direction: Direction = "input") -> Location:
     scheme = parts.scheme.lower()
     if "@" in parts.netloc:
         # Never echo the URL: it may hold a password.
-        raise ValidationError(
-            f"credentials must not be embedded in {scheme}:// URLs; configure them in the settings"
-        )
+        raise ValidationError(f"credentials must not be embedded in {scheme}:// URLs; configure them in the settings")
     if scheme not in _SCHEMES:
         raise _problem(direction, f"unsupported storage scheme {scheme!r} (supported: {', '.join(_SCHEMES)})")
     if parts.query or parts.fragment:
-        raise ValidationError(
-            f"{scheme}:// URLs take no query or fragment (percent-encode '?' and '#' in paths)"
-        )
+        raise ValidationError(f"{scheme}:// URLs take no query or fragment (percent-encode '?' and '#' in paths)")
     path = unquote(parts.path)
     if scheme == "file":
         if parts.netloc not in ("", "localhost"):
@@ -535,7 +536,10 @@ def _rm_file(path: str) -> Callable[[Any], None]:
 def _put(fs: Any, scheme: str, src: Path, dst: str) -> None:
     """Upload one local file to ``dst`` (its directory exists) in as few round trips as possible."""
     if scheme == "file":
-        shutil.copyfile(src, dst)
+        with open(src, "rb") as fin, open(dst, "wb") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+            fout.flush()
+            os.fsync(fout.fileno())  # the rename must not expose data still in the page cache only
     elif scheme == "sftp":
         fs.ftp.put(str(src), dst)  # paramiko checks the remote size afterwards
     elif scheme == "ftp":
@@ -552,6 +556,12 @@ def _replace(fs: Any, scheme: str, src: str, dst: str) -> None:
     """Rename ``src`` over ``dst`` (atomically where the protocol allows)."""
     if scheme == "file":
         os.replace(src, dst)
+        with suppress(OSError):  # durability of the rename; some filesystems refuse a dir fsync
+            fd = os.open(os.path.dirname(dst) or ".", os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         return
     if scheme == "ftp":
         import ftplib
@@ -704,13 +714,14 @@ class Storage:
     def stage_in(self, url: str, scratch_dir: Path) -> Path:
         """Make ``url`` available as a local file.
 
-        Local paths are returned in place (no copy; InvalidInputError when missing). Remote objects are
+        Local paths are returned in place (no copy), resolved (symlinks followed) and checked against
+        ``input_roots``; InvalidInputError when missing or outside the roots. Remote objects are
         downloaded into ``scratch_dir`` under a temporary name, then renamed, so the returned path is
         always complete.
         """
         loc = parse_location(url, "input")
         if loc.scheme == "file":
-            local = Path(loc.path)
+            local = resolve_local_path(url, self.config.input_roots or None, what="input")
             if not local.is_file():
                 raise InvalidInputError(f"input {local} does not exist or is not a file")
             return local
@@ -764,6 +775,9 @@ class Storage:
         Returns the URLs of the published files, in upload order.
         """
         loc = parse_location(url, "output")
+        if loc.scheme == "file":
+            real = resolve_local_path(url, self.config.output_roots or None, what="output")
+            loc = Location("file", "", None, str(real), url)
         local = Path(local)
         if not local.exists():
             raise ProcessingError(f"nothing to publish: {local} does not exist")

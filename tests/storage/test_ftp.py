@@ -45,9 +45,7 @@ def test_ftp_permanent_errors(ftp: tuple[FTPServer, StorageConfig], tmp_path: Pa
     with pytest.raises(InvalidInputError, match="not found"):
         Storage(config).stage_in(_url(server, "/missing.mp4"), tmp_path)
     bad = config.model_copy(
-        update={
-            "ftp_credentials": {"127.0.0.1": HostCredentials(username="bob", password=SecretStr("wrong"))}
-        }
+        update={"ftp_credentials": {"127.0.0.1": HostCredentials(username="bob", password=SecretStr("wrong"))}}
     )
     t0 = time.monotonic()
     with pytest.raises(InvalidOutputError, match="refused"):

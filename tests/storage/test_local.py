@@ -13,6 +13,7 @@ from mediarunner.errors import (
 )
 from mediarunner.workers.storage import (
     Storage,
+    StorageConfig,
     check_free_space,
     cleanup,
     is_local,
@@ -145,3 +146,23 @@ def test_cleanup(tmp_path: Path) -> None:
     assert not d.exists() and not f.exists() and outside.exists()
     with pytest.raises(ValueError):
         cleanup(Path("/"))
+
+
+def test_local_roots_enforced(tmp_path: Path, tree: Path) -> None:
+    inside, outside = tmp_path / "in", tmp_path / "elsewhere"
+    inside.mkdir()
+    outside.mkdir()
+    (inside / "a.mp4").write_bytes(b"a")
+    (outside / "b.mp4").write_bytes(b"b")
+    (inside / "link.mp4").symlink_to(outside / "b.mp4")
+    out_root = tmp_path / "outputs"
+    storage = Storage(StorageConfig(input_roots=[inside], output_roots=[out_root]))
+    assert storage.stage_in(str(inside / "a.mp4"), tmp_path / "s") == (inside / "a.mp4").resolve()
+    for bad in (str(outside / "b.mp4"), str(inside / "link.mp4"), f"{inside}/../elsewhere/b.mp4"):
+        with pytest.raises(InvalidInputError):
+            storage.stage_in(bad, tmp_path / "s")
+    assert storage.publish(tree, f"file://{out_root}/job")[-1] == str(out_root / "job" / "manifest.json")
+    with pytest.raises(InvalidOutputError):
+        storage.publish(tree, str(outside / "job"))
+    with pytest.raises(InvalidOutputError):
+        storage.publish(tree, f"{out_root}/../elsewhere")

@@ -42,12 +42,8 @@ def test_s3_round_trip(s3: tuple[StorageConfig, Any], tree: Path, tmp_path: Path
     assert [p.name for p in scratch.iterdir()] == [local.name]  # no temporaries left
 
     # A single file, to a key and under a prefix.
-    assert storage.publish(tree / "manifest.json", f"s3://{bucket}/single/m.json") == [
-        f"s3://{bucket}/single/m.json"
-    ]
-    assert storage.publish(tree / "manifest.json", f"s3://{bucket}/dir/") == [
-        f"s3://{bucket}/dir/manifest.json"
-    ]
+    assert storage.publish(tree / "manifest.json", f"s3://{bucket}/single/m.json") == [f"s3://{bucket}/single/m.json"]
+    assert storage.publish(tree / "manifest.json", f"s3://{bucket}/dir/") == [f"s3://{bucket}/dir/manifest.json"]
     assert set(_objects(client, bucket, "single/")) == {"single/m.json"}
     assert set(_objects(client, bucket, "dir/")) == {"dir/manifest.json"}
 

@@ -59,18 +59,14 @@ def test_sftp_permanent_errors(
     other.write_bytes(asyncssh.generate_private_key("ssh-ed25519").export_private_key("openssh"))
     wrong = config.model_copy(
         update={
-            "sftp_credentials": {
-                f"127.0.0.1:{server.port}": HostCredentials(username="alice", private_key_path=other)
-            }
+            "sftp_credentials": {f"127.0.0.1:{server.port}": HostCredentials(username="alice", private_key_path=other)}
         }
     )
     with pytest.raises(InvalidInputError, match="refused"):
         Storage(wrong).stage_in(_url(server, "/x"), tmp_path)
 
 
-def test_sftp_connection_dropped_once_is_retried(
-    sftp: tuple[SFTPServer, StorageConfig], tmp_path: Path
-) -> None:
+def test_sftp_connection_dropped_once_is_retried(sftp: tuple[SFTPServer, StorageConfig], tmp_path: Path) -> None:
     server, config = sftp
     src = make_tree(tmp_path / "big", segments=4, seg_bytes=200_000)
     server.faults.drop_after_bytes = 500_000

@@ -182,9 +182,7 @@ def test_cancel_stops_within_two_seconds(tmp_path: Path) -> None:
     assert run.ended_at is not None and run.ended_at - t0 < 2.0
 
 
-def test_stalled_publisher_then_failover_resume(
-    tmp_path: Path, publishers: list[subprocess.Popen[bytes]]
-) -> None:
+def test_stalled_publisher_then_failover_resume(tmp_path: Path, publishers: list[subprocess.Popen[bytes]]) -> None:
     out = tmp_path / "live"
     port = free_port()
     url = f"rtmp://127.0.0.1:{port}/live/stream"

@@ -203,9 +203,7 @@ def test_bad_intro_fails_before_encoding(media: dict[str, Path], tmp_path: Path)
     with pytest.raises(InvalidInputError, match="needs a video"):
         apply_operations(media["main"], [Outro(url="x")], work, resolve=_resolver({"x": audio_only}))
     with pytest.raises(InvalidInputError, match="needs a video"):
-        apply_operations(
-            audio_only, [Watermark(image_url="x")], work, resolve=_resolver({"x": media["logo"]})
-        )
+        apply_operations(audio_only, [Watermark(image_url="x")], work, resolve=_resolver({"x": media["logo"]}))
 
 
 def test_cancel(media: dict[str, Path], tmp_path: Path) -> None:

@@ -244,9 +244,7 @@ def concat_args(
                 )
             labels.append(f"[a{i}]")
     n = len(clips)
-    graph.append(
-        f"{''.join(labels)}concat=n={n}:v=1:a={1 if with_audio else 0}[v]{'[a]' if with_audio else ''}"
-    )
+    graph.append(f"{''.join(labels)}concat=n={n}:v=1:a={1 if with_audio else 0}[v]{'[a]' if with_audio else ''}")
     args += ["-filter_complex", ";".join(graph), "-map", "[v]"]
     if with_audio:
         args += ["-map", "[a]"]
