@@ -443,7 +443,9 @@ class _Connection:
                 if kind is _Kind.DENIED:
                     raise _problem(self.direction, f"{what}: refused by {where}: {_describe(exc)}") from exc
                 if kind is _Kind.NO_SPACE:
-                    raise InsufficientResourcesError(f"{what}: local disk full: {_describe(exc)}") from exc
+                    if self.direction == "input":  # our scratch disk: another worker may have room
+                        raise InsufficientResourcesError(f"{what}: scratch disk full: {_describe(exc)}") from exc
+                    raise StorageError(f"{what}: destination full on {where}: {_describe(exc)}") from exc
                 self.reset()
                 if attempt + 1 >= attempts:
                     raise StorageError(

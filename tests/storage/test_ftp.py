@@ -78,3 +78,25 @@ def test_ftp_server_dies_mid_upload(ftp: tuple[FTPServer, StorageConfig], tmp_pa
     expected = tree_files(src)
     assert all(visible[k] == expected[k] for k in visible)
     assert not [k for k in visible if k.endswith((".m3u8", ".json"))]
+
+
+def test_scratch_full_is_insufficient_resources(
+    ftp: tuple[FTPServer, StorageConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from fsspec.implementations.ftp import FTPFileSystem
+
+    from mediarunner.errors import InsufficientResourcesError
+
+    server, config = ftp
+    (server.root / "in.mp4").write_bytes(b"x" * 1000)
+
+    def full(self: object, rpath: str, lpath: str, **kwargs: object) -> None:
+        Path(lpath).write_bytes(b"x" * 10)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(FTPFileSystem, "get_file", full)
+    with pytest.raises(InsufficientResourcesError):
+        Storage(config).stage_in(_url(server, "/in.mp4"), tmp_path / "scratch")
+    assert not list((tmp_path / "scratch").iterdir())  # the partial download is gone
