@@ -53,8 +53,12 @@ class Engine(Protocol):
     model_name: str
     device: str
 
-    def transcribe(self, audio: Path, *, language: str | None) -> Transcript:
-        """Transcribe a (preferably 16 kHz mono WAV) audio file. ``language`` None: detect."""
+    def transcribe(
+        self, audio: Path, *, language: str | None, should_cancel: ShouldCancel | None = None
+    ) -> Transcript:
+        """Transcribe a (preferably 16 kHz mono WAV) audio file. ``language`` None: detect
+        (English-only models always answer ``en``). ``should_cancel`` is polled when the engine
+        can stop (raises :class:`~mediarunner.errors.JobCancelled`)."""
         ...
 
 
