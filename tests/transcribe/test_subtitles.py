@@ -81,6 +81,13 @@ def test_cues_are_clamped_monotonic_and_escaped() -> None:
     assert all(0 <= s["start"] <= s["end"] <= 10.0 for s in doc["segments"])
 
 
+def test_clamp_rounds_down_to_the_millisecond() -> None:
+    t = _t([Segment(start=0.0314, end=13.2, text="past the end")], duration=13.1416875)
+    (cue,) = parse_vtt(to_webvtt(t))
+    assert (cue.start, cue.end) == (0.031, 13.141)
+    assert_well_formed(parse_srt(to_srt(t)), 13.1416875)
+
+
 def test_millisecond_formatting_in_files() -> None:
     vtt = to_webvtt(_t([Segment(start=1.5, end=2.25, text="hi")]))
     assert "00:00:01.500 --> 00:00:02.250" in vtt

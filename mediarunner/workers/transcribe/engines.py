@@ -243,6 +243,17 @@ class WhisperXEngine:
             )
         if vad_method not in ("pyannote", "silero"):
             raise PermanentError(f"whisperx: unknown vad_method {vad_method!r} (pyannote or silero)")
+        # Cheap configuration checks before the (slow) model loads.
+        if align_model_dir is not None and not Path(align_model_dir).is_dir():
+            raise ModelNotFoundError(
+                f"whisperx: alignment model directory {align_model_dir} does not exist; "
+                "fix MEDIARUNNER_WHISPER_ALIGN_MODEL_DIR or unset it to skip alignment"
+            )
+        if diarize_model_dir is not None and not (Path(diarize_model_dir) / "config.yaml").is_file():
+            raise ModelNotFoundError(
+                f"whisperx: {diarize_model_dir} is not a pyannote pipeline directory (no config.yaml); "
+                "fix MEDIARUNNER_WHISPER_DIARIZE_MODEL_DIR or unset it to skip diarization"
+            )
         self.model_name = model_name or self.model_path.name
         self.device = device
         self.compute_type = compute_type
@@ -365,11 +376,6 @@ class WhisperXEngine:
         return None
 
     def _load_diarize(self, path: Path) -> Any:
-        if not (path / "config.yaml").is_file():
-            raise ModelNotFoundError(
-                f"whisperx: {path} is not a pyannote pipeline directory (no config.yaml); "
-                "fix MEDIARUNNER_WHISPER_DIARIZE_MODEL_DIR or unset it to skip diarization"
-            )
         try:
             from whisperx.diarize import DiarizationPipeline
 

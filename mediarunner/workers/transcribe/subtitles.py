@@ -41,7 +41,10 @@ def _clean_text(text: str) -> str:
 
 def cues(t: Transcript) -> Iterator[tuple[float, float, str, str | None]]:
     """Yield ``(start, end, text, speaker)`` with sanitised, millisecond-rounded times."""
-    limit = t.audio_duration if t.audio_duration > 0 and math.isfinite(t.audio_duration) else math.inf
+    # The limit is the duration rounded *down* to the millisecond, so a rounded cue time can never
+    # land after the end of the audio (13.1416875 s allows 13.141, not 13.142).
+    duration = t.audio_duration
+    limit = math.floor(duration * 1000) / 1000 if duration > 0 and math.isfinite(duration) else math.inf
     last_end = 0.0
     for seg in sorted(t.segments, key=lambda s: (s.start, s.end)):
         text = _clean_text(seg.text)
