@@ -1,0 +1,170 @@
+"""The Python API: ``from mediarunner import Client``.
+
+Submission writes the job rows first (one transaction), then publishes the Celery chain.
+If the broker is down the rows stay ``pending`` and the scheduler's outbox publishes them
+later: a submission is never lost and never hangs on the broker.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from celery import Celery
+from pydantic import ValidationError as PydanticValidationError
+
+from mediarunner.config import Settings, get_settings
+from mediarunner.errors import InvalidOutputError, ValidationError
+from mediarunner.models import transitions
+from mediarunner.models.base import utcnow
+from mediarunner.models.db import transaction
+from mediarunner.models.enums import JobState, JobType
+from mediarunner.models.payloads import NoopPayload, RenditionPayload, TranscodePayload, dump
+from mediarunner.models.queries import get_job, list_jobs
+from mediarunner.models.schemas import Job
+from mediarunner.models.transitions import NewJob
+from mediarunner.scheduler.dispatch import dispatch
+from mediarunner.scheduler.routing import route
+from mediarunner.workers.media.publish import resolve_local_path
+
+MAX_METADATA_BYTES = 16_384
+
+
+class Client:
+    def __init__(self, settings: Settings | None = None, *, app: Celery | None = None) -> None:
+        self.settings = settings or get_settings()
+        self._app = app
+
+    @property
+    def app(self) -> Celery:
+        if self._app is None:
+            from mediarunner.workers.app import app
+
+            self._app = app
+        return self._app
+
+    # ------------------------------------------------------------------ submission
+
+    def submit_transcode(self, input: str, output: str, renditions: Sequence[str] | None = None,
+                         formats: Sequence[str] = ("hls", "mp4"), priority: int = 0,
+                         metadata: Mapping[str, Any] | None = None, *, priority_class: str = "default",
+                         queue: str | None = None) -> Job:
+        """Transcode ``input`` into an HLS + MP4 ladder under the directory ``output``."""
+        ladder = self.settings.ladder_by_name()
+        if renditions is not None:
+            if isinstance(renditions, str) or not renditions:
+                raise ValidationError("renditions must be a non-empty list of rendition names")
+            unknown = [r for r in renditions if r not in ladder]
+            if unknown:
+                raise ValidationError(f"unknown rendition(s) {unknown}; configured: {sorted(ladder)}")
+        rungs = sorted((ladder[n] for n in (renditions or ladder)), key=lambda r: -r.height)
+        rungs = list({r.name: r for r in rungs}.values())
+        self._check_output(output)
+        if isinstance(formats, str):
+            raise ValidationError("formats must be a sequence such as ('hls', 'mp4')")
+        parent = self._validated(TranscodePayload, input=input, output=output, formats=tuple(formats),
+                                 ladder=tuple(rungs))
+        q, why = route(JobType.TRANSCODE, queue=queue)
+        common = self._common(priority, priority_class, metadata)
+        jobs = [NewJob(JobType.TRANSCODE, q, dump(parent), routing_reason=why, **common)]
+        for rung in rungs[1:]:  # the parent encodes the top rung it can fill; children the rest
+            child = self._validated(RenditionPayload, input=input, output=output, formats=parent.formats,
+                                    rendition=rung.name)
+            cq, cwhy = route(JobType.TRANSCODE_RENDITION, queue=queue)
+            jobs.append(NewJob(JobType.TRANSCODE_RENDITION, cq, dump(child), parent=0, routing_reason=cwhy,
+                               **common))
+        return self._submit(jobs)
+
+    def submit_noop(self, duration: float = 0.0, output: str | None = None, priority: int = 0, *,
+                    queue: str | None = None, metadata: Mapping[str, Any] | None = None) -> Job:
+        """A job that sleeps ``duration`` seconds (interruptibly) and optionally writes a file."""
+        if output is not None:
+            self._check_output(output)
+        payload = self._validated(NoopPayload, duration=duration, output=output)
+        q, why = route(JobType.NOOP, queue=queue)
+        return self._submit([NewJob(JobType.NOOP, q, dump(payload), routing_reason=why,
+                                    **self._common(priority, "default", metadata))])
+
+    # ------------------------------------------------------------------ queries and control
+
+    def get(self, job_id: str) -> Job:
+        return transaction(lambda s: get_job(s, job_id), url=self.settings.database_url)
+
+    def list(self, state: JobState | str | None = None, type: JobType | str | None = None,
+             limit: int = 100) -> builtins.list[Job]:
+        st = JobState(state) if state is not None else None
+        ty = JobType(type) if type is not None else None
+        return transaction(lambda s: list_jobs(s, state=st, type=ty, limit=limit), url=self.settings.database_url)
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a job and its unfinished descendants; a running ffmpeg is killed within ~2 s."""
+        transaction(lambda s: (get_job(s, job_id, with_children=False), transitions.cancel(s, job_id, utcnow())),
+                    url=self.settings.database_url)
+        return self.get(job_id)
+
+    def restart(self, job_id: str) -> Job:
+        """Run a failed, timed-out or cancelled job (and its unfinished descendants) again."""
+        job = self.get(job_id)
+        if not transaction(lambda s: transitions.restart(s, job_id, utcnow()), url=self.settings.database_url):
+            raise ValidationError(f"job {job_id} is {job.state.value}; only failed, timed-out or cancelled "
+                                  "jobs can be restarted")
+        job = self.get(job_id)
+        if job.state is JobState.PENDING:
+            dispatch(job_id, app=self.app, database_url=self.settings.database_url)
+        return self.get(job_id)
+
+    def wait(self, job_id: str, timeout: float | None = None, poll: float = 0.2) -> Job:
+        """Block until the job and all its descendants are in a terminal state."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.02
+        while True:
+            job = self.get(job_id)
+            if job.done:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} not finished after {timeout}s (state {job.state.value})")
+            time.sleep(delay)
+            delay = min(delay * 2, poll)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _submit(self, jobs: builtins.list[NewJob]) -> Job:
+        url = self.settings.database_url
+        ids = transaction(lambda s: transitions.create_jobs(s, jobs, utcnow()), url=url)
+        dispatch(ids[0], app=self.app, database_url=url)
+        return self.get(ids[0])
+
+    def _common(self, priority: int, priority_class: str, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+        if not isinstance(priority, int) or isinstance(priority, bool) or not -1000 <= priority <= 1000:
+            raise ValidationError("priority must be an integer between -1000 and 1000")
+        if priority_class not in self.settings.priority_classes:
+            raise ValidationError(f"unknown priority class {priority_class!r}; configured: "
+                                  f"{sorted(self.settings.priority_classes)}")
+        meta = dict(metadata or {})
+        try:
+            size = len(json.dumps(meta))
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"metadata must be JSON-serialisable: {exc}") from None
+        if size > MAX_METADATA_BYTES:
+            raise ValidationError(f"metadata is {size} bytes; the limit is {MAX_METADATA_BYTES}")
+        return dict(priority=priority, priority_class=priority_class, meta=meta,
+                    max_attempts=self.settings.max_attempts)
+
+    def _check_output(self, output: str) -> None:
+        if not isinstance(output, str):
+            raise ValidationError("output must be a string (a path or file:// URL)")
+        try:
+            resolve_local_path(output, self.settings.output_roots, what="output")
+        except InvalidOutputError as exc:
+            raise ValidationError(f"invalid output: {exc}") from None
+
+    @staticmethod
+    def _validated(model: type[Any], **fields: Any) -> Any:
+        try:
+            return model(**fields)
+        except PydanticValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ValidationError(f"invalid {model.__name__}: {problems}") from None

@@ -1,0 +1,11 @@
+"""Job model: tables, enums, read models, and the one module that changes state (transitions)."""
+
+from mediarunner.models.base import Base, utcnow
+from mediarunner.models.enums import TERMINAL_STATES, ErrorKind, JobState, JobType, Queue, Stage
+from mediarunner.models.schemas import Artifact, Job
+from mediarunner.models.tables import EventRow, JobRow, LockRow
+
+__all__ = [
+    "TERMINAL_STATES", "Artifact", "Base", "ErrorKind", "EventRow", "Job", "JobRow", "JobState",
+    "JobType", "LockRow", "Queue", "Stage", "utcnow",
+]

@@ -1,0 +1,119 @@
+"""Engines and transactions.
+
+One engine per (URL, process): Celery's prefork pool forks after import, and a pooled
+connection must never cross a fork. ``transaction()`` retries work when the database
+connection drops (PostgreSQL restart), so workers ride out a short outage.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_engines: dict[tuple[str, int], Engine] = {}
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL lets readers run beside the single writer; busy_timeout makes writers queue, not fail.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def get_engine(url: str | None = None) -> Engine:
+    if url is None:
+        from mediarunner.config import get_settings
+
+        url = get_settings().database_url
+    key = (url, os.getpid())
+    engine = _engines.get(key)
+    if engine is None:
+        if url.startswith("sqlite"):
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        _engines[key] = engine
+    return engine
+
+
+def dispose_engines() -> None:
+    """Forget engines inherited from a parent process (call in a forked child)."""
+    for (url, pid), engine in list(_engines.items()):
+        if pid != os.getpid():
+            engine.dispose(close=False)
+            del _engines[(url, pid)]
+
+
+def session_factory(url: str | None = None) -> sessionmaker[Session]:
+    return sessionmaker(bind=get_engine(url), expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(url: str | None = None) -> Iterator[Session]:
+    session = session_factory(url)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def _is_disconnect(exc: BaseException) -> bool:
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, OperationalError):
+        text = str(exc).lower()
+        return any(
+            s in text
+            for s in (
+                "connection", "server closed", "terminating", "shutting down", "could not connect",
+                "the database system is", "database is locked", "ssl syscall",
+            )
+        )
+    return False
+
+
+def transaction(
+    fn: Callable[[Session], T], *, url: str | None = None, retry_for: float = 60.0
+) -> T:
+    """Run ``fn(session)`` in one transaction, retrying it whole while the database is unreachable.
+
+    ``fn`` must be safe to re-run: every write in it is a guarded compare-and-set, so a retry
+    after an unknown commit outcome does no harm.
+    """
+    deadline = time.monotonic() + retry_for
+    delay = 0.1
+    while True:
+        try:
+            with session_scope(url) as session:
+                return fn(session)
+        except (OperationalError, DBAPIError) as exc:
+            if not _is_disconnect(exc) or time.monotonic() > deadline:
+                raise
+            log.warning("database unavailable (%s); retrying in %.1fs", exc.__class__.__name__, delay)
+            get_engine(url).dispose()
+            time.sleep(delay + random.uniform(0, delay / 2))
+            delay = min(delay * 2, 3.0)

@@ -1,0 +1,98 @@
+"""ORM tables. Rows are read through ``mediarunner.models.schemas.Job`` (frozen) and written
+only by ``mediarunner.models.transitions`` (state) and job creation (inserts)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Enum, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mediarunner.models.base import Base, PortableJSON, utcnow
+from mediarunner.models.enums import JobState, JobType, Stage
+
+
+def _enum(cls: type[Any], name: str) -> Enum:
+    # VARCHAR + CHECK rather than a native PG enum: adding a state needs no ALTER TYPE.
+    return Enum(
+        cls, name=name, native_enum=False, length=32, validate_strings=True,
+        values_callable=lambda e: [m.value for m in e],
+    )
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    type: Mapped[JobType] = mapped_column(_enum(JobType, "job_type"))
+    state: Mapped[JobState] = mapped_column(_enum(JobState, "job_state"))
+    stage: Mapped[Stage | None] = mapped_column(_enum(Stage, "job_stage"), nullable=True)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+
+    queue: Mapped[str] = mapped_column(String(64))
+    routing_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    priority: Mapped[int] = mapped_column(Integer, default=0)  # higher runs first
+    priority_class: Mapped[str] = mapped_column(String(32), default="default")
+    rank: Mapped[int | None] = mapped_column(Integer, nullable=True)  # 1 = next to run in its queue
+
+    parent_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=True
+    )
+    root_id: Mapped[str] = mapped_column(String(36))  # family root (itself for a root job)
+
+    attempt: Mapped[int] = mapped_column(Integer, default=1)  # fences stale workers
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+
+    payload: Mapped[dict[str, Any]] = mapped_column(PortableJSON)  # sent to workers
+    private_payload: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)  # never sent
+    meta: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)  # caller's metadata
+    result: Mapped[dict[str, Any] | None] = mapped_column(PortableJSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    log_tail: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    celery_task_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    run_after: Mapped[datetime | None] = mapped_column(nullable=True)  # retry backoff
+    dispatched_at: Mapped[datetime | None] = mapped_column(nullable=True)  # last broker publish
+    started_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+    __table_args__ = (
+        Index("ix_jobs_state_queue", "state", "queue"),
+        Index("ix_jobs_parent_id", "parent_id"),
+        Index("ix_jobs_root_id", "root_id"),
+        Index("ix_jobs_state_heartbeat_at", "state", "heartbeat_at"),
+        Index("ix_jobs_state_finished_at", "state", "finished_at"),
+    )
+
+
+class EventRow(Base):
+    """Activity log: what happened to jobs and runners, newest last."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(32))
+    job_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    runner: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (Index("ix_events_at", "at"), Index("ix_events_job_id", "job_id"))
+
+
+class LockRow(Base):
+    """Leases for singleton work (the beat tick): two beat processes never double-dispatch."""
+
+    __tablename__ = "locks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column()

@@ -1,0 +1,245 @@
+"""Every job state change, and nothing else, lives here.
+
+Each transition is one guarded compare-and-set: ``UPDATE jobs SET ... WHERE id = :id AND
+state IN (...) [AND attempt = :attempt]``; the rowcount says whether it happened. Work done by
+a worker is fenced by its attempt number: after a failover or restart the attempt grows, so a
+late ("zombie") worker's heartbeat, result or failure matches no row and is discarded.
+
+Functions take a Session (the caller owns the transaction) and ``now`` (no hidden clock).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from mediarunner.models.enums import ACTIVE_STATES, RESTARTABLE_STATES, ErrorKind, JobState, JobType, Stage
+from mediarunner.models.tables import EventRow, JobRow
+
+S = JobState
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job to insert. ``parent`` is an index into the list given to :func:`create_jobs`."""
+
+    type: JobType
+    queue: str
+    payload: dict[str, Any]
+    parent: int | None = None
+    priority: int = 0
+    priority_class: str = "default"
+    max_attempts: int = 3
+    private_payload: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    routing_reason: str | None = None
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+def _rowcount(result: Any) -> int:
+    return cast(CursorResult[Any], result).rowcount
+
+
+def _cas(session: Session, job_id: str, states: Collection[JobState], values: dict[str, Any],
+         *, attempt: int | None = None, extra: Sequence[Any] = ()) -> bool:
+    stmt = update(JobRow).where(JobRow.id == job_id, JobRow.state.in_(list(states)), *extra)
+    if attempt is not None:
+        stmt = stmt.where(JobRow.attempt == attempt)
+    stmt = stmt.values(**values).execution_options(synchronize_session=False)
+    return _rowcount(session.execute(stmt)) == 1
+
+
+def record_event(session: Session, kind: str, now: datetime, message: str = "", *,
+                 job_id: str | None = None, runner: str | None = None) -> None:
+    session.add(EventRow(at=now, kind=kind, job_id=job_id, runner=runner, message=message[:2000]))
+
+
+# --------------------------------------------------------------------------- creation
+
+def create_jobs(session: Session, jobs: Sequence[NewJob], now: datetime) -> list[str]:
+    """Insert a family of jobs: roots start ``pending``, children ``waiting_for_parent``."""
+    ids = [j.id for j in jobs]
+    for j in jobs:
+        parent_id = ids[j.parent] if j.parent is not None else None
+        root = j
+        while root.parent is not None:
+            root = jobs[root.parent]
+        session.add(JobRow(
+            id=j.id, type=j.type, state=S.PENDING if parent_id is None else S.WAITING_FOR_PARENT,
+            queue=j.queue, routing_reason=j.routing_reason, priority=j.priority,
+            priority_class=j.priority_class, parent_id=parent_id, root_id=root.id, attempt=1,
+            failures=0, max_attempts=j.max_attempts, payload=j.payload,
+            private_payload=j.private_payload, meta=j.meta, progress=0.0,
+            created_at=now, updated_at=now,
+        ))
+    session.flush()
+    record_event(session, "job_submitted", now, f"{jobs[0].type.value} with {len(jobs) - 1} child job(s)",
+                 job_id=ids[0])
+    return ids
+
+
+# --------------------------------------------------------------------------- dispatch and claim
+
+def mark_dispatched(session: Session, job_ids: Iterable[str], now: datetime) -> None:
+    """Remember that a message was published (the outbox re-publishes jobs that lack one)."""
+    ids = list(job_ids)
+    if ids:
+        session.execute(
+            update(JobRow).where(JobRow.id.in_(ids), JobRow.state.in_([S.PENDING, S.WAITING_FOR_PARENT]))
+            .values(dispatched_at=now).execution_options(synchronize_session=False)
+        )
+
+
+def claim(session: Session, job_id: str, attempt: int, worker: str, task_id: str | None,
+          now: datetime) -> bool:
+    """pending -> running, for exactly this attempt; a duplicate or stale message loses here."""
+    ok = _cas(session, job_id, [S.PENDING], dict(
+        state=S.RUNNING, worker=worker, celery_task_id=task_id, started_at=now, heartbeat_at=now,
+        updated_at=now, stage=None, progress=0.0, error=None, error_kind=None,
+    ), attempt=attempt, extra=[or_(JobRow.run_after.is_(None), JobRow.run_after <= now)])
+    if ok:
+        record_event(session, "job_assigned", now, f"attempt {attempt}", job_id=job_id, runner=worker)
+    return ok
+
+
+def touch(session: Session, job_id: str, attempt: int, now: datetime, *, progress: float | None = None,
+          stage: Stage | None = None, log_tail: str | None = None) -> bool:
+    """Heartbeat (and progress) of a running attempt. False: cancelled or superseded, stop now."""
+    values: dict[str, Any] = {"heartbeat_at": now, "updated_at": now}
+    if progress is not None:
+        values["progress"] = max(0.0, min(100.0, progress))
+    if stage is not None:
+        values["stage"] = stage
+    if log_tail is not None:
+        values["log_tail"] = log_tail[-8000:]
+    return _cas(session, job_id, [S.RUNNING], values, attempt=attempt)
+
+
+def prune_children(session: Session, parent_id: str, attempt: int, keep: Collection[str]) -> list[str]:
+    """A running parent drops waiting children it decided not to run (e.g. rungs that would upscale)."""
+    if session.execute(select(JobRow.id).where(
+            JobRow.id == parent_id, JobRow.state == S.RUNNING, JobRow.attempt == attempt)).first() is None:
+        return []
+    doomed = list(session.scalars(select(JobRow.id).where(
+        JobRow.parent_id == parent_id, JobRow.state == S.WAITING_FOR_PARENT, JobRow.id.not_in(list(keep)))))
+    if doomed:
+        session.execute(delete(JobRow).where(JobRow.id.in_(doomed), JobRow.state == S.WAITING_FOR_PARENT)
+                        .execution_options(synchronize_session=False))
+    return doomed
+
+
+# --------------------------------------------------------------------------- outcomes of an attempt
+
+def complete(session: Session, job_id: str, attempt: int, result: dict[str, Any], now: datetime) -> bool:
+    ok = _cas(session, job_id, [S.RUNNING], dict(
+        state=S.COMPLETED, result=result, progress=100.0, finished_at=now, updated_at=now,
+        heartbeat_at=now, error=None, error_kind=None,
+    ), attempt=attempt)
+    if ok:
+        # Children become runnable; the Celery chain (or the outbox) delivers their messages.
+        session.execute(
+            update(JobRow).where(JobRow.parent_id == job_id, JobRow.state == S.WAITING_FOR_PARENT)
+            .values(state=S.PENDING, updated_at=now, dispatched_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        record_event(session, "job_completed", now, f"attempt {attempt}", job_id=job_id)
+    return ok
+
+
+def fail(session: Session, job_id: str, attempt: int, error: str, kind: ErrorKind, now: datetime, *,
+         log_tail: str | None = None) -> bool:
+    """running -> failed for good; waiting descendants become parent_failed."""
+    values: dict[str, Any] = dict(state=S.FAILED, error=error[:4000], error_kind=kind, finished_at=now,
+                                  updated_at=now)
+    if log_tail is not None:
+        values["log_tail"] = log_tail[-8000:]
+    ok = _cas(session, job_id, [S.RUNNING], values, attempt=attempt)
+    if ok:
+        _cascade(session, job_id, S.PARENT_FAILED, now)
+        record_event(session, "job_failed", now, f"attempt {attempt} ({kind}): {error}", job_id=job_id)
+    return ok
+
+
+def requeue(session: Session, job_id: str, attempt: int, error: str, run_after: datetime | None,
+            now: datetime, *, event: str = "job_retried") -> bool:
+    """running -> pending as attempt+1 (retry after a transient error, or failover of a lost worker)."""
+    ok = _cas(session, job_id, [S.RUNNING], dict(
+        state=S.PENDING, attempt=JobRow.attempt + 1, failures=JobRow.failures + 1, error=error[:4000],
+        error_kind=ErrorKind.TRANSIENT, run_after=run_after, dispatched_at=None, stage=None,
+        updated_at=now, worker=None,
+    ), attempt=attempt)
+    if ok:
+        record_event(session, event, now, f"attempt {attempt} -> {attempt + 1}: {error}", job_id=job_id)
+    return ok
+
+
+def time_out(session: Session, job_id: str, attempt: int, now: datetime, error: str) -> bool:
+    ok = _cas(session, job_id, [S.RUNNING], dict(
+        state=S.TIMEOUT, error=error, error_kind=ErrorKind.TRANSIENT, finished_at=now, updated_at=now,
+    ), attempt=attempt)
+    if ok:
+        _cascade(session, job_id, S.PARENT_FAILED, now)
+        record_event(session, "job_timeout", now, error, job_id=job_id)
+    return ok
+
+
+# --------------------------------------------------------------------------- operator actions
+
+def cancel(session: Session, job_id: str, now: datetime) -> bool:
+    """Cancel an active job and every active descendant (running workers notice within ~1 s)."""
+    ok = _cas(session, job_id, ACTIVE_STATES, dict(state=S.CANCELLED, finished_at=now, updated_at=now))
+    n = _cascade(session, job_id, S.PARENT_CANCELLED, now, from_states=ACTIVE_STATES)
+    if ok or n:
+        record_event(session, "job_cancelled", now, f"{n} descendant(s) cancelled", job_id=job_id)
+    return ok or n > 0
+
+
+def restart(session: Session, job_id: str, now: datetime) -> bool:
+    """Give a failed/timed-out/cancelled job (and its unfinished descendants) a fresh attempt."""
+    row = session.get(JobRow, job_id)
+    if row is None:
+        return False
+    parent_done = row.parent_id is None or session.scalar(
+        select(JobRow.state).where(JobRow.id == row.parent_id)) == S.COMPLETED
+    ok = _cas(session, job_id, RESTARTABLE_STATES, _fresh_attempt(
+        S.PENDING if parent_done else S.WAITING_FOR_PARENT, now))
+    if ok:
+        _cascade(session, job_id, S.WAITING_FOR_PARENT, now, from_states=RESTARTABLE_STATES,
+                 values=_fresh_attempt(S.WAITING_FOR_PARENT, now))
+        record_event(session, "job_restarted", now, "", job_id=job_id)
+    return ok
+
+
+def _fresh_attempt(state: JobState, now: datetime) -> dict[str, Any]:
+    return dict(state=state, attempt=JobRow.attempt + 1, failures=0, error=None, error_kind=None,
+                result=None, run_after=None, dispatched_at=None, started_at=None, finished_at=None,
+                heartbeat_at=None, worker=None, stage=None, progress=0.0, updated_at=now)
+
+
+def _cascade(session: Session, job_id: str, state: JobState, now: datetime, *,
+             from_states: Collection[JobState] = (S.WAITING_FOR_PARENT, S.PENDING),
+             values: dict[str, Any] | None = None) -> int:
+    """Move descendants in ``from_states`` to ``state``, level by level. Returns how many moved."""
+    moved = 0
+    frontier = [job_id]
+    vals = values or dict(state=state, finished_at=now, updated_at=now)
+    while frontier:
+        children = list(session.scalars(select(JobRow.id).where(JobRow.parent_id.in_(frontier))))
+        if children:
+            moved += _rowcount(session.execute(
+                update(JobRow).where(JobRow.id.in_(children), JobRow.state.in_(list(from_states)))
+                .values(**vals).execution_options(synchronize_session=False)))
+        frontier = children
+    return moved
+
+
+def lock_family(session: Session, root_id: str, now: datetime) -> None:
+    """Serialise work on one family until commit (a row lock on PostgreSQL, the write lock on SQLite)."""
+    session.execute(update(JobRow).where(JobRow.id == root_id).values(updated_at=now)
+                    .execution_options(synchronize_session=False))

@@ -1,0 +1,81 @@
+"""Celery beat wiring: periodic ticks on the ``scheduler`` queue, guarded by a DB lease.
+
+Run with ``mediarunner beat`` (beat embedded in a one-process worker that consumes only the
+``scheduler`` queue), so ticks never wait behind a transcode. Running two of them is safe:
+only the lease holder works; the other takes over when the lease expires.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any
+
+from mediarunner.config import get_settings
+from mediarunner.models.base import utcnow
+from mediarunner.models.db import transaction
+from mediarunner.models.enums import Queue
+from mediarunner.scheduler import lease, ticks
+from mediarunner.scheduler.dispatch import dispatch
+from mediarunner.workers.app import app
+
+log = logging.getLogger(__name__)
+HOLDER = f"{socket.gethostname()}:{os.getpid()}"
+LEASE = "scheduler"
+
+
+def _holding(ttl: float) -> bool:
+    return transaction(lambda s: lease.acquire(s, LEASE, HOLDER, utcnow(), ttl))
+
+
+@app.task(name="mediarunner.scheduler.tick")
+def tick() -> dict[str, Any]:
+    """Failover, timeouts and the outbox: re-publish jobs that have no live message."""
+    settings = get_settings()
+    if not _holding(ttl=max(10.0, settings.beat_interval_seconds * 10)):
+        return {"skipped": "not the lease holder"}
+    now = utcnow()
+    fo = transaction(lambda s: ticks.fail_over(s, now, settings))
+    due = transaction(lambda s: ticks.due_for_dispatch(s, now, settings))
+    published = sum(dispatch(job_id, app=app) for job_id in due)
+    if fo.requeued or fo.failed or fo.timed_out or published:
+        log.info("tick: failed over %s, failed %s, timed out %s, published %s/%s", len(fo.requeued),
+                 len(fo.failed), len(fo.timed_out), published, len(due))
+    return {"requeued": fo.requeued, "failed": fo.failed, "timed_out": fo.timed_out, "published": published}
+
+
+@app.task(name="mediarunner.scheduler.ranks")
+def ranks() -> int:
+    settings = get_settings()
+    if not _holding(ttl=60):
+        return 0
+    return transaction(lambda s: ticks.update_ranks(s, settings))
+
+
+@app.task(name="mediarunner.scheduler.purge")
+def purge() -> int:
+    settings = get_settings()
+    if not _holding(ttl=600):
+        return 0
+    total = 0
+    while True:
+        batch = transaction(lambda s: ticks.purge(s, utcnow(), settings))
+        total += len(batch)
+        if len(batch) < settings.purge_batch_size:
+            return total
+
+
+def beat_schedule() -> dict[str, dict[str, Any]]:
+    s = get_settings()
+    q = {"queue": Queue.SCHEDULER.value}
+    # `expires` drops ticks nobody ran in time instead of letting them pile up.
+    return {
+        "tick": {"task": "mediarunner.scheduler.tick", "schedule": s.beat_interval_seconds,
+                 "options": {**q, "expires": max(1.0, s.beat_interval_seconds * 2)}},
+        "ranks": {"task": "mediarunner.scheduler.ranks", "schedule": 5.0, "options": {**q, "expires": 10}},
+        "purge": {"task": "mediarunner.scheduler.purge", "schedule": 3600.0, "options": {**q, "expires": 1800}},
+    }
+
+
+app.conf.beat_schedule = beat_schedule()

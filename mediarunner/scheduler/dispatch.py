@@ -1,0 +1,76 @@
+"""Publishing jobs to the broker (the outbox side of submission).
+
+Rows are committed first; publishing comes second and may fail (broker down). A job whose
+publish failed keeps ``dispatched_at = NULL`` and beat's outbox tick publishes it again.
+A duplicate message is harmless: ``transitions.claim`` lets exactly one message win.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from celery import Celery, chain, group
+from celery.canvas import Signature
+from kombu.exceptions import KombuError
+from redis.exceptions import RedisError
+
+from mediarunner.models import transitions
+from mediarunner.models.base import utcnow
+from mediarunner.models.db import transaction
+from mediarunner.models.enums import JobState
+from mediarunner.models.queries import get_job
+from mediarunner.models.schemas import Job
+from mediarunner.tasks.names import TASK_NAMES
+
+log = logging.getLogger(__name__)
+_WAITING = {JobState.WAITING_FOR_PARENT, JobState.PENDING}
+
+
+def message_priority(job: Job) -> int:
+    """Map job priority (higher first) to Redis message priority (0 is served first)."""
+    return max(0, min(9, 4 - job.priority))
+
+
+def signature_for(app: Celery, job: Job) -> Signature:
+    """The job's task, chained to a group of its not-yet-run children (recursively)."""
+    sig = app.signature(
+        TASK_NAMES[job.type], args=(job.id, job.attempt, job.payload), queue=job.queue,
+        priority=message_priority(job), immutable=True,
+    )
+    kids = [signature_for(app, c) for c in job.children if c.state in _WAITING]
+    if not kids:
+        return sig
+    return chain(sig, group(kids))
+
+
+def _ids(job: Job) -> Iterable[str]:
+    yield job.id
+    for c in job.children:
+        if c.state in _WAITING:
+            yield from _ids(c)
+
+
+def publish(app: Celery, job: Job) -> bool:
+    """Publish ``job`` (with its waiting descendants) once. False when the broker is unreachable."""
+    try:
+        signature_for(app, job).apply_async(retry=False)
+    except (KombuError, RedisError, OSError) as exc:
+        log.warning("could not publish job %s (%s); the outbox will retry", job.id, exc)
+        return False
+    return True
+
+
+def dispatch(job_id: str, *, app: Celery | None = None, database_url: str | None = None) -> bool:
+    """Publish a pending job and record it. Safe to call again at any time."""
+    if app is None:
+        from mediarunner.workers.app import app as default_app
+
+        app = default_app
+    job = transaction(lambda s: get_job(s, job_id), url=database_url)
+    if job.state is not JobState.PENDING:
+        return False
+    if not publish(app, job):
+        return False
+    transaction(lambda s: transitions.mark_dispatched(s, _ids(job), utcnow()), url=database_url)
+    return True

@@ -1,0 +1,130 @@
+"""Beat logic as plain functions of (session, now, settings): testable without sleeping.
+
+Each returns what it did; ``mediarunner.scheduler.beat`` wires them to Celery beat.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import and_, case, delete, exists, func, literal, or_, select, update
+from sqlalchemy.orm import Session, aliased
+
+from mediarunner.config import Settings
+from mediarunner.errors import TransientError
+from mediarunner.models import transitions
+from mediarunner.models.enums import ACTIVE_STATES, JobState
+from mediarunner.models.queries import get_job
+from mediarunner.models.tables import EventRow, JobRow
+from mediarunner.scheduler.retry import RetryPolicy, decide
+
+
+class WorkerLost(TransientError):
+    """The worker running a job stopped heart-beating (killed, machine lost)."""
+
+
+@dataclass(frozen=True)
+class FailoverResult:
+    requeued: list[str]
+    failed: list[str]
+    timed_out: list[str]
+
+
+def due_for_dispatch(session: Session, now: datetime, settings: Settings, limit: int = 500) -> list[str]:
+    """Pending jobs with no live message: never published, retry backoff over, or stuck unclaimed."""
+    stale = now - timedelta(seconds=settings.redispatch_after_seconds)
+    return list(session.scalars(
+        select(JobRow.id).where(
+            JobRow.state == JobState.PENDING,
+            or_(JobRow.run_after.is_(None), JobRow.run_after <= now),
+            or_(JobRow.dispatched_at.is_(None), JobRow.dispatched_at < stale),
+        ).order_by(JobRow.priority.desc(), JobRow.created_at).limit(limit)
+    ))
+
+
+def fail_over(session: Session, now: datetime, settings: Settings) -> FailoverResult:
+    """Running jobs whose heartbeat went silent go back to pending (attempt+1), or fail for good;
+    jobs past their time limit become ``timeout``."""
+    requeued: list[str] = []
+    failed: list[str] = []
+    timed_out: list[str] = []
+    limit_start = now - timedelta(seconds=settings.job_time_limit_seconds)
+    for job_id, attempt in session.execute(
+            select(JobRow.id, JobRow.attempt).where(JobRow.state == JobState.RUNNING,
+                                                    JobRow.started_at < limit_start)).all():
+        if transitions.time_out(session, job_id, attempt, now,
+                                f"ran longer than {settings.job_time_limit_seconds:.0f}s"):
+            timed_out.append(job_id)
+    silent_since = now - timedelta(seconds=settings.failover_after_seconds)
+    policy = RetryPolicy(base_seconds=0.0, max_seconds=0.0, jitter=0.0)  # another worker may start now
+    for row in session.scalars(select(JobRow).where(
+            JobRow.state == JobState.RUNNING, JobRow.heartbeat_at < silent_since)).all():
+        job = get_job(session, row.id, with_children=False)
+        error = WorkerLost(f"worker {job.worker} silent since {job.heartbeat_at:%H:%M:%S}")
+        decision = decide(error, job, policy)
+        if decision.retry:
+            if transitions.requeue(session, job.id, job.attempt, str(error), None, now, event="job_failed_over"):
+                requeued.append(job.id)
+        elif transitions.fail(session, job.id, job.attempt, f"{error}; {decision.reason}", decision.kind, now):
+            failed.append(job.id)
+    return FailoverResult(requeued, failed, timed_out)
+
+
+def update_ranks(session: Session, settings: Settings) -> int:
+    """Recompute every pending job's position in its queue in one set-based statement."""
+    classes = settings.priority_classes
+    class_rank = case(*((JobRow.priority_class == k, v) for k, v in classes.items()),
+                      else_=max(classes.values(), default=0) + 1) if classes else literal(0)
+    ranked = select(
+        JobRow.id.label("id"),
+        func.row_number().over(partition_by=JobRow.queue,
+                               order_by=[class_rank, JobRow.priority.desc(), JobRow.created_at, JobRow.id])
+        .label("rn"),
+    ).where(JobRow.state == JobState.PENDING).subquery()
+    n = session.execute(
+        update(JobRow).where(JobRow.id == ranked.c.id).values(rank=ranked.c.rn)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    session.execute(update(JobRow).where(JobRow.state != JobState.PENDING, JobRow.rank.is_not(None))
+                    .values(rank=None).execution_options(synchronize_session=False))
+    return int(n)
+
+
+def purge(session: Session, now: datetime, settings: Settings, *, dry_run: bool = False) -> list[str]:
+    """Delete one batch of finished families whose root completed more than purge_after_days ago.
+
+    Returns the purged root ids (or those that would be, with ``dry_run``). Call repeatedly
+    until it returns fewer than ``purge_batch_size``.
+    """
+    if settings.purge_after_days <= 0:
+        return []
+    cutoff = now - timedelta(days=settings.purge_after_days)
+    member = aliased(JobRow)
+    roots = list(session.scalars(
+        select(JobRow.id).where(
+            JobRow.parent_id.is_(None), JobRow.state == JobState.COMPLETED, JobRow.finished_at < cutoff,
+            ~exists().where(and_(member.root_id == JobRow.id, member.state.in_(list(ACTIVE_STATES)))),
+        ).order_by(JobRow.finished_at).limit(settings.purge_batch_size)
+    ))
+    if dry_run or not roots:
+        return roots
+    family = list(session.scalars(select(JobRow.id).where(JobRow.root_id.in_(roots))))
+    session.execute(delete(JobRow).where(JobRow.root_id.in_(roots), JobRow.parent_id.is_not(None))
+                    .execution_options(synchronize_session=False))
+    session.execute(delete(JobRow).where(JobRow.id.in_(roots)).execution_options(synchronize_session=False))
+    session.execute(delete(EventRow).where(EventRow.job_id.in_(family), EventRow.at < cutoff)
+                    .execution_options(synchronize_session=False))
+    _remove_scratch(Path(settings.scratch_dir), set(family))
+    return roots
+
+
+def _remove_scratch(scratch: Path, job_ids: set[str]) -> None:
+    """Scratch dirs are ``<job id>-<attempt>``; a killed worker can leave one behind."""
+    if not scratch.is_dir():
+        return
+    for d in scratch.iterdir():
+        if d.name.rsplit("-", 1)[0] in job_ids:
+            shutil.rmtree(d, ignore_errors=True)

@@ -1,0 +1,98 @@
+"""What a job handler sees while it runs: its job, settings, scratch space, and three duties —
+report progress, notice cancellation, keep the heartbeat. Handlers never touch SQL or Celery."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select
+
+from mediarunner.config import Settings
+from mediarunner.models import transitions
+from mediarunner.models.base import utcnow
+from mediarunner.models.db import transaction
+from mediarunner.models.enums import JobState, Stage
+from mediarunner.models.schemas import Job
+from mediarunner.models.tables import JobRow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JobContext:
+    job: Job
+    parent: Job | None
+    settings: Settings
+    worker: str
+    scratch: Path
+    stage: Stage | None = None
+    percent: float = 0.0
+    lines: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=200))
+    _last_write: float = field(default=0.0)
+    _lost: bool = field(default=False)
+
+    @property
+    def payload(self) -> dict[str, object]:
+        return self.job.payload
+
+    def log(self, message: str) -> None:
+        self.lines.append(message)
+        log.info("job %s: %s", self.job.id, message)
+
+    @property
+    def log_tail(self) -> str:
+        return "\n".join(self.lines)
+
+    def set_stage(self, stage: Stage) -> None:
+        self.stage = stage
+        self.log(f"stage {stage.value}")
+        self.beat(force=True)
+
+    def progress(self, percent: float) -> None:
+        self.percent = max(self.percent, min(100.0, percent))
+
+    def span(self, start: float, end: float) -> _Span:
+        """Progress callback mapping a step's fraction 0..1 onto [start, end] percent of the job."""
+        return _Span(self, start, end)
+
+    def beat(self, *, force: bool = False) -> bool:
+        """Heartbeat (throttled). Returns False once this attempt may no longer run."""
+        if self._lost:
+            return False
+        mono = time.monotonic()
+        if not force and mono - self._last_write < self.settings.heartbeat_seconds:
+            return self._still_ours()
+        self._last_write = mono
+        ok = transaction(lambda s: transitions.touch(
+            s, self.job.id, self.job.attempt, utcnow(), progress=self.percent, stage=self.stage))
+        self._lost = not ok
+        return ok
+
+    def _still_ours(self) -> bool:
+        row = transaction(lambda s: s.execute(
+            select(JobRow.state, JobRow.attempt).where(JobRow.id == self.job.id)).first())
+        ok = row is not None and row[0] == JobState.RUNNING and row[1] == self.job.attempt
+        self._lost = not ok
+        return ok
+
+    def prune_children(self, keep: set[str]) -> list[str]:
+        """Drop waiting children not in ``keep`` (the parent planned less work than submitted)."""
+        return transaction(lambda s: transitions.prune_children(s, self.job.id, self.job.attempt, keep))
+
+    def should_cancel(self) -> bool:
+        """Polled by long-running tools: True when the job was cancelled or failed over."""
+        return not self.beat()
+
+
+@dataclass
+class _Span:
+    ctx: JobContext
+    start: float
+    end: float
+
+    def __call__(self, fraction: float) -> None:
+        self.ctx.progress(self.start + (self.end - self.start) * max(0.0, min(1.0, fraction)))

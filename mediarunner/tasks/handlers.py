@@ -1,0 +1,14 @@
+"""Which handler runs which job type."""
+
+from __future__ import annotations
+
+from mediarunner.models.enums import JobType
+from mediarunner.tasks.noop import run_noop
+from mediarunner.tasks.runtime import Handler
+from mediarunner.tasks.transcode import run_rendition, run_transcode
+
+HANDLERS: dict[JobType, Handler] = {
+    JobType.TRANSCODE: run_transcode,
+    JobType.TRANSCODE_RENDITION: run_rendition,
+    JobType.NOOP: run_noop,
+}

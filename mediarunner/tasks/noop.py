@@ -1,0 +1,35 @@
+"""A job that does (almost) nothing: for control-plane benchmarks and fault tests.
+
+Payload (``NoopPayload``): ``duration`` seconds of interruptible work, and an optional
+``output`` file (under the output roots) published atomically with the job id and attempt.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from mediarunner.errors import JobCancelled
+from mediarunner.models.enums import Stage
+from mediarunner.models.payloads import NoopPayload
+from mediarunner.tasks.context import JobContext
+from mediarunner.tasks.runtime import Outcome
+from mediarunner.workers.media.publish import atomic_write_text, resolve_local_path
+
+
+def run_noop(ctx: JobContext) -> Outcome:
+    p = NoopPayload.model_validate(ctx.job.payload)
+    ctx.set_stage(Stage.PROCESSING)
+    deadline = time.monotonic() + p.duration
+    while (left := deadline - time.monotonic()) > 0:
+        if ctx.should_cancel():
+            raise JobCancelled("cancelled")
+        ctx.progress(100.0 * (1 - left / p.duration))
+        time.sleep(min(left, ctx.settings.cancel_poll_seconds))  # simulated work, polled for cancel
+    result: dict[str, Any] = {"noop": True}
+    if p.output:
+        ctx.set_stage(Stage.UPLOADING)
+        path = resolve_local_path(p.output, ctx.settings.output_roots, what="output")
+        atomic_write_text(path, f"{ctx.job.id} {ctx.job.attempt}\n")
+        result["artifacts"] = [{"kind": "text", "path": str(path), "size": path.stat().st_size}]
+    return Outcome(result)

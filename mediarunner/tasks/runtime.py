@@ -1,0 +1,134 @@
+"""The one way a job runs on a worker: claim -> handler -> complete / retry / fail.
+
+Celery tasks call :func:`execute`; handlers (``mediarunner.tasks.handlers``) do the work.
+Every outcome is written through ``mediarunner.models.transitions`` with attempt fencing.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from mediarunner.config import Settings, get_settings
+from mediarunner.errors import JobCancelled, StaleAttemptError
+from mediarunner.models import transitions
+from mediarunner.models.base import utcnow
+from mediarunner.models.db import transaction
+from mediarunner.models.enums import JobState
+from mediarunner.models.queries import get_job
+from mediarunner.models.schemas import Job
+from mediarunner.scheduler.retry import RetryPolicy, decide
+from mediarunner.tasks.context import JobContext
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a handler returns. ``finalize`` runs after the job is marked completed, under a lock
+    on its family, with the family's jobs as committed so far (e.g. to rewrite an HLS master)."""
+
+    result: dict[str, Any]
+    finalize: Callable[[Job], None] | None = None
+
+
+Handler = Callable[[JobContext], Outcome]
+
+
+class RunStatus:
+    COMPLETED = "completed"
+    DROPPED = "dropped"  # message not claimable: duplicate, stale attempt, cancelled, not yet due
+    CANCELLED = "cancelled"
+    SUPERSEDED = "superseded"
+    RETRYING = "retrying"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+
+
+def policy_from(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(base_seconds=settings.retry_base_seconds, max_seconds=settings.retry_max_seconds)
+
+
+def execute(handler: Handler, job_id: str, attempt: int, *, worker: str, task_id: str | None,
+            settings: Settings | None = None) -> str:
+    settings = settings or get_settings()
+    if not transaction(lambda s: transitions.claim(s, job_id, attempt, worker, task_id, utcnow())):
+        log.info("job %s attempt %s not claimable here (duplicate, superseded, cancelled or not due)",
+                 job_id, attempt)
+        return RunStatus.DROPPED
+
+    job, parent = transaction(lambda s: _load(s, job_id))
+    scratch = Path(settings.scratch_dir) / f"{job.id}-{job.attempt}"
+    scratch.mkdir(parents=True, exist_ok=True)
+    ctx = JobContext(job=job, parent=parent, settings=settings, worker=worker, scratch=scratch)
+    try:
+        outcome = handler(ctx)
+        if not ctx.beat(force=True):
+            raise StaleAttemptError("attempt superseded before completion")
+        done = transaction(lambda s: _complete(s, ctx, outcome))
+        if not done:
+            return _lost(ctx)
+        ctx.log("completed")
+        return RunStatus.COMPLETED
+    except (JobCancelled, StaleAttemptError):
+        return _lost(ctx)
+    except SoftTimeLimitExceeded:
+        msg = "job exceeded its time limit"
+        transaction(lambda s: transitions.time_out(s, job.id, job.attempt, utcnow(), msg))
+        return RunStatus.TIMEOUT
+    except Exception as exc:  # every other error is classified by the retry policy
+        return _failed(ctx, exc, settings)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _load(session: Any, job_id: str) -> tuple[Job, Job | None]:
+    job = get_job(session, job_id)
+    parent = get_job(session, job.parent_id, with_children=False) if job.parent_id else None
+    return job, parent
+
+
+def _complete(session: Any, ctx: JobContext, outcome: Outcome) -> bool:
+    now = utcnow()
+    if outcome.finalize is not None:
+        transitions.lock_family(session, ctx.job.root_id, now)
+    if not transitions.complete(session, ctx.job.id, ctx.job.attempt, outcome.result, now):
+        return False
+    if outcome.finalize is not None:
+        session.flush()
+        outcome.finalize(get_job(session, ctx.job.root_id))
+    return True
+
+
+def _lost(ctx: JobContext) -> str:
+    state = transaction(lambda s: get_job(s, ctx.job.id, with_children=False).state)
+    if state in (JobState.CANCELLED, JobState.PARENT_CANCELLED):
+        ctx.log("cancelled; stopped and cleaned up")
+        return RunStatus.CANCELLED
+    log.warning("job %s attempt %s was superseded (now %s); results discarded", ctx.job.id,
+                ctx.job.attempt, state)
+    return RunStatus.SUPERSEDED
+
+
+def _failed(ctx: JobContext, exc: BaseException, settings: Settings) -> str:
+    current = transaction(lambda s: get_job(s, ctx.job.id, with_children=False))
+    decision = decide(exc, current, policy_from(settings))
+    message = f"{type(exc).__name__}: {exc}"
+    ctx.log(f"error: {message} -> {decision.reason}")
+    now = utcnow()
+    if decision.retry:
+        run_after = now + timedelta(seconds=decision.delay)
+        if transaction(lambda s: transitions.requeue(s, ctx.job.id, ctx.job.attempt, message, run_after, now)):
+            return RunStatus.RETRYING
+    elif transaction(lambda s: transitions.fail(s, ctx.job.id, ctx.job.attempt, message, decision.kind, now,
+                                                log_tail=ctx.log_tail)):
+        log.error("job %s failed: %s", ctx.job.id, message, exc_info=decision.kind != "permanent")
+        return RunStatus.FAILED
+    return _lost(ctx)

@@ -1,0 +1,70 @@
+"""The Celery application: ``celery -A mediarunner.workers.app worker -Q cpu`` (or ``-Q gpu``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+from kombu import Queue as KQueue
+
+from mediarunner.config import Settings, get_settings
+from mediarunner.models.enums import Queue
+
+TASK_MODULES = ["mediarunner.tasks.celery_tasks", "mediarunner.scheduler.beat"]
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    return dict(
+        broker_url=settings.broker_url,
+        result_backend=settings.result_backend,
+        task_ignore_result=True,  # the job table is the source of truth, not the result backend
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        # A job is acknowledged only once it finished; a worker killed mid-job gives it back.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,  # long jobs: never hoard messages another worker could run
+        broker_transport_options={
+            # Redis re-delivers unacked messages after this; it must outlive the longest job.
+            "visibility_timeout": settings.visibility_timeout,
+            "queue_order_strategy": "priority",
+            "priority_steps": list(range(10)),
+            "sep": ":",
+        },
+        broker_connection_retry_on_startup=True,
+        # Publishing must fail fast when the broker is down: the outbox re-publishes later.
+        broker_connection_timeout=2,
+        task_publish_retry=False,  # dispatch() catches the failure; beat re-publishes
+        task_default_queue=Queue.CPU.value,
+        task_queues=[KQueue(q.value, routing_key=q.value) for q in Queue],
+        task_create_missing_queues=True,
+        worker_send_task_events=True,  # Flower
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+        task_soft_time_limit=None,
+        task_track_started=False,
+        broker_heartbeat=None,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        timezone="UTC",
+        enable_utc=True,
+    )
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    app = Celery("mediarunner", include=TASK_MODULES)
+    app.conf.update(celery_config(settings))
+    return app
+
+
+app = create_app()
+
+
+@worker_process_init.connect
+def _fresh_connections(**_: Any) -> None:
+    # Pooled DB connections inherited through fork would be shared with the parent: drop them.
+    from mediarunner.models.db import dispose_engines
+
+    dispose_engines()

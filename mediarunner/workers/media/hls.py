@@ -1,0 +1,275 @@
+"""Describe HLS variants (measured bandwidth, RFC 6381 codecs) and render the master playlist."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from mediarunner.errors import ProcessingError, UnsupportedMediaError
+
+__all__ = ["HlsVariant", "describe_variant", "render_master_playlist"]
+
+_TS = 188  # MPEG-TS packet size; 184 bytes of payload when there is no adaptation field
+_PES_HEADER = 19  # PES header with PTS and DTS
+_ADTS_HEADER = 7  # raw AAC in MP4 gains an ADTS header per frame in TS
+_AUD_NAL = 6  # ffmpeg's mpegts muxer inserts an access unit delimiter per H.264 frame
+_AUDIO_PES_PAYLOAD = 2930  # ffmpeg's default -pes_payload_size: audio frames are grouped
+_SI_PERIOD = 0.1  # ffmpeg repeats PAT+PMT every 0.1 s (default -pat_period)
+
+
+@dataclass(frozen=True)
+class HlsVariant:
+    """One ``#EXT-X-STREAM-INF`` entry. Stored in job results as JSON (``to_dict``)."""
+
+    uri: str  # relative to the master playlist, e.g. "720p/index.m3u8"
+    bandwidth: int  # bit/s: peak segment bitrate (never below 1.1 x the average)
+    average_bandwidth: int  # bit/s over the whole stream
+    codecs: str  # RFC 6381, e.g. "avc1.64001f,mp4a.40.2"
+    resolution: tuple[int, int] | None
+    frame_rate: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "uri": self.uri,
+            "bandwidth": self.bandwidth,
+            "average_bandwidth": self.average_bandwidth,
+            "codecs": self.codecs,
+            "resolution": list(self.resolution) if self.resolution else None,
+            "frame_rate": self.frame_rate,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> HlsVariant:
+        res = d.get("resolution")
+        fr = d.get("frame_rate")
+        return cls(
+            uri=str(d["uri"]),
+            bandwidth=int(d["bandwidth"]),
+            average_bandwidth=int(d["average_bandwidth"]),
+            codecs=str(d["codecs"]),
+            resolution=(int(res[0]), int(res[1])) if res else None,
+            frame_rate=float(fr) if fr is not None else None,
+        )
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value not in (None, "N/A") else None
+    except ValueError:
+        return None
+
+
+def _ffprobe(args: Sequence[str], ffprobe: str, timeout: float = 600) -> str:
+    try:
+        res = subprocess.run([ffprobe, "-v", "error", *args], capture_output=True, text=True,
+                             timeout=timeout, check=False)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ProcessingError(f"ffprobe failed: {exc}") from exc
+    if res.returncode != 0:
+        raise ProcessingError(f"ffprobe failed on our own output: {res.stderr.strip()[-2000:]}")
+    return res.stdout
+
+
+_H264_PROFILES = {  # ffprobe profile name -> (profile_idc, constraint flags byte)
+    "Constrained Baseline": (66, 0xC0),
+    "Baseline": (66, 0x00),
+    "Main": (77, 0x00),
+    "Extended": (88, 0x00),
+    "High": (100, 0x00),
+    "High 10": (110, 0x00),
+    "High 4:2:2": (122, 0x00),
+    "High 4:4:4 Predictive": (244, 0x00),
+}
+
+
+def _avc_codec(stream: dict[str, Any]) -> str:
+    """``avc1.PPCCLL``, preferably straight from the avcC box (exact constraint flags)."""
+    hexdump = str(stream.get("extradata") or "")
+    # ffprobe's hexdump lines look like "00000000: 0164 001f ffe1 ...  .d......".
+    data = "".join("".join(m.group(1).split()) for m in re.finditer(r"^[0-9a-f]{8}: ((?:[0-9a-f]{2,4} ?)+)",
+                                                                   hexdump, re.M))  # fmt: skip
+    if len(data) >= 8 and data[:2] == "01":
+        return f"avc1.{data[2:8].upper()}"
+    profile = _H264_PROFILES.get(str(stream.get("profile")))
+    level = stream.get("level")
+    if profile is None or not isinstance(level, int) or level <= 0:
+        raise UnsupportedMediaError(
+            f"cannot derive an RFC 6381 codec for H.264 profile {stream.get('profile')!r}"
+        )
+    return f"avc1.{profile[0]:02X}{profile[1]:02X}{level:02X}"
+
+
+def _codec_string(stream: dict[str, Any]) -> str:
+    name = stream.get("codec_name")
+    if name == "h264":
+        return _avc_codec(stream)
+    if name == "aac":
+        aot = {"HE-AAC": 5, "HE-AACv2": 29}.get(str(stream.get("profile")), 2)
+        return f"mp4a.40.{aot}"
+    if name == "mp3":
+        return "mp4a.40.34"
+    raise UnsupportedMediaError(f"no HLS codec string for {name!r}")
+
+
+@dataclass
+class _Segment:
+    start: float
+    bytes: int = 2 * _TS  # PAT + PMT open every segment
+    audio_pending: int = 0  # audio bytes not yet closed into a PES
+
+    def close_audio(self) -> None:
+        if self.audio_pending:
+            self.bytes += math.ceil((self.audio_pending + _PES_HEADER) / (_TS - 4)) * _TS
+            self.audio_pending = 0
+
+
+# (stream index, pts, end time = pts + duration, size, is keyframe), in dts order.
+_Packet = tuple[int, float, float, int, bool]
+
+
+def _estimate_segments(
+    packets: Sequence[_Packet], video_index: int | None, segment_seconds: float
+) -> list[tuple[float, int]]:
+    """Replay the HLS muxer's cut rule on the MP4's packets; estimate each segment's TS size.
+
+    The muxer cuts at the first keyframe of the reference stream (video if any, else audio)
+    whose pts is at least n x S after the first one. Returns (duration, bytes) per segment.
+    """
+    segments: list[_Segment] = []
+    origin: float | None = None
+    end = 0.0
+    for stream, pts, pts_end, size, key in packets:
+        is_ref = video_index is None or stream == video_index
+        if is_ref and origin is None:
+            origin = pts
+        if not segments:
+            segments.append(_Segment(start=pts))
+        elif (
+            is_ref and key and origin is not None
+            and pts - origin >= segment_seconds * len(segments) - 1e-6
+        ):  # fmt: skip
+            segments[-1].close_audio()
+            segments.append(_Segment(start=pts))
+        seg = segments[-1]
+        if len(segments) == 1:
+            seg.start = min(seg.start, pts)
+        end = max(end, pts_end)
+        if stream == video_index:  # one PES per frame, with an AUD and a PCR adaptation field
+            seg.bytes += math.ceil((size + _AUD_NAL + _PES_HEADER + 8) / (_TS - 4)) * _TS
+        else:
+            if seg.audio_pending + size + _ADTS_HEADER > _AUDIO_PES_PAYLOAD:
+                seg.close_audio()
+            seg.audio_pending += size + _ADTS_HEADER
+    out: list[tuple[float, int]] = []
+    for i, seg in enumerate(segments):
+        seg.close_audio()
+        seg_end = segments[i + 1].start if i + 1 < len(segments) else end
+        dur = max(seg_end - seg.start, 1e-3)
+        seg.bytes += 2 * _TS * int(dur / _SI_PERIOD)  # PAT + PMT repeated
+        out.append((dur, seg.bytes))
+    return out
+
+
+def _measure_playlist(playlist: Path) -> list[tuple[float, int]]:
+    """(duration, bytes) of each real segment listed in a media playlist."""
+    out: list[tuple[float, int]] = []
+    duration: float | None = None
+    for line in playlist.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line.startswith("#EXTINF:"):
+            duration = float(line[len("#EXTINF:") :].split(",")[0])
+        elif line and not line.startswith("#") and duration is not None:
+            out.append((duration, (playlist.parent / line).stat().st_size))
+            duration = None
+    return out
+
+
+def describe_variant(
+    mp4: Path,
+    playlist_uri: str,
+    *,
+    ffprobe: str = "ffprobe",
+    segment_seconds: float = 4.0,
+    media_playlist: Path | None = None,
+) -> HlsVariant:
+    """Measure ``mp4`` (the rendition that was packaged) and describe it as a variant.
+
+    With ``media_playlist`` (what :func:`package_hls` returned) the real segment files are
+    measured; without it the segments are estimated from the MP4's packets, replaying the
+    muxer's cut rule with ``segment_seconds`` and TS overhead. BANDWIDTH is the peak segment
+    bitrate, and never less than 1.1 x the average.
+    """
+    streams = json.loads(_ffprobe(["-show_streams", "-show_data", "-of", "json", str(mp4)], ffprobe))
+    streams = streams.get("streams") or []
+    video = next((s for s in streams if s.get("codec_type") == "video"), None)
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    if video is None and audio is None:
+        raise UnsupportedMediaError(f"{mp4}: nothing to describe (no audio or video)")
+    codecs = ",".join(_codec_string(s) for s in (video, audio) if s is not None)
+
+    if media_playlist is not None:
+        segments = _measure_playlist(media_playlist)
+    else:
+        raw = _ffprobe(["-show_entries", "packet=stream_index,dts_time,pts_time,duration_time,size,flags",
+                        "-of", "compact=p=0", str(mp4)], ffprobe)  # fmt: skip
+        timed: list[tuple[float, _Packet]] = []
+        for row in raw.splitlines():
+            f = dict(kv.split("=", 1) for kv in row.split("|") if "=" in kv)
+            pts = _float(f.get("pts_time"))
+            size = f.get("size", "")
+            if pts is None or not size.isdigit():
+                continue
+            dts = _float(f.get("dts_time"))
+            end = pts + (_float(f.get("duration_time")) or 0.0)
+            packet = (int(f.get("stream_index", -1)), pts, end, int(size), "K" in f.get("flags", ""))
+            timed.append((pts if dts is None else dts, packet))
+        timed.sort(key=lambda tp: tp[0])  # the muxer receives packets interleaved by dts
+        video_index = int(video["index"]) if video else None
+        segments = _estimate_segments([p for _, p in timed], video_index, segment_seconds)
+    total_s = sum(d for d, _ in segments)
+    if not segments or total_s <= 0:
+        raise ProcessingError(f"{mp4}: no segments to measure")
+    average = math.ceil(sum(b for _, b in segments) * 8 / total_s)
+    # Very short final segments give noisy rates; they still count, as the spec demands.
+    peak = max(math.ceil(b * 8 / d) for d, b in segments)
+    bandwidth = max(peak, math.ceil(average * 1.1))
+
+    resolution = None
+    frame_rate = None
+    if video is not None:
+        resolution = (int(video["width"]), int(video["height"]))
+        for key in ("avg_frame_rate", "r_frame_rate"):
+            try:
+                r = Fraction(str(video.get(key)))
+            except (ValueError, ZeroDivisionError):
+                continue
+            if r > 0:
+                frame_rate = round(float(r), 3)
+                break
+    return HlsVariant(uri=playlist_uri, bandwidth=bandwidth, average_bandwidth=average, codecs=codecs,
+                      resolution=resolution, frame_rate=frame_rate)  # fmt: skip
+
+
+def render_master_playlist(variants: Sequence[HlsVariant]) -> str:
+    """A master playlist listing ``variants`` by descending bandwidth."""
+    if not variants:
+        raise ValueError("a master playlist needs at least one variant")
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    for v in sorted(variants, key=lambda v: v.bandwidth, reverse=True):
+        if not v.uri or any(c in v.uri for c in '\r\n"') or v.uri.startswith("#"):
+            raise ValueError(f"invalid variant URI {v.uri!r}")
+        attrs = [f"BANDWIDTH={v.bandwidth}", f"AVERAGE-BANDWIDTH={v.average_bandwidth}",
+                 f'CODECS="{v.codecs}"']  # fmt: skip
+        if v.resolution:
+            attrs.append(f"RESOLUTION={v.resolution[0]}x{v.resolution[1]}")
+        if v.frame_rate:
+            attrs.append(f"FRAME-RATE={v.frame_rate:.3f}")
+        lines += ["#EXT-X-STREAM-INF:" + ",".join(attrs), v.uri]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,209 @@
+"""Probe an input with ffprobe and reduce it to the few facts the pipeline needs.
+
+The streams described are the ones the encoder maps (``0:V:0`` and ``0:a:0``): the first
+real video stream (cover art and thumbnails excluded) and the first audio stream.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from typing import Any
+
+from mediarunner.errors import InvalidInputError, ProcessingError, UnsupportedMediaError
+
+__all__ = ["MediaInfo", "decodable_codecs", "media_info_from_ffprobe", "probe"]
+
+_STDERR_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    duration: float
+    format_name: str
+    has_video: bool
+    has_audio: bool
+    width: int | None  # display size: rotation and non-square pixels applied
+    height: int | None
+    fps: float | None
+    video_codec: str | None
+    audio_codec: str | None
+    audio_channels: int | None
+    audio_sample_rate: int | None
+    bit_rate: int | None
+
+
+def _file_url(path: str) -> str:
+    # "file:" stops ffmpeg reading "a:b.mp4" as protocol "a" or "-x.mp4" as an option.
+    return "file:" + os.path.abspath(path)
+
+
+@lru_cache(maxsize=8)
+def decodable_codecs(ffprobe: str = "ffprobe") -> frozenset[str]:
+    """Codec names this ffprobe/ffmpeg build can decode (flag ``D`` in ``-codecs``)."""
+    try:
+        res = subprocess.run(
+            [ffprobe, "-hide_banner", "-codecs"], capture_output=True, text=True, timeout=30, check=True
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ProcessingError(f"cannot list codecs with {ffprobe}: {exc}") from exc
+    names: set[str] = set()
+    listing = False
+    for line in res.stdout.splitlines():
+        if line.strip().startswith("------"):
+            listing = True
+            continue
+        parts = line.split()
+        if listing and len(parts) >= 2 and parts[0].startswith("D"):
+            names.add(parts[1])
+    return frozenset(names)
+
+
+def _num(value: Any, kind: type[int] | type[float]) -> Any:
+    """ffprobe prints numbers as strings and "N/A" when unknown."""
+    if value is None:
+        return None
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _rate(value: Any) -> float | None:
+    try:
+        r = Fraction(str(value))
+    except (ValueError, ZeroDivisionError):
+        return None
+    return float(r) if r > 0 else None
+
+
+def _rotation(stream: dict[str, Any]) -> int:
+    for side in stream.get("side_data_list") or []:
+        rot = _num(side.get("rotation"), float)
+        if rot is not None:
+            return round(rot)
+    return round(_num((stream.get("tags") or {}).get("rotate"), float) or 0)
+
+
+def _display_size(stream: dict[str, Any]) -> tuple[int, int]:
+    w = _num(stream.get("width"), int) or 0
+    h = _num(stream.get("height"), int) or 0
+    m = re.fullmatch(r"(\d+):(\d+)", str(stream.get("sample_aspect_ratio", "")))
+    if m and int(m.group(1)) > 0 and int(m.group(2)) > 0 and w:
+        w = round(w * int(m.group(1)) / int(m.group(2)))  # anamorphic: keep height, stretch width
+    if _rotation(stream) % 180 == 90:
+        w, h = h, w
+    return w, h
+
+
+def _is_real_video(stream: dict[str, Any]) -> bool:
+    disp = stream.get("disposition") or {}
+    return (
+        stream.get("codec_type") == "video"
+        and not disp.get("attached_pic")
+        and not disp.get("timed_thumbnails")
+    )
+
+
+def media_info_from_ffprobe(
+    data: dict[str, Any], name: str, decodable: frozenset[str] | None = None
+) -> MediaInfo:
+    """Build :class:`MediaInfo` from ``ffprobe -show_format -show_streams`` JSON.
+
+    ``decodable`` (codec names) enables the "can we decode it" check; ``name`` is for messages.
+    """
+    streams: list[dict[str, Any]] = data.get("streams") or []
+    fmt: dict[str, Any] = data.get("format") or {}
+    video = next((s for s in streams if _is_real_video(s)), None)
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    if video is None and audio is None:
+        kinds = sorted({str(s.get("codec_type")) for s in streams}) or ["none"]
+        raise UnsupportedMediaError(f"{name}: no audio or video stream (found: {', '.join(kinds)})")
+
+    for kind, s in (("video", video), ("audio", audio)):
+        if s is None:
+            continue
+        codec = s.get("codec_name")
+        if not codec or codec in ("none", "unknown"):
+            tag = s.get("codec_tag_string") or "?"
+            raise UnsupportedMediaError(f"{name}: {kind} stream uses an unknown codec (tag {tag})")
+        if decodable is not None and codec not in decodable:
+            raise UnsupportedMediaError(f"{name}: {kind} codec {codec!r} cannot be decoded here")
+
+    width = height = None
+    if video is not None:
+        width, height = _display_size(video)
+        if width <= 0 or height <= 0:
+            raise UnsupportedMediaError(f"{name}: video stream has no picture size ({width}x{height})")
+
+    # The container's duration when it has one; else the longest stream.
+    duration = _num(fmt.get("duration"), float)
+    if duration is None or duration <= 0:
+        per_stream = [_num(s.get("duration"), float) for s in (video, audio) if s is not None]
+        duration = max((d for d in per_stream if d is not None), default=None)
+    if duration is None or duration <= 0:
+        raise InvalidInputError(f"{name}: duration is unknown (a still image, or a broken file)")
+
+    return MediaInfo(
+        duration=duration,
+        format_name=str(fmt.get("format_name") or ""),
+        has_video=video is not None,
+        has_audio=audio is not None,
+        width=width,
+        height=height,
+        fps=(_rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate"))) if video else None,
+        video_codec=video.get("codec_name") if video else None,
+        audio_codec=audio.get("codec_name") if audio else None,
+        audio_channels=(_num(audio.get("channels"), int) or None) if audio else None,
+        audio_sample_rate=(_num(audio.get("sample_rate"), int) or None) if audio else None,
+        bit_rate=_num(fmt.get("bit_rate"), int),
+    )
+
+
+def _explain_rejection(stderr: str) -> str:
+    if "moov atom not found" in stderr:
+        return "not a valid MP4 (moov atom missing: truncated, unfinished, or not an MP4 at all)"
+    if "Invalid data found when processing input" in stderr:
+        return "not a media file, or corrupt"
+    if "Permission denied" in stderr:
+        return "not readable (permission denied)"
+    return "rejected by ffprobe"
+
+
+def probe(path: str | os.PathLike[str], *, ffprobe: str = "ffprobe", timeout: float = 60) -> MediaInfo:
+    """Describe a local media file; raise InvalidInputError / UnsupportedMediaError if unusable."""
+    name = os.fspath(path)
+    try:
+        st = os.stat(name)
+    except FileNotFoundError:
+        raise InvalidInputError(f"input file not found: {name}") from None
+    except OSError as exc:
+        raise InvalidInputError(f"input file cannot be accessed: {name} ({exc.strerror})") from None
+    if not os.path.isfile(name):
+        raise InvalidInputError(f"input is not a regular file: {name}")
+    if st.st_size == 0:
+        raise InvalidInputError(f"input file is empty (0 bytes): {name}")
+
+    cmd = [ffprobe, "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
+           _file_url(name)]  # fmt: skip
+    try:
+        res = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise ProcessingError(f"ffprobe timed out after {timeout:g} s on {name}") from None
+    except OSError as exc:
+        raise ProcessingError(f"cannot run {ffprobe}: {exc}") from exc
+    stderr = res.stderr.decode("utf-8", "replace").strip()[-_STDERR_CHARS:]
+    if res.returncode < 0:  # killed (OOM, operator): not the file's fault
+        raise ProcessingError(f"ffprobe was killed (signal {-res.returncode}) on {name}\n{stderr}")
+    if res.returncode != 0:
+        raise InvalidInputError(f"{name}: {_explain_rejection(stderr)}\n{stderr}")
+    try:
+        data = json.loads(res.stdout or b"{}")
+    except json.JSONDecodeError as exc:
+        raise ProcessingError(f"ffprobe printed invalid JSON for {name}: {exc}") from exc
+    return media_info_from_ffprobe(data, name, decodable_codecs(ffprobe))

@@ -1,0 +1,173 @@
+"""Path safety for user-supplied locations, and atomic publishing of results.
+
+Readers of an output directory must never see a half-written file, nor a playlist whose
+segments are not there yet: every file goes through a hidden temporary sibling and
+``os.replace``, and playlists are published last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fnmatch
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from mediarunner.errors import InvalidInputError, InvalidOutputError, PermanentError
+
+__all__ = [
+    "atomic_write_text",
+    "publish_file",
+    "publish_tree",
+    "remove_quietly",
+    "resolve_local_path",
+]
+
+# "scheme://..." is a URL. A bare "name:rest" stays a (relative) path: colons are legal in names.
+_URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def _reject(what: str, message: str) -> PermanentError:
+    return InvalidOutputError(message) if what == "output" else InvalidInputError(message)
+
+
+def resolve_local_path(url_or_path: str, roots: Sequence[Path] | None, *, what: str) -> Path:
+    """Validate a ``file://`` URL or plain path and return its real absolute path.
+
+    ``what`` ("input" / "output") picks the error class and names the thing in messages.
+    Symlinks are resolved before the root check, and the resolved path is returned, so a
+    link cannot lead the caller outside the roots. ``roots`` None or empty: no restriction.
+    """
+    raw = url_or_path
+    if not raw:
+        raise _reject(what, f"{what} location is empty")
+    m = _URL_RE.match(raw)
+    if m or raw.lower().startswith("file:"):
+        scheme = m.group(1).lower() if m else "file"
+        if scheme != "file":
+            raise _reject(what, f"{what} location {raw!r} has an unknown URL scheme {scheme!r} "
+                                "(only local paths and file:// URLs are supported)")  # fmt: skip
+        parts = urlsplit(raw)
+        if parts.netloc not in ("", "localhost"):
+            raise _reject(what, f"{what} location {raw!r} names a remote host {parts.netloc!r}")
+        if parts.query or parts.fragment:
+            raise _reject(what, f"{what} location {raw!r} has a query or fragment")
+        path_str = unquote(parts.path)  # decoded first, so %2e%2e and %00 are caught below
+        if not path_str.startswith("/"):
+            raise _reject(what, f"{what} location {raw!r} is not an absolute file URL")
+    else:
+        path_str = raw
+
+    if "\x00" in path_str:
+        raise _reject(what, f"{what} location contains a NUL byte")
+    if ".." in re.split(r"[/\\]", path_str):
+        raise _reject(what, f"{what} location {raw!r} contains a '..' component")
+
+    real = Path(os.path.realpath(os.path.join(os.getcwd(), path_str)))
+    if roots:
+        real_roots = [Path(os.path.realpath(r)) for r in roots]
+        if not any(real == r or real.is_relative_to(r) for r in real_roots):
+            allowed = ", ".join(str(r) for r in real_roots)
+            raise _reject(what, f"{what} location {raw!r} escapes the allowed roots ({allowed})")
+    return real
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable. Some filesystems refuse fsync on a directory: that only
+    # weakens durability after a crash, never what a reader sees.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _temp_sibling(dst: Path) -> Path:
+    return dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+def publish_file(src: Path, dst: Path) -> None:
+    """Put ``src`` at ``dst`` atomically: readers see the old file, or all of the new one.
+
+    ``src`` is consumed: it is renamed when it lives on the same filesystem as ``dst`` and
+    copied (then removed) otherwise.
+    """
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.is_dir():
+        raise InvalidOutputError(f"cannot publish over a directory: {dst}")
+    with open(src, "rb") as f:  # data written by ffmpeg is not necessarily on disk yet
+        os.fsync(f.fileno())
+    try:
+        os.replace(src, dst)  # same filesystem: the rename is the atomic step
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        tmp = _temp_sibling(dst)
+        try:
+            with open(src, "rb") as fin, open(tmp, "wb") as fout:
+                shutil.copyfileobj(fin, fout, 1 << 20)
+                fout.flush()
+                os.fsync(fout.fileno())
+            shutil.copymode(src, tmp)
+            os.replace(tmp, dst)
+        except BaseException:
+            remove_quietly(tmp)
+            raise
+        remove_quietly(src)
+    _fsync_dir(dst.parent)
+
+
+def atomic_write_text(dst: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``dst`` so that readers never see a partial file."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_sibling(dst)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dst)
+    except BaseException:
+        remove_quietly(tmp)
+        raise
+    _fsync_dir(dst.parent)
+
+
+def _matches(rel: Path, patterns: Sequence[str]) -> bool:
+    # A pattern with a "/" matches the relative path, otherwise just the file name.
+    return any(fnmatch.fnmatch(rel.as_posix() if "/" in p else rel.name, p) for p in patterns)
+
+
+def publish_tree(src_dir: Path, dst_dir: Path, *, last: Sequence[str] = ("*.m3u8",)) -> list[Path]:
+    """Publish every regular file under ``src_dir`` to the same place under ``dst_dir``.
+
+    Files matching ``last`` (playlists) go after all the others, deepest first (variant
+    playlists before the master), so a reader never sees a playlist whose segments or
+    variants are missing. ``src_dir``'s files are consumed. Returns destinations in order.
+    """
+    if not src_dir.is_dir():
+        raise FileNotFoundError(f"not a directory: {src_dir}")
+    files = sorted(p.relative_to(src_dir) for p in src_dir.rglob("*") if p.is_file() and not p.is_symlink())
+    first = [f for f in files if not _matches(f, last)]
+    final = sorted((f for f in files if _matches(f, last)), key=lambda f: (-len(f.parts), f))
+    published = []
+    for rel in [*first, *final]:
+        dst = dst_dir / rel
+        publish_file(src_dir / rel, dst)
+        published.append(dst)
+    return published
+
+
+def remove_quietly(path: Path) -> None:
+    """Remove a file, symlink or directory tree; a missing path is fine."""
+    with contextlib.suppress(OSError):
+        if path.is_symlink() or not path.is_dir():
+            path.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
