@@ -40,11 +40,33 @@ loud() {
   } >&2
 }
 
-if [[ -x "$VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]] \
-   && "$VENV/bin/python" -c "import whisperx" >/dev/null 2>&1; then
+up_to_date() {
+  [[ -x "$VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]] \
+    && "$VENV/bin/python" -c "import whisperx" >/dev/null 2>&1
+}
+
+if up_to_date; then
   echo "whisperx-venv: up to date at $VENV" >&2
   echo "$VENV"
   exit 0
+fi
+
+# Serialise concurrent builds (two CI jobs on one runner): the second waits, then finds it done.
+mkdir -p "$(dirname "$VENV")"
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$VENV.lock"
+  flock 9
+  if up_to_date; then
+    echo "whisperx-venv: up to date at $VENV (built by another run)" >&2
+    echo "$VENV"
+    exit 0
+  fi
+fi
+
+# Never delete something that is not a virtualenv we made (a mistyped MEDIARUNNER_WHISPERX_VENV).
+if [[ -e "$VENV" && ! -f "$VENV/pyvenv.cfg" && -n "$(ls -A "$VENV" 2>/dev/null)" ]]; then
+  loud "ERROR: $VENV exists and is not a virtualenv; refusing to replace it (set MEDIARUNNER_WHISPERX_VENV)"
+  exit 2
 fi
 
 if ! command -v "$PYTHON" >/dev/null 2>&1; then
@@ -65,7 +87,6 @@ fi
 echo "whisperx-venv: (re)building $VENV with $PYTHON" >&2
 start=$(date +%s)
 rm -rf "$VENV"
-mkdir -p "$(dirname "$VENV")"
 "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 if ! "$VENV/bin/python" -m pip install --quiet "${REQUIREMENTS[@]}"; then

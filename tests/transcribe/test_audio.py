@@ -23,8 +23,10 @@ pytest.importorskip("mediarunner.workers.media.probe", reason="mediarunner.worke
 
 def test_extract_from_video(speech_mp4: Path, speech_wav: Path, tmp_path: Path) -> None:
     dst = tmp_path / "out" / "audio.wav"
-    duration = extract_audio(speech_mp4, dst)
+    progress: list[float] = []
+    duration = extract_audio(speech_mp4, dst, on_progress=progress.append)
     assert duration is not None
+    assert progress and progress[-1] == 1.0 and progress == sorted(progress)
     assert duration == pytest.approx(wav_duration(speech_wav), abs=0.1)
     with wave.open(str(dst), "rb") as w:
         assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)

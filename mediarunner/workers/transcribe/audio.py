@@ -8,7 +8,7 @@ import wave
 from collections.abc import Callable
 from pathlib import Path
 
-from mediarunner.errors import InvalidInputError
+from mediarunner.errors import InvalidInputError, JobCancelled
 
 SAMPLE_RATE = 16_000
 
@@ -23,13 +23,18 @@ def wav_duration(path: Path) -> float:
         raise InvalidInputError(f"{path} is not a readable PCM WAV file: {exc}") from exc
 
 
+def _file_url(path: Path) -> str:
+    # "file:" stops ffmpeg reading "a:b.mp4" as protocol "a" or "-x.wav" as an option.
+    return "file:" + os.path.abspath(path)
+
+
 def extract_audio_args(src: Path, dst_wav: Path) -> list[str]:
     """The ffmpeg arguments (without the binary) that write the first audio stream of ``src``
     as 16 kHz mono signed 16-bit PCM WAV to ``dst_wav``."""
     return [
         "-y",
         "-i",
-        str(src),
+        _file_url(src),
         "-map",
         "0:a:0",
         "-vn",
@@ -43,7 +48,7 @@ def extract_audio_args(src: Path, dst_wav: Path) -> list[str]:
         "pcm_s16le",
         "-f",
         "wav",
-        str(dst_wav),
+        _file_url(dst_wav),
     ]
 
 
@@ -53,14 +58,16 @@ def extract_audio(
     *,
     ffmpeg: str = "ffmpeg",
     ffprobe: str = "ffprobe",
-    on_progress: Callable[..., object] | None = None,
+    on_progress: Callable[[float], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
 ) -> float | None:
     """Write the first audio stream of ``src`` to ``dst_wav`` (16 kHz mono PCM WAV).
 
     Returns the duration in seconds of the written audio, or ``None`` when ``src`` has no audio
     stream (nothing is written then). The input is probed first, so a missing or corrupt input
-    raises :class:`~mediarunner.errors.InvalidInputError` before ffmpeg runs. ffmpeg's own
+    raises :class:`~mediarunner.errors.InvalidInputError` (and one with no usable stream
+    :class:`~mediarunner.errors.UnsupportedMediaError`) before ffmpeg runs. ``on_progress``
+    gets ffmpeg's progress as a fraction in [0, 1]. ffmpeg's own
     errors (``PermanentError``/``ProcessingError``/``JobCancelled``) propagate from
     ``run_ffmpeg``; a partial output is never left at ``dst_wav`` (it is written to a temporary
     name beside it and renamed on success).
@@ -76,6 +83,8 @@ def extract_audio(
     info = probe(src, ffprobe=ffprobe)
     if not info.has_audio:
         return None
+    if should_cancel is not None and should_cancel():  # run_ffmpeg first polls after cancel_poll
+        raise JobCancelled("audio extraction cancelled")
 
     dst_wav.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst_wav.with_name(f".{dst_wav.stem}.{os.getpid()}.partial.wav")

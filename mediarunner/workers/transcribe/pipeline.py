@@ -19,7 +19,7 @@ def transcribe(
     language: str | None = None,
     ffmpeg: str = "ffmpeg",
     ffprobe: str = "ffprobe",
-    on_progress: Callable[..., object] | None = None,
+    on_progress: Callable[[float], None] | None = None,
     should_cancel: ShouldCancel | None = None,
 ) -> Transcript:
     """Extract the audio of ``src`` to ``work_dir`` and transcribe it with ``engine`` while
