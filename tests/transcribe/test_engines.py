@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from pathlib import Path
 
@@ -49,6 +50,7 @@ def test_get_engine_concurrent_first_calls_load_once(
 
     monkeypatch.setattr(engines, "load_engine", fake_load)
     monkeypatch.setattr(engines, "_cache", {})  # isolated: the real cache is left as it was
+    monkeypatch.setattr(engines, "_load_locks", {})
     results: list[object] = []
     start = threading.Barrier(4)
 
@@ -110,6 +112,13 @@ def test_missing_model_names_the_setting(tmp_path: Path) -> None:
         load_engine("faster-whisper", "large-v3", model_dir=tmp_path)
     with pytest.raises(ModelNotFoundError, match="MEDIARUNNER_WHISPER_MODEL"):
         FasterWhisperEngine(tmp_path)
+
+
+def test_whisperx_missing_is_a_clear_permanent_error() -> None:
+    if importlib.util.find_spec("whisperx") is not None:
+        pytest.skip("whisperx is installed here")
+    with pytest.raises(PermanentError, match="whisperx-venv"):
+        load_engine("whisperx", "tiny.en", device="cpu", compute_type="int8")
 
 
 def test_unknown_engine() -> None:
