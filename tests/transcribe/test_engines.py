@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+import wave
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,17 @@ def test_silence_gives_empty_transcript(fw: Engine, silent_wav: Path) -> None:
     assert t.segments == [] and t.text == ""
     assert t.audio_duration == pytest.approx(5.0, abs=0.05)
     assert to_webvtt(t) == "WEBVTT\n" and to_srt(t) == ""
+
+
+def test_zero_length_wav_gives_empty_transcript(fw: Engine, tmp_path: Path) -> None:
+    path = tmp_path / "zero.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+    t = fw.transcribe(path, language=None)
+    assert t.segments == [] and t.audio_duration == 0.0 and t.realtime_factor == 0.0
+    assert to_webvtt(t) == "WEBVTT\n"
 
 
 def test_cancel_before_start(fw: Engine, speech_wav: Path) -> None:
