@@ -41,9 +41,10 @@ class Client:
     @property
     def app(self) -> Celery:
         if self._app is None:
-            from mediarunner.workers.app import app
+            from mediarunner.workers.app import app, create_app
 
-            self._app = app
+            # The shared app was configured at import; settings given later may name another broker.
+            self._app = app if app.conf.broker_url == self.settings.broker_url else create_app(self.settings)
         return self._app
 
     # ------------------------------------------------------------------ submission
@@ -79,11 +80,13 @@ class Client:
         return self._submit(jobs)
 
     def submit_noop(self, duration: float = 0.0, output: str | None = None, priority: int = 0, *,
-                    queue: str | None = None, metadata: Mapping[str, Any] | None = None) -> Job:
-        """A job that sleeps ``duration`` seconds (interruptibly) and optionally writes a file."""
+                    queue: str | None = None, metadata: Mapping[str, Any] | None = None,
+                    fail_attempts: int = 0) -> Job:
+        """A diagnostic job: waits ``duration`` seconds (interruptibly), optionally writes a file, and
+        fails transiently on its first ``fail_attempts`` attempts."""
         if output is not None:
             self._check_output(output)
-        payload = self._validated(NoopPayload, duration=duration, output=output)
+        payload = self._validated(NoopPayload, duration=duration, output=output, fail_attempts=fail_attempts)
         q, why = route(JobType.NOOP, queue=queue)
         return self._submit([NewJob(JobType.NOOP, q, dump(payload), routing_reason=why,
                                     **self._common(priority, "default", metadata))])

@@ -87,7 +87,7 @@ def test_outbox_finds_unpublished_due_and_stuck_jobs(db_url: str) -> None:
 
 
 def test_children_are_not_dispatched_until_released(db_url: str) -> None:
-    root, kid = new(db_url, children=1)
+    root, _kid = new(db_url, children=1)
     assert tx(db_url, ticks.due_for_dispatch, T0, settings()) == [root]
 
 

@@ -58,6 +58,8 @@ class RenditionPayload(_Payload):
 class NoopPayload(_Payload):
     duration: float = Field(default=0.0, ge=0, le=3600)
     output: str | None = Field(default=None, max_length=MAX_URL)
+    # Diagnostics: raise a transient error on attempts <= fail_attempts (exercises retries end to end).
+    fail_attempts: int = Field(default=0, ge=0, le=10)
 
 
 def dump(model: BaseModel) -> dict[str, Any]:

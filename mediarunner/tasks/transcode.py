@@ -93,9 +93,11 @@ def encode_and_publish(ctx: JobContext, src: Path, info: MediaInfo, r: PlannedRe
     result: dict[str, Any] = {"rendition": r.name}
     hls_dir = None
     if "hls" in formats:
-        hls_dir = package_hls(mp4, ctx.scratch / "hls" / r.name, ffmpeg=s.ffmpeg_path,
-                              segment_seconds=s.hls_segment_seconds, should_cancel=ctx.should_cancel).parent
-        variant = describe_variant(mp4, f"hls/{r.name}/index.m3u8", ffprobe=s.ffprobe_path)
+        playlist = package_hls(mp4, ctx.scratch / "hls" / r.name, ffmpeg=s.ffmpeg_path,
+                               segment_seconds=s.hls_segment_seconds, should_cancel=ctx.should_cancel)
+        hls_dir = playlist.parent
+        variant = describe_variant(mp4, f"hls/{r.name}/index.m3u8", ffprobe=s.ffprobe_path,
+                                   segment_seconds=s.hls_segment_seconds, media_playlist=playlist)
         result["variant"] = variant.to_dict()
     ctx.progress(encode_end + (hi - encode_end) / 2)
 
