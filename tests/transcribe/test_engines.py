@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import threading
+import wave
 from pathlib import Path
 
 import pytest
@@ -49,6 +51,7 @@ def test_get_engine_concurrent_first_calls_load_once(
 
     monkeypatch.setattr(engines, "load_engine", fake_load)
     monkeypatch.setattr(engines, "_cache", {})  # isolated: the real cache is left as it was
+    monkeypatch.setattr(engines, "_load_locks", {})
     results: list[object] = []
     start = threading.Barrier(4)
 
@@ -90,6 +93,17 @@ def test_silence_gives_empty_transcript(fw: Engine, silent_wav: Path) -> None:
     assert to_webvtt(t) == "WEBVTT\n" and to_srt(t) == ""
 
 
+def test_zero_length_wav_gives_empty_transcript(fw: Engine, tmp_path: Path) -> None:
+    path = tmp_path / "zero.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+    t = fw.transcribe(path, language=None)
+    assert t.segments == [] and t.audio_duration == 0.0 and t.realtime_factor == 0.0
+    assert to_webvtt(t) == "WEBVTT\n"
+
+
 def test_cancel_before_start(fw: Engine, speech_wav: Path) -> None:
     with pytest.raises(JobCancelled):
         fw.transcribe(speech_wav, language=None, should_cancel=lambda: True)
@@ -110,6 +124,13 @@ def test_missing_model_names_the_setting(tmp_path: Path) -> None:
         load_engine("faster-whisper", "large-v3", model_dir=tmp_path)
     with pytest.raises(ModelNotFoundError, match="MEDIARUNNER_WHISPER_MODEL"):
         FasterWhisperEngine(tmp_path)
+
+
+def test_whisperx_missing_is_a_clear_permanent_error() -> None:
+    if importlib.util.find_spec("whisperx") is not None:
+        pytest.skip("whisperx is installed here")
+    with pytest.raises(PermanentError, match="whisperx-venv"):
+        load_engine("whisperx", "tiny.en", device="cpu", compute_type="int8")
 
 
 def test_unknown_engine() -> None:

@@ -513,6 +513,7 @@ def load_engine(
 
 _cache: dict[tuple[object, ...], Engine] = {}
 _cache_lock = threading.Lock()
+_load_locks: dict[tuple[object, ...], threading.Lock] = {}
 _device_locks: dict[str, threading.Lock] = {}
 _device_locks_guard = threading.Lock()
 
@@ -532,7 +533,11 @@ def get_engine(
     diarize_model_dir: Path | None = None,
 ) -> Engine:
     """Like :func:`load_engine`, but returns the same engine for the same arguments within a
-    process (the model is loaded once). Thread-safe: concurrent first calls load it once."""
+    process (the model is loaded once). Thread-safe: concurrent first calls load it once.
+
+    A failed load is not cached (the next call tries again). Engines are not safe for
+    concurrent ``transcribe`` calls: wrap each in :func:`engine_lock` (``pipeline.transcribe``
+    does)."""
     key: tuple[object, ...] = (
         normalize_engine_name(engine),
         (model or "").strip() or None,
@@ -550,7 +555,14 @@ def get_engine(
         cached = _cache.get(key)
         if cached is not None:
             return cached
-        # Loading under the lock: one model load at a time per process, never the same twice.
+        key_lock = _load_locks.setdefault(key, threading.Lock())
+    # Load under this key's lock only: concurrent first calls for the same arguments load the
+    # model once, while lookups of other (already loaded) engines are not held up.
+    with key_lock:
+        with _cache_lock:
+            cached = _cache.get(key)
+        if cached is not None:
+            return cached
         loaded = load_engine(
             engine,
             model,
@@ -564,7 +576,8 @@ def get_engine(
             align_model_dir=align_model_dir,
             diarize_model_dir=diarize_model_dir,
         )
-        _cache[key] = loaded
+        with _cache_lock:
+            _cache[key] = loaded
         return loaded
 
 
