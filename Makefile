@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= test,transcribe
+EXTRAS ?= test,transcribe,s3,sftp
 
 .PHONY: all venv system-deps demo test test-fast test-whisperx lint bench bench-smoke clean
 

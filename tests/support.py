@@ -3,6 +3,7 @@ and real Celery worker processes. Waiting is always on a condition with a deadli
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -52,6 +53,7 @@ class RedisServer:
     dir: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    persist: bool = False  # AOF on: queued messages survive a restart, as in production
 
     @property
     def url(self) -> str:
@@ -61,7 +63,7 @@ class RedisServer:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir)],
+             "--appendonly", "yes" if self.persist else "no", "--appendfsync", "always", "--dir", str(self.dir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(self.ping, 10, what="redis-server to accept connections")
 
@@ -241,3 +243,42 @@ def make_clip(path: Path, *, seconds: float = 3.0, size: str = "640x360", audio:
     args += [str(path)]
     subprocess.run(args, check=True)
     return path
+
+
+@dataclass
+class PgServer:
+    """A private PostgreSQL cluster on a free port, so a test may restart it."""
+
+    dir: Path
+    port: int = field(default_factory=free_port)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _bin(self, name: str) -> str:
+        found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+        return str(found[-1]) if found else name
+
+    def _run(self, *cmd: str) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run(prefix + list(cmd), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def init(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres")
+        self._run(self._bin("initdb"), "-D", str(self.dir / "data"), "-A", "trust", "-U", "postgres")
+        self.start()
+
+    def start(self) -> None:
+        self._run(self._bin("pg_ctl"), "-D", str(self.dir / "data"), "-l", str(self.dir / "log"), "-w", "-o",
+                  f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+
+    def stop(self) -> None:
+        self._run(self._bin("pg_ctl"), "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
+
+    def destroy(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)

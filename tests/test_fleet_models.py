@@ -367,10 +367,11 @@ def test_capabilities_without_ffmpeg_still_register(tmp_path: Path) -> None:
 
 
 def test_whisper_models_found_in_model_dir(tmp_path: Path) -> None:
-    model = tmp_path / "faster-whisper-tiny.en"
+    model = tmp_path / "faster-whisper-small"
     model.mkdir()
     (model / "model.bin").write_bytes(b"x")
     (model / "config.json").write_text("{}")
     (tmp_path / "junk").mkdir()
-    caps = diagnostics.whisper_capabilities({"MEDIARUNNER_WHISPER_MODEL_DIR": str(tmp_path)})
-    assert "faster-whisper-tiny.en" in caps["models"] and "junk" not in caps["models"]
+    caps = diagnostics.whisper_capabilities(Settings(whisper_model_dir=tmp_path, whisper_engine="whisperx"))
+    assert "small" in caps["models"] and "junk" not in caps["models"]
+    assert caps["configured"]["engine"] == "whisperx" and isinstance(caps["engines"], list)

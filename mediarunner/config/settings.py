@@ -74,6 +74,19 @@ class Settings(BaseSettings):
     min_free_scratch_mb: int = 500
     cancel_poll_seconds: float = 0.5
 
+    # --- transcription (nothing is downloaded: models are local directories)
+    whisper_engine: str = "faster-whisper"  # or "whisperx" (GPU workers, `mediarunner[whisperx]`)
+    whisper_model: str = "tiny.en"  # a name looked up in whisper_model_dir, or a local path
+    whisper_model_dir: Path | None = None
+    whisper_device: str = "cpu"  # "cuda" on GPU workers
+    whisper_compute_type: str = "int8"  # "float16" on GPU
+    whisper_batch_size: int = 16  # whisperx only
+    whisper_cpu_threads: int = 0
+    whisper_align_model_dir: Path | None = None  # whisperx word alignment, optional
+    whisper_diarize_model_dir: Path | None = None  # whisperx diarization, optional
+    gpu_probe_timeout_seconds: float = 1.0  # how long submission asks Celery whether a GPU worker is up
+    reroute_after_seconds: float = 30.0  # a job waiting on an empty gpu queue this long moves to cpu
+
     @field_validator("max_attempts")
     @classmethod
     def _positive(cls, v: int) -> int:

@@ -187,6 +187,17 @@ def requeue(session: Session, job_id: str, attempt: int, error: str, run_after: 
     return ok
 
 
+def reroute(session: Session, job_id: str, attempt: int, queue: str, reason: str, now: datetime) -> bool:
+    """Move a pending job to another queue. The attempt grows, so the message still waiting in
+    the old queue is stale and will be dropped if a worker ever takes it."""
+    ok = _cas(session, job_id, [S.PENDING], dict(
+        queue=queue, routing_reason=reason[:200], attempt=JobRow.attempt + 1, dispatched_at=None, updated_at=now,
+    ), attempt=attempt)
+    if ok:
+        record_event(session, "job_rerouted", now, f"-> {queue}: {reason}", job_id=job_id)
+    return ok
+
+
 def time_out(session: Session, job_id: str, attempt: int, now: datetime, error: str) -> bool:
     ok = _cas(session, job_id, [S.RUNNING], dict(
         state=S.TIMEOUT, error=error, error_kind=ErrorKind.TRANSIENT, finished_at=now, updated_at=now,

@@ -19,6 +19,7 @@ from mediarunner.models.enums import Queue
 from mediarunner.scheduler import fleet as fleet_ticks
 from mediarunner.scheduler import lease, ticks
 from mediarunner.scheduler.dispatch import dispatch
+from mediarunner.scheduler.routing import QueueProbe
 from mediarunner.workers.app import app
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,9 @@ def tick() -> dict[str, Any]:
         return {"skipped": "not the lease holder"}
     now = utcnow()
     fo = transaction(lambda s: ticks.fail_over(s, now, settings))
+    if transaction(lambda s: ticks.has_stranded_candidates(s, now, settings)):
+        online = QueueProbe(app, timeout=settings.gpu_probe_timeout_seconds).consumed()
+        transaction(lambda s: ticks.reroute_stranded(s, now, settings, online))
     due = transaction(lambda s: ticks.due_for_dispatch(s, now, settings))
     published = sum(dispatch(job_id, app=app) for job_id in due)
     if fo.requeued or fo.failed or fo.timed_out or published:

@@ -11,6 +11,7 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Ignore
 
+from mediarunner.config import get_settings
 from mediarunner.models.enums import JobType
 from mediarunner.tasks.handlers import HANDLERS
 from mediarunner.tasks.names import TASK_NAMES
@@ -33,7 +34,10 @@ def _make_task(job_type: JobType) -> Task:
         return status
 
     run.__name__ = f"run_{job_type.value}"
-    return app.task(bind=True, name=TASK_NAMES[job_type])(run)
+    limit = get_settings().job_time_limit_seconds
+    # Celery's own limits back up the scheduler's timeout scan: the soft limit raises inside the
+    # job (-> `timeout`), the hard one kills a process that ignores it.
+    return app.task(bind=True, name=TASK_NAMES[job_type], soft_time_limit=limit, time_limit=limit + 30)(run)
 
 
 TASKS: dict[JobType, Task] = {t: _make_task(t) for t in HANDLERS}

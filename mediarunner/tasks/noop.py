@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from mediarunner.errors import JobCancelled
+from mediarunner.errors import JobCancelled, ProcessingError
 from mediarunner.models.enums import Stage
 from mediarunner.models.payloads import NoopPayload
 from mediarunner.tasks.context import JobContext
@@ -20,6 +20,8 @@ from mediarunner.workers.media.publish import atomic_write_text, resolve_local_p
 def run_noop(ctx: JobContext) -> Outcome:
     p = NoopPayload.model_validate(ctx.job.payload)
     ctx.set_stage(Stage.PROCESSING)
+    if ctx.job.attempt <= p.fail_attempts:
+        raise ProcessingError(f"simulated transient failure on attempt {ctx.job.attempt}")
     deadline = time.monotonic() + p.duration
     while (left := deadline - time.monotonic()) > 0:
         if ctx.should_cancel():

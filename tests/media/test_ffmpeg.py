@@ -188,3 +188,24 @@ def test_stderr_tail_is_bounded(tmp_path: Path) -> None:
     lines = tail.lines()
     assert len(lines) == 5 and lines[-1] == "last"
     assert all(len(line) <= 1000 for line in lines)
+
+
+@pytest.mark.parametrize(
+    "tail, expected",
+    [
+        ("Could not find codec parameters for stream 0 (Video: h264, none): unspecified size\n"
+         "in.mp4: could not find codec parameters", UnsupportedMediaError),
+        ("Could not find codec parameters for stream 2 (Data: none (tmcd / 0x64636D74), 0 kb/s)\n"
+         "Conversion failed!", ProcessingError),
+        ("Decoder (codec av1) not found for input stream #0:0", UnsupportedMediaError),
+        ("[h264 @ 0x1] Invalid data found when processing input\n"
+         "out.mp4: No space left on device", ProcessingError),
+        ("Exiting normally, received signal 15.", ProcessingError),
+        ("[mov,mp4 @ 0x1] moov atom not found\nother.mp4: Invalid data found when processing input",
+         InvalidInputError),
+    ],
+)  # fmt: skip
+def test_classify_failure_table(tail: str, expected: type[Exception]) -> None:
+    err = classify_failure(1, tail, ["-i", "in.mp4", "out.mp4"])
+    assert type(err) is expected
+    assert tail.splitlines()[-1] in str(err)  # the tail travels with the message

@@ -12,6 +12,7 @@ import queue
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -113,7 +114,11 @@ def _input_urls(args: Sequence[str]) -> list[str]:
 # messages are checked against the real input names so an *output* path problem is not
 # mistaken for bad input.
 _GENERIC_RULES: tuple[tuple[re.Pattern[str], type[MediarunnerError], str], ...] = (
-    (re.compile(r"moov atom not found"), InvalidInputError, "input is a truncated or unfinished MP4"),
+    (
+        re.compile(r"moov atom not found"),
+        InvalidInputError,
+        "input is not a valid MP4 (moov atom missing: truncated or unfinished)",
+    ),
     (
         re.compile(r"Output file #\d+ does not contain any stream"),
         UnsupportedMediaError,
@@ -121,7 +126,8 @@ _GENERIC_RULES: tuple[tuple[re.Pattern[str], type[MediarunnerError], str], ...] 
     ),
     (re.compile(r"does not contain any stream"), UnsupportedMediaError, "input has no usable stream"),
     (
-        re.compile(r"[Cc]ould not find codec parameters"),
+        # Only audio/video: data tracks (timecode...) trigger it harmlessly in many files.
+        re.compile(r"[Cc]ould not find codec parameters for stream \d+ \((?:Video|Audio)"),
         UnsupportedMediaError,
         "input stream parameters cannot be determined (unknown codec or 0x0 video)",
     ),
@@ -142,6 +148,16 @@ _GENERIC_RULES: tuple[tuple[re.Pattern[str], type[MediarunnerError], str], ...] 
     ),
 )
 
+# Conditions of the machine, not of the input: they win over any input complaint in the tail
+# (a corrupt-frame warning must not turn a full disk into a permanent failure).
+_TRANSIENT_MARKERS = (
+    "No space left on device",
+    "Cannot allocate memory",
+    "Resource temporarily unavailable",
+    "Input/output error",
+    "Exiting normally, received signal",
+)
+
 _INPUT_RULES: tuple[tuple[str, type[MediarunnerError], str], ...] = (
     ("No such file or directory", InvalidInputError, "input file does not exist"),
     ("Invalid data found when processing input", InvalidInputError, "input is corrupt or not a media file"),
@@ -159,6 +175,9 @@ def classify_failure(returncode: int, stderr_tail: str, args: Sequence[str]) -> 
         except ValueError:
             name = str(-returncode)
         return ProcessingError(f"ffmpeg was killed by signal {name}\n{tail}")
+    for marker in _TRANSIENT_MARKERS:
+        if marker in stderr_tail:
+            return ProcessingError(f"ffmpeg failed: {marker.lower()}\n{tail}")
     lines = stderr_tail.splitlines()
     for url in _input_urls(args):
         for line in lines:
@@ -190,6 +209,16 @@ def _terminate(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def _die_with_parent() -> None:
+    """Runs in the child before exec: if the worker is SIGKILLed, the kernel kills ffmpeg too
+    (its own session keeps it out of the worker's process group, so nothing else would)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 def run_ffmpeg(
     args: Sequence[str],
     *,
@@ -213,6 +242,7 @@ def run_ffmpeg(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,  # own process group: cancel kills everything it spawned
+            preexec_fn=_die_with_parent,
         )
     except OSError as exc:  # missing binary is a worker problem; another worker may have it
         raise ProcessingError(f"cannot start {ffmpeg}: {exc}") from exc

@@ -66,6 +66,10 @@ def _float(value: str | None) -> float | None:
         return None
 
 
+def _file_url(path: Path) -> str:
+    return "file:" + str(path.resolve())  # never read as a protocol or an option
+
+
 def _ffprobe(args: Sequence[str], ffprobe: str, timeout: float = 600) -> str:
     try:
         res = subprocess.run([ffprobe, "-v", "error", *args], capture_output=True, text=True,
@@ -96,14 +100,14 @@ def _avc_codec(stream: dict[str, Any]) -> str:
     data = "".join("".join(m.group(1).split()) for m in re.finditer(r"^[0-9a-f]{8}: ((?:[0-9a-f]{2,4} ?)+)",
                                                                    hexdump, re.M))  # fmt: skip
     if len(data) >= 8 and data[:2] == "01":
-        return f"avc1.{data[2:8].upper()}"
+        return f"avc1.{data[2:8].lower()}"
     profile = _H264_PROFILES.get(str(stream.get("profile")))
     level = stream.get("level")
     if profile is None or not isinstance(level, int) or level <= 0:
         raise UnsupportedMediaError(
             f"cannot derive an RFC 6381 codec for H.264 profile {stream.get('profile')!r}"
         )
-    return f"avc1.{profile[0]:02X}{profile[1]:02X}{level:02X}"
+    return f"avc1.{profile[0]:02x}{profile[1]:02x}{level:02x}"
 
 
 def _codec_string(stream: dict[str, Any]) -> str:
@@ -206,7 +210,7 @@ def describe_variant(
     muxer's cut rule with ``segment_seconds`` and TS overhead. BANDWIDTH is the peak segment
     bitrate, and never less than 1.1 x the average.
     """
-    streams = json.loads(_ffprobe(["-show_streams", "-show_data", "-of", "json", str(mp4)], ffprobe))
+    streams = json.loads(_ffprobe(["-show_streams", "-show_data", "-of", "json", _file_url(mp4)], ffprobe))
     streams = streams.get("streams") or []
     video = next((s for s in streams if s.get("codec_type") == "video"), None)
     audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
@@ -218,7 +222,7 @@ def describe_variant(
         segments = _measure_playlist(media_playlist)
     else:
         raw = _ffprobe(["-show_entries", "packet=stream_index,dts_time,pts_time,duration_time,size,flags",
-                        "-of", "compact=p=0", str(mp4)], ffprobe)  # fmt: skip
+                        "-of", "compact=p=0", _file_url(mp4)], ffprobe)  # fmt: skip
         timed: list[tuple[float, _Packet]] = []
         for row in raw.splitlines():
             f = dict(kv.split("=", 1) for kv in row.split("|") if "=" in kv)
@@ -237,7 +241,7 @@ def describe_variant(
     if not segments or total_s <= 0:
         raise ProcessingError(f"{mp4}: no segments to measure")
     average = math.ceil(sum(b for _, b in segments) * 8 / total_s)
-    # Very short final segments give noisy rates; they still count, as the spec demands.
+    # RFC 8216: BANDWIDTH >= every segment's bitrate, a short (bursty) last segment included.
     peak = max(math.ceil(b * 8 / d) for d, b in segments)
     bandwidth = max(peak, math.ceil(average * 1.1))
 
@@ -261,7 +265,7 @@ def render_master_playlist(variants: Sequence[HlsVariant]) -> str:
     """A master playlist listing ``variants`` by descending bandwidth."""
     if not variants:
         raise ValueError("a master playlist needs at least one variant")
-    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3"]
     for v in sorted(variants, key=lambda v: v.bandwidth, reverse=True):
         if not v.uri or any(c in v.uri for c in '\r\n"') or v.uri.startswith("#"):
             raise ValueError(f"invalid variant URI {v.uri!r}")

@@ -1,0 +1,196 @@
+"""Beat logic with time as a parameter: no sleeping, no broker."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from mediarunner.config import Settings
+from mediarunner.errors import InvalidInputError, ProcessingError, StorageError
+from mediarunner.models import transitions as t
+from mediarunner.models.db import transaction
+from mediarunner.models.enums import ErrorKind, JobState, JobType
+from mediarunner.models.queries import get_job
+from mediarunner.models.tables import JobRow
+from mediarunner.models.transitions import NewJob
+from mediarunner.scheduler import lease, ticks
+from mediarunner.scheduler.retry import RetryPolicy, decide
+
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+S = JobState
+
+
+def settings(**kw: object) -> Settings:
+    base: dict[str, object] = dict(failover_after_seconds=30, job_time_limit_seconds=3600,
+                                   redispatch_after_seconds=300, purge_after_days=7, purge_batch_size=2)
+    base.update(kw)
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+def new(url: str, *, now: datetime = T0, children: int = 0, queue: str = "cpu", priority: int = 0,
+        cls: str = "default", max_attempts: int = 3) -> list[str]:
+    jobs = [NewJob(JobType.NOOP, queue, {}, priority=priority, priority_class=cls, max_attempts=max_attempts)]
+    jobs += [NewJob(JobType.NOOP, queue, {}, parent=0) for _ in range(children)]
+    return transaction(lambda s: t.create_jobs(s, jobs, now), url=url)
+
+
+def job(url: str, job_id: str):  # type: ignore[no-untyped-def]
+    return transaction(lambda s: get_job(s, job_id, with_children=False), url=url)
+
+
+def tx(url: str, fn, *a, **kw):  # type: ignore[no-untyped-def]
+    return transaction(lambda s: fn(s, *a, **kw), url=url)
+
+
+# --------------------------------------------------------------------------- retry policy (pure)
+
+def _job(failures: int = 0, max_attempts: int = 3):  # type: ignore[no-untyped-def]
+    from mediarunner.models.schemas import Job
+
+    return Job(id="j", type=JobType.NOOP, state=S.RUNNING, stage=None, progress=0, queue="cpu", routing_reason=None,
+               priority=0, priority_class="default", rank=None, parent_id=None, root_id="j", attempt=failures + 1,
+               failures=failures, max_attempts=max_attempts, payload={}, meta={}, result=None, error=None,
+               error_kind=None, log_tail=None, worker=None, celery_task_id=None, created_at=T0, started_at=None,
+               heartbeat_at=None, finished_at=None, run_after=None)
+
+
+def test_retry_policy_is_pure_and_classifies() -> None:
+    p = RetryPolicy(base_seconds=5, max_seconds=60, jitter=0.0)
+    assert not decide(InvalidInputError("corrupt"), _job(), p).retry
+    assert decide(InvalidInputError("corrupt"), _job(), p).kind is ErrorKind.PERMANENT
+    assert not decide(ValueError("bad payload"), _job(), p).retry
+    d = [decide(StorageError("reset"), _job(f), p) for f in range(2)]
+    assert [x.retry for x in d] == [True, True] and [x.delay for x in d] == [5, 10]
+    assert not decide(ProcessingError("killed"), _job(2), p).retry  # third failure of three
+    assert decide(OSError("io"), _job(0, max_attempts=1), p).retry is False
+    assert decide(StorageError("x"), _job(10, 99), p).delay == 60  # capped
+    jittered = {decide(StorageError("x"), _job(1), RetryPolicy(5, 60, 0.25), random.Random(i)).delay
+                for i in range(20)}
+    assert len(jittered) > 1 and all(7.5 <= x <= 12.5 for x in jittered)
+
+
+# --------------------------------------------------------------------------- outbox
+
+def test_outbox_finds_unpublished_due_and_stuck_jobs(db_url: str) -> None:
+    s = settings()
+    a, = new(db_url)  # never published
+    b, = new(db_url)
+    tx(db_url, t.mark_dispatched, [b], T0)  # published just now
+    c, = new(db_url)
+    tx(db_url, t.claim, c, 1, "w", None, T0)
+    tx(db_url, t.requeue, c, 1, "io", T0 + timedelta(seconds=60), T0)  # backoff not over
+    assert set(tx(db_url, ticks.due_for_dispatch, T0, s)) == {a}
+    later = T0 + timedelta(seconds=301)
+    assert set(tx(db_url, ticks.due_for_dispatch, later, s)) == {a, b, c}  # b stuck, c due
+
+
+def test_children_are_not_dispatched_until_released(db_url: str) -> None:
+    root, _kid = new(db_url, children=1)
+    assert tx(db_url, ticks.due_for_dispatch, T0, settings()) == [root]
+
+
+# --------------------------------------------------------------------------- failover and timeouts
+
+def test_silent_running_job_is_failed_over_then_fails_after_max_attempts(db_url: str) -> None:
+    s = settings()
+    jid, = new(db_url, max_attempts=2)
+    tx(db_url, t.claim, jid, 1, "w1", None, T0)
+    assert tx(db_url, ticks.fail_over, T0 + timedelta(seconds=10), s).requeued == []
+    r = tx(db_url, ticks.fail_over, T0 + timedelta(seconds=31), s)
+    assert r.requeued == [jid]
+    j = job(db_url, jid)
+    assert (j.state, j.attempt, j.failures, j.run_after) == (S.PENDING, 2, 1, None)
+    assert "w1" in (j.error or "")
+    tx(db_url, t.claim, jid, 2, "w2", None, T0 + timedelta(seconds=32))
+    r = tx(db_url, ticks.fail_over, T0 + timedelta(seconds=100), s)
+    assert r.failed == [jid] and job(db_url, jid).state is S.FAILED
+
+
+def test_heartbeat_keeps_job_alive(db_url: str) -> None:
+    jid, = new(db_url)
+    tx(db_url, t.claim, jid, 1, "w1", None, T0)
+    tx(db_url, t.touch, jid, 1, T0 + timedelta(seconds=25))
+    assert tx(db_url, ticks.fail_over, T0 + timedelta(seconds=40), settings()).requeued == []
+
+
+def test_overlong_job_times_out_and_children_fail(db_url: str) -> None:
+    root, kid = new(db_url, children=1)
+    tx(db_url, t.claim, root, 1, "w", None, T0)
+    tx(db_url, t.touch, root, 1, T0 + timedelta(seconds=3601))
+    r = tx(db_url, ticks.fail_over, T0 + timedelta(seconds=3602), settings())
+    assert r.timed_out == [root]
+    assert job(db_url, root).state is S.TIMEOUT and job(db_url, kid).state is S.PARENT_FAILED
+
+
+# --------------------------------------------------------------------------- ranks
+
+def test_ranks_order_by_class_priority_age_per_queue(db_url: str) -> None:
+    s = settings(priority_classes={"staff": 0, "default": 10})
+    old, = new(db_url, now=T0)
+    young, = new(db_url, now=T0 + timedelta(seconds=5))
+    urgent, = new(db_url, now=T0 + timedelta(seconds=9), priority=5)
+    staff, = new(db_url, now=T0 + timedelta(seconds=10), cls="staff")
+    gpu, = new(db_url, queue="gpu")
+    running, = new(db_url)
+    tx(db_url, t.claim, running, 1, "w", None, T0)
+    assert tx(db_url, ticks.update_ranks, s) == 5
+    ranks = {k: job(db_url, k).rank for k in (old, young, urgent, staff, gpu, running)}
+    assert ranks == {staff: 1, urgent: 2, old: 3, young: 4, gpu: 1, running: None}
+
+
+# --------------------------------------------------------------------------- purge
+
+def test_purge_deletes_old_completed_families_in_batches(db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    s = settings(scratch_dir=tmp_path)
+    fams = []
+    for _ in range(3):
+        root, kid = new(db_url, children=1)
+        tx(db_url, t.claim, root, 1, "w", None, T0)
+        tx(db_url, t.complete, root, 1, {}, T0)
+        tx(db_url, t.claim, kid, 1, "w", None, T0)
+        tx(db_url, t.complete, kid, 1, {}, T0)
+        fams.append((root, kid))
+    (tmp_path / f"{fams[0][1]}-1").mkdir()  # scratch left behind by a killed worker
+    active_root, active_kid = new(db_url, children=1)  # completed parent, child still pending
+    tx(db_url, t.claim, active_root, 1, "w", None, T0)
+    tx(db_url, t.complete, active_root, 1, {}, T0)
+    fresh, = new(db_url, now=T0 + timedelta(days=6))
+
+    now = T0 + timedelta(days=8)
+    assert len(tx(db_url, ticks.purge, now, s, dry_run=True)) == 2
+    first = tx(db_url, ticks.purge, now, s)
+    second = tx(db_url, ticks.purge, now, s)
+    assert len(first) == 2 and len(second) == 1 and tx(db_url, ticks.purge, now, s) == []
+    remaining = tx(db_url, lambda sess: set(sess.scalars(select(JobRow.id))))
+    assert remaining == {active_root, active_kid, fresh}
+    assert not (tmp_path / f"{fams[0][1]}-1").exists()
+    assert tx(db_url, ticks.purge, now, settings(purge_after_days=0)) == []
+
+
+# --------------------------------------------------------------------------- lease
+
+def test_only_one_scheduler_holds_the_lease(db_url: str) -> None:
+    assert tx(db_url, lease.acquire, "scheduler", "beat-a", T0, 10)
+    assert not tx(db_url, lease.acquire, "scheduler", "beat-b", T0 + timedelta(seconds=5), 10)
+    assert tx(db_url, lease.acquire, "scheduler", "beat-a", T0 + timedelta(seconds=5), 10)  # renew
+    assert tx(db_url, lease.acquire, "scheduler", "beat-b", T0 + timedelta(seconds=16), 10)  # a died
+    assert not tx(db_url, lease.acquire, "scheduler", "beat-a", T0 + timedelta(seconds=17), 10)
+    n = tx(db_url, lambda sess: sess.scalar(select(func.count()).select_from(JobRow)))
+    assert n == 0
+
+
+def test_auto_gpu_transcriptions_fall_back_to_cpu_when_no_gpu_worker(db_url: str) -> None:
+    s = settings(reroute_after_seconds=30)
+    jobs = [NewJob(JobType.TRANSCRIBE, "gpu", {"device": "auto"}),
+            NewJob(JobType.TRANSCRIBE, "gpu", {"device": "gpu"})]
+    auto, forced = tx(db_url, t.create_jobs, [jobs[0]], T0)[0], tx(db_url, t.create_jobs, [jobs[1]], T0)[0]
+    later = T0 + timedelta(seconds=31)
+    assert tx(db_url, ticks.has_stranded_candidates, later, s)
+    assert tx(db_url, ticks.reroute_stranded, later, s, {"gpu", "cpu"}) == []  # a gpu worker is up
+    assert tx(db_url, ticks.reroute_stranded, T0 + timedelta(seconds=5), s, {"cpu"}) == []  # not yet
+    assert tx(db_url, ticks.reroute_stranded, later, s, {"cpu"}) == [auto]
+    j = job(db_url, auto)
+    assert (j.queue, j.attempt, j.routing_reason) == ("cpu", 2, "no gpu worker online: cpu fallback")
+    assert job(db_url, forced).queue == "gpu"  # explicitly asked for a GPU: it waits
