@@ -68,9 +68,15 @@ def make_token(name: str = "site-a") -> tuple[str, str]:
 
 
 def consuming(stack: Stack, hostname: str) -> list[str]:
+    """The queues the live worker consumes (waits for its answer: no answer is not "none")."""
     app = stack.client().app
-    replies = app.control.inspect(destination=[hostname], timeout=2).active_queues() or {}
-    return sorted(q["name"] for q in replies.get(hostname, []))
+
+    def ask() -> dict[str, Any] | None:
+        replies = app.control.inspect(destination=[hostname], timeout=1).active_queues() or {}
+        return replies if hostname in replies else None
+
+    replies = wait_for(ask, 20, what=f"{hostname} to answer remote control")
+    return sorted(q["name"] for q in replies[hostname])
 
 
 def job_state(stack: Stack, job_id: str) -> tuple[JobState, int, str | None]:
@@ -188,15 +194,17 @@ def test_maintenance_finishes_running_job_and_takes_no_new_one(fleet: Stack) -> 
     assert kinds.count("status_changed") == 2 and "job_assigned" in kinds and "job_completed" in kinds
 
 
-def test_disabled_status_survives_restart(fleet: Stack) -> None:
+def test_disabled_status_and_concurrency_survive_restart(fleet: Stack) -> None:
     w = fleet.worker("dis")
     wait_for(lambda: runner(w.hostname), 10, what="registration")
     invoke("runners", "disable", "dis")
+    invoke("runners", "set-concurrency", "dis", "2")
     w.stop()
     assert (r := runner(w.hostname)) is not None and r.health is Health.OFFLINE  # clean stop: offline at once
     w.start()
     wait_for(lambda: (x := runner(w.hostname)) and x.offline_at is None, 10, what="re-registration")
     assert consuming(fleet, w.hostname) == []  # cancelled before the event loop ran
+    wait_for(lambda: (x := runner(w.hostname)) and x.concurrency == 2, 10, what="the stored pool size applied")
     job = fleet.client().submit_noop(duration=0)
     invoke("runners", "enable", "dis")
     assert fleet.client().wait(job.id, timeout=30).state is JobState.COMPLETED

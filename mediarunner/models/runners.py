@@ -64,14 +64,15 @@ def register(session: Session, info: RunnerInfo, token_id: str | None, now: date
     """Insert or refresh the runner. The operator's status and concurrency survive restarts."""
     values: dict[str, Any] = dict(
         queues=list(info.queues), concurrency=info.concurrency, version=info.version[:64],
-        capabilities=info.capabilities, token_id=token_id, registered_at=now, last_heartbeat_at=now,
-        offline_at=None, unregistered_at=None,
+        token_id=token_id, registered_at=now, last_heartbeat_at=now, offline_at=None, unregistered_at=None,
     )
+    if info.capabilities:  # else keep the last known ones until the first heartbeat brings fresh ones
+        values["capabilities"] = info.capabilities
     if not _update(session, info.hostname, values):
         try:
             with session.begin_nested():  # two workers racing on one name: the loser updates
                 session.add(RunnerRow(hostname=info.hostname, status=R.ENABLED, status_generation=0, diagnostics={},
-                                      jobs_completed=0, jobs_failed=0, **values))
+                                      jobs_completed=0, jobs_failed=0, **{"capabilities": {}, **values}))
         except IntegrityError:
             _update(session, info.hostname, values)
     row = session.execute(select(RunnerRow.status, RunnerRow.desired_concurrency, RunnerRow.status_generation)
@@ -84,8 +85,9 @@ def register(session: Session, info: RunnerInfo, token_id: str | None, now: date
 
 
 def heartbeat(session: Session, hostname: str, diagnostics: dict[str, Any], concurrency: int,
-              now: datetime) -> Directive | None:
-    """Refresh a registered runner. None: unknown runner (it must register again)."""
+              now: datetime, *, capabilities: dict[str, Any] | None = None) -> Directive | None:
+    """Refresh a registered runner (and its capabilities, when given). None: unknown runner (it
+    must register again)."""
     row = session.execute(select(RunnerRow.status, RunnerRow.desired_concurrency, RunnerRow.offline_at,
                                  RunnerRow.unregistered_at, RunnerRow.status_generation)
                           .where(RunnerRow.hostname == hostname)).first()
@@ -94,9 +96,11 @@ def heartbeat(session: Session, hostname: str, diagnostics: dict[str, Any], conc
     status, desired, offline_at, unregistered_at, generation = row
     if unregistered_at is not None:
         return Directive(status, desired, unregistered=True, generation=generation)
-    if _update(session, hostname, dict(last_heartbeat_at=now, diagnostics=diagnostics, concurrency=concurrency,
-                                       offline_at=None), RunnerRow.unregistered_at.is_(None)) \
-            and offline_at is not None:
+    values: dict[str, Any] = dict(last_heartbeat_at=now, diagnostics=diagnostics, concurrency=concurrency,
+                                  offline_at=None)
+    if capabilities is not None:
+        values["capabilities"] = capabilities
+    if _update(session, hostname, values, RunnerRow.unregistered_at.is_(None)) and offline_at is not None:
         record_event(session, "heartbeat_restored", now, f"back after going offline at {offline_at:%H:%M:%S}",
                      runner=hostname)
     return Directive(status, desired, generation=generation)

@@ -80,6 +80,7 @@ class FleetAgent:
         self.registered = False
         self.unregistered = False
         self.generation = -1  # the status generation last acted on
+        self.capabilities_sent = False
         self.started = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -120,8 +121,10 @@ class FleetAgent:
     # ------------------------------------------------------------------ heartbeat thread
 
     def _register(self) -> Directive | None:
+        # Capabilities (ffmpeg probes, model scans: ~0.5 s) come with the first heartbeat, off the
+        # start-up path: registration only has to tell the worker whether it may consume.
         info = RunnerInfo(hostname=self.hostname, queues=self.queues, concurrency=self.pool_size(),
-                          version=__version__, capabilities=capabilities(self.settings))
+                          version=__version__)
         try:
             directive = transaction(lambda s: self._register_tx(s, info), retry_for=5)
         except Exception as exc:
@@ -129,6 +132,7 @@ class FleetAgent:
                       type(exc).__name__)
             return None
         self.registered, self.unregistered = True, directive.unregistered
+        self.capabilities_sent = False
         return directive
 
     def _register_tx(self, session: Any, info: RunnerInfo) -> Directive:
@@ -143,7 +147,9 @@ class FleetAgent:
 
     def _loop(self) -> None:
         interval = max(0.2, self.settings.runner_heartbeat_seconds)
-        while not self._stop.wait(interval):
+        wait = 0.0  # the first heartbeat (with capabilities) goes out at once
+        while not self._stop.wait(wait):
+            wait = interval
             try:
                 self.beat()
             except Exception:  # never let the thread die: the next beat may succeed
@@ -156,11 +162,13 @@ class FleetAgent:
         if not self.registered:
             directive = self._register()
         else:
+            caps = None if self.capabilities_sent else capabilities(self.settings)
             diag = diagnostics(self.settings)
             diag["active_jobs"] = _active_jobs()
             diag["uptime_seconds"] = round(time.monotonic() - self.started, 1)
-            directive = transaction(lambda s: runners.heartbeat(s, self.hostname, diag, self.pool_size(), utcnow()),
-                                    retry_for=1)
+            directive = transaction(lambda s: runners.heartbeat(s, self.hostname, diag, self.pool_size(), utcnow(),
+                                                                capabilities=caps), retry_for=1)
+            self.capabilities_sent = directive is not None
             if directive is None:  # the row was deleted: register again
                 self.registered = False
                 directive = self._register()
