@@ -88,12 +88,14 @@ def purge() -> int:
 def beat_schedule() -> dict[str, dict[str, Any]]:
     s = get_settings()
     q = {"queue": Queue.SCHEDULER.value}
+    fleet_every = max(s.beat_interval_seconds, s.runner_heartbeat_seconds)
     # `expires` drops ticks nobody ran in time instead of letting them pile up.
     return {
         "tick": {"task": "mediarunner.scheduler.tick", "schedule": s.beat_interval_seconds,
                  "options": {**q, "expires": max(1.0, s.beat_interval_seconds * 2)}},
-        "fleet": {"task": "mediarunner.scheduler.fleet", "schedule": s.beat_interval_seconds,
-                  "options": {**q, "expires": max(1.0, s.beat_interval_seconds * 2)}},
+        # Offline detection needs no finer grain than heartbeats: keep the scheduler queue free for ticks.
+        "fleet": {"task": "mediarunner.scheduler.fleet", "schedule": fleet_every,
+                  "options": {**q, "expires": max(1.0, fleet_every * 2)}},
         "ranks": {"task": "mediarunner.scheduler.ranks", "schedule": 5.0, "options": {**q, "expires": 10}},
         "purge": {"task": "mediarunner.scheduler.purge", "schedule": 3600.0, "options": {**q, "expires": 1800}},
     }

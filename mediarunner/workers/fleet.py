@@ -122,7 +122,8 @@ class FleetAgent:
 
     def _register(self) -> Directive | None:
         # Capabilities (ffmpeg probes, model scans: ~0.5 s) come with the first heartbeat, off the
-        # start-up path: registration only has to tell the worker whether it may consume.
+        # start-up path (registration only tells the worker whether it may consume), and a worker
+        # crash-looping faster than one heartbeat does not spend them at all.
         info = RunnerInfo(hostname=self.hostname, queues=self.queues, concurrency=self.pool_size(),
                           version=__version__)
         try:
@@ -147,9 +148,7 @@ class FleetAgent:
 
     def _loop(self) -> None:
         interval = max(0.2, self.settings.runner_heartbeat_seconds)
-        wait = 0.0  # the first heartbeat (with capabilities) goes out at once
-        while not self._stop.wait(wait):
-            wait = interval
+        while not self._stop.wait(interval):
             try:
                 self.beat()
             except Exception:  # never let the thread die: the next beat may succeed
