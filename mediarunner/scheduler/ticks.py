@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, aliased
 from mediarunner.config import Settings
 from mediarunner.errors import TransientError
 from mediarunner.models import transitions
-from mediarunner.models.enums import ACTIVE_STATES, JobState
+from mediarunner.models.enums import ACTIVE_STATES, JobState, JobType
 from mediarunner.models.queries import get_job
 from mediarunner.models.tables import EventRow, JobRow
 from mediarunner.scheduler.retry import RetryPolicy, decide
@@ -51,13 +51,14 @@ def fail_over(session: Session, now: datetime, settings: Settings) -> FailoverRe
     requeued: list[str] = []
     failed: list[str] = []
     timed_out: list[str] = []
-    limit_start = now - timedelta(seconds=settings.job_time_limit_seconds)
-    for job_id, attempt in session.execute(
-            select(JobRow.id, JobRow.attempt).where(JobRow.state == JobState.RUNNING,
-                                                    JobRow.started_at < limit_start)).all():
-        if transitions.time_out(session, job_id, attempt, now,
-                                f"ran longer than {settings.job_time_limit_seconds:.0f}s"):
-            timed_out.append(job_id)
+    for types, seconds in ((JobRow.type != JobType.LIVE, settings.job_time_limit_seconds),
+                           (JobRow.type == JobType.LIVE, settings.live_time_limit_seconds)):  # streams run long
+        limit_start = now - timedelta(seconds=seconds)
+        for job_id, attempt in session.execute(
+                select(JobRow.id, JobRow.attempt).where(JobRow.state == JobState.RUNNING, types,
+                                                        JobRow.started_at < limit_start)).all():
+            if transitions.time_out(session, job_id, attempt, now, f"ran longer than {seconds:.0f}s"):
+                timed_out.append(job_id)
     silent_since = now - timedelta(seconds=settings.failover_after_seconds)
     policy = RetryPolicy(base_seconds=0.0, max_seconds=0.0, jitter=0.0)  # another worker may start now
     for row in session.scalars(select(JobRow).where(

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from mediarunner.models.enums import JobType
+from mediarunner.tasks.live import run_live_job
 from mediarunner.tasks.noop import run_noop
 from mediarunner.tasks.runtime import Handler
+from mediarunner.tasks.studio import run_studio
 from mediarunner.tasks.transcode import run_rendition, run_transcode
 
 HANDLERS: dict[JobType, Handler] = {
     JobType.TRANSCODE: run_transcode,
     JobType.TRANSCODE_RENDITION: run_rendition,
     JobType.NOOP: run_noop,
+    JobType.STUDIO: run_studio,
+    JobType.LIVE: run_live_job,
 }
