@@ -51,8 +51,12 @@ __all__ = [
     "production_overrides", "render_table", "start_workers", "stop_workers", "summary", "wait_for",
 ]
 
-RESULTS_DIR = ROOT / "bench" / "results"
-CACHE_ENV = "MEDIARUNNER_BENCH_CACHE"  # where generated clips are kept between runs
+RESULTS_ENV = "MEDIARUNNER_BENCH_RESULTS"  # where latest.json goes (default bench/results, git-ignored)
+CACHE_ENV = "MEDIARUNNER_BENCH_CACHE"  # where generated clips are kept (default <results>/cache)
+
+
+def results_dir() -> Path:
+    return Path(os.environ.get(RESULTS_ENV) or ROOT / "bench" / "results")
 
 
 # --------------------------------------------------------------------------- results
@@ -193,7 +197,7 @@ def timed_run(module: ModuleType, *, catch: bool = False, **kwargs: Any) -> Benc
         result = BenchResult(module.NAME, module.TITLE, bool(kwargs.get("smoke")), available=False,
                              reason=f"ERROR {type(exc).__name__}: {exc}"[:2000])
         result.details["traceback"] = traceback.format_exc()
-    result.seconds = round(time.perf_counter() - t0, 2)
+    result.seconds = round(time.perf_counter() - t0, 3)
     return result
 
 
@@ -363,7 +367,7 @@ def _cpu_list(text: str) -> set[int]:
 
 def cached_clip(seconds: float, size: str = "1280x720") -> Path:
     """A synthetic clip (testsrc2 + sine, 25 fps, H.264/AAC) generated once and kept in the cache dir."""
-    cache = Path(os.environ.get(CACHE_ENV) or RESULTS_DIR / "cache")
+    cache = Path(os.environ.get(CACHE_ENV) or results_dir() / "cache")
     cache.mkdir(parents=True, exist_ok=True)
     path = cache / f"clip-{size}-{seconds:g}s.mp4"
     if not path.exists():

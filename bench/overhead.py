@@ -61,7 +61,8 @@ def run(smoke: bool = False, seconds: float | None = None, repeats: int | None =
         start_workers(stack, [{"name": "overhead", "concurrency": 1}])
         client = stack.client()
         outputs = tmp / "outputs"
-        run_ladders(client, warm, [outputs / "warmup"], timeout)  # a warm worker: imports, connections
+        if not smoke:
+            run_ladders(client, warm, [outputs / "warmup"], timeout)  # a warm worker: imports, connections
         cmds = ffmpeg_commands(src, tmp / "direct", stack.settings())
         run_commands(cmds[:1])  # and a warm page cache for the direct side too
         for i in range(repeats):

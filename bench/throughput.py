@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, help="jobs per measurement (default 2000, smoke 30)")
     parser.add_argument("--concurrency", type=int, default=2, help="worker -c (prefork), same for both")
     parser.add_argument("--submitters", type=int, default=4, help="submitting threads, same for both")
-    parser.add_argument("--db", help="comma-separated: sqlite,postgresql (default: both if available)")
+    parser.add_argument("--db", help="comma-separated: sqlite,postgresql (default: both if available; smoke: sqlite)")
 
 
 def _submit_all(n: int, threads: int, submit: Callable[[], Any]) -> float:
@@ -127,8 +127,8 @@ def run(smoke: bool = False, jobs: int | None = None, concurrency: int = 2, subm
     timeout = 60 + n * 0.5
     if db:
         dbs = [d.strip() for d in db.split(",") if d.strip()]
-    else:
-        dbs = ["sqlite", "postgresql"] if pg_available() else ["sqlite"]
+    else:  # smoke: one database is enough to check the script (the code path is the same)
+        dbs = ["sqlite"] if smoke or not pg_available() else ["sqlite", "postgresql"]
     res = BenchResult(NAME, TITLE, smoke, params={
         "jobs": n, "warmup_jobs": warmup, "dbs": dbs, "submitter_threads": submitters,
         "worker": f"celery worker -P prefork -c {concurrency} (same flags for both), one per side",
