@@ -129,7 +129,7 @@ def summary(values: Sequence[float]) -> dict[str, float]:
             "p99": percentile(values, 99), "max": max(values), "mean": statistics.fmean(values)}
 
 
-def _fmt(value: float | None) -> str:
+def fmt_value(value: float | None) -> str:
     if value is None:
         return "-"
     if value == 0 or abs(value) >= 100:
@@ -153,7 +153,7 @@ def render_table(results: Sequence[BenchResult], title: str = "mediarunner bench
         for i, m in enumerate(r.metrics):
             mark = {True: "[green]✓[/]", False: "[red]✗[/]", None: ""}[m.ok]
             goal = f"{m.goal[0]} {m.goal[1]:g}" if m.goal else ""
-            table.add_row(r.bench if i == 0 else "", m.name, _fmt(m.value), m.unit, goal, mark, m.note)
+            table.add_row(r.bench if i == 0 else "", m.name, fmt_value(m.value), m.unit, goal, mark, m.note)
         table.add_section()
     Console(width=max(140, Console().width)).print(table)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from bench import run_all
+from bench import report, run_all
 from bench.common import timed_run
 
 # Metrics every available result must contain (prefix match on the metric name).
@@ -94,6 +94,8 @@ def test_run_all_writes_latest_json_and_table(bench_dirs: Path, capsys: pytest.C
         check_result(r, r["bench"])
     out = capsys.readouterr().out
     assert "mediarunner benchmarks" in out and "SMOKE" in out
+    markdown = report.render(latest)
+    assert "| benchmark | metric |" in markdown and "SMOKE RUN" in markdown and "| scheduler_scale |" in markdown
 
 
 def test_unknown_benchmark_is_refused() -> None:
