@@ -195,7 +195,7 @@ def run(smoke: bool = False, sizes: str | None = None, repeats: int | None = Non
     for size, data in per_size.items():
         pending = data["counts"].get("pending", 0)
         for op, label in labels.items():
-            goal = ("<", 1.0) if op == "update_ranks" and pending >= 100_000 else None
+            goal = ("<", 1000.0) if op == "update_ranks" and pending >= 100_000 else None
             note = {"update_ranks": f"{pending:,} pending ranked",
                     "fail_over": f"{data['counts'].get('running', 0):,} running, "
                                  f"{data['rows_affected']['fail_over']} failed over",
