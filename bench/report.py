@@ -30,7 +30,8 @@ def render(data: dict[str, Any]) -> str:
     ]
     if smoke:
         lines += ["", "> **SMOKE RUN** (`--smoke`: tiny sizes, shared noisy machine). These numbers only show the",
-                  "> table's shape; they say nothing about speed. Replace them with a full `make bench` run."]
+                  "> table's shape; they say nothing about speed. Replace them with a full `make bench` run",
+                  "> (`python -m bench.report` prints this section from `bench/results/latest.json`)."]
     lines += ["", "| benchmark | metric | value | unit | goal | met | note |", "|---|---|---:|---|---|:-:|---|"]
     for r in data["results"]:
         if not r["available"]:
