@@ -3,22 +3,17 @@ realtime) of faster-whisper and whisperx on the same speech clip.
 
 ``python -m bench.transcription [--smoke] [--json out.json] [--seconds 30] [--model tiny.en] [--model-dir DIR]``
 
-======================================================================================== HOOK
-TODO(lead): this is a hook. ``mediarunner.workers.transcribe`` is being written on another branch;
-this module imports it lazily and reports "not available" while it is missing (or while the calls
-below do not match its API). When it lands, check ``_load_engine`` and ``_transcribe`` (the only
-two places that touch its API), run ``python -m bench.transcription --smoke`` and remove this note.
-Written against the API seen while it was in progress: ``get_engine(engine, model, model_dir=...,
-device=...)`` returning an engine whose ``transcribe(wav, language=...)`` gives a ``Transcript``.
-whisperx usually lives in its own virtualenv (``make test-whisperx``): run this benchmark there
-too, or accept "engine not installed" for it in the main one.
-=============================================================================================
+whisperx usually lives in its own virtualenv (``make test-whisperx`` builds it at
+``$MEDIARUNNER_WHISPERX_VENV``, default ``/var/cache/mediarunner/whisperx-venv``): when it is not
+importable here, the same measurement runs in that virtualenv's interpreter, on the same clip.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -56,13 +51,44 @@ def _module() -> ModuleType:
 
 
 def _load_engine(mod: ModuleType, engine: str, model: str, model_dir: Path | None, device: str) -> Any:
-    # TODO(lead): check against the final API of mediarunner.workers.transcribe.
     return mod.get_engine(engine, model, model_dir=model_dir, device=device)
 
 
 def _transcribe(engine: Any, wav: Path) -> Any:
-    # TODO(lead): check against the final API of mediarunner.workers.transcribe.
     return engine.transcribe(wav, language="en")
+
+
+WHISPERX_VENV = Path(os.environ.get("MEDIARUNNER_WHISPERX_VENV", "/var/cache/mediarunner/whisperx-venv"))
+_IN_VENV = """
+import json, sys, time
+from pathlib import Path
+from mediarunner.workers.transcribe import get_engine
+engine_name, model, model_dir, device, wav, warm = sys.argv[1:7]
+t0 = time.perf_counter()
+engine = get_engine(engine_name, model, model_dir=Path(model_dir) if model_dir else None, device=device)
+load_s = time.perf_counter() - t0
+if warm == "1":
+    engine.transcribe(Path(wav), language="en")
+t1 = time.perf_counter()
+t = engine.transcribe(Path(wav), language="en")
+print(json.dumps({"load_s": load_s, "transcribe_s": time.perf_counter() - t1, "text": t.text}))
+"""
+
+
+def _measure_in_venv(name: str, model: str, model_dir: Path | None, device: str, wav: Path,
+                     warm: bool) -> dict[str, Any]:
+    """Same measurement in the whisperx virtualenv (whisperx pins its own CUDA torch)."""
+    python = WHISPERX_VENV / "bin" / "python"
+    if not python.exists():
+        raise Unavailable(f"{name} is not installed here and {python} does not exist (make test-whisperx)")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([str(python), "-c", _IN_VENV, name, model, str(model_dir or ""), device, str(wav),
+                          "1" if warm else "0"], capture_output=True, text=True, cwd=root,
+                         env={**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1",
+                              "PYANNOTE_METRICS_ENABLED": "0"}, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed")
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def speech_wav(seconds: float, tmp: Path) -> tuple[Path, str]:
@@ -92,21 +118,27 @@ def run(smoke: bool = False, seconds: float | None = None, model: str = "tiny.en
         res.params["clip"] = what
         for name in ENGINES:
             try:
-                t0 = time.perf_counter()
-                engine = _load_engine(mod, name, model, model_dir, device)
-                load_s = time.perf_counter() - t0
-                if not smoke:
-                    _transcribe(engine, wav)  # warm-up: lazy initialisation inside the engine
-                t1 = time.perf_counter()
-                transcript = _transcribe(engine, wav)
-                elapsed = time.perf_counter() - t1
+                if name == "whisperx" and importlib.util.find_spec("whisperx") is None:
+                    if smoke:  # loading whisperx takes ~30 s: the smoke only checks faster-whisper
+                        raise Unavailable("whisperx venv not used in smoke mode")
+                    m = _measure_in_venv(name, model, model_dir, device, wav, warm=not smoke)
+                    load_s, elapsed, text = m["load_s"], m["transcribe_s"], m["text"]
+                else:
+                    t0 = time.perf_counter()
+                    engine = _load_engine(mod, name, model, model_dir, device)
+                    load_s = time.perf_counter() - t0
+                    if not smoke:
+                        _transcribe(engine, wav)  # warm-up: lazy initialisation inside the engine
+                    t1 = time.perf_counter()
+                    transcript = _transcribe(engine, wav)
+                    elapsed = time.perf_counter() - t1
+                    text = " ".join(getattr(s, "text", "") for s in getattr(transcript, "segments", []))
             except Exception as exc:  # engine not installed, model not found, API mismatch (see TODO)
                 res.add(f"{name}: not available", None, note=f"{type(exc).__name__}: {exc}"[:160])
                 continue
             measured += 1
             res.add(f"{name}: realtime factor", elapsed / seconds, "x", note=f"{seconds:g} s of audio")
             res.add(f"{name}: model load", load_s, "s")
-            text = " ".join(getattr(s, "text", "") for s in getattr(transcript, "segments", []))
             res.details[name] = {"transcribe_s": elapsed, "load_s": load_s, "text": text[:500]}
     if not measured:
         raise Unavailable("; ".join(m.note for m in res.metrics) or "no engine ran")
