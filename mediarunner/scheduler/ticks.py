@@ -108,7 +108,9 @@ def update_ranks(session: Session, settings: Settings) -> int:
         .label("rn"),
     ).where(JobRow.state == JobState.PENDING).subquery()
     n = session.execute(
-        update(JobRow).where(JobRow.id == ranked.c.id).values(rank=ranked.c.rn)
+        # Only rows whose position changed are written: most ticks move few jobs.
+        update(JobRow).where(JobRow.id == ranked.c.id, or_(JobRow.rank.is_(None), JobRow.rank != ranked.c.rn))
+        .values(rank=ranked.c.rn)
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     session.execute(update(JobRow).where(JobRow.state != JobState.PENDING, JobRow.rank.is_not(None))
