@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from mediarunner.cli_fleet import register as register_fleet_commands
 from mediarunner.errors import JobNotFoundError, MediarunnerError
 from mediarunner.models.enums import JobState, JobType
 from mediarunner.models.schemas import Job
@@ -275,6 +276,9 @@ def demo(workdir: Path = Path("var/demo"),
                 p.wait(20)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+register_fleet_commands(app)  # tokens, runners, logs, stats, flower, metrics, settings
 
 
 def main() -> None:

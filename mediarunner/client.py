@@ -24,18 +24,20 @@ from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState, JobType
 from mediarunner.models.payloads import (
     STUDIO_OUTPUT,
+    ExtractAudioPayload,
     LivePayload,
     NoopPayload,
     RenditionPayload,
     StudioPayload,
     TranscodePayload,
+    TranscribePayload,
     dump,
 )
 from mediarunner.models.queries import get_job, list_jobs
 from mediarunner.models.schemas import Job
 from mediarunner.models.transitions import NewJob
 from mediarunner.scheduler.dispatch import dispatch
-from mediarunner.scheduler.routing import route
+from mediarunner.scheduler.routing import QueueProbe, route, route_transcription
 from mediarunner.tasks.io import join_location
 from mediarunner.workers.media.publish import resolve_local_path
 from mediarunner.workers.storage import is_local, parse_location
@@ -47,6 +49,7 @@ class Client:
     def __init__(self, settings: Settings | None = None, *, app: Celery | None = None) -> None:
         self.settings = settings or get_settings()
         self._app = app
+        self._probe: QueueProbe | None = None
 
     @property
     def app(self) -> Celery:
@@ -62,10 +65,19 @@ class Client:
     def submit_transcode(self, input: str, output: str, renditions: Sequence[str] | None = None,
                          formats: Sequence[str] = ("hls", "mp4"), priority: int = 0,
                          metadata: Mapping[str, Any] | None = None, *, priority_class: str = "default",
-                         queue: str | None = None) -> Job:
-        """Transcode ``input`` into an HLS + MP4 ladder under the directory ``output``."""
+                         queue: str | None = None, transcribe: bool = False, language: str | None = None,
+                         transcribe_device: str = "auto") -> Job:
+        """Transcode ``input`` into an HLS + MP4 ladder under the directory ``output``; with
+        ``transcribe=True`` also subtitles (an extract_audio -> transcribe branch after the parent)."""
         common = self._common(priority, priority_class, metadata)
-        return self._submit(self._ladder_jobs(input, output, renditions, formats, common, queue=queue))
+        jobs = self._ladder_jobs(input, output, renditions, formats, common, queue=queue)
+        if transcribe:
+            ext = self._validated(ExtractAudioPayload, input=input, output=output)
+            jobs.append(NewJob(JobType.EXTRACT_AUDIO, route(JobType.EXTRACT_AUDIO)[0], dump(ext), parent=0,
+                               routing_reason=route(JobType.EXTRACT_AUDIO)[1], **common))
+            jobs.append(self._transcribe_job(output, language, None, ("vtt", "srt", "json"), transcribe_device,
+                                             parent=len(jobs) - 1, common=common))
+        return self._submit(jobs)
 
     def submit_studio(self, input: str, output: str, operations: Sequence[Mapping[str, Any]], *,
                       transcode: bool = False, renditions: Sequence[str] | None = None,
@@ -137,6 +149,37 @@ class Client:
             jobs.append(NewJob(JobType.TRANSCODE_RENDITION, cq, dump(child), parent=index, routing_reason=cwhy,
                                **common))
         return jobs
+
+    def submit_transcription(self, input: str, output: str, language: str | None = None, model: str | None = None,
+                             formats: Sequence[str] = ("vtt", "srt", "json"), priority: int = 0,
+                             metadata: Mapping[str, Any] | None = None, *, device: str = "auto",
+                             priority_class: str = "default") -> Job:
+        """Speech to subtitles: ``extract_audio`` (cpu) then ``transcribe`` — on a GPU worker when one
+        is online (or ``device="gpu"``), else on cpu; the job records where it ran and why."""
+        self._check_output(output)
+        common = self._common(priority, priority_class, metadata)
+        ext = self._validated(ExtractAudioPayload, input=input, output=output)
+        q, why = route(JobType.EXTRACT_AUDIO)
+        jobs = [NewJob(JobType.EXTRACT_AUDIO, q, dump(ext), routing_reason=why, **common)]
+        jobs.append(self._transcribe_job(output, language, model, formats, device, parent=0, common=common))
+        return self._submit(jobs)
+
+    def _transcribe_job(self, output: str, language: str | None, model: str | None, formats: Sequence[str],
+                        device: str, *, parent: int, common: dict[str, Any]) -> NewJob:
+        if not is_local(output):  # the transcription handlers publish to local outputs only (for now)
+            raise ValidationError("transcription outputs must be local paths or file:// URLs")
+        if isinstance(formats, str):
+            raise ValidationError("formats must be a sequence such as ('vtt', 'srt')")
+        payload = self._validated(TranscribePayload, output=output, language=language, model=model,
+                                  formats=tuple(formats), device=device)
+        q, why = route_transcription(payload.device, lambda: self.queue_probe.online("gpu"))
+        return NewJob(JobType.TRANSCRIBE, q, dump(payload), parent=parent, routing_reason=why, **common)
+
+    @property
+    def queue_probe(self) -> QueueProbe:
+        if self._probe is None:
+            self._probe = QueueProbe(self.app, timeout=self.settings.gpu_probe_timeout_seconds)
+        return self._probe
 
     def submit_noop(self, duration: float = 0.0, output: str | None = None, priority: int = 0, *,
                     queue: str | None = None, metadata: Mapping[str, Any] | None = None,
@@ -239,9 +282,9 @@ class Client:
                 pass
 
     @staticmethod
-    def _validated(model: type[Any], **fields: Any) -> Any:
+    def _validated(schema: type[Any], /, **fields: Any) -> Any:
         try:
-            return model(**fields)
+            return schema(**fields)
         except PydanticValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise ValidationError(f"invalid {model.__name__}: {problems}") from None
+            raise ValidationError(f"invalid {schema.__name__}: {problems}") from None

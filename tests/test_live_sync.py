@@ -85,3 +85,16 @@ def test_sync_reports_broken_uploads(tmp_path: Path) -> None:
 def test_live_ladder_is_16_9_and_even() -> None:
     (r,) = live_renditions((Rendition(name="x", height=240, video_bitrate_k=1),), audio=False)
     assert (r.width, r.height, r.has_audio, r.audio_bitrate_k) == (426, 240, False, None)
+
+
+def test_storage_secrets_are_known_to_the_log_redaction() -> None:
+    from mediarunner.config import Settings
+    from mediarunner.config.redact import secret_values, settings_view
+
+    s = Settings(s3_secret_access_key=SecretStr("s3secretkey"),
+                 sftp_credentials={"h": HostCredentials(username="alice", password=SecretStr("sftppass"),
+                                                        private_key_passphrase=SecretStr("keyphrase"))},
+                 ftp_credentials={"f:21": HostCredentials(username="bob", password=SecretStr("ftppass"))})
+    assert {"s3secretkey", "sftppass", "keyphrase", "ftppass"} <= secret_values(s, {})
+    view = str(settings_view(s))
+    assert not any(x in view for x in ("s3secretkey", "sftppass", "keyphrase", "ftppass"))

@@ -192,3 +192,18 @@ def test_only_one_scheduler_holds_the_lease(db_url: str) -> None:
     assert not tx(db_url, lease.acquire, "scheduler", "beat-a", T0 + timedelta(seconds=17), 10)
     n = tx(db_url, lambda sess: sess.scalar(select(func.count()).select_from(JobRow)))
     assert n == 0
+
+
+def test_auto_gpu_transcriptions_fall_back_to_cpu_when_no_gpu_worker(db_url: str) -> None:
+    s = settings(reroute_after_seconds=30)
+    jobs = [NewJob(JobType.TRANSCRIBE, "gpu", {"device": "auto"}),
+            NewJob(JobType.TRANSCRIBE, "gpu", {"device": "gpu"})]
+    auto, forced = tx(db_url, t.create_jobs, [jobs[0]], T0)[0], tx(db_url, t.create_jobs, [jobs[1]], T0)[0]
+    later = T0 + timedelta(seconds=31)
+    assert tx(db_url, ticks.has_stranded_candidates, later, s)
+    assert tx(db_url, ticks.reroute_stranded, later, s, {"gpu", "cpu"}) == []  # a gpu worker is up
+    assert tx(db_url, ticks.reroute_stranded, T0 + timedelta(seconds=5), s, {"cpu"}) == []  # not yet
+    assert tx(db_url, ticks.reroute_stranded, later, s, {"cpu"}) == [auto]
+    j = job(db_url, auto)
+    assert (j.queue, j.attempt, j.routing_reason) == ("cpu", 2, "no gpu worker online: cpu fallback")
+    assert job(db_url, forced).queue == "gpu"  # explicitly asked for a GPU: it waits

@@ -83,9 +83,42 @@ class Settings(BaseSettings):
     priority_classes: dict[str, int] = Field(default_factory=lambda: {"staff": 0, "default": 10})
 
     # --- worker
-    worker_token: str | None = None
+    worker_token: SecretStr | None = None  # registration token (see `mediarunner tokens`); never logged
     min_free_scratch_mb: int = 500
     cancel_poll_seconds: float = 0.5
+
+    # --- transcription (nothing is downloaded: models are local directories)
+    whisper_engine: str = "faster-whisper"  # or "whisperx" (GPU workers, `mediarunner[whisperx]`)
+    whisper_model: str = "tiny.en"  # a name looked up in whisper_model_dir, or a local path
+    whisper_model_dir: Path | None = None
+    whisper_device: str = "cpu"  # "cuda" on GPU workers
+    whisper_compute_type: str = "int8"  # "float16" on GPU
+    whisper_batch_size: int = 16  # whisperx only
+    whisper_cpu_threads: int = 0
+    whisper_align_model_dir: Path | None = None  # whisperx word alignment, optional
+    whisper_diarize_model_dir: Path | None = None  # whisperx diarization, optional
+    gpu_probe_timeout_seconds: float = 1.0  # how long submission asks Celery whether a GPU worker is up
+    reroute_after_seconds: float = 30.0  # a job waiting on an empty gpu queue this long moves to cpu
+
+    @field_validator("max_attempts")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("must be >= 1")
+        return v
+
+    def ladder_by_name(self) -> dict[str, Rendition]:
+        return {r.name: r for r in self.renditions}
+
+    # --- fleet
+    require_worker_token: bool = False  # workers without a valid MEDIARUNNER_WORKER_TOKEN refuse to start
+    runner_heartbeat_seconds: float = 5.0  # how often a worker publishes its heartbeat and diagnostics
+    runner_warning_after_seconds: float = 15.0  # heartbeat older than this: health `warning`
+    runner_offline_after_seconds: float = 30.0  # older than this: `offline`, its running jobs fail over
+    runner_warning_load_per_cpu: float = 2.0  # 1-minute load average per CPU above this: `warning`
+    runner_warning_free_disk_mb: int = 2048  # free scratch space below this: `warning`
+    flower_basic_auth: SecretStr | None = None  # `user:password[,user2:password2]` for `mediarunner flower`
+    demo_mode: bool = False  # read-only fleet CLI (no token or runner changes), for demos and screenshots
 
     # --- storage
     # S3 or S3-compatible store; keys unset: boto's default chain (env, profile, instance role).
@@ -108,16 +141,6 @@ class Settings(BaseSettings):
     live_stall_timeout_seconds: float = 30.0  # no media this long: the attempt fails (and resumes)
     # Live jobs run as long as their stream: they get this limit instead of job_time_limit_seconds.
     live_time_limit_seconds: float = 7 * 24 * 3600
-
-    @field_validator("max_attempts")
-    @classmethod
-    def _positive(cls, v: int) -> int:
-        if v < 1:
-            raise ValueError("must be >= 1")
-        return v
-
-    def ladder_by_name(self) -> dict[str, Rendition]:
-        return {r.name: r for r in self.renditions}
 
 
 @lru_cache(maxsize=1)

@@ -61,3 +61,17 @@ class Queue(StrEnum):
 class ErrorKind(StrEnum):
     PERMANENT = "permanent"
     TRANSIENT = "transient"
+
+
+class RunnerStatus(StrEnum):
+    """What the operator wants a runner to do (health is derived separately, from heartbeats)."""
+
+    ENABLED = "enabled"  # consuming its queues
+    MAINTENANCE = "maintenance"  # draining: finishes running jobs, takes no new ones
+    DISABLED = "disabled"  # out of the fleet until enabled again (also takes no new jobs)
+
+
+class Health(StrEnum):
+    HEALTHY = "healthy"
+    WARNING = "warning"  # alive, but late heartbeats, high load, low disk or no ffmpeg
+    OFFLINE = "offline"  # no heartbeat within the offline threshold (or stopped)

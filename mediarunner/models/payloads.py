@@ -59,6 +59,34 @@ class RenditionPayload(_Payload):
     rendition: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
 
 
+Subtitle = Literal["vtt", "srt", "json"]
+
+
+class ExtractAudioPayload(_Payload):
+    """Parent of a transcription: input -> 16 kHz mono WAV published beside the outputs."""
+
+    input: str = Field(max_length=MAX_URL)
+    output: str = Field(max_length=MAX_URL)
+
+    _url = field_validator("input", "output")(_check_url)
+
+
+class TranscribePayload(_Payload):
+    output: str = Field(max_length=MAX_URL)
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}$")
+    # A model *name* only: local model paths come from worker settings, never from a message.
+    model: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    formats: tuple[Subtitle, ...] = ("vtt", "srt", "json")
+    device: Literal["auto", "gpu", "cpu"] = "auto"
+
+    @field_validator("formats")
+    @classmethod
+    def _formats(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("at least one of 'vtt', 'srt', 'json'")
+        return tuple(dict.fromkeys(v))
+
+
 class NoopPayload(_Payload):
     duration: float = Field(default=0.0, ge=0, le=3600)
     output: str | None = Field(default=None, max_length=MAX_URL)

@@ -10,7 +10,7 @@ from sqlalchemy import Enum, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mediarunner.models.base import Base, PortableJSON, utcnow
-from mediarunner.models.enums import JobState, JobType, Stage
+from mediarunner.models.enums import JobState, JobType, RunnerStatus, Stage
 
 
 def _enum(cls: type[Any], name: str) -> Enum:
@@ -85,7 +85,8 @@ class EventRow(Base):
     runner: Mapped[str | None] = mapped_column(String(255), nullable=True)
     message: Mapped[str] = mapped_column(Text, default="")
 
-    __table_args__ = (Index("ix_events_at", "at"), Index("ix_events_job_id", "job_id"))
+    __table_args__ = (Index("ix_events_at", "at"), Index("ix_events_job_id", "job_id"),
+                      Index("ix_events_runner", "runner"))
 
 
 class LockRow(Base):
@@ -96,3 +97,42 @@ class LockRow(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(255))
     expires_at: Mapped[datetime] = mapped_column()
+
+
+class WorkerTokenRow(Base):
+    """A runner registration token. Only a SHA-256 of the secret is stored: tokens are 256-bit
+    random strings, so a fast hash is enough (no password-style KDF needed)."""
+
+    __tablename__ = "worker_tokens"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)  # public handle: `tokens revoke ID`
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class RunnerRow(Base):
+    """One Celery worker node (``name@host``), written by ``mediarunner.models.runners`` only."""
+
+    __tablename__ = "runners"
+
+    hostname: Mapped[str] = mapped_column(String(255), primary_key=True)  # = jobs.worker
+    token_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    status: Mapped[RunnerStatus] = mapped_column(_enum(RunnerStatus, "runner_status"))
+    status_generation: Mapped[int] = mapped_column(Integer, default=0)  # +1 per status change (see runners)
+    queues: Mapped[list[str]] = mapped_column(PortableJSON, default=list)
+    concurrency: Mapped[int] = mapped_column(Integer, default=1)  # pool size reported by the worker
+    desired_concurrency: Mapped[int | None] = mapped_column(Integer, nullable=True)  # set by the operator
+    version: Mapped[str] = mapped_column(String(64), default="")
+    capabilities: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)
+    diagnostics: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)
+    jobs_completed: Mapped[int] = mapped_column(Integer, default=0)
+    jobs_failed: Mapped[int] = mapped_column(Integer, default=0)  # attempts that ended failed/timeout/retry
+    registered_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_heartbeat_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    offline_at: Mapped[datetime | None] = mapped_column(nullable=True)  # set by beat or a clean stop
+    unregistered_at: Mapped[datetime | None] = mapped_column(nullable=True)  # its token was revoked
+
+    __table_args__ = (Index("ix_runners_token_id", "token_id"),)

@@ -60,6 +60,10 @@ def record_event(session: Session, kind: str, now: datetime, message: str = "", 
     session.add(EventRow(at=now, kind=kind, job_id=job_id, runner=runner, message=message[:2000]))
 
 
+def _worker_of(session: Session, job_id: str) -> str | None:
+    return session.scalar(select(JobRow.worker).where(JobRow.id == job_id))
+
+
 # --------------------------------------------------------------------------- creation
 
 def create_jobs(session: Session, jobs: Sequence[NewJob], now: datetime) -> list[str]:
@@ -153,7 +157,8 @@ def complete(session: Session, job_id: str, attempt: int, result: dict[str, Any]
             .values(state=S.PENDING, updated_at=now, dispatched_at=now)
             .execution_options(synchronize_session=False)
         )
-        record_event(session, "job_completed", now, f"attempt {attempt}", job_id=job_id)
+        record_event(session, "job_completed", now, f"attempt {attempt}", job_id=job_id,
+                     runner=_worker_of(session, job_id))
     return ok
 
 
@@ -167,20 +172,34 @@ def fail(session: Session, job_id: str, attempt: int, error: str, kind: ErrorKin
     ok = _cas(session, job_id, [S.RUNNING], values, attempt=attempt)
     if ok:
         _cascade(session, job_id, S.PARENT_FAILED, now)
-        record_event(session, "job_failed", now, f"attempt {attempt} ({kind}): {error}", job_id=job_id)
+        record_event(session, "job_failed", now, f"attempt {attempt} ({kind}): {error}", job_id=job_id,
+                     runner=_worker_of(session, job_id))
     return ok
 
 
 def requeue(session: Session, job_id: str, attempt: int, error: str, run_after: datetime | None,
             now: datetime, *, event: str = "job_retried") -> bool:
     """running -> pending as attempt+1 (retry after a transient error, or failover of a lost worker)."""
+    worker = _worker_of(session, job_id)  # cleared below; the event keeps it for the runner's log
     ok = _cas(session, job_id, [S.RUNNING], dict(
         state=S.PENDING, attempt=JobRow.attempt + 1, failures=JobRow.failures + 1, error=error[:4000],
         error_kind=ErrorKind.TRANSIENT, run_after=run_after, dispatched_at=None, stage=None,
         updated_at=now, worker=None,
     ), attempt=attempt)
     if ok:
-        record_event(session, event, now, f"attempt {attempt} -> {attempt + 1}: {error}", job_id=job_id)
+        record_event(session, event, now, f"attempt {attempt} -> {attempt + 1}: {error}", job_id=job_id,
+                     runner=worker)
+    return ok
+
+
+def reroute(session: Session, job_id: str, attempt: int, queue: str, reason: str, now: datetime) -> bool:
+    """Move a pending job to another queue. The attempt grows, so the message still waiting in
+    the old queue is stale and will be dropped if a worker ever takes it."""
+    ok = _cas(session, job_id, [S.PENDING], dict(
+        queue=queue, routing_reason=reason[:200], attempt=JobRow.attempt + 1, dispatched_at=None, updated_at=now,
+    ), attempt=attempt)
+    if ok:
+        record_event(session, "job_rerouted", now, f"-> {queue}: {reason}", job_id=job_id)
     return ok
 
 
@@ -190,7 +209,7 @@ def time_out(session: Session, job_id: str, attempt: int, now: datetime, error: 
     ), attempt=attempt)
     if ok:
         _cascade(session, job_id, S.PARENT_FAILED, now)
-        record_event(session, "job_timeout", now, error, job_id=job_id)
+        record_event(session, "job_timeout", now, error, job_id=job_id, runner=_worker_of(session, job_id))
     return ok
 
 

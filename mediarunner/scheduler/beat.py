@@ -16,8 +16,10 @@ from mediarunner.config import get_settings
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import Queue
+from mediarunner.scheduler import fleet as fleet_ticks
 from mediarunner.scheduler import lease, ticks
 from mediarunner.scheduler.dispatch import dispatch
+from mediarunner.scheduler.routing import QueueProbe
 from mediarunner.workers.app import app
 
 log = logging.getLogger(__name__)
@@ -37,12 +39,28 @@ def tick() -> dict[str, Any]:
         return {"skipped": "not the lease holder"}
     now = utcnow()
     fo = transaction(lambda s: ticks.fail_over(s, now, settings))
+    if transaction(lambda s: ticks.has_stranded_candidates(s, now, settings)):
+        online = QueueProbe(app, timeout=settings.gpu_probe_timeout_seconds).consumed()
+        transaction(lambda s: ticks.reroute_stranded(s, now, settings, online))
     due = transaction(lambda s: ticks.due_for_dispatch(s, now, settings))
     published = sum(dispatch(job_id, app=app) for job_id in due)
     if fo.requeued or fo.failed or fo.timed_out or published:
         log.info("tick: failed over %s, failed %s, timed out %s, published %s/%s", len(fo.requeued),
                  len(fo.failed), len(fo.timed_out), published, len(due))
     return {"requeued": fo.requeued, "failed": fo.failed, "timed_out": fo.timed_out, "published": published}
+
+
+@app.task(name="mediarunner.scheduler.fleet")
+def fleet() -> dict[str, Any]:
+    """Runners silent too long go offline; their running jobs fail over at once."""
+    settings = get_settings()
+    if not _holding(ttl=max(10.0, settings.beat_interval_seconds * 10)):
+        return {"skipped": "not the lease holder"}
+    result = transaction(lambda s: fleet_ticks.check_runners(s, utcnow(), settings))
+    if result.offline:
+        log.warning("runners offline: %s; failed over %s, failed %s", ", ".join(result.offline),
+                    len(result.requeued), len(result.failed))
+    return {"offline": result.offline, "requeued": result.requeued, "failed": result.failed}
 
 
 @app.task(name="mediarunner.scheduler.ranks")
@@ -59,6 +77,7 @@ def purge() -> int:
     if not _holding(ttl=600):
         return 0
     total = 0
+    transaction(lambda s: fleet_ticks.purge_runner_events(s, utcnow(), settings))
     while True:
         batch = transaction(lambda s: ticks.purge(s, utcnow(), settings))
         total += len(batch)
@@ -73,6 +92,8 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
     return {
         "tick": {"task": "mediarunner.scheduler.tick", "schedule": s.beat_interval_seconds,
                  "options": {**q, "expires": max(1.0, s.beat_interval_seconds * 2)}},
+        "fleet": {"task": "mediarunner.scheduler.fleet", "schedule": s.beat_interval_seconds,
+                  "options": {**q, "expires": max(1.0, s.beat_interval_seconds * 2)}},
         "ranks": {"task": "mediarunner.scheduler.ranks", "schedule": 5.0, "options": {**q, "expires": 10}},
         "purge": {"task": "mediarunner.scheduler.purge", "schedule": 3600.0, "options": {**q, "expires": 1800}},
     }

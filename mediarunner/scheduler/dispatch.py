@@ -15,6 +15,7 @@ from celery.canvas import Signature
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
+from mediarunner.config.redact import redact
 from mediarunner.models import transitions
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
@@ -34,9 +35,11 @@ def message_priority(job: Job) -> int:
 
 def signature_for(app: Celery, job: Job) -> Signature:
     """The job's task, chained to a group of its not-yet-run children (recursively)."""
+    # The worker reads the payload from the database; the message copy is informational, so it is
+    # redacted (no URL passwords or keys), and events/Flower show only (job id, attempt).
     sig = app.signature(
-        TASK_NAMES[job.type], args=(job.id, job.attempt, job.payload), queue=job.queue,
-        priority=message_priority(job), immutable=True,
+        TASK_NAMES[job.type], args=(job.id, job.attempt, redact(job.payload)), queue=job.queue,
+        priority=message_priority(job), immutable=True, argsrepr=repr((job.id, job.attempt)), kwargsrepr="{}",
     )
     kids = [signature_for(app, c) for c in job.children if c.state in _WAITING]
     if not kids:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, aliased
 from mediarunner.config import Settings
 from mediarunner.errors import TransientError
 from mediarunner.models import transitions
-from mediarunner.models.enums import ACTIVE_STATES, JobState, JobType
+from mediarunner.models.enums import ACTIVE_STATES, JobState, JobType, Queue
 from mediarunner.models.queries import get_job
 from mediarunner.models.tables import EventRow, JobRow
 from mediarunner.scheduler.retry import RetryPolicy, decide
@@ -74,6 +74,29 @@ def fail_over(session: Session, now: datetime, settings: Settings) -> FailoverRe
     return FailoverResult(requeued, failed, timed_out)
 
 
+def has_stranded_candidates(session: Session, now: datetime, settings: Settings) -> bool:
+    """Cheap pre-check so the tick asks the workers (a broadcast) only when it could matter."""
+    since = now - timedelta(seconds=settings.reroute_after_seconds)
+    return session.execute(select(JobRow.id).where(
+        JobRow.state == JobState.PENDING, JobRow.queue == Queue.GPU.value, JobRow.type == JobType.TRANSCRIBE,
+        JobRow.updated_at < since).limit(1)).first() is not None
+
+
+def reroute_stranded(session: Session, now: datetime, settings: Settings, online: set[str]) -> list[str]:
+    """Transcriptions that chose the GPU automatically but find no GPU worker fall back to CPU."""
+    if Queue.GPU.value in online:
+        return []
+    since = now - timedelta(seconds=settings.reroute_after_seconds)
+    moved = []
+    for job_id, attempt, payload in session.execute(select(JobRow.id, JobRow.attempt, JobRow.payload).where(
+            JobRow.state == JobState.PENDING, JobRow.queue == Queue.GPU.value, JobRow.type == JobType.TRANSCRIBE,
+            JobRow.updated_at < since)).all():
+        if (payload or {}).get("device", "auto") == "auto" and transitions.reroute(
+                session, job_id, attempt, Queue.CPU.value, "no gpu worker online: cpu fallback", now):
+            moved.append(job_id)
+    return moved
+
+
 def update_ranks(session: Session, settings: Settings) -> int:
     """Recompute every pending job's position in its queue in one set-based statement."""
     classes = settings.priority_classes
@@ -86,7 +109,9 @@ def update_ranks(session: Session, settings: Settings) -> int:
         .label("rn"),
     ).where(JobRow.state == JobState.PENDING).subquery()
     n = session.execute(
-        update(JobRow).where(JobRow.id == ranked.c.id).values(rank=ranked.c.rn)
+        # Only rows whose position changed are written: most ticks move few jobs.
+        update(JobRow).where(JobRow.id == ranked.c.id, or_(JobRow.rank.is_(None), JobRow.rank != ranked.c.rn))
+        .values(rank=ranked.c.rn)
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     session.execute(update(JobRow).where(JobRow.state != JobState.PENDING, JobRow.rank.is_not(None))

@@ -8,10 +8,13 @@ from mediarunner.tasks.noop import run_noop
 from mediarunner.tasks.runtime import Handler
 from mediarunner.tasks.studio import run_studio
 from mediarunner.tasks.transcode import run_rendition, run_transcode
+from mediarunner.tasks.transcribe import run_extract_audio, run_transcribe
 
 HANDLERS: dict[JobType, Handler] = {
     JobType.TRANSCODE: run_transcode,
     JobType.TRANSCODE_RENDITION: run_rendition,
+    JobType.EXTRACT_AUDIO: run_extract_audio,
+    JobType.TRANSCRIBE: run_transcribe,
     JobType.NOOP: run_noop,
     JobType.STUDIO: run_studio,
     JobType.LIVE: run_live_job,

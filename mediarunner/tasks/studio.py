@@ -17,7 +17,7 @@ from mediarunner.models.payloads import STUDIO_OUTPUT, StudioPayload
 from mediarunner.tasks import io
 from mediarunner.tasks.context import JobContext
 from mediarunner.tasks.runtime import Outcome
-from mediarunner.tasks.transcode import _artifact
+from mediarunner.tasks.transcode import artifact
 from mediarunner.workers.media import probe
 from mediarunner.workers.media.studio import Intro, Outro, Watermark, apply_operations
 
@@ -47,6 +47,6 @@ def run_studio(ctx: JobContext) -> Outcome:
     info = probe(edited, ffprobe=s.ffprobe_path)
     ctx.log(f"edited: {len(p.operations)} operation(s) -> {info.width}x{info.height} {info.duration:.2f}s")
     (f,) = io.publish_output(ctx, edited, p.output, STUDIO_OUTPUT)
-    artifact: dict[str, Any] = {**_artifact("mp4", f.local, info.duration, "h264"), "path": f.location}
+    mp4: dict[str, Any] = {**artifact("mp4", f.local, info.duration, "h264"), "path": f.location}
     return Outcome({"operations": [op.op for op in p.operations], "media": dataclasses.asdict(info),
-                    "output": f.location, "artifacts": [artifact]})
+                    "output": f.location, "artifacts": [mp4]})

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mediarunner.errors import PermanentError
-from mediarunner.models.enums import JobState, Stage
+from mediarunner.models.enums import JobState, JobType, Stage
 from mediarunner.models.payloads import RenditionPayload, TranscodePayload
 from mediarunner.models.schemas import Job
 from mediarunner.tasks import io
@@ -44,7 +44,9 @@ def run_transcode(ctx: JobContext) -> Outcome:
     plan = plan_ladder(info, p.ladder)
     ctx.log(f"probed {info.width}x{info.height} {info.duration:.2f}s; plan: {[r.name for r in plan]}")
     # Children were created for every rung; keep those the source can fill (never upscale).
-    keep = {c.id for c in ctx.job.children if c.payload.get("rendition") in {r.name for r in plan[1:]}}
+    rungs = {r.name for r in plan[1:]}
+    keep = {c.id for c in ctx.job.children
+            if c.type is not JobType.TRANSCODE_RENDITION or c.payload.get("rendition") in rungs}
     dropped = ctx.prune_children(keep)
     if dropped:
         ctx.log(f"dropped {len(dropped)} rung(s) that would upscale")
@@ -101,17 +103,17 @@ def encode_and_publish(ctx: JobContext, src: Path, info: MediaInfo, r: PlannedRe
     if hls_dir is not None:  # io.publish_output fences cancellation before anything becomes visible
         for f in io.publish_output(ctx, hls_dir, output, f"hls/{r.name}"):
             kind = "hls_playlist" if f.local.suffix == ".m3u8" else "hls_segment"
-            artifacts.append({**_artifact(kind, f.local), "path": f.location})
+            artifacts.append({**artifact(kind, f.local), "path": f.location})
     if "mp4" in formats:
         (f,) = io.publish_output(ctx, mp4, output, mp4.name)
-        artifacts.append({**_artifact("mp4" if r.has_video else "audio", f.local, info.duration,
+        artifacts.append({**artifact("mp4" if r.has_video else "audio", f.local, info.duration,
                                       "h264" if r.has_video else "aac"), "path": f.location})
     result["artifacts"] = [a for a in artifacts if a["kind"] != "hls_segment"]
     result["segments"] = sum(1 for a in artifacts if a["kind"] == "hls_segment")
     return result
 
 
-def _artifact(kind: str, path: Path, duration: float | None = None, codec: str | None = None) -> dict[str, Any]:
+def artifact(kind: str, path: Path, duration: float | None = None, codec: str | None = None) -> dict[str, Any]:
     return {"kind": kind, "path": str(path), "size": path.stat().st_size, "duration": duration,
             "codec": codec, "checksum": _sha256(path) if kind in ("mp4", "audio") else None}
 

@@ -10,6 +10,7 @@ from kombu import Queue as KQueue
 
 from mediarunner.config import Settings, get_settings
 from mediarunner.models.enums import Queue
+from mediarunner.workers import fleet
 
 TASK_MODULES = ["mediarunner.tasks.celery_tasks", "mediarunner.scheduler.beat"]
 
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     app = Celery("mediarunner", include=TASK_MODULES)
     app.conf.update(celery_config(settings))
+    fleet.install(app)  # registration, heartbeats, self-steering (mediarunner.workers.fleet)
     return app
 
 

@@ -1,0 +1,146 @@
+"""Keeping secrets out of task messages, logs, CLI output and Flower.
+
+* ``mask_url``: ``redis://:pw@h/0`` -> ``redis://:***@h/0`` (and secret-looking query parameters);
+* ``redact``: a JSON-like value with secret-looking keys masked and every URL masked;
+* ``secret_values`` + ``RedactingFilter``: the literal secrets this process knows (the worker token,
+  passwords inside the broker/database URLs, ``MEDIARUNNER_*`` variables named like secrets),
+  replaced by ``***`` in every log record a handler emits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from pydantic import BaseModel, SecretStr
+
+from mediarunner.config.settings import Settings
+
+MASK = "***"
+# Names that hold secrets: passwords, tokens, keys, credentials, basic-auth pairs.
+SECRET_NAME = re.compile(r"(^|[_\-.])(pass(word|wd)?|pwd|secret|token|key|credentials?|auth|signature|sig)"
+                         r"($|[_\-.])", re.IGNORECASE)
+_URL = re.compile(r"\b[a-z][a-z0-9+.\-]*://[^\s'\"<>]+", re.IGNORECASE)
+_MIN_SECRET_LEN = 4  # shorter "secrets" would mask unrelated text
+
+
+def is_secret_name(name: str) -> bool:
+    return bool(SECRET_NAME.search(name)) and not name.lower().startswith(("require_", "min_", "max_"))
+
+
+def mask_url(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:{MASK}@{netloc.rsplit('@', 1)[1]}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(is_secret_name(k) for k, _ in pairs):
+            query = urlencode([(k, MASK if is_secret_name(k) else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def mask_urls_in(text: str) -> str:
+    return _URL.sub(lambda m: mask_url(m.group(0)), text)
+
+
+def redact(value: Any, key: str = "") -> Any:
+    """A copy of ``value`` safe to show or send: secret-named string fields masked, URLs masked."""
+    if isinstance(value, SecretStr):
+        return MASK
+    if isinstance(value, Mapping):
+        return {k: redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(redact(v, key) for v in value)
+    if isinstance(value, str):
+        if key and is_secret_name(key) and value:
+            return MASK
+        return mask_urls_in(value)
+    return value
+
+
+def _url_password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def secret_values(settings: Settings, environ: Mapping[str, str] | None = None) -> set[str]:
+    """Every literal secret this process was configured with."""
+    found: set[str] = set()
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            found.add(value.get_secret_value())
+        elif isinstance(value, dict):  # storage logins: host -> HostCredentials (password, passphrase)
+            found.update(f.get_secret_value() for creds in value.values() if isinstance(creds, BaseModel)
+                         for f in vars(creds).values() if isinstance(f, SecretStr))
+        elif isinstance(value, str) and "://" in value:
+            found.add(_url_password(value) or "")
+    for name, value in (environ if environ is not None else os.environ).items():
+        if name.startswith("MEDIARUNNER_") and is_secret_name(name[len("MEDIARUNNER_"):]):
+            found.add(value)
+        elif "://" in value:
+            found.add(_url_password(value) or "")
+    return {s for s in found if len(s) >= _MIN_SECRET_LEN}
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    for s in sorted(secrets, key=len, reverse=True):  # longest first: one secret may contain another
+        if s in text:
+            text = text.replace(s, MASK)
+    return mask_urls_in(text) if "://" in text else text
+
+
+class RedactingFilter(logging.Filter):
+    """Attach to handlers: rewrites each record's message (and traceback) with secrets masked."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__("mediarunner.redact")
+        self.secrets = frozenset(secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string is logging's problem, not ours
+            return True
+        record.msg, record.args = scrub(message, self.secrets), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text, self.secrets)
+        return True
+
+
+def install_log_redaction(secrets: Iterable[str], loggers: Iterable[logging.Logger] = ()) -> None:
+    """Add one ``RedactingFilter`` to every handler of the root logger and of ``loggers``."""
+    flt = RedactingFilter(secrets)
+    for logger in (logging.getLogger(), *loggers):
+        for handler in logger.handlers:
+            handler.filters = [f for f in handler.filters if not isinstance(f, RedactingFilter)]
+            handler.addFilter(flt)
+
+
+def settings_view(settings: Settings) -> dict[str, str]:
+    """Every setting as display text, secrets masked (for ``mediarunner settings``)."""
+    data = settings.model_dump(mode="json")
+    out: dict[str, str] = {}
+    for name, value in data.items():
+        if value is None:
+            out[name] = ""
+        elif isinstance(getattr(settings, name), SecretStr) or (is_secret_name(name) and isinstance(value, str)):
+            out[name] = MASK
+        else:
+            safe = redact(value, name)
+            out[name] = safe if isinstance(safe, str) else json.dumps(safe)
+    return out

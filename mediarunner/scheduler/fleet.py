@@ -1,0 +1,76 @@
+"""Beat logic for the fleet, as plain functions of (session, now, settings).
+
+A runner whose heartbeat thread went silent for ``runner_offline_after_seconds`` is marked
+offline and its running jobs fail over at once, instead of waiting for each job's own heartbeat
+to go stale (``failover_after_seconds``). Job state still changes only through ``transitions``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from mediarunner.config import Settings
+from mediarunner.models import runners, transitions
+from mediarunner.models.enums import JobState
+from mediarunner.models.queries import get_job
+from mediarunner.models.tables import EventRow, JobRow, RunnerRow
+from mediarunner.scheduler.retry import RetryPolicy, decide
+from mediarunner.scheduler.ticks import FailoverResult, WorkerLost
+
+# Another worker may start the job at once: no backoff for a lost runner.
+_NOW_POLICY = RetryPolicy(base_seconds=0.0, max_seconds=0.0, jitter=0.0)
+
+
+@dataclass(frozen=True)
+class RunnerCheck:
+    offline: list[str] = field(default_factory=list)
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def fail_over_runner(session: Session, hostname: str, now: datetime, reason: str) -> FailoverResult:
+    """Every job running on ``hostname`` goes back to pending (attempt+1), or fails when out of
+    attempts. The attempt fence makes a still-alive worker drop its results."""
+    requeued: list[str] = []
+    failed: list[str] = []
+    ids = session.scalars(select(JobRow.id).where(JobRow.state == JobState.RUNNING, JobRow.worker == hostname)).all()
+    for job_id in ids:
+        job = get_job(session, job_id, with_children=False)
+        error = WorkerLost(f"runner {hostname}: {reason}")
+        decision = decide(error, job, _NOW_POLICY)
+        if decision.retry:
+            if transitions.requeue(session, job.id, job.attempt, str(error), None, now, event="job_failed_over"):
+                requeued.append(job.id)
+        elif transitions.fail(session, job.id, job.attempt, f"{error}; {decision.reason}", decision.kind, now):
+            failed.append(job.id)
+    return FailoverResult(requeued, failed, [])
+
+
+def check_runners(session: Session, now: datetime, settings: Settings) -> RunnerCheck:
+    """Mark silent runners offline (once) and fail over their running jobs."""
+    silent_since = now - timedelta(seconds=settings.runner_offline_after_seconds)
+    silent = session.scalars(select(RunnerRow.hostname).where(
+        RunnerRow.unregistered_at.is_(None), RunnerRow.offline_at.is_(None),
+        RunnerRow.last_heartbeat_at < silent_since)).all()
+    result = RunnerCheck()
+    for hostname in silent:
+        if runners.mark_offline(session, hostname, silent_since, now):
+            result.offline.append(hostname)
+            fo = fail_over_runner(session, hostname, now, "heartbeat lost")
+            result.requeued.extend(fo.requeued)
+            result.failed.extend(fo.failed)
+    return result
+
+
+def purge_runner_events(session: Session, now: datetime, settings: Settings) -> int:
+    """Runner-only events (no job) older than ``purge_after_days``; job events go with their jobs."""
+    if settings.purge_after_days <= 0:
+        return 0
+    cutoff = now - timedelta(days=settings.purge_after_days)
+    res = session.execute(delete(EventRow).where(EventRow.job_id.is_(None), EventRow.at < cutoff)
+                          .execution_options(synchronize_session=False))
+    return int(res.rowcount)  # type: ignore[attr-defined]
