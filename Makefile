@@ -35,6 +35,9 @@ lint: venv
 	$(BIN)/ruff check mediarunner tests bench
 	$(BIN)/mypy mediarunner
 
+bench-smoke: venv system-deps
+	@bash scripts/with-services.sh $(BIN)/python -m bench.run_all --smoke
+
 bench: venv system-deps
 	@bash scripts/with-services.sh $(BIN)/python -m bench.run_all
 

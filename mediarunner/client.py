@@ -17,15 +17,18 @@ from celery import Celery
 from pydantic import ValidationError as PydanticValidationError
 
 from mediarunner.config import Settings, get_settings
-from mediarunner.errors import InvalidOutputError, ValidationError
+from mediarunner.errors import InvalidInputError, InvalidOutputError, ValidationError
 from mediarunner.models import transitions
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState, JobType
 from mediarunner.models.payloads import (
+    STUDIO_OUTPUT,
     ExtractAudioPayload,
+    LivePayload,
     NoopPayload,
     RenditionPayload,
+    StudioPayload,
     TranscodePayload,
     TranscribePayload,
     dump,
@@ -35,7 +38,9 @@ from mediarunner.models.schemas import Job
 from mediarunner.models.transitions import NewJob
 from mediarunner.scheduler.dispatch import dispatch
 from mediarunner.scheduler.routing import QueueProbe, route, route_transcription
+from mediarunner.tasks.io import join_location
 from mediarunner.workers.media.publish import resolve_local_path
+from mediarunner.workers.storage import is_local, parse_location
 
 MAX_METADATA_BYTES = 16_384
 
@@ -64,6 +69,55 @@ class Client:
                          transcribe_device: str = "auto") -> Job:
         """Transcode ``input`` into an HLS + MP4 ladder under the directory ``output``; with
         ``transcribe=True`` also subtitles (an extract_audio -> transcribe branch after the parent)."""
+        common = self._common(priority, priority_class, metadata)
+        jobs = self._ladder_jobs(input, output, renditions, formats, common, queue=queue)
+        if transcribe:
+            ext = self._validated(ExtractAudioPayload, input=input, output=output)
+            jobs.append(NewJob(JobType.EXTRACT_AUDIO, route(JobType.EXTRACT_AUDIO)[0], dump(ext), parent=0,
+                               routing_reason=route(JobType.EXTRACT_AUDIO)[1], **common))
+            jobs.append(self._transcribe_job(output, language, None, ("vtt", "srt", "json"), transcribe_device,
+                                             parent=len(jobs) - 1, common=common))
+        return self._submit(jobs)
+
+    def submit_studio(self, input: str, output: str, operations: Sequence[Mapping[str, Any]], *,
+                      transcode: bool = False, renditions: Sequence[str] | None = None,
+                      formats: Sequence[str] = ("hls", "mp4"), priority: int = 0,
+                      metadata: Mapping[str, Any] | None = None, priority_class: str = "default",
+                      queue: str | None = None) -> Job:
+        """Apply studio ``operations`` (cut, intro, outro, watermark; in order) to ``input`` and publish
+        ``output``/studio.mp4. ``transcode=True`` adds a transcode ladder of that file under ``output``
+        as a child branch (it starts when the edit completes)."""
+        self._check_input(input)
+        self._check_output(output)
+        payload = self._validated(StudioPayload, input=input, output=output, operations=operations)
+        for op in payload.operations:
+            side = getattr(op, "url", None) or getattr(op, "image_url", None)
+            if side is not None:
+                self._check_input(side)
+        common = self._common(priority, priority_class, metadata)
+        q, why = route(JobType.STUDIO, queue=queue)
+        jobs = [NewJob(JobType.STUDIO, q, dump(payload), routing_reason=why, **common)]
+        if transcode:
+            jobs += self._ladder_jobs(join_location(output, STUDIO_OUTPUT), output, renditions, formats, common,
+                                      queue=queue, parent=0, index=len(jobs))
+        return self._submit(jobs)
+
+    def submit_live(self, input_url: str, output: str, renditions: Sequence[str] | None = None, *,
+                    listen: bool = False, audio: bool = True, priority: int = 0,
+                    metadata: Mapping[str, Any] | None = None, priority_class: str = "default",
+                    queue: str | None = None) -> Job:
+        """Transcode a live input (RTMP/SRT/HLS/...; with ``listen`` the RTMP address to receive a publish
+        on) into a live HLS ladder under ``output`` until the stream ends or the job is cancelled."""
+        self._check_output(output)
+        rungs = self._rungs(renditions)
+        payload = self._validated(LivePayload, input_url=input_url, output=output, renditions=tuple(rungs),
+                                  listen=listen, audio=audio)
+        q, why = route(JobType.LIVE, queue=queue)
+        return self._submit([NewJob(JobType.LIVE, q, dump(payload), routing_reason=why,
+                                    **self._common(priority, priority_class, metadata))])
+
+    def _rungs(self, renditions: Sequence[str] | None) -> builtins.list[Any]:
+        """The configured rungs named by ``renditions`` (None: all), tallest first."""
         ladder = self.settings.ladder_by_name()
         if renditions is not None:
             if isinstance(renditions, str) or not renditions:
@@ -72,28 +126,29 @@ class Client:
             if unknown:
                 raise ValidationError(f"unknown rendition(s) {unknown}; configured: {sorted(ladder)}")
         rungs = sorted((ladder[n] for n in (renditions or ladder)), key=lambda r: -r.height)
-        rungs = list({r.name: r for r in rungs}.values())
+        return list({r.name: r for r in rungs}.values())
+
+    def _ladder_jobs(self, input: str, output: str, renditions: Sequence[str] | None, formats: Sequence[str],
+                     common: dict[str, Any], *, queue: str | None, parent: int | None = None,
+                     index: int = 0) -> builtins.list[NewJob]:
+        """The jobs of a transcode ladder: the TRANSCODE parent (child of ``parent``, placed at ``index``
+        of the submitted list) and one TRANSCODE_RENDITION child per lower rung."""
+        rungs = self._rungs(renditions)
+        self._check_input(input)
         self._check_output(output)
         if isinstance(formats, str):
             raise ValidationError("formats must be a sequence such as ('hls', 'mp4')")
-        parent = self._validated(TranscodePayload, input=input, output=output, formats=tuple(formats),
-                                 ladder=tuple(rungs))
+        top = self._validated(TranscodePayload, input=input, output=output, formats=tuple(formats),
+                              ladder=tuple(rungs))
         q, why = route(JobType.TRANSCODE, queue=queue)
-        common = self._common(priority, priority_class, metadata)
-        jobs = [NewJob(JobType.TRANSCODE, q, dump(parent), routing_reason=why, **common)]
+        jobs = [NewJob(JobType.TRANSCODE, q, dump(top), parent=parent, routing_reason=why, **common)]
         for rung in rungs[1:]:  # the parent encodes the top rung it can fill; children the rest
-            child = self._validated(RenditionPayload, input=input, output=output, formats=parent.formats,
+            child = self._validated(RenditionPayload, input=input, output=output, formats=top.formats,
                                     rendition=rung.name)
             cq, cwhy = route(JobType.TRANSCODE_RENDITION, queue=queue)
-            jobs.append(NewJob(JobType.TRANSCODE_RENDITION, cq, dump(child), parent=0, routing_reason=cwhy,
+            jobs.append(NewJob(JobType.TRANSCODE_RENDITION, cq, dump(child), parent=index, routing_reason=cwhy,
                                **common))
-        if transcribe:
-            ext = self._validated(ExtractAudioPayload, input=input, output=output)
-            jobs.append(NewJob(JobType.EXTRACT_AUDIO, route(JobType.EXTRACT_AUDIO)[0], dump(ext), parent=0,
-                               routing_reason=route(JobType.EXTRACT_AUDIO)[1], **common))
-            jobs.append(self._transcribe_job(output, language, None, ("vtt", "srt", "json"), transcribe_device,
-                                             parent=len(jobs) - 1, common=common))
-        return self._submit(jobs)
+        return jobs
 
     def submit_transcription(self, input: str, output: str, language: str | None = None, model: str | None = None,
                              formats: Sequence[str] = ("vtt", "srt", "json"), priority: int = 0,
@@ -111,6 +166,8 @@ class Client:
 
     def _transcribe_job(self, output: str, language: str | None, model: str | None, formats: Sequence[str],
                         device: str, *, parent: int, common: dict[str, Any]) -> NewJob:
+        if not is_local(output):  # the transcription handlers publish to local outputs only (for now)
+            raise ValidationError("transcription outputs must be local paths or file:// URLs")
         if isinstance(formats, str):
             raise ValidationError("formats must be a sequence such as ('vtt', 'srt')")
         payload = self._validated(TranscribePayload, output=output, language=language, model=model,
@@ -203,11 +260,26 @@ class Client:
 
     def _check_output(self, output: str) -> None:
         if not isinstance(output, str):
-            raise ValidationError("output must be a string (a path or file:// URL)")
+            raise ValidationError("output must be a string (a path or a file://, s3://, sftp:// or ftp:// URL)")
         try:
-            resolve_local_path(output, self.settings.output_roots, what="output")
-        except InvalidOutputError as exc:
+            if is_local(output):
+                resolve_local_path(output, self.settings.output_roots, what="output")
+            else:  # syntax only (known scheme, no credentials): the workers hold the keys
+                parse_location(output, "output")
+        except (InvalidOutputError, ValidationError) as exc:
             raise ValidationError(f"invalid output: {exc}") from None
+
+    @staticmethod
+    def _check_input(input: str) -> None:
+        """Reject credentials embedded in an input URL before they reach a row or a message.
+        Other problems (missing file, unknown scheme) fail the job on the worker, once."""
+        if isinstance(input, str) and "://" in input:
+            try:
+                parse_location(input, "input")
+            except ValidationError as exc:
+                raise ValidationError(f"invalid input: {exc}") from None
+            except InvalidInputError:
+                pass
 
     @staticmethod
     def _validated(schema: type[Any], /, **fields: Any) -> Any:

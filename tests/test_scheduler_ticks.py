@@ -124,6 +124,19 @@ def test_overlong_job_times_out_and_children_fail(db_url: str) -> None:
     assert job(db_url, root).state is S.TIMEOUT and job(db_url, kid).state is S.PARENT_FAILED
 
 
+def test_live_jobs_have_their_own_time_limit(db_url: str) -> None:
+    s = settings(live_time_limit_seconds=7200)
+    live, = transaction(lambda ss: t.create_jobs(ss, [NewJob(JobType.LIVE, "cpu", {})], T0), url=db_url)
+    vod, = new(db_url)
+    for jid in (live, vod):
+        tx(db_url, t.claim, jid, 1, "w", None, T0)
+        tx(db_url, t.touch, jid, 1, T0 + timedelta(seconds=3601), result={"seconds_processed": 3601.0})
+    assert tx(db_url, ticks.fail_over, T0 + timedelta(seconds=3602), s).timed_out == [vod]
+    assert job(db_url, live).state is S.RUNNING and job(db_url, live).result == {"seconds_processed": 3601.0}
+    tx(db_url, t.touch, live, 1, T0 + timedelta(seconds=7201))
+    assert tx(db_url, ticks.fail_over, T0 + timedelta(seconds=7202), s).timed_out == [live]
+
+
 # --------------------------------------------------------------------------- ranks
 
 def test_ranks_order_by_class_priority_age_per_queue(db_url: str) -> None:

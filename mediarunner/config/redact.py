@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from mediarunner.config.settings import Settings
 
@@ -82,6 +82,9 @@ def secret_values(settings: Settings, environ: Mapping[str, str] | None = None) 
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
             found.add(value.get_secret_value())
+        elif isinstance(value, dict):  # storage logins: host -> HostCredentials (password, passphrase)
+            found.update(f.get_secret_value() for creds in value.values() if isinstance(creds, BaseModel)
+                         for f in vars(creds).values() if isinstance(f, SecretStr))
         elif isinstance(value, str) and "://" in value:
             found.add(_url_password(value) or "")
     for name, value in (environ if environ is not None else os.environ).items():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +22,18 @@ class Rendition(BaseModel):
     height: int = Field(gt=0, le=4320)
     video_bitrate_k: int = Field(gt=0, le=200_000)
     audio_bitrate_k: int = Field(default=128, gt=0, le=1024)
+
+
+class HostCredentials(BaseModel):
+    """Login for one SFTP or FTP host (settings only: never taken from a URL or a task message)."""
+
+    model_config = {"frozen": True, "extra": "forbid"}
+
+    username: str = Field(min_length=1)
+    password: SecretStr | None = None
+    #: SFTP only: a private key file (OpenSSH or PEM format).
+    private_key_path: Path | None = None
+    private_key_passphrase: SecretStr | None = None
 
 
 DEFAULT_LADDER: tuple[Rendition, ...] = (
@@ -106,6 +119,28 @@ class Settings(BaseSettings):
     runner_warning_free_disk_mb: int = 2048  # free scratch space below this: `warning`
     flower_basic_auth: SecretStr | None = None  # `user:password[,user2:password2]` for `mediarunner flower`
     demo_mode: bool = False  # read-only fleet CLI (no token or runner changes), for demos and screenshots
+
+    # --- storage
+    # S3 or S3-compatible store; keys unset: boto's default chain (env, profile, instance role).
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_session_token: SecretStr | None = None
+    # Logins keyed by "host:port" or "host"; FTP without an entry logs in anonymously.
+    sftp_credentials: dict[str, HostCredentials] = Field(default_factory=dict)
+    ftp_credentials: dict[str, HostCredentials] = Field(default_factory=dict)
+    sftp_known_hosts: Path | None = None  # unset: the worker user's ~/.ssh/known_hosts
+    sftp_host_key_policy: Literal["reject", "auto_add"] = "reject"
+    ftp_tls: bool = False
+    transfer_retries: int = Field(default=3, ge=0, le=100)  # per transfer step, on a fresh connection
+    transfer_backoff_seconds: float = Field(default=1.0, ge=0)
+    transfer_backoff_max_seconds: float = Field(default=30.0, ge=0)
+    transfer_timeout_seconds: float = Field(default=30.0, gt=0)
+    live_segment_seconds: float = Field(default=2.0, ge=0.5, le=60)
+    live_stall_timeout_seconds: float = 30.0  # no media this long: the attempt fails (and resumes)
+    # Live jobs run as long as their stream: they get this limit instead of job_time_limit_seconds.
+    live_time_limit_seconds: float = 7 * 24 * 3600
 
 
 @lru_cache(maxsize=1)

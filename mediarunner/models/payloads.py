@@ -6,11 +6,15 @@ handlers parse them back with the same models, so a malformed payload is a perma
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mediarunner.config.settings import Rendition
+from mediarunner.errors import MediarunnerError
+from mediarunner.workers.media.studio import Operation, parse_operations
 
 Format = Literal["hls", "mp4"]
 MAX_URL = 4096
@@ -88,6 +92,58 @@ class NoopPayload(_Payload):
     output: str | None = Field(default=None, max_length=MAX_URL)
     # Diagnostics: raise a transient error on attempts <= fail_attempts (exercises retries end to end).
     fail_attempts: int = Field(default=0, ge=0, le=10)
+
+
+STUDIO_OUTPUT = "studio.mp4"  # the edited file, relative to a studio job's output directory
+
+
+class StudioPayload(_Payload):
+    """Edit operations applied in order to ``input``; the result is published as ``output``/studio.mp4."""
+
+    input: str = Field(max_length=MAX_URL)
+    output: str = Field(max_length=MAX_URL)
+    operations: tuple[Operation, ...]
+
+    _url = field_validator("input", "output")(_check_url)
+
+    @field_validator("operations", mode="before")
+    @classmethod
+    def _operations(cls, v: Any) -> tuple[Any, ...]:
+        if isinstance(v, str | bytes) or not isinstance(v, Sequence):
+            raise ValueError("must be a list of operations")
+        try:
+            return tuple(parse_operations(v))
+        except MediarunnerError as exc:  # pydantic reports ValueErrors only
+            raise ValueError(str(exc)) from None
+
+
+LIVE_INPUT_SCHEMES = ("rtmp", "rtmps", "srt", "http", "https", "udp", "rtp", "tcp", "file")
+
+
+class LivePayload(_Payload):
+    """A live input (pulled, or an RTMP publish received with ``listen``) turned into a live HLS ladder."""
+
+    input_url: str = Field(max_length=MAX_URL)
+    output: str = Field(max_length=MAX_URL)
+    renditions: tuple[Rendition, ...] = Field(min_length=1, max_length=8)  # snapshot at submission
+    listen: bool = False
+    audio: bool = True  # False: the input has no audio track (renditions are video only)
+
+    _url = field_validator("input_url", "output")(_check_url)
+
+    @model_validator(mode="after")
+    def _input(self) -> LivePayload:
+        parts = urlsplit(self.input_url)
+        scheme = parts.scheme.lower() if "://" in self.input_url else "file"
+        if scheme not in LIVE_INPUT_SCHEMES:
+            raise ValueError(f"unsupported live input scheme {scheme!r} (supported: {', '.join(LIVE_INPUT_SCHEMES)})")
+        if "@" in parts.netloc:
+            raise ValueError("credentials must not be embedded in the live input URL")
+        if self.listen and scheme not in ("rtmp", "rtmps"):
+            raise ValueError("listen needs an rtmp:// input URL (the address to listen on)")
+        if len({r.name for r in self.renditions}) != len(self.renditions):
+            raise ValueError("rendition names must be unique")
+        return self
 
 
 def dump(model: BaseModel) -> dict[str, Any]:

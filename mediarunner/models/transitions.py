@@ -113,9 +113,14 @@ def claim(session: Session, job_id: str, attempt: int, worker: str, task_id: str
 
 
 def touch(session: Session, job_id: str, attempt: int, now: datetime, *, progress: float | None = None,
-          stage: Stage | None = None, log_tail: str | None = None) -> bool:
-    """Heartbeat (and progress) of a running attempt. False: cancelled or superseded, stop now."""
+          stage: Stage | None = None, log_tail: str | None = None, result: dict[str, Any] | None = None) -> bool:
+    """Heartbeat (and progress) of a running attempt. False: cancelled or superseded, stop now.
+
+    ``result``: interim facts a percentage cannot express (seconds of a live stream); the final
+    result written by :func:`complete` replaces them."""
     values: dict[str, Any] = {"heartbeat_at": now, "updated_at": now}
+    if result is not None:
+        values["result"] = result
     if progress is not None:
         values["progress"] = max(0.0, min(100.0, progress))
     if stage is not None:

@@ -51,13 +51,14 @@ def fail_over(session: Session, now: datetime, settings: Settings) -> FailoverRe
     requeued: list[str] = []
     failed: list[str] = []
     timed_out: list[str] = []
-    limit_start = now - timedelta(seconds=settings.job_time_limit_seconds)
-    for job_id, attempt in session.execute(
-            select(JobRow.id, JobRow.attempt).where(JobRow.state == JobState.RUNNING,
-                                                    JobRow.started_at < limit_start)).all():
-        if transitions.time_out(session, job_id, attempt, now,
-                                f"ran longer than {settings.job_time_limit_seconds:.0f}s"):
-            timed_out.append(job_id)
+    for types, seconds in ((JobRow.type != JobType.LIVE, settings.job_time_limit_seconds),
+                           (JobRow.type == JobType.LIVE, settings.live_time_limit_seconds)):  # streams run long
+        limit_start = now - timedelta(seconds=seconds)
+        for job_id, attempt in session.execute(
+                select(JobRow.id, JobRow.attempt).where(JobRow.state == JobState.RUNNING, types,
+                                                        JobRow.started_at < limit_start)).all():
+            if transitions.time_out(session, job_id, attempt, now, f"ran longer than {seconds:.0f}s"):
+                timed_out.append(job_id)
     silent_since = now - timedelta(seconds=settings.failover_after_seconds)
     policy = RetryPolicy(base_seconds=0.0, max_seconds=0.0, jitter=0.0)  # another worker may start now
     for row in session.scalars(select(JobRow).where(
@@ -108,7 +109,9 @@ def update_ranks(session: Session, settings: Settings) -> int:
         .label("rn"),
     ).where(JobRow.state == JobState.PENDING).subquery()
     n = session.execute(
-        update(JobRow).where(JobRow.id == ranked.c.id).values(rank=ranked.c.rn)
+        # Only rows whose position changed are written: most ticks move few jobs.
+        update(JobRow).where(JobRow.id == ranked.c.id, or_(JobRow.rank.is_(None), JobRow.rank != ranked.c.rn))
+        .values(rank=ranked.c.rn)
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     session.execute(update(JobRow).where(JobRow.state != JobState.PENDING, JobRow.rank.is_not(None))

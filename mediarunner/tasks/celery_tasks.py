@@ -34,7 +34,9 @@ def _make_task(job_type: JobType) -> Task:
         return status
 
     run.__name__ = f"run_{job_type.value}"
-    limit = get_settings().job_time_limit_seconds
+    settings = get_settings()
+    # A live job lasts as long as its stream: it has its own (long) limit.
+    limit = settings.live_time_limit_seconds if job_type is JobType.LIVE else settings.job_time_limit_seconds
     # Celery's own limits back up the scheduler's timeout scan: the soft limit raises inside the
     # job (-> `timeout`), the hard one kills a process that ignores it.
     return app.task(bind=True, name=TASK_NAMES[job_type], soft_time_limit=limit, time_limit=limit + 30)(run)

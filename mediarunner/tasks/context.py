@@ -8,6 +8,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
@@ -32,6 +33,7 @@ class JobContext:
     stage: Stage | None = None
     percent: float = 0.0
     lines: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=200))
+    notes: dict[str, Any] = field(default_factory=dict)
     _last_write: float = field(default=0.0)
     _lost: bool = field(default=False)
 
@@ -55,6 +57,11 @@ class JobContext:
     def progress(self, percent: float) -> None:
         self.percent = max(self.percent, min(100.0, percent))
 
+    def note(self, **values: Any) -> None:
+        """Interim facts a percentage cannot express (e.g. seconds of a live stream processed):
+        saved as the job's ``result`` with the next heartbeat, replaced by the final result."""
+        self.notes.update(values)
+
     def span(self, start: float, end: float) -> _Span:
         """Progress callback mapping a step's fraction 0..1 onto [start, end] percent of the job."""
         return _Span(self, start, end)
@@ -68,7 +75,8 @@ class JobContext:
             return self._still_ours()
         self._last_write = mono
         ok = transaction(lambda s: transitions.touch(
-            s, self.job.id, self.job.attempt, utcnow(), progress=self.percent, stage=self.stage))
+            s, self.job.id, self.job.attempt, utcnow(), progress=self.percent, stage=self.stage,
+            result=dict(self.notes) if self.notes else None))
         self._lost = not ok
         return ok
 

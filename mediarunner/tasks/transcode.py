@@ -18,6 +18,7 @@ from mediarunner.errors import PermanentError
 from mediarunner.models.enums import JobState, JobType, Stage
 from mediarunner.models.payloads import RenditionPayload, TranscodePayload
 from mediarunner.models.schemas import Job
+from mediarunner.tasks import io
 from mediarunner.tasks.context import JobContext
 from mediarunner.tasks.runtime import Outcome
 from mediarunner.workers.media import (
@@ -29,12 +30,8 @@ from mediarunner.workers.media import (
     package_hls,
     plan_ladder,
     probe,
-    publish_file,
-    publish_tree,
     render_master_playlist,
-    resolve_local_path,
 )
-from mediarunner.workers.media.publish import atomic_write_text
 
 MASTER = "master.m3u8"
 
@@ -77,14 +74,13 @@ def run_rendition(ctx: JobContext) -> Outcome:
 # --------------------------------------------------------------------------- steps
 
 def stage_input(ctx: JobContext, url: str) -> Path:
-    ctx.set_stage(Stage.DOWNLOADING)
-    return resolve_local_path(url, ctx.settings.input_roots or None, what="input")
+    return io.stage_input(ctx, url)
 
 
 def encode_and_publish(ctx: JobContext, src: Path, info: MediaInfo, r: PlannedRendition, output: str,
                        formats: tuple[str, ...], span: tuple[float, float]) -> dict[str, Any]:
     s = ctx.settings
-    out_dir = resolve_local_path(output, s.output_roots, what="output")
+    io.check_output(ctx, output)
     ext = "mp4" if r.has_video else "m4a"
     mp4 = ctx.scratch / f"{r.name}.{ext}"
     lo, hi = span
@@ -103,20 +99,15 @@ def encode_and_publish(ctx: JobContext, src: Path, info: MediaInfo, r: PlannedRe
         result["variant"] = variant.to_dict()
     ctx.progress(encode_end + (hi - encode_end) / 2)
 
-    ctx.set_stage(Stage.UPLOADING)
-    if ctx.should_cancel():  # last fence before anything becomes visible
-        from mediarunner.errors import JobCancelled
-
-        raise JobCancelled("cancelled before publishing")
     artifacts: list[dict[str, Any]] = []
-    if hls_dir is not None:
-        for path in publish_tree(hls_dir, out_dir / "hls" / r.name):
-            artifacts.append(artifact("hls_playlist" if path.suffix == ".m3u8" else "hls_segment", path))
+    if hls_dir is not None:  # io.publish_output fences cancellation before anything becomes visible
+        for f in io.publish_output(ctx, hls_dir, output, f"hls/{r.name}"):
+            kind = "hls_playlist" if f.local.suffix == ".m3u8" else "hls_segment"
+            artifacts.append({**artifact(kind, f.local), "path": f.location})
     if "mp4" in formats:
-        final = out_dir / mp4.name
-        publish_file(mp4, final)
-        artifacts.append(artifact("mp4" if r.has_video else "audio", final, info.duration,
-                                   "h264" if r.has_video else "aac"))
+        (f,) = io.publish_output(ctx, mp4, output, mp4.name)
+        artifacts.append({**artifact("mp4" if r.has_video else "audio", f.local, info.duration,
+                                      "h264" if r.has_video else "aac"), "path": f.location})
     result["artifacts"] = [a for a in artifacts if a["kind"] != "hls_segment"]
     result["segments"] = sum(1 for a in artifacts if a["kind"] == "hls_segment")
     return result
@@ -138,13 +129,13 @@ def _sha256(path: Path) -> str:
 def _master_writer(ctx: JobContext, output: str, formats: tuple[str, ...]) -> Any:
     if "hls" not in formats:
         return None
-    out_dir = resolve_local_path(output, ctx.settings.output_roots, what="output")
+    io.check_output(ctx, output)
 
     def write_master(root: Job) -> None:
         # Runs under the family lock, so concurrent completions write in commit order and the
         # master always lists every rendition completed so far (a valid playlist at all times).
         variants = [HlsVariant.from_dict(j.result["variant"]) for j in root.family
                     if j.state is JobState.COMPLETED and j.result and "variant" in j.result]
-        atomic_write_text(out_dir / MASTER, render_master_playlist(variants))
+        io.publish_text(ctx, render_master_playlist(variants), output, MASTER)  # local or remote
 
     return write_master

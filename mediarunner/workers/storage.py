@@ -43,6 +43,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field, SecretStr
 
+from mediarunner.config.settings import HostCredentials
 from mediarunner.errors import (
     InsufficientResourcesError,
     InvalidInputError,
@@ -100,20 +101,11 @@ _CONTENT_TYPES = {
 # --------------------------------------------------------------------------------------------- config
 
 
-class HostCredentials(BaseModel):
-    """Login for one SFTP or FTP host."""
-
-    model_config = {"frozen": True, "extra": "forbid"}
-
-    username: str = Field(min_length=1)
-    password: SecretStr | None = None
-    #: SFTP only: a private key file (OpenSSH or PEM format).
-    private_key_path: Path | None = None
-    private_key_passphrase: SecretStr | None = None
+# HostCredentials lives in the settings module (Settings holds tables of them); re-exported here.
 
 
 class StorageConfig(BaseModel):
-    """Storage settings (to be folded into :class:`mediarunner.config.settings.Settings`)."""
+    """Storage settings; workers build it from Settings with ``mediarunner.tasks.io.storage_config``."""
 
     model_config = {"frozen": True, "extra": "forbid"}
 

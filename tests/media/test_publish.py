@@ -190,3 +190,15 @@ def test_remove_quietly(tmp_path: Path) -> None:
         remove_quietly(p)
         assert not p.exists() and not p.is_symlink()
     assert (keep / "k").exists()  # a symlink is removed, never followed
+
+
+def test_publishing_sweeps_temp_files_left_by_a_killed_writer(tmp_path: Path) -> None:
+    from mediarunner.workers.media.publish import atomic_write_text
+
+    dst = tmp_path / "out.txt"
+    stale = tmp_path / ".out.txt.deadbeef0000.tmp"
+    stale.write_text("half")
+    other = tmp_path / ".other.txt.deadbeef0000.tmp"
+    other.write_text("not ours")
+    atomic_write_text(dst, "whole")
+    assert dst.read_text() == "whole" and not stale.exists() and other.exists()

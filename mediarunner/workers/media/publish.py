@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fnmatch
+import glob
 import os
 import re
 import shutil
@@ -92,6 +93,13 @@ def _temp_sibling(dst: Path) -> Path:
     return dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:12]}.tmp")
 
 
+def _sweep_stale_temps(dst: Path) -> None:
+    """Remove temp siblings of ``dst`` left by writers that died before their rename (a killed
+    worker). Only the current attempt publishes a given file, so any other temp is stale."""
+    for stale in dst.parent.glob(f".{glob.escape(dst.name)}.*.tmp"):
+        remove_quietly(stale)
+
+
 def publish_file(src: Path, dst: Path) -> None:
     """Put ``src`` at ``dst`` atomically: readers see the old file, or all of the new one.
 
@@ -120,6 +128,7 @@ def publish_file(src: Path, dst: Path) -> None:
             remove_quietly(tmp)
             raise
         remove_quietly(src)
+    _sweep_stale_temps(dst)
     _fsync_dir(dst.parent)
 
 
@@ -136,6 +145,7 @@ def atomic_write_text(dst: Path, text: str) -> None:
     except BaseException:
         remove_quietly(tmp)
         raise
+    _sweep_stale_temps(dst)
     _fsync_dir(dst.parent)
 
 
