@@ -14,15 +14,13 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from mediarunner.config import Settings
-from mediarunner.models import runners, transitions
+from mediarunner.models import runners
 from mediarunner.models.enums import JobState
 from mediarunner.models.queries import get_job
 from mediarunner.models.tables import EventRow, JobRow, RunnerRow
-from mediarunner.scheduler.retry import RetryPolicy, decide
-from mediarunner.scheduler.ticks import FailoverResult, WorkerLost
+from mediarunner.scheduler.ticks import FailoverResult, WorkerLost, fail_over_job
 
 # Another worker may start the job at once: no backoff for a lost runner.
-_NOW_POLICY = RetryPolicy(base_seconds=0.0, max_seconds=0.0, jitter=0.0)
 
 
 @dataclass(frozen=True)
@@ -40,13 +38,8 @@ def fail_over_runner(session: Session, hostname: str, now: datetime, reason: str
     ids = session.scalars(select(JobRow.id).where(JobRow.state == JobState.RUNNING, JobRow.worker == hostname)).all()
     for job_id in ids:
         job = get_job(session, job_id, with_children=False)
-        error = WorkerLost(f"runner {hostname}: {reason}")
-        decision = decide(error, job, _NOW_POLICY)
-        if decision.retry:
-            if transitions.requeue(session, job.id, job.attempt, str(error), None, now, event="job_failed_over"):
-                requeued.append(job.id)
-        elif transitions.fail(session, job.id, job.attempt, f"{error}; {decision.reason}", decision.kind, now):
-            failed.append(job.id)
+        outcome = fail_over_job(session, job, WorkerLost(f"runner {hostname}: {reason}"), now)
+        (requeued if outcome == "requeued" else failed if outcome == "failed" else []).append(job.id)
     return FailoverResult(requeued, failed, [])
 
 

@@ -18,6 +18,7 @@ from mediarunner.errors import TransientError
 from mediarunner.models import transitions
 from mediarunner.models.enums import ACTIVE_STATES, JobState, JobType, Queue
 from mediarunner.models.queries import get_job
+from mediarunner.models.schemas import Job
 from mediarunner.models.tables import EventRow, JobRow
 from mediarunner.scheduler.retry import RetryPolicy, decide
 
@@ -60,18 +61,27 @@ def fail_over(session: Session, now: datetime, settings: Settings) -> FailoverRe
             if transitions.time_out(session, job_id, attempt, now, f"ran longer than {seconds:.0f}s"):
                 timed_out.append(job_id)
     silent_since = now - timedelta(seconds=settings.failover_after_seconds)
-    policy = RetryPolicy(base_seconds=0.0, max_seconds=0.0, jitter=0.0)  # another worker may start now
-    for row in session.scalars(select(JobRow).where(
+    for job_id in session.scalars(select(JobRow.id).where(
             JobRow.state == JobState.RUNNING, JobRow.heartbeat_at < silent_since)).all():
-        job = get_job(session, row.id, with_children=False)
+        job = get_job(session, job_id, with_children=False)
         error = WorkerLost(f"worker {job.worker} silent since {job.heartbeat_at:%H:%M:%S}")
-        decision = decide(error, job, policy)
-        if decision.retry:
-            if transitions.requeue(session, job.id, job.attempt, str(error), None, now, event="job_failed_over"):
-                requeued.append(job.id)
-        elif transitions.fail(session, job.id, job.attempt, f"{error}; {decision.reason}", decision.kind, now):
-            failed.append(job.id)
+        outcome = fail_over_job(session, job, error, now)
+        (requeued if outcome == "requeued" else failed if outcome == "failed" else []).append(job.id)
     return FailoverResult(requeued, failed, timed_out)
+
+
+_LOST_WORKER_POLICY = RetryPolicy(base_seconds=0.0, max_seconds=0.0, jitter=0.0)  # another worker may start now
+
+
+def fail_over_job(session: Session, job: Job, error: WorkerLost, now: datetime) -> str | None:
+    """A running job whose worker is gone: requeue it (attempt+1) or, out of attempts, fail it.
+    Returns "requeued", "failed", or None when the job had already moved on."""
+    decision = decide(error, job, _LOST_WORKER_POLICY)
+    if decision.retry:
+        ok = transitions.requeue(session, job.id, job.attempt, str(error), None, now, event="job_failed_over")
+        return "requeued" if ok else None
+    ok = transitions.fail(session, job.id, job.attempt, f"{error}; {decision.reason}", decision.kind, now)
+    return "failed" if ok else None
 
 
 def has_stranded_candidates(session: Session, now: datetime, settings: Settings) -> bool:
