@@ -18,12 +18,25 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench.common import BenchResult, Unavailable, bench_tmp, cached_clip, cli
+from bench.common import (
+    BenchResult,
+    Unavailable,
+    bench_tmp,
+    cached_clip,
+    cli,
+    database,
+    make_stack,
+    private_redis,
+    start_workers,
+    stop_workers,
+)
+from mediarunner.models.enums import JobState
 
 NAME = "transcription"
 TITLE = "Transcription: realtime factor of faster-whisper and whisperx"
@@ -106,6 +119,72 @@ def speech_wav(seconds: float, tmp: Path) -> tuple[Path, str]:
     return wav, what
 
 
+def _rss_mib(pid: int) -> float:
+    """Resident memory of one process (0 if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _pool_pids(pid: int) -> list[int]:
+    """The worker's pool processes (its direct children; ffmpeg runs below them)."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+class _Sampler(threading.Thread):
+    """Samples the worker's RSS (main process + pool) every 0.1 s until stopped; keeps the peak."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.stopped = pid, 0.0, threading.Event()
+
+    def now(self) -> dict[str, float]:
+        pool = sum(_rss_mib(p) for p in _pool_pids(self.pid))
+        main = _rss_mib(self.pid)
+        return {"main_mib": main, "pool_mib": pool, "total_mib": main + pool}
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.1):
+            self.peak = max(self.peak, self.now()["total_mib"])
+
+
+def worker_memory(tmp: Path, media: Path, engine: str, jobs: int, timeout: float) -> dict[str, Any]:
+    """RSS of a real ``celery worker -c 1`` idle, then while it transcribes ``jobs`` clips one after
+    another; each job reports whether it had to load the model (it must, once per process)."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    with private_redis(tmp) as redis, database("sqlite", tmp) as url, \
+            make_stack(tmp, url, redis.url, MEDIARUNNER_WHISPER_ENGINE=engine) as stack:
+        (worker,) = start_workers(stack, [{"name": f"rss-{engine}", "concurrency": 1}])
+        assert worker.proc is not None
+        sampler = _Sampler(worker.proc.pid)
+        idle = sampler.now()
+        sampler.start()
+        client = stack.client()
+        per_job = []
+        try:
+            for i in range(jobs):
+                job = client.wait(client.submit_transcription(str(media), str(tmp / "outputs" / f"t{i}"),
+                                                              language="en", device="cpu").id, timeout=timeout)
+                child = job.children[0]
+                if child.state is not JobState.COMPLETED:
+                    raise RuntimeError(f"transcription failed: {child.state.value}: {child.error}")
+                result = child.result or {}
+                per_job.append({"model_loaded": result.get("model_loaded"), "rtf": result.get("realtime_factor"),
+                                **{k: round(v, 1) for k, v in sampler.now().items()}})
+        finally:
+            sampler.stopped.set()
+            sampler.join()
+            stop_workers(stack)
+    return {"idle": idle, "peak_total_mib": sampler.peak, "jobs": per_job}
+
+
 def run(smoke: bool = False, seconds: float | None = None, model: str = "tiny.en", model_dir: Path | None = None,
         device: str = "cpu") -> BenchResult:
     seconds = seconds or (3.0 if smoke else 30.0)
@@ -140,6 +219,20 @@ def run(smoke: bool = False, seconds: float | None = None, model: str = "tiny.en
             res.add(f"{name}: realtime factor", elapsed / seconds, "x", note=f"{seconds:g} s of audio")
             res.add(f"{name}: model load", load_s, "s")
             res.details[name] = {"transcribe_s": elapsed, "load_s": load_s, "text": text[:500]}
+        if importlib.util.find_spec("faster_whisper") is not None:
+            jobs = 2 if smoke else 3
+            mem = worker_memory(tmp / "rss", wav, "faster-whisper", jobs, timeout=120 + seconds * 20)
+            loads = sum(1 for j in mem["jobs"] if j["model_loaded"])
+            res.add("faster-whisper worker: RSS idle", mem["idle"]["total_mib"], "MiB",
+                    note=f"celery main {mem['idle']['main_mib']:.0f} + pool {mem['idle']['pool_mib']:.0f} MiB, -c 1")
+            res.add("faster-whisper worker: RSS peak under load", mem["peak_total_mib"], "MiB",
+                    note=f"{jobs} transcriptions in a row, sampled every 0.1 s")
+            res.add("faster-whisper worker: RSS after the last job", mem["jobs"][-1]["total_mib"], "MiB",
+                    note="after job 1: " + f"{mem['jobs'][0]['total_mib']:.0f} MiB")
+            res.add("faster-whisper worker: model loads", float(loads), "", goal=("<=", 1),
+                    note=f"over {jobs} jobs in one pool process")
+            res.details["worker_memory"] = mem
+            measured += 1
     if not measured:
         raise Unavailable("; ".join(m.note for m in res.metrics) or "no engine ran")
     return res

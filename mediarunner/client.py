@@ -15,6 +15,7 @@ from typing import Any
 
 from celery import Celery
 from pydantic import ValidationError as PydanticValidationError
+from sqlalchemy.orm import Session
 
 from mediarunner.config import Settings, get_settings
 from mediarunner.errors import InvalidInputError, InvalidOutputError, ValidationError
@@ -33,10 +34,11 @@ from mediarunner.models.payloads import (
     TranscribePayload,
     dump,
 )
-from mediarunner.models.queries import get_job, list_jobs
+from mediarunner.models.queries import get_job, list_jobs, tree
 from mediarunner.models.schemas import Job
+from mediarunner.models.tables import JobRow
 from mediarunner.models.transitions import NewJob
-from mediarunner.scheduler.dispatch import dispatch
+from mediarunner.scheduler.dispatch import dispatch, dispatch_loaded
 from mediarunner.scheduler.routing import QueueProbe, route, route_transcription
 from mediarunner.tasks.io import join_location
 from mediarunner.workers.media.publish import resolve_local_path
@@ -238,9 +240,14 @@ class Client:
 
     def _submit(self, jobs: builtins.list[NewJob]) -> Job:
         url = self.settings.database_url
-        ids = transaction(lambda s: transitions.create_jobs(s, jobs, utcnow()), url=url)
-        dispatch(ids[0], app=self.app, database_url=url)
-        return self.get(ids[0])
+        # Rows first (the source of truth), then the message; if publishing fails the job stays
+        # pending without `dispatched_at` and the outbox publishes it.
+        def create(session: Session) -> Job:
+            ids = transitions.create_jobs(session, jobs, utcnow())
+            return tree([session.get_one(JobRow, i) for i in ids], ids[0])  # the rows just written
+
+        job = transaction(create, url=url)
+        return dispatch_loaded(job, app=self.app, database_url=url) or job
 
     def _common(self, priority: int, priority_class: str, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
         if not isinstance(priority, int) or isinstance(priority, bool) or not -1000 <= priority <= 1000:

@@ -27,7 +27,7 @@ HEADLINES: dict[str, list[str]] = {
     "throughput": ["raw Celery", ": mediarunner no-op jobs", ": ratio vs raw Celery"],
     "scheduler_scale": ["500 rows: rank update", "2,000 rows: failover scan", "2,000 rows: purge tick",
                         "growth exponent rank update"],
-    "transcription": [": realtime factor"],
+    "transcription": [": realtime factor", "worker: RSS idle", "worker: RSS peak under load", "worker: model loads"],
 }
 NEEDS_PG = {"scheduler_scale"}
 # Differences and exponents may be negative (noise, or a cost that does not grow); the rest may not.

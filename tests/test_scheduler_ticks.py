@@ -10,10 +10,10 @@ from sqlalchemy import func, select
 from mediarunner.config import Settings
 from mediarunner.errors import InvalidInputError, ProcessingError, StorageError
 from mediarunner.models import transitions as t
-from mediarunner.models.db import transaction
+from mediarunner.models.db import session_scope, transaction
 from mediarunner.models.enums import ErrorKind, JobState, JobType
-from mediarunner.models.queries import get_job
-from mediarunner.models.tables import JobRow
+from mediarunner.models.queries import get_job, list_jobs
+from mediarunner.models.tables import JobRow, RankRow
 from mediarunner.models.transitions import NewJob
 from mediarunner.scheduler import lease, ticks
 from mediarunner.scheduler.retry import RetryPolicy, decide
@@ -151,6 +151,14 @@ def test_ranks_order_by_class_priority_age_per_queue(db_url: str) -> None:
     assert tx(db_url, ticks.update_ranks, s) == 5
     ranks = {k: job(db_url, k).rank for k in (old, young, urgent, staff, gpu, running)}
     assert ranks == {staff: 1, urgent: 2, old: 3, young: 4, gpu: 1, running: None}
+    assert tx(db_url, ticks.update_ranks, s) == 0  # nothing moved: nothing written
+    tx(db_url, t.claim, staff, 1, "w", None, T0)  # the head of the cpu queue starts: the rest move up
+    assert job(db_url, staff).rank is None
+    assert tx(db_url, ticks.update_ranks, s) == 3
+    assert {k: job(db_url, k).rank for k in (urgent, old, young, gpu)} == {urgent: 1, old: 2, young: 3, gpu: 1}
+    assert [j.rank for j in tx(db_url, list_jobs, state=S.PENDING) if j.id == young] == [3]
+    with session_scope(db_url) as session:  # the claimed job's rank row is gone, not just hidden
+        assert session.get(RankRow, staff) is None
 
 
 # --------------------------------------------------------------------------- purge

@@ -69,6 +69,12 @@ def test_speech_to_subtitles_with_cpu_fallback(stack: Stack, speech: Path) -> No
     assert wer(SPEECH_TEXT, hypothesis) <= WER_BOUND, hypothesis
     assert data["language"] == "en"
     assert not (out / "transcript.audio.wav").exists()  # the handover audio is removed
+    assert result["model_loaded"] is True
+
+    # The same worker process keeps its model: the next job does not load it again.
+    again = client.wait(client.submit_transcription(str(speech), str(stack.tmp / "outputs" / "again")).id,
+                        timeout=240)
+    assert again.children[0].state is DONE and again.children[0].result["model_loaded"] is False  # type: ignore[index]
 
 
 def test_routes_to_gpu_when_a_gpu_worker_is_online(stack: Stack, speech: Path) -> None:

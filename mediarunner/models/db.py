@@ -51,7 +51,8 @@ def get_engine(url: str | None = None) -> Engine:
             engine = create_engine(url, connect_args={"timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+            # No pre-ping (a round trip per transaction): transaction() retries on a dropped connection.
+            engine = create_engine(url, pool_size=5, max_overflow=5)
         _engines[key] = engine
     return engine
 

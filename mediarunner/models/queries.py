@@ -3,33 +3,49 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from mediarunner.errors import JobNotFoundError
 from mediarunner.models.enums import JobState, JobType
 from mediarunner.models.schemas import Job
-from mediarunner.models.tables import EventRow, JobRow
+from mediarunner.models.tables import EventRow, JobRow, RankRow
+
+
+def _ranked(stmt: Select[JobRow]) -> Select[JobRow, int | None]:
+    """``stmt`` with each job's queue rank (NULL when the rank tick has not ranked it)."""
+    return stmt.add_columns(RankRow.rank).outerjoin(RankRow, RankRow.job_id == JobRow.id) \
+        .execution_options(populate_existing=True)
 
 
 def get_job(session: Session, job_id: str, *, with_children: bool = True) -> Job:
-    row = session.get(JobRow, job_id, populate_existing=True)
-    if row is None:
-        raise JobNotFoundError(f"no job with id {job_id!r}")
     if not with_children:
-        return Job.from_row(row)
-    family = session.scalars(select(JobRow).where(JobRow.root_id == row.root_id)
-                             .execution_options(populate_existing=True)).all()
+        found = session.execute(_ranked(select(JobRow).where(JobRow.id == job_id))).first()
+        if found is None:
+            raise JobNotFoundError(f"no job with id {job_id!r}")
+        return Job.from_row(found[0], rank=found[1])
+    # One round trip: the whole family, found through the job's root (the job itself included).
+    root = select(JobRow.root_id).where(JobRow.id == job_id).scalar_subquery()
+    family = session.execute(_ranked(select(JobRow).where(JobRow.root_id == root))).all()
+    return tree([r for r, _ in family], job_id, {r.id: rank for r, rank in family if rank is not None})
+
+
+def tree(family: Sequence[JobRow], job_id: str, ranks: Mapping[str, int] | None = None) -> Job:
+    """The job ``job_id`` with its descendants, built from rows of its family."""
+    by_id = {r.id: r for r in family}
+    if job_id not in by_id:
+        raise JobNotFoundError(f"no job with id {job_id!r}")
     by_parent: dict[str | None, list[JobRow]] = defaultdict(list)
     for r in family:
         by_parent[r.parent_id].append(r)
 
     def build(r: JobRow) -> Job:
         kids = sorted(by_parent.get(r.id, []), key=lambda c: (c.created_at, c.id))
-        return Job.from_row(r, tuple(build(c) for c in kids))
+        return Job.from_row(r, tuple(build(c) for c in kids), rank=(ranks or {}).get(r.id))
 
-    return build(row)
+    return build(by_id[job_id])
 
 
 def list_jobs(session: Session, *, state: JobState | None = None, type: JobType | None = None,
@@ -41,7 +57,7 @@ def list_jobs(session: Session, *, state: JobState | None = None, type: JobType 
         stmt = stmt.where(JobRow.type == type)
     if roots_only:
         stmt = stmt.where(JobRow.parent_id.is_(None))
-    return [Job.from_row(r) for r in session.scalars(stmt)]
+    return [Job.from_row(r, rank=rank) for r, rank in session.execute(_ranked(stmt))]
 
 
 def recent_events(session: Session, *, limit: int = 50, job_id: str | None = None,

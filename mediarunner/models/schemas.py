@@ -36,7 +36,7 @@ class Job(BaseModel):
     routing_reason: str | None
     priority: int
     priority_class: str
-    rank: int | None
+    rank: int | None  # position in its queue while pending (1 = next), from the rank tick
     parent_id: str | None
     root_id: str
     attempt: int
@@ -58,9 +58,11 @@ class Job(BaseModel):
     children: tuple[Job, ...] = ()
 
     @classmethod
-    def from_row(cls, row: JobRow, children: tuple[Job, ...] = ()) -> Job:
-        data = {name: getattr(row, name) for name in cls.model_fields if name != "children"}
-        return cls(**data, children=children)
+    def from_row(cls, row: JobRow, children: tuple[Job, ...] = (), *, rank: int | None = None) -> Job:
+        """``rank``: from ``job_ranks``; kept only while the job is pending (a rank row outlives
+        its job's claim until the next rank tick)."""
+        data = {name: getattr(row, name) for name in cls.model_fields if name not in ("children", "rank")}
+        return cls(**data, children=children, rank=rank if row.state is JobState.PENDING else None)
 
     @property
     def artifacts(self) -> list[Artifact]:

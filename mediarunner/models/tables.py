@@ -34,7 +34,6 @@ class JobRow(Base):
     routing_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
     priority: Mapped[int] = mapped_column(Integer, default=0)  # higher runs first
     priority_class: Mapped[str] = mapped_column(String(32), default="default")
-    rank: Mapped[int | None] = mapped_column(Integer, nullable=True)  # 1 = next to run in its queue
 
     parent_id: Mapped[str | None] = mapped_column(
         String(36), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=True
@@ -71,6 +70,19 @@ class JobRow(Base):
         Index("ix_jobs_state_heartbeat_at", "state", "heartbeat_at"),
         Index("ix_jobs_state_finished_at", "state", "finished_at"),
     )
+
+
+class RankRow(Base):
+    """A pending job's position in its queue (1 = next), rewritten by beat's rank tick.
+
+    Derived data in a narrow table of its own: a tick that shifts every rank writes only here, so
+    it takes no row locks on ``jobs`` (claims never wait for it) and bloats nothing there. On
+    PostgreSQL it is UNLOGGED (no WAL); after a crash it is empty until the next tick."""
+
+    __tablename__ = "job_ranks"
+
+    job_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer)
 
 
 class EventRow(Base):

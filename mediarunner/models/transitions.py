@@ -66,6 +66,11 @@ def _worker_of(session: Session, job_id: str) -> str | None:
 
 # --------------------------------------------------------------------------- creation
 
+# Written as NULL explicitly so a freshly flushed row is fully loaded (reading it costs no SELECT).
+_UNSET: dict[str, Any] = dict.fromkeys((
+    "stage", "result", "error", "error_kind", "log_tail", "worker", "celery_task_id", "started_at",
+    "heartbeat_at", "finished_at", "run_after", "dispatched_at"))
+
 def create_jobs(session: Session, jobs: Sequence[NewJob], now: datetime) -> list[str]:
     """Insert a family of jobs: roots start ``pending``, children ``waiting_for_parent``."""
     ids = [j.id for j in jobs]
@@ -80,7 +85,7 @@ def create_jobs(session: Session, jobs: Sequence[NewJob], now: datetime) -> list
             priority_class=j.priority_class, parent_id=parent_id, root_id=root.id, attempt=1,
             failures=0, max_attempts=j.max_attempts, payload=j.payload,
             private_payload=j.private_payload, meta=j.meta, progress=0.0,
-            created_at=now, updated_at=now,
+            created_at=now, updated_at=now, **_UNSET,
         ))
     session.flush()
     record_event(session, "job_submitted", now, f"{jobs[0].type.value} with {len(jobs) - 1} child job(s)",
@@ -145,7 +150,10 @@ def prune_children(session: Session, parent_id: str, attempt: int, keep: Collect
 
 # --------------------------------------------------------------------------- outcomes of an attempt
 
-def complete(session: Session, job_id: str, attempt: int, result: dict[str, Any], now: datetime) -> bool:
+def complete(session: Session, job_id: str, attempt: int, result: dict[str, Any], now: datetime, *,
+             worker: str | None = None) -> bool:
+    """running -> completed for exactly this attempt; waiting children become pending.
+    ``worker``: who ran it, for the event (looked up when not given)."""
     ok = _cas(session, job_id, [S.RUNNING], dict(
         state=S.COMPLETED, result=result, progress=100.0, finished_at=now, updated_at=now,
         heartbeat_at=now, error=None, error_kind=None,
@@ -158,7 +166,7 @@ def complete(session: Session, job_id: str, attempt: int, result: dict[str, Any]
             .execution_options(synchronize_session=False)
         )
         record_event(session, "job_completed", now, f"attempt {attempt}", job_id=job_id,
-                     runner=_worker_of(session, job_id))
+                     runner=worker or _worker_of(session, job_id))
     return ok
 
 

@@ -14,6 +14,7 @@ from celery import Celery, chain, group
 from celery.canvas import Signature
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
+from sqlalchemy.orm import Session
 
 from mediarunner.config.redact import redact
 from mediarunner.models import transitions
@@ -66,14 +67,22 @@ def publish(app: Celery, job: Job) -> bool:
 
 def dispatch(job_id: str, *, app: Celery | None = None, database_url: str | None = None) -> bool:
     """Publish a pending job and record it. Safe to call again at any time."""
+    job = transaction(lambda s: get_job(s, job_id), url=database_url)
+    return dispatch_loaded(job, app=app, database_url=database_url) is not None
+
+
+def dispatch_loaded(job: Job, *, app: Celery | None = None, database_url: str | None = None) -> Job | None:
+    """Publish ``job`` as just read (family included); return it as recorded after publishing,
+    or None when it was not pending or the broker was unreachable (the outbox retries)."""
     if app is None:
         from mediarunner.workers.app import app as default_app
 
         app = default_app
-    job = transaction(lambda s: get_job(s, job_id), url=database_url)
-    if job.state is not JobState.PENDING:
-        return False
-    if not publish(app, job):
-        return False
-    transaction(lambda s: transitions.mark_dispatched(s, _ids(job), utcnow()), url=database_url)
-    return True
+    if job.state is not JobState.PENDING or not publish(app, job):
+        return None
+
+    def record(session: Session) -> Job:
+        transitions.mark_dispatched(session, _ids(job), utcnow())
+        return get_job(session, job.id)
+
+    return transaction(record, url=database_url)

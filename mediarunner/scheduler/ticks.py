@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import and_, case, delete, exists, func, literal, or_, select, update
+from sqlalchemy import and_, case, delete, exists, func, literal, or_, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
 from mediarunner.config import Settings
@@ -19,7 +21,7 @@ from mediarunner.models import transitions
 from mediarunner.models.enums import ACTIVE_STATES, JobState, JobType, Queue
 from mediarunner.models.queries import get_job
 from mediarunner.models.schemas import Job
-from mediarunner.models.tables import EventRow, JobRow
+from mediarunner.models.tables import EventRow, JobRow, RankRow
 from mediarunner.scheduler.retry import RetryPolicy, decide
 
 
@@ -108,25 +110,29 @@ def reroute_stranded(session: Session, now: datetime, settings: Settings, online
 
 
 def update_ranks(session: Session, settings: Settings) -> int:
-    """Recompute every pending job's position in its queue in one set-based statement."""
+    """Recompute every pending job's position in its queue; returns how many ranks were written.
+
+    Set-based, in two statements: forget the ranks of jobs that left ``pending``, then upsert the
+    new positions, writing only rows whose rank changed. Ranks live in ``job_ranks``, so a tick
+    that shifts them all never locks or rewrites ``jobs`` rows."""
     classes = settings.priority_classes
     class_rank = case(*((JobRow.priority_class == k, v) for k, v in classes.items()),
                       else_=max(classes.values(), default=0) + 1) if classes else literal(0)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:  # sort 100k+ pending jobs in memory, not in temp files (the default is 4 MB)
+        session.execute(text("SET LOCAL work_mem = '64MB'"))
+    session.execute(delete(RankRow).where(~exists().where(
+        JobRow.id == RankRow.job_id, JobRow.state == JobState.PENDING)).execution_options(synchronize_session=False))
     ranked = select(
-        JobRow.id.label("id"),
+        JobRow.id,
         func.row_number().over(partition_by=JobRow.queue,
-                               order_by=[class_rank, JobRow.priority.desc(), JobRow.created_at, JobRow.id])
-        .label("rn"),
-    ).where(JobRow.state == JobState.PENDING).subquery()
-    n = session.execute(
-        # Only rows whose position changed are written: most ticks move few jobs.
-        update(JobRow).where(JobRow.id == ranked.c.id, or_(JobRow.rank.is_(None), JobRow.rank != ranked.c.rn))
-        .values(rank=ranked.c.rn)
-        .execution_options(synchronize_session=False)
-    ).rowcount  # type: ignore[attr-defined]
-    session.execute(update(JobRow).where(JobRow.state != JobState.PENDING, JobRow.rank.is_not(None))
-                    .values(rank=None).execution_options(synchronize_session=False))
-    return int(n)
+                               order_by=[class_rank, JobRow.priority.desc(), JobRow.created_at, JobRow.id]),
+    ).where(JobRow.state == JobState.PENDING)
+    insert = pg_insert if postgres else sqlite_insert
+    stmt = insert(RankRow).from_select(["job_id", "rank"], ranked)
+    stmt = stmt.on_conflict_do_update(index_elements=[RankRow.job_id], set_={"rank": stmt.excluded.rank},
+                                      where=RankRow.rank != stmt.excluded.rank)
+    return int(session.execute(stmt.execution_options(preserve_rowcount=True)).rowcount)  # type: ignore[attr-defined]
 
 
 def purge(session: Session, now: datetime, settings: Settings, *, dry_run: bool = False) -> list[str]:

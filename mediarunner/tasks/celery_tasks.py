@@ -17,7 +17,6 @@ from mediarunner.tasks.handlers import HANDLERS
 from mediarunner.tasks.names import TASK_NAMES
 from mediarunner.tasks.runtime import RunStatus, execute
 from mediarunner.workers.app import app
-from mediarunner.workers.fleet import record_outcome
 
 
 def _make_task(job_type: JobType) -> Task:
@@ -26,7 +25,6 @@ def _make_task(job_type: JobType) -> Task:
     def run(self: Task, job_id: str, attempt: int, payload: dict[str, Any] | None = None) -> str:
         status = execute(handler, job_id, attempt, worker=self.request.hostname or "unknown",
                          task_id=self.request.id)
-        record_outcome(self.request.hostname or "unknown", status)
         if status != RunStatus.COMPLETED:
             # Acknowledge without running the chain's next links (children): the database
             # decides what runs next, and a retry is re-published by the scheduler.

@@ -18,7 +18,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from mediarunner.config import Settings, get_settings
 from mediarunner.errors import JobCancelled, StaleAttemptError
-from mediarunner.models import transitions
+from mediarunner.models import runners, transitions
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState
@@ -59,21 +59,21 @@ def policy_from(settings: Settings) -> RetryPolicy:
 def execute(handler: Handler, job_id: str, attempt: int, *, worker: str, task_id: str | None,
             settings: Settings | None = None) -> str:
     settings = settings or get_settings()
-    if not transaction(lambda s: transitions.claim(s, job_id, attempt, worker, task_id, utcnow())):
+    # Two transactions on the happy path: claim (+ load) and complete (+ the runner's counter).
+    claimed = transaction(lambda s: _claim(s, job_id, attempt, worker, task_id))
+    if claimed is None:
         log.info("job %s attempt %s not claimable here (duplicate, superseded, cancelled or not due)",
                  job_id, attempt)
         return RunStatus.DROPPED
 
-    job, parent = transaction(lambda s: _load(s, job_id))
+    job, parent = claimed
     scratch = Path(settings.scratch_dir) / f"{job.id}-{job.attempt}"
     scratch.mkdir(parents=True, exist_ok=True)
     ctx = JobContext(job=job, parent=parent, settings=settings, worker=worker, scratch=scratch)
     try:
         outcome = handler(ctx)
-        if not ctx.beat(force=True):
-            raise StaleAttemptError("attempt superseded before completion")
-        done = transaction(lambda s: _complete(s, ctx, outcome))
-        if not done:
+        # `complete` is fenced by the attempt: a cancelled or superseded attempt matches no row.
+        if not transaction(lambda s: _complete(s, ctx, outcome)):
             return _lost(ctx)
         ctx.log("completed")
         return RunStatus.COMPLETED
@@ -81,7 +81,7 @@ def execute(handler: Handler, job_id: str, attempt: int, *, worker: str, task_id
         return _lost(ctx)
     except SoftTimeLimitExceeded:
         msg = "job exceeded its time limit"
-        transaction(lambda s: transitions.time_out(s, job.id, job.attempt, utcnow(), msg))
+        transaction(lambda s: _counted(s, ctx, transitions.time_out(s, job.id, job.attempt, utcnow(), msg)))
         return RunStatus.TIMEOUT
     except Exception as exc:  # every other error is classified by the retry policy
         return _failed(ctx, exc, settings)
@@ -89,22 +89,32 @@ def execute(handler: Handler, job_id: str, attempt: int, *, worker: str, task_id
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _load(session: Any, job_id: str) -> tuple[Job, Job | None]:
+def _claim(session: Any, job_id: str, attempt: int, worker: str,
+           task_id: str | None) -> tuple[Job, Job | None] | None:
+    if not transitions.claim(session, job_id, attempt, worker, task_id, utcnow()):
+        return None
     job = get_job(session, job_id)
     parent = get_job(session, job.parent_id, with_children=False) if job.parent_id else None
     return job, parent
+
+
+def _counted(session: Any, ctx: JobContext, ok: bool, *, completed: bool = False) -> bool:
+    """Bump the runner's lifetime counter in the transaction that ended the attempt."""
+    if ok:
+        runners.count_outcome(session, ctx.worker, completed=completed)
+    return ok
 
 
 def _complete(session: Any, ctx: JobContext, outcome: Outcome) -> bool:
     now = utcnow()
     if outcome.finalize is not None:
         transitions.lock_family(session, ctx.job.root_id, now)
-    if not transitions.complete(session, ctx.job.id, ctx.job.attempt, outcome.result, now):
+    if not transitions.complete(session, ctx.job.id, ctx.job.attempt, outcome.result, now, worker=ctx.worker):
         return False
     if outcome.finalize is not None:
         session.flush()
         outcome.finalize(get_job(session, ctx.job.root_id))
-    return True
+    return _counted(session, ctx, True, completed=True)
 
 
 def _lost(ctx: JobContext) -> str:
@@ -125,10 +135,11 @@ def _failed(ctx: JobContext, exc: BaseException, settings: Settings) -> str:
     now = utcnow()
     if decision.retry:
         run_after = now + timedelta(seconds=decision.delay)
-        if transaction(lambda s: transitions.requeue(s, ctx.job.id, ctx.job.attempt, message, run_after, now)):
+        if transaction(lambda s: _counted(s, ctx, transitions.requeue(
+                s, ctx.job.id, ctx.job.attempt, message, run_after, now))):
             return RunStatus.RETRYING
-    elif transaction(lambda s: transitions.fail(s, ctx.job.id, ctx.job.attempt, message, decision.kind, now,
-                                                log_tail=ctx.log_tail)):
+    elif transaction(lambda s: _counted(s, ctx, transitions.fail(
+            s, ctx.job.id, ctx.job.attempt, message, decision.kind, now, log_tail=ctx.log_tail))):
         log.error("job %s failed: %s", ctx.job.id, message, exc_info=decision.kind != "permanent")
         return RunStatus.FAILED
     return _lost(ctx)

@@ -19,7 +19,7 @@ from mediarunner.tasks.context import JobContext
 from mediarunner.tasks.runtime import Outcome
 from mediarunner.tasks.transcode import artifact, stage_input
 from mediarunner.workers.media.publish import publish_file, remove_quietly, resolve_local_path
-from mediarunner.workers.transcribe import Transcript, engine_lock, extract_audio, get_engine
+from mediarunner.workers.transcribe import Transcript, engine_loads, engine_lock, extract_audio, get_engine
 from mediarunner.workers.transcribe.subtitles import to_json, to_srt, to_webvtt
 
 AUDIO = "transcript.audio.wav"
@@ -52,6 +52,7 @@ def run_transcribe(ctx: JobContext) -> Outcome:
     if parent is None:
         raise PermanentError("transcribe job has no completed extract_audio parent")
     ctx.set_stage(Stage.PROCESSING)
+    loads = engine_loads()
     engine = get_engine(
         s.whisper_engine, p.model or s.whisper_model, model_dir=s.whisper_model_dir, device=s.whisper_device,
         compute_type=s.whisper_compute_type, batch_size=s.whisper_batch_size, cpu_threads=s.whisper_cpu_threads,
@@ -83,4 +84,6 @@ def run_transcribe(ctx: JobContext) -> Outcome:
         "engine": engine.name, "model": engine.model_name, "device": engine.device,
         "realtime_factor": transcript.realtime_factor, "audio_duration": transcript.audio_duration,
         "ran_on": {"queue": ctx.job.queue, "worker": ctx.worker, "why": ctx.job.routing_reason},
+        # False once the worker process has the model: it is loaded once per process, not per job.
+        "model_loaded": engine_loads() > loads,
     })

@@ -287,19 +287,3 @@ def mediarunner_pool(state: Any, **_: Any) -> dict[str, Any]:
 
 def install(app: Celery) -> None:
     app.steps["consumer"].add(FleetStep)
-
-
-def record_outcome(hostname: str, status: str) -> None:
-    """Bump the runner's lifetime counters after an attempt (called on the pool process)."""
-    from mediarunner.tasks.runtime import RunStatus
-
-    if status == RunStatus.COMPLETED:
-        completed = True
-    elif status in (RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.RETRYING):
-        completed = False
-    else:
-        return  # dropped, cancelled or superseded: not this runner's success or failure
-    try:
-        transaction(lambda s: runners.count_outcome(s, hostname, completed=completed), retry_for=5)
-    except Exception as exc:
-        log.warning("could not count the outcome on runner %s (%s)", hostname, type(exc).__name__)

@@ -33,8 +33,13 @@ def fw(tiny_en_path: Path) -> Engine:
 
 
 def test_get_engine_loads_once(fw: Engine) -> None:
+    loads = engines.engine_loads()
     again = get_engine("faster_whisper", "tiny.en", device="cpu", compute_type="int8")
     assert again is fw
+    assert get_engine("faster-whisper", "tiny.en") is fw  # the defaults spelled out or not: one engine
+    assert engines.engine_loads() == loads
+    with pytest.raises(TypeError, match="beam"):
+        get_engine("faster-whisper", "tiny.en", beam=3)  # type: ignore[call-arg]
     assert isinstance(fw, FasterWhisperEngine) and isinstance(fw, Engine)
     assert (fw.name, fw.model_name, fw.device) == ("faster-whisper", "tiny.en", "cpu")
 

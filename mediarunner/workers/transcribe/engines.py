@@ -10,13 +10,14 @@ GPU runs one at a time. Nothing is ever downloaded: models come from local direc
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypedDict, Unpack, runtime_checkable
 
 from mediarunner.errors import (
     InvalidInputError,
@@ -511,45 +512,47 @@ def load_engine(
     )
 
 
+class EngineOptions(TypedDict, total=False):
+    """:func:`load_engine`'s keyword options, as :func:`get_engine` passes them on."""
+
+    model_dir: Path | None
+    device: str
+    compute_type: str
+    beam_size: int
+    cpu_threads: int
+    batch_size: int
+    vad_method: str
+    align_model_dir: Path | None
+    diarize_model_dir: Path | None
+
+
+# load_engine's defaults: get_engine(x) and get_engine(x, device="cpu") are the same engine.
+_DEFAULTS: dict[str, Any] = {
+    name: p.default for name, p in inspect.signature(load_engine).parameters.items() if p.kind is p.KEYWORD_ONLY}
 _cache: dict[tuple[object, ...], Engine] = {}
 _cache_lock = threading.Lock()
 _load_locks: dict[tuple[object, ...], threading.Lock] = {}
 _device_locks: dict[str, threading.Lock] = {}
 _device_locks_guard = threading.Lock()
+_loads = 0
 
 
-def get_engine(
-    engine: str,
-    model: str | None,
-    *,
-    model_dir: Path | None = None,
-    device: str = "cpu",
-    compute_type: str = "int8",
-    beam_size: int = 5,
-    cpu_threads: int = 0,
-    batch_size: int = 16,
-    vad_method: str = "pyannote",
-    align_model_dir: Path | None = None,
-    diarize_model_dir: Path | None = None,
-) -> Engine:
+def get_engine(engine: str, model: str | None, **options: Unpack[EngineOptions]) -> Engine:
     """Like :func:`load_engine`, but returns the same engine for the same arguments within a
     process (the model is loaded once). Thread-safe: concurrent first calls load it once.
 
     A failed load is not cached (the next call tries again). Engines are not safe for
     concurrent ``transcribe`` calls: wrap each in :func:`engine_lock` (``pipeline.transcribe``
     does)."""
+    global _loads
+    unknown = set(options) - set(_DEFAULTS)
+    if unknown:
+        raise TypeError(f"get_engine() got unexpected option(s) {sorted(unknown)}")
+    resolved = {**_DEFAULTS, **options}
     key: tuple[object, ...] = (
         normalize_engine_name(engine),
         (model or "").strip() or None,
-        str(model_dir) if model_dir is not None else None,
-        device,
-        compute_type,
-        beam_size,
-        cpu_threads,
-        batch_size,
-        vad_method,
-        str(align_model_dir) if align_model_dir is not None else None,
-        str(diarize_model_dir) if diarize_model_dir is not None else None,
+        *(str(v) if isinstance(v, Path) else v for _, v in sorted(resolved.items())),
     )
     with _cache_lock:
         cached = _cache.get(key)
@@ -563,22 +566,16 @@ def get_engine(
             cached = _cache.get(key)
         if cached is not None:
             return cached
-        loaded = load_engine(
-            engine,
-            model,
-            model_dir=model_dir,
-            device=device,
-            compute_type=compute_type,
-            beam_size=beam_size,
-            cpu_threads=cpu_threads,
-            batch_size=batch_size,
-            vad_method=vad_method,
-            align_model_dir=align_model_dir,
-            diarize_model_dir=diarize_model_dir,
-        )
+        loaded = load_engine(engine, model, **options)
         with _cache_lock:
             _cache[key] = loaded
+            _loads += 1
         return loaded
+
+
+def engine_loads() -> int:
+    """How many models :func:`get_engine` has loaded in this process (a worker loads each once)."""
+    return _loads
 
 
 def clear_engine_cache() -> None:
