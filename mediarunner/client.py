@@ -36,7 +36,6 @@ from mediarunner.models.payloads import (
 )
 from mediarunner.models.queries import get_job, list_jobs, tree
 from mediarunner.models.schemas import Job
-from mediarunner.models.tables import JobRow
 from mediarunner.models.transitions import NewJob
 from mediarunner.scheduler.dispatch import dispatch, dispatch_loaded
 from mediarunner.scheduler.routing import QueueProbe, route, route_transcription
@@ -243,8 +242,7 @@ class Client:
         # Rows first (the source of truth), then the message; if publishing fails the job stays
         # pending without `dispatched_at` and the outbox publishes it.
         def create(session: Session) -> Job:
-            ids = transitions.create_jobs(session, jobs, utcnow())
-            return tree([session.get_one(JobRow, i) for i in ids], ids[0])  # the rows just written
+            return tree(transitions.insert_jobs(session, jobs, utcnow()), jobs[0].id)  # the rows just written
 
         job = transaction(create, url=url)
         return dispatch_loaded(job, app=self.app, database_url=url) or job

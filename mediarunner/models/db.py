@@ -65,8 +65,17 @@ def dispose_engines() -> None:
             del _engines[(url, pid)]
 
 
+_factories: dict[int, sessionmaker[Session]] = {}
+
+
 def session_factory(url: str | None = None) -> sessionmaker[Session]:
-    return sessionmaker(bind=get_engine(url), expire_on_commit=False)
+    engine = get_engine(url)
+    # One sessionmaker per engine: building one creates a Session subclass and copies its event
+    # listeners, which cost more CPU than a short transaction itself.
+    factory = _factories.get(id(engine))
+    if factory is None or factory.kw.get("bind") is not engine:
+        factory = _factories[id(engine)] = sessionmaker(bind=engine, expire_on_commit=False)
+    return factory
 
 
 @contextmanager

@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, or_, select, update
+from sqlalchemy import CursorResult, Table, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from mediarunner.models.enums import ACTIVE_STATES, RESTARTABLE_STATES, ErrorKind, JobState, JobType, Stage
 from mediarunner.models.tables import EventRow, JobRow
 
 S = JobState
+JOBS = cast(Table, JobRow.__table__)
+J = JOBS.c
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,11 @@ def _rowcount(result: Any) -> int:
 
 def _cas(session: Session, job_id: str, states: Collection[JobState], values: dict[str, Any],
          *, attempt: int | None = None, extra: Sequence[Any] = ()) -> bool:
-    stmt = update(JobRow).where(JobRow.id == job_id, JobRow.state.in_(list(states)), *extra)
+    # Core statements on the table (not ORM-enabled ones): the hot path of every job runs
+    # through here, and the ORM's bulk-update machinery would add nothing but CPU.
+    stmt = update(JOBS).where(J.id == job_id, J.state.in_(list(states)), *extra)
     if attempt is not None:
-        stmt = stmt.where(JobRow.attempt == attempt)
+        stmt = stmt.where(J.attempt == attempt)
     stmt = stmt.values(**values).execution_options(synchronize_session=False)
     return _rowcount(session.execute(stmt)) == 1
 
@@ -71,15 +75,22 @@ _UNSET: dict[str, Any] = dict.fromkeys((
     "stage", "result", "error", "error_kind", "log_tail", "worker", "celery_task_id", "started_at",
     "heartbeat_at", "finished_at", "run_after", "dispatched_at"))
 
+
 def create_jobs(session: Session, jobs: Sequence[NewJob], now: datetime) -> list[str]:
     """Insert a family of jobs: roots start ``pending``, children ``waiting_for_parent``."""
+    return [r.id for r in insert_jobs(session, jobs, now)]
+
+
+def insert_jobs(session: Session, jobs: Sequence[NewJob], now: datetime) -> list[JobRow]:
+    """:func:`create_jobs`, returning the flushed rows (fully loaded: reading them costs no SELECT)."""
     ids = [j.id for j in jobs]
+    rows = []
     for j in jobs:
         parent_id = ids[j.parent] if j.parent is not None else None
         root = j
         while root.parent is not None:
             root = jobs[root.parent]
-        session.add(JobRow(
+        rows.append(JobRow(
             id=j.id, type=j.type, state=S.PENDING if parent_id is None else S.WAITING_FOR_PARENT,
             queue=j.queue, routing_reason=j.routing_reason, priority=j.priority,
             priority_class=j.priority_class, parent_id=parent_id, root_id=root.id, attempt=1,
@@ -87,10 +98,11 @@ def create_jobs(session: Session, jobs: Sequence[NewJob], now: datetime) -> list
             private_payload=j.private_payload, meta=j.meta, progress=0.0,
             created_at=now, updated_at=now, **_UNSET,
         ))
-    session.flush()
+    session.add_all(rows)
     record_event(session, "job_submitted", now, f"{jobs[0].type.value} with {len(jobs) - 1} child job(s)",
                  job_id=ids[0])
-    return ids
+    session.flush()
+    return rows
 
 
 # --------------------------------------------------------------------------- dispatch and claim
@@ -100,7 +112,7 @@ def mark_dispatched(session: Session, job_ids: Iterable[str], now: datetime) -> 
     ids = list(job_ids)
     if ids:
         session.execute(
-            update(JobRow).where(JobRow.id.in_(ids), JobRow.state.in_([S.PENDING, S.WAITING_FOR_PARENT]))
+            update(JOBS).where(J.id.in_(ids), J.state.in_([S.PENDING, S.WAITING_FOR_PARENT]))
             .values(dispatched_at=now).execution_options(synchronize_session=False)
         )
 
@@ -111,7 +123,7 @@ def claim(session: Session, job_id: str, attempt: int, worker: str, task_id: str
     ok = _cas(session, job_id, [S.PENDING], dict(
         state=S.RUNNING, worker=worker, celery_task_id=task_id, started_at=now, heartbeat_at=now,
         updated_at=now, stage=None, progress=0.0, error=None, error_kind=None,
-    ), attempt=attempt, extra=[or_(JobRow.run_after.is_(None), JobRow.run_after <= now)])
+    ), attempt=attempt, extra=[or_(J.run_after.is_(None), J.run_after <= now)])
     if ok:
         record_event(session, "job_assigned", now, f"attempt {attempt}", job_id=job_id, runner=worker)
     return ok
@@ -151,17 +163,18 @@ def prune_children(session: Session, parent_id: str, attempt: int, keep: Collect
 # --------------------------------------------------------------------------- outcomes of an attempt
 
 def complete(session: Session, job_id: str, attempt: int, result: dict[str, Any], now: datetime, *,
-             worker: str | None = None) -> bool:
+             worker: str | None = None, stage: Stage | None = None) -> bool:
     """running -> completed for exactly this attempt; waiting children become pending.
-    ``worker``: who ran it, for the event (looked up when not given)."""
-    ok = _cas(session, job_id, [S.RUNNING], dict(
-        state=S.COMPLETED, result=result, progress=100.0, finished_at=now, updated_at=now,
-        heartbeat_at=now, error=None, error_kind=None,
-    ), attempt=attempt)
+    ``worker``: who ran it, for the event (looked up when not given); ``stage``: the last one."""
+    values: dict[str, Any] = dict(state=S.COMPLETED, result=result, progress=100.0, finished_at=now,
+                                  updated_at=now, heartbeat_at=now, error=None, error_kind=None)
+    if stage is not None:
+        values["stage"] = stage
+    ok = _cas(session, job_id, [S.RUNNING], values, attempt=attempt)
     if ok:
         # Children become runnable; the Celery chain (or the outbox) delivers their messages.
         session.execute(
-            update(JobRow).where(JobRow.parent_id == job_id, JobRow.state == S.WAITING_FOR_PARENT)
+            update(JOBS).where(J.parent_id == job_id, J.state == S.WAITING_FOR_PARENT)
             .values(state=S.PENDING, updated_at=now, dispatched_at=now)
             .execution_options(synchronize_session=False)
         )
@@ -190,7 +203,7 @@ def requeue(session: Session, job_id: str, attempt: int, error: str, run_after: 
     """running -> pending as attempt+1 (retry after a transient error, or failover of a lost worker)."""
     worker = _worker_of(session, job_id)  # cleared below; the event keeps it for the runner's log
     ok = _cas(session, job_id, [S.RUNNING], dict(
-        state=S.PENDING, attempt=JobRow.attempt + 1, failures=JobRow.failures + 1, error=error[:4000],
+        state=S.PENDING, attempt=J.attempt + 1, failures=J.failures + 1, error=error[:4000],
         error_kind=ErrorKind.TRANSIENT, run_after=run_after, dispatched_at=None, stage=None,
         updated_at=now, worker=None,
     ), attempt=attempt)
@@ -204,7 +217,7 @@ def reroute(session: Session, job_id: str, attempt: int, queue: str, reason: str
     """Move a pending job to another queue. The attempt grows, so the message still waiting in
     the old queue is stale and will be dropped if a worker ever takes it."""
     ok = _cas(session, job_id, [S.PENDING], dict(
-        queue=queue, routing_reason=reason[:200], attempt=JobRow.attempt + 1, dispatched_at=None, updated_at=now,
+        queue=queue, routing_reason=reason[:200], attempt=J.attempt + 1, dispatched_at=None, updated_at=now,
     ), attempt=attempt)
     if ok:
         record_event(session, "job_rerouted", now, f"-> {queue}: {reason}", job_id=job_id)
@@ -249,7 +262,7 @@ def restart(session: Session, job_id: str, now: datetime) -> bool:
 
 
 def _fresh_attempt(state: JobState, now: datetime) -> dict[str, Any]:
-    return dict(state=state, attempt=JobRow.attempt + 1, failures=0, error=None, error_kind=None,
+    return dict(state=state, attempt=J.attempt + 1, failures=0, error=None, error_kind=None,
                 result=None, run_after=None, dispatched_at=None, started_at=None, finished_at=None,
                 heartbeat_at=None, worker=None, stage=None, progress=0.0, updated_at=now)
 

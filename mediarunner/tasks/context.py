@@ -34,7 +34,7 @@ class JobContext:
     percent: float = 0.0
     lines: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=200))
     notes: dict[str, Any] = field(default_factory=dict)
-    _last_write: float = field(default=0.0)
+    _last_write: float = field(default_factory=time.monotonic)  # the claim wrote the first heartbeat
     _lost: bool = field(default=False)
 
     @property
@@ -50,9 +50,12 @@ class JobContext:
         return "\n".join(self.lines)
 
     def set_stage(self, stage: Stage) -> None:
+        """Saved with the next heartbeat (at once if one is due): a job shorter than a heartbeat
+        period does not pay a write per stage; completion records the last stage."""
         self.stage = stage
         self.log(f"stage {stage.value}")
-        self.beat(force=True)
+        if time.monotonic() - self._last_write >= self.settings.heartbeat_seconds:
+            self.beat(force=True)
 
     def progress(self, percent: float) -> None:
         self.percent = max(self.percent, min(100.0, percent))

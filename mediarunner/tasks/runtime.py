@@ -109,7 +109,8 @@ def _complete(session: Any, ctx: JobContext, outcome: Outcome) -> bool:
     now = utcnow()
     if outcome.finalize is not None:
         transitions.lock_family(session, ctx.job.root_id, now)
-    if not transitions.complete(session, ctx.job.id, ctx.job.attempt, outcome.result, now, worker=ctx.worker):
+    if not transitions.complete(session, ctx.job.id, ctx.job.attempt, outcome.result, now, worker=ctx.worker,
+                                stage=ctx.stage):
         return False
     if outcome.finalize is not None:
         session.flush()
