@@ -124,7 +124,7 @@ def _start_heads(pg_url: str, now: datetime, per_queue: int = HEADS_STARTED) -> 
 
 def _vacuum(pg_url: str, analyze: bool = False) -> None:
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        for table in ("jobs", "events"):
+        for table in ("jobs", "events", "job_ranks"):
             conn.execute(f"VACUUM {'ANALYZE ' if analyze else ''}{table}")
 
 
