@@ -15,7 +15,6 @@ from typing import Any
 
 from celery import Celery
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy.orm import Session
 
 from mediarunner.config import Settings, get_settings
 from mediarunner.errors import InvalidInputError, InvalidOutputError, ValidationError
@@ -34,10 +33,10 @@ from mediarunner.models.payloads import (
     TranscribePayload,
     dump,
 )
-from mediarunner.models.queries import get_job, list_jobs, tree
+from mediarunner.models.queries import get_job, list_jobs
 from mediarunner.models.schemas import Job
 from mediarunner.models.transitions import NewJob
-from mediarunner.scheduler.dispatch import dispatch, dispatch_loaded
+from mediarunner.scheduler.dispatch import dispatch, publish_submitted
 from mediarunner.scheduler.routing import QueueProbe, route, route_transcription
 from mediarunner.tasks.io import join_location
 from mediarunner.workers.media.publish import resolve_local_path
@@ -239,13 +238,12 @@ class Client:
 
     def _submit(self, jobs: builtins.list[NewJob]) -> Job:
         url = self.settings.database_url
-        # Rows first (the source of truth), then the message; if publishing fails the job stays
-        # pending without `dispatched_at` and the outbox publishes it.
-        def create(session: Session) -> Job:
-            return tree(transitions.insert_jobs(session, jobs, utcnow()), jobs[0].id)  # the rows just written
-
-        job = transaction(create, url=url)
-        return dispatch_loaded(job, app=self.app, database_url=url) or job
+        # Rows first (the source of truth, stamped as being published), then the message: one
+        # transaction per submit. If publishing fails the stamp is cleared and the outbox
+        # publishes the job at its next tick; if this process dies in between, the outbox
+        # re-publishes it once the stamp is `redispatch_after_seconds` old.
+        job = transaction(lambda s: transitions.insert_jobs(s, jobs, utcnow(), publishing=True), url=url)
+        return publish_submitted(job, app=self.app, database_url=url)
 
     def _common(self, priority: int, priority_class: str, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
         if not isinstance(priority, int) or isinstance(priority, bool) or not -1000 <= priority <= 1000:

@@ -4,14 +4,41 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from types import SimpleNamespace
+from typing import Any, cast
 
-from sqlalchemy import Select, select
+from sqlalchemy import RowMapping, Select, Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from mediarunner.errors import JobNotFoundError
 from mediarunner.models.enums import JobState, JobType
 from mediarunner.models.schemas import Job
 from mediarunner.models.tables import EventRow, JobRow, RankRow
+
+_JOBS = cast(Table, JobRow.__table__)
+# The columns a ``Job`` is built from (what the hot path reads with Core, not the ORM).
+JOB_COLUMNS = tuple(_JOBS.c[name] for name in Job.model_fields if name not in ("children", "rank"))
+_FAMILY = select(*JOB_COLUMNS).where(_JOBS.c.root_id == bindparam("root_id"))
+_ONE = select(*JOB_COLUMNS).where(_JOBS.c.id == bindparam("job_id"))
+
+
+def job_from_mapping(values: Mapping[str, Any] | RowMapping) -> Any:
+    """A row-like object (attribute access) from column values, for :func:`tree`/``Job.from_row``."""
+    return SimpleNamespace(**values)
+
+
+def load_job(session: Session, job_id: str) -> Job:
+    """One job without children or rank (a cheap Core read for the worker's hot path)."""
+    row = session.execute(_ONE, {"job_id": job_id}).mappings().first()
+    if row is None:
+        raise JobNotFoundError(f"no job with id {job_id!r}")
+    return Job.from_row(job_from_mapping(row))
+
+
+def family_of(session: Session, job: Any) -> Job:
+    """``job`` (a row-like object) with its descendants, read with one Core SELECT of its family."""
+    rows = [job_from_mapping(m) for m in session.execute(_FAMILY, {"root_id": job.root_id}).mappings()]
+    return tree(rows, job.id)
 
 
 def _ranked(stmt: Select[JobRow]) -> Select[JobRow, int | None]:
@@ -32,16 +59,17 @@ def get_job(session: Session, job_id: str, *, with_children: bool = True) -> Job
     return tree([r for r, _ in family], job_id, {r.id: rank for r, rank in family if rank is not None})
 
 
-def tree(family: Sequence[JobRow], job_id: str, ranks: Mapping[str, int] | None = None) -> Job:
-    """The job ``job_id`` with its descendants, built from rows of its family."""
+def tree(family: Sequence[Any], job_id: str, ranks: Mapping[str, int] | None = None) -> Job:
+    """The job ``job_id`` with its descendants, built from rows of its family (ORM rows or
+    :func:`job_from_mapping` objects)."""
     by_id = {r.id: r for r in family}
     if job_id not in by_id:
         raise JobNotFoundError(f"no job with id {job_id!r}")
-    by_parent: dict[str | None, list[JobRow]] = defaultdict(list)
+    by_parent: dict[str | None, list[Any]] = defaultdict(list)
     for r in family:
         by_parent[r.parent_id].append(r)
 
-    def build(r: JobRow) -> Job:
+    def build(r: Any) -> Job:
         kids = sorted(by_parent.get(r.id, []), key=lambda c: (c.created_at, c.id))
         return Job.from_row(r, tuple(build(c) for c in kids), rank=(ranks or {}).get(r.id))
 

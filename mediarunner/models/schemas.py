@@ -58,7 +58,7 @@ class Job(BaseModel):
     children: tuple[Job, ...] = ()
 
     @classmethod
-    def from_row(cls, row: JobRow, children: tuple[Job, ...] = (), *, rank: int | None = None) -> Job:
+    def from_row(cls, row: JobRow | Any, children: tuple[Job, ...] = (), *, rank: int | None = None) -> Job:
         """``rank``: from ``job_ranks``; kept only while the job is pending (a rank row outlives
         its job's claim until the next rank tick)."""
         data = {name: getattr(row, name) for name in cls.model_fields if name not in ("children", "rank")}

@@ -16,15 +16,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, delete, or_, select, update
+from sqlalchemy import CursorResult, Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from mediarunner.models.enums import ACTIVE_STATES, RESTARTABLE_STATES, ErrorKind, JobState, JobType, Stage
+from mediarunner.models.queries import JOB_COLUMNS, family_of, job_from_mapping, tree
+from mediarunner.models.schemas import Job
 from mediarunner.models.tables import EventRow, JobRow
 
 S = JobState
 JOBS = cast(Table, JobRow.__table__)
 J = JOBS.c
+EVENTS = cast(Table, EventRow.__table__)
+
+# The statements every job runs through (submit, claim, complete) are built once: constructing a
+# SQLAlchemy statement costs more CPU than executing a cached one.
+_INSERT_EVENT = insert(EVENTS)
+_INSERT_JOB = insert(JOBS)
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,8 @@ def _cas(session: Session, job_id: str, states: Collection[JobState], values: di
 
 def record_event(session: Session, kind: str, now: datetime, message: str = "", *,
                  job_id: str | None = None, runner: str | None = None) -> None:
-    session.add(EventRow(at=now, kind=kind, job_id=job_id, runner=runner, message=message[:2000]))
+    session.execute(_INSERT_EVENT, {"at": now, "kind": kind, "job_id": job_id, "runner": runner,
+                                    "message": message[:2000]})
 
 
 def _worker_of(session: Session, job_id: str) -> str | None:
@@ -70,63 +79,94 @@ def _worker_of(session: Session, job_id: str) -> str | None:
 
 # --------------------------------------------------------------------------- creation
 
-# Written as NULL explicitly so a freshly flushed row is fully loaded (reading it costs no SELECT).
 _UNSET: dict[str, Any] = dict.fromkeys((
     "stage", "result", "error", "error_kind", "log_tail", "worker", "celery_task_id", "started_at",
-    "heartbeat_at", "finished_at", "run_after", "dispatched_at"))
+    "heartbeat_at", "finished_at", "run_after"))
 
 
 def create_jobs(session: Session, jobs: Sequence[NewJob], now: datetime) -> list[str]:
     """Insert a family of jobs: roots start ``pending``, children ``waiting_for_parent``."""
-    return [r.id for r in insert_jobs(session, jobs, now)]
+    insert_jobs(session, jobs, now)
+    return [j.id for j in jobs]
 
 
-def insert_jobs(session: Session, jobs: Sequence[NewJob], now: datetime) -> list[JobRow]:
-    """:func:`create_jobs`, returning the flushed rows (fully loaded: reading them costs no SELECT)."""
+def insert_jobs(session: Session, jobs: Sequence[NewJob], now: datetime, *, publishing: bool = False) -> Job:
+    """:func:`create_jobs` in one statement, returning the root job as written (no read back).
+
+    ``publishing``: the caller publishes the family's message right after commit, so the rows
+    carry ``dispatched_at`` already (saving a second transaction per submit). Should the caller
+    die between commit and publish, the outbox re-publishes the job once ``dispatched_at`` is
+    ``redispatch_after_seconds`` old; a failed publish clears it (:func:`clear_dispatched`)."""
     ids = [j.id for j in jobs]
     rows = []
     for j in jobs:
-        parent_id = ids[j.parent] if j.parent is not None else None
         root = j
         while root.parent is not None:
             root = jobs[root.parent]
-        rows.append(JobRow(
-            id=j.id, type=j.type, state=S.PENDING if parent_id is None else S.WAITING_FOR_PARENT,
-            queue=j.queue, routing_reason=j.routing_reason, priority=j.priority,
-            priority_class=j.priority_class, parent_id=parent_id, root_id=root.id, attempt=1,
-            failures=0, max_attempts=j.max_attempts, payload=j.payload,
-            private_payload=j.private_payload, meta=j.meta, progress=0.0,
-            created_at=now, updated_at=now, **_UNSET,
+        rows.append(dict(
+            _UNSET, id=j.id, type=j.type, state=S.PENDING if j.parent is None else S.WAITING_FOR_PARENT,
+            stage=None, progress=0.0, queue=j.queue, routing_reason=j.routing_reason, priority=j.priority,
+            priority_class=j.priority_class, parent_id=ids[j.parent] if j.parent is not None else None,
+            root_id=root.id, attempt=1, failures=0, max_attempts=j.max_attempts, payload=j.payload,
+            private_payload=j.private_payload, meta=j.meta, created_at=now, updated_at=now,
+            dispatched_at=now if publishing else None,
         ))
-    session.add_all(rows)
+    session.execute(_INSERT_JOB, rows)
     record_event(session, "job_submitted", now, f"{jobs[0].type.value} with {len(jobs) - 1} child job(s)",
                  job_id=ids[0])
-    session.flush()
-    return rows
+    return tree([job_from_mapping(r) for r in rows], ids[0])
 
 
 # --------------------------------------------------------------------------- dispatch and claim
 
 def mark_dispatched(session: Session, job_ids: Iterable[str], now: datetime) -> None:
     """Remember that a message was published (the outbox re-publishes jobs that lack one)."""
+    _set_dispatched(session, job_ids, now)
+
+
+def clear_dispatched(session: Session, job_ids: Iterable[str]) -> None:
+    """Publishing failed: the outbox should publish these jobs at its next tick."""
+    _set_dispatched(session, job_ids, None)
+
+
+def _set_dispatched(session: Session, job_ids: Iterable[str], when: datetime | None) -> None:
     ids = list(job_ids)
     if ids:
         session.execute(
             update(JOBS).where(J.id.in_(ids), J.state.in_([S.PENDING, S.WAITING_FOR_PARENT]))
-            .values(dispatched_at=now).execution_options(synchronize_session=False)
+            .values(dispatched_at=when).execution_options(synchronize_session=False)
         )
+
+
+_CLAIM = (
+    update(JOBS)
+    .where(J.id == bindparam("job_id"), J.state == S.PENDING, J.attempt == bindparam("attempt_"),
+           or_(J.run_after.is_(None), J.run_after <= bindparam("now", type_=J.run_after.type)))
+    .values(state=S.RUNNING, worker=bindparam("worker_"), celery_task_id=bindparam("task_id"),
+            started_at=bindparam("now"), heartbeat_at=bindparam("now"), updated_at=bindparam("now"),
+            stage=None, progress=0.0, error=None, error_kind=None)
+    .returning(*JOB_COLUMNS)
+)
 
 
 def claim(session: Session, job_id: str, attempt: int, worker: str, task_id: str | None,
           now: datetime) -> bool:
     """pending -> running, for exactly this attempt; a duplicate or stale message loses here."""
-    ok = _cas(session, job_id, [S.PENDING], dict(
-        state=S.RUNNING, worker=worker, celery_task_id=task_id, started_at=now, heartbeat_at=now,
-        updated_at=now, stage=None, progress=0.0, error=None, error_kind=None,
-    ), attempt=attempt, extra=[or_(J.run_after.is_(None), J.run_after <= now)])
-    if ok:
-        record_event(session, "job_assigned", now, f"attempt {attempt}", job_id=job_id, runner=worker)
-    return ok
+    return claim_job(session, job_id, attempt, worker, task_id, now, family=False) is not None
+
+
+def claim_job(session: Session, job_id: str, attempt: int, worker: str, task_id: str | None,
+              now: datetime, *, family: bool = True) -> Job | None:
+    """:func:`claim`, returning the claimed job as written (with its descendants when ``family``),
+    or None when this message lost. One ``UPDATE ... RETURNING``: claiming and loading a job is
+    one round trip."""
+    row = session.execute(_CLAIM, {"job_id": job_id, "attempt_": attempt, "worker_": worker,
+                                   "task_id": task_id, "now": now}).mappings().first()
+    if row is None:
+        return None
+    record_event(session, "job_assigned", now, f"attempt {attempt}", job_id=job_id, runner=worker)
+    job = job_from_mapping(row)
+    return family_of(session, job) if family else Job.from_row(job)
 
 
 def touch(session: Session, job_id: str, attempt: int, now: datetime, *, progress: float | None = None,
@@ -162,22 +202,30 @@ def prune_children(session: Session, parent_id: str, attempt: int, keep: Collect
 
 # --------------------------------------------------------------------------- outcomes of an attempt
 
+_COMPLETE = (
+    update(JOBS)
+    .where(J.id == bindparam("job_id"), J.state == S.RUNNING, J.attempt == bindparam("attempt_"))
+    .values(state=S.COMPLETED, result=bindparam("result_", type_=J.result.type), progress=100.0,
+            finished_at=bindparam("now", type_=J.finished_at.type), updated_at=bindparam("now"),
+            heartbeat_at=bindparam("now"), error=None, error_kind=None,
+            stage=func.coalesce(bindparam("stage_", type_=J.stage.type), J.stage))
+)
+_RELEASE_CHILDREN = (
+    update(JOBS).where(J.parent_id == bindparam("job_id"), J.state == S.WAITING_FOR_PARENT)
+    .values(state=S.PENDING, updated_at=bindparam("now", type_=J.updated_at.type), dispatched_at=bindparam("now"))
+)
+
+
 def complete(session: Session, job_id: str, attempt: int, result: dict[str, Any], now: datetime, *,
-             worker: str | None = None, stage: Stage | None = None) -> bool:
+             worker: str | None = None, stage: Stage | None = None, children: bool = True) -> bool:
     """running -> completed for exactly this attempt; waiting children become pending.
-    ``worker``: who ran it, for the event (looked up when not given); ``stage``: the last one."""
-    values: dict[str, Any] = dict(state=S.COMPLETED, result=result, progress=100.0, finished_at=now,
-                                  updated_at=now, heartbeat_at=now, error=None, error_kind=None)
-    if stage is not None:
-        values["stage"] = stage
-    ok = _cas(session, job_id, [S.RUNNING], values, attempt=attempt)
+    ``worker``: who ran it, for the event (looked up when not given); ``stage``: the last one;
+    ``children=False``: the caller knows the job has none (saves a statement)."""
+    ok = _rowcount(session.execute(_COMPLETE, {"job_id": job_id, "attempt_": attempt, "result_": result,
+                                               "now": now, "stage_": stage})) == 1
     if ok:
-        # Children become runnable; the Celery chain (or the outbox) delivers their messages.
-        session.execute(
-            update(JOBS).where(J.parent_id == job_id, J.state == S.WAITING_FOR_PARENT)
-            .values(state=S.PENDING, updated_at=now, dispatched_at=now)
-            .execution_options(synchronize_session=False)
-        )
+        if children:  # they become runnable; the Celery chain (or the outbox) delivers their messages
+            session.execute(_RELEASE_CHILDREN, {"job_id": job_id, "now": now})
         record_event(session, "job_completed", now, f"attempt {attempt}", job_id=job_id,
                      runner=worker or _worker_of(session, job_id))
     return ok

@@ -86,3 +86,14 @@ def dispatch_loaded(job: Job, *, app: Celery | None = None, database_url: str | 
         return get_job(session, job.id)
 
     return transaction(record, url=database_url)
+
+
+def publish_submitted(job: Job, *, app: Celery, database_url: str | None = None) -> Job:
+    """Publish a family just inserted with ``dispatched_at`` stamped (``insert_jobs(publishing=True)``).
+    On failure the stamp is cleared so that the outbox's next tick publishes it, not one
+    ``redispatch_after_seconds`` later. Returns the job as recorded."""
+    if publish(app, job):
+        return job
+    ids = list(_ids(job))
+    transaction(lambda s: transitions.clear_dispatched(s, ids), url=database_url)
+    return transaction(lambda s: get_job(s, job.id), url=database_url)

@@ -22,7 +22,7 @@ from mediarunner.models import runners, transitions
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState
-from mediarunner.models.queries import get_job
+from mediarunner.models.queries import get_job, load_job
 from mediarunner.models.schemas import Job
 from mediarunner.scheduler.retry import RetryPolicy, decide
 from mediarunner.tasks.context import JobContext
@@ -91,11 +91,10 @@ def execute(handler: Handler, job_id: str, attempt: int, *, worker: str, task_id
 
 def _claim(session: Any, job_id: str, attempt: int, worker: str,
            task_id: str | None) -> tuple[Job, Job | None] | None:
-    if not transitions.claim(session, job_id, attempt, worker, task_id, utcnow()):
+    job = transitions.claim_job(session, job_id, attempt, worker, task_id, utcnow())
+    if job is None:
         return None
-    job = get_job(session, job_id)
-    parent = get_job(session, job.parent_id, with_children=False) if job.parent_id else None
-    return job, parent
+    return job, load_job(session, job.parent_id) if job.parent_id else None
 
 
 def _counted(session: Any, ctx: JobContext, ok: bool, *, completed: bool = False) -> bool:
@@ -110,7 +109,7 @@ def _complete(session: Any, ctx: JobContext, outcome: Outcome) -> bool:
     if outcome.finalize is not None:
         transitions.lock_family(session, ctx.job.root_id, now)
     if not transitions.complete(session, ctx.job.id, ctx.job.attempt, outcome.result, now, worker=ctx.worker,
-                                stage=ctx.stage):
+                                stage=ctx.stage, children=bool(ctx.job.children)):
         return False
     if outcome.finalize is not None:
         session.flush()
