@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from mediarunner.models import transitions as t
 from mediarunner.models.db import transaction
-from mediarunner.models.enums import ErrorKind, JobState, JobType
+from mediarunner.models.enums import ErrorKind, JobState, JobType, Stage
 from mediarunner.models.queries import get_job
 from mediarunner.models.transitions import NewJob
 
@@ -133,3 +133,54 @@ def test_events_are_recorded(db_url: str) -> None:
     run(db_url, t.complete, root, 1, {}, NOW)
     kinds = [e.kind for e in transaction(lambda s: recent_events(s, job_id=root), url=db_url)]
     assert kinds == ["job_submitted", "job_assigned", "job_completed"]
+
+
+def test_claim_job_returns_the_job_as_written_with_its_family(db_url: str) -> None:
+    from mediarunner.models.queries import recent_events
+
+    root, a, b = family(db_url)
+    job = run(db_url, t.claim_job, root, 1, "w1@h", "task-1", NOW)
+    assert job.state is S.RUNNING and job.worker == "w1@h" and job.celery_task_id == "task-1"
+    assert job.started_at == NOW and job.heartbeat_at == NOW and job.attempt == 1
+    assert {c.id for c in job.children} == {a, b} and all(c.state is S.WAITING_FOR_PARENT for c in job.children)
+    assert run(db_url, t.claim_job, root, 1, "w2@h", "task-2", NOW) is None  # a duplicate loses, no event
+    events = transaction(lambda s: recent_events(s, job_id=root, kind="job_assigned"), url=db_url)
+    assert [(e.runner, e.message) for e in events] == [("w1@h", "attempt 1")]
+    run(db_url, t.complete, root, 1, {}, NOW)
+    leaf = run(db_url, t.claim_job, a, 1, "w1@h", None, NOW)
+    assert leaf.id == a and leaf.children == () and leaf.parent_id == root
+
+
+def test_complete_logs_the_runner_and_counts_it_in_the_same_transaction(db_url: str) -> None:
+    from mediarunner.models import runners
+    from mediarunner.models.queries import recent_events
+    from mediarunner.models.tables import RunnerRow
+
+    info = runners.RunnerInfo(hostname="w1@h", queues=("cpu",), concurrency=1, version="0")
+    run(db_url, runners.register, info, None, NOW)
+    root, a, _b = family(db_url)
+    run(db_url, t.claim, root, 1, "w1@h", None, NOW)
+    assert not run(db_url, t.complete, root, 2, {}, NOW, worker="w1@h", count=True)  # stale attempt: nothing
+    assert run(db_url, t.complete, root, 1, {"x": 1}, NOW, worker="w1@h", stage=Stage.UPLOADING, count=True)
+    job = transaction(lambda s: get_job(s, root), url=db_url)
+    assert job.state is S.COMPLETED and job.result == {"x": 1} and job.stage is Stage.UPLOADING
+    assert job.progress == 100.0 and job.finished_at == NOW and state(db_url, a) is S.PENDING
+    completed = transaction(lambda s: s.get(RunnerRow, "w1@h").jobs_completed, url=db_url)
+    assert completed == 1
+    events = transaction(lambda s: recent_events(s, job_id=root, kind="job_completed"), url=db_url)
+    assert [(e.runner, e.message) for e in events] == [("w1@h", "attempt 1")]
+
+
+def test_submitted_rows_are_stamped_and_a_failed_publish_hands_them_to_the_outbox(db_url: str) -> None:
+    from mediarunner.config import Settings
+    from mediarunner.scheduler.ticks import due_for_dispatch
+
+    jobs = [NewJob(JobType.TRANSCODE, "cpu", {}), NewJob(JobType.TRANSCODE_RENDITION, "cpu", {}, parent=0)]
+    job = run(db_url, t.insert_jobs, jobs, NOW, publishing=True)
+    assert job.id == jobs[0].id and [c.id for c in job.children] == [jobs[1].id]
+    settings = Settings(redispatch_after_seconds=300)
+    assert run(db_url, due_for_dispatch, NOW + timedelta(seconds=1), settings) == []  # its message is on the way
+    # The submitter died before publishing: the outbox re-publishes once the stamp is stale.
+    assert run(db_url, due_for_dispatch, NOW + timedelta(seconds=301), settings) == [job.id]
+    run(db_url, t.clear_dispatched, [c.id for c in job.family])  # a failed publish: at the next tick
+    assert run(db_url, due_for_dispatch, NOW + timedelta(seconds=1), settings) == [job.id]

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, bindparam, select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mediarunner.models.enums import RunnerStatus
 from mediarunner.models.tables import RunnerRow
-from mediarunner.models.transitions import record_event
+from mediarunner.models.transitions import BUMP_COMPLETED, BUMP_FAILED, record_event
 
 R = RunnerStatus
 
@@ -162,16 +162,6 @@ def unregister_by_token(session: Session, token_id: str, now: datetime, reason: 
     return [h for h in hosts if unregister(session, h, now, reason)]
 
 
-def _bump(column: Any) -> Any:
-    table = cast(Table, RunnerRow.__table__)
-    return (update(table).where(table.c.hostname == bindparam("host"))
-            .values({column.key: table.c[column.key] + 1}))
-
-
-# Built once: every job's completion runs one of these.
-_COUNT = {True: _bump(RunnerRow.jobs_completed), False: _bump(RunnerRow.jobs_failed)}
-
-
 def count_outcome(session: Session, hostname: str, *, completed: bool) -> None:
     """Lifetime counters (not a state change): one more attempt completed or failed on this runner."""
-    session.execute(_COUNT[completed], {"host": hostname})
+    session.execute(BUMP_COMPLETED if completed else BUMP_FAILED, {"runner": hostname})

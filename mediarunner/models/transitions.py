@@ -16,13 +16,26 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    CursorResult,
+    Select,
+    Table,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from mediarunner.models.enums import ACTIVE_STATES, RESTARTABLE_STATES, ErrorKind, JobState, JobType, Stage
 from mediarunner.models.queries import JOB_COLUMNS, family_of, job_from_mapping, tree
 from mediarunner.models.schemas import Job
-from mediarunner.models.tables import EventRow, JobRow
+from mediarunner.models.tables import EventRow, JobRow, RunnerRow
 
 S = JobState
 JOBS = cast(Table, JobRow.__table__)
@@ -33,6 +46,29 @@ EVENTS = cast(Table, EventRow.__table__)
 # SQLAlchemy statement costs more CPU than executing a cached one.
 _INSERT_EVENT = insert(EVENTS)
 _INSERT_JOB = insert(JOBS)
+RUNNERS = cast(Table, RunnerRow.__table__)
+
+
+def _bump_runner(column: str) -> Any:
+    """``runners.<column> += 1`` for the runner bound as ``runner`` (lifetime counters)."""
+    return update(RUNNERS).where(RUNNERS.c.hostname == bindparam("runner")).values({column: RUNNERS.c[column] + 1})
+
+
+BUMP_COMPLETED, BUMP_FAILED = _bump_runner("jobs_completed"), _bump_runner("jobs_failed")
+
+
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _logged(dml: Any, kind: str, *more: Any) -> Select[Any]:
+    """PostgreSQL: ``dml`` (an UPDATE ... RETURNING id) with its event row, and ``more`` statements
+    fed by its rows, as one statement of data-modifying CTEs: one round trip instead of several.
+    The event takes ``now``, ``runner`` and ``message`` from the parameters."""
+    done = dml.cte("done")
+    event = insert(EVENTS).from_select(["at", "kind", "job_id", "runner", "message"], select(
+        bindparam("now", type_=EVENTS.c.at.type), literal(kind), done.c.id, bindparam("runner"), bindparam("message")))
+    return select(done).add_cte(event.cte("logged"), *(m(done).cte(f"then{i}") for i, m in enumerate(more)))
 
 
 @dataclass(frozen=True)
@@ -138,6 +174,7 @@ def _set_dispatched(session: Session, job_ids: Iterable[str], when: datetime | N
         )
 
 
+_CHILD = JOBS.alias("child")
 _CLAIM = (
     update(JOBS)
     .where(J.id == bindparam("job_id"), J.state == S.PENDING, J.attempt == bindparam("attempt_"),
@@ -147,6 +184,11 @@ _CLAIM = (
             stage=None, progress=0.0, error=None, error_kind=None)
     .returning(*JOB_COLUMNS)
 )
+
+
+# PostgreSQL also says whether the job has children (SQLite's RETURNING cannot correlate a subquery).
+_CLAIM_LOGGED = _logged(_CLAIM.returning(exists().where(_CHILD.c.parent_id == J.id).label("has_children")),
+                        "job_assigned")
 
 
 def claim(session: Session, job_id: str, attempt: int, worker: str, task_id: str | None,
@@ -160,13 +202,19 @@ def claim_job(session: Session, job_id: str, attempt: int, worker: str, task_id:
     """:func:`claim`, returning the claimed job as written (with its descendants when ``family``),
     or None when this message lost. One ``UPDATE ... RETURNING``: claiming and loading a job is
     one round trip."""
-    row = session.execute(_CLAIM, {"job_id": job_id, "attempt_": attempt, "worker_": worker,
-                                   "task_id": task_id, "now": now}).mappings().first()
-    if row is None:
-        return None
-    record_event(session, "job_assigned", now, f"attempt {attempt}", job_id=job_id, runner=worker)
+    params = {"job_id": job_id, "attempt_": attempt, "worker_": worker, "task_id": task_id, "now": now}
+    message = f"attempt {attempt}"
+    if _postgres(session):
+        row = session.execute(_CLAIM_LOGGED, {**params, "runner": worker, "message": message}).mappings().first()
+        if row is None:
+            return None
+    else:
+        row = session.execute(_CLAIM, params).mappings().first()
+        if row is None:
+            return None
+        record_event(session, "job_assigned", now, message, job_id=job_id, runner=worker)
     job = job_from_mapping(row)
-    return family_of(session, job) if family else Job.from_row(job)
+    return family_of(session, job) if family and row.get("has_children", True) else Job.from_row(job)
 
 
 def touch(session: Session, job_id: str, attempt: int, now: datetime, *, progress: float | None = None,
@@ -216,18 +264,43 @@ _RELEASE_CHILDREN = (
 )
 
 
+def _count_if_done(done: Any) -> Any:
+    return BUMP_COMPLETED.where(exists(select(done.c.id)))
+
+
+def _release_if_done(done: Any) -> Any:
+    return _RELEASE_CHILDREN.where(exists(select(done.c.id)))
+
+
+# PostgreSQL: completion, its event, the children's release and the runner's counter in one statement.
+_COMPLETE_LOGGED = {
+    (count, children): _logged(_COMPLETE.returning(J.id), "job_completed",
+                               *([_count_if_done] if count else []), *([_release_if_done] if children else []))
+    for count in (False, True) for children in (False, True)
+}
+
+
 def complete(session: Session, job_id: str, attempt: int, result: dict[str, Any], now: datetime, *,
-             worker: str | None = None, stage: Stage | None = None, children: bool = True) -> bool:
+             worker: str | None = None, stage: Stage | None = None, children: bool = True,
+             count: bool = False) -> bool:
     """running -> completed for exactly this attempt; waiting children become pending.
     ``worker``: who ran it, for the event (looked up when not given); ``stage``: the last one;
-    ``children=False``: the caller knows the job has none (saves a statement)."""
-    ok = _rowcount(session.execute(_COMPLETE, {"job_id": job_id, "attempt_": attempt, "result_": result,
-                                               "now": now, "stage_": stage})) == 1
+    ``children=False``: the caller knows the job has none (saves a statement); ``count``: add
+    one to ``worker``'s lifetime ``jobs_completed`` in the same transaction. On PostgreSQL all of
+    it is one statement (safe for ``transaction(single_statement=True)`` when ``worker`` is given)."""
+    params = {"job_id": job_id, "attempt_": attempt, "result_": result, "now": now, "stage_": stage}
+    runner = worker or _worker_of(session, job_id)
+    count = count and runner is not None
+    if _postgres(session):
+        return session.execute(_COMPLETE_LOGGED[count, children],
+                               {**params, "runner": runner, "message": f"attempt {attempt}"}).first() is not None
+    ok = _rowcount(session.execute(_COMPLETE, params)) == 1
     if ok:
         if children:  # they become runnable; the Celery chain (or the outbox) delivers their messages
             session.execute(_RELEASE_CHILDREN, {"job_id": job_id, "now": now})
-        record_event(session, "job_completed", now, f"attempt {attempt}", job_id=job_id,
-                     runner=worker or _worker_of(session, job_id))
+        record_event(session, "job_completed", now, f"attempt {attempt}", job_id=job_id, runner=runner)
+        if count:
+            session.execute(BUMP_COMPLETED, {"runner": runner})
     return ok
 
 

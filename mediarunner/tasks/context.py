@@ -29,13 +29,19 @@ class JobContext:
     parent: Job | None
     settings: Settings
     worker: str
-    scratch: Path
+    scratch_path: Path  # this attempt's private directory, created when first used (see `scratch`)
     stage: Stage | None = None
     percent: float = 0.0
     lines: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=200))
     notes: dict[str, Any] = field(default_factory=dict)
     _last_write: float = field(default_factory=time.monotonic)  # the claim wrote the first heartbeat
     _lost: bool = field(default=False)
+
+    @property
+    def scratch(self) -> Path:
+        """The attempt's scratch directory, created on first use (a no-op job never touches disk)."""
+        self.scratch_path.mkdir(parents=True, exist_ok=True)
+        return self.scratch_path
 
     @property
     def payload(self) -> dict[str, object]:
@@ -53,7 +59,8 @@ class JobContext:
         """Saved with the next heartbeat (at once if one is due): a job shorter than a heartbeat
         period does not pay a write per stage; completion records the last stage."""
         self.stage = stage
-        self.log(f"stage {stage.value}")
+        self.lines.append(f"stage {stage.value}")  # in the job's log tail; the process log has it at DEBUG
+        log.debug("job %s: stage %s", self.job.id, stage.value)
         if time.monotonic() - self._last_write >= self.settings.heartbeat_seconds:
             self.beat(force=True)
 

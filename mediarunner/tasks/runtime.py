@@ -60,7 +60,8 @@ def execute(handler: Handler, job_id: str, attempt: int, *, worker: str, task_id
             settings: Settings | None = None) -> str:
     settings = settings or get_settings()
     # Two transactions on the happy path: claim (+ load) and complete (+ the runner's counter).
-    claimed = transaction(lambda s: _claim(s, job_id, attempt, worker, task_id))
+    # On PostgreSQL the claim (and its event) is one statement; what it reads after is not written.
+    claimed = transaction(lambda s: _claim(s, job_id, attempt, worker, task_id), single_statement=True)
     if claimed is None:
         log.info("job %s attempt %s not claimable here (duplicate, superseded, cancelled or not due)",
                  job_id, attempt)
@@ -68,12 +69,12 @@ def execute(handler: Handler, job_id: str, attempt: int, *, worker: str, task_id
 
     job, parent = claimed
     scratch = Path(settings.scratch_dir) / f"{job.id}-{job.attempt}"
-    scratch.mkdir(parents=True, exist_ok=True)
-    ctx = JobContext(job=job, parent=parent, settings=settings, worker=worker, scratch=scratch)
+    ctx = JobContext(job=job, parent=parent, settings=settings, worker=worker, scratch_path=scratch)
     try:
         outcome = handler(ctx)
         # `complete` is fenced by the attempt: a cancelled or superseded attempt matches no row.
-        if not transaction(lambda s: _complete(s, ctx, outcome)):
+        # Without a finalize step, completing is one statement on PostgreSQL (transitions.complete).
+        if not transaction(lambda s: _complete(s, ctx, outcome), single_statement=outcome.finalize is None):
             return _lost(ctx)
         ctx.log("completed")
         return RunStatus.COMPLETED
@@ -86,7 +87,8 @@ def execute(handler: Handler, job_id: str, attempt: int, *, worker: str, task_id
     except Exception as exc:  # every other error is classified by the retry policy
         return _failed(ctx, exc, settings)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if scratch.exists():
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _claim(session: Any, job_id: str, attempt: int, worker: str,
@@ -109,12 +111,11 @@ def _complete(session: Any, ctx: JobContext, outcome: Outcome) -> bool:
     if outcome.finalize is not None:
         transitions.lock_family(session, ctx.job.root_id, now)
     if not transitions.complete(session, ctx.job.id, ctx.job.attempt, outcome.result, now, worker=ctx.worker,
-                                stage=ctx.stage, children=bool(ctx.job.children)):
+                                stage=ctx.stage, children=bool(ctx.job.children), count=True):
         return False
     if outcome.finalize is not None:
-        session.flush()
         outcome.finalize(get_job(session, ctx.job.root_id))
-    return _counted(session, ctx, True, completed=True)
+    return True
 
 
 def _lost(ctx: JobContext) -> str:
