@@ -51,8 +51,8 @@ def family_timings(root: Job, submitted_at: datetime) -> dict[str, Any]:
             "busy_s": sum(j["run_s"] for j in jobs), "jobs": jobs}
 
 
-def submit_ladder(client: Client, src: Path, out: Path) -> Job:
-    return client.submit_transcode(str(src), str(out), renditions=list(LADDER), formats=FORMATS)
+def submit_ladder(client: Client, src: Path, out: Path, parts: int = 1) -> Job:
+    return client.submit_transcode(str(src), str(out), renditions=list(LADDER), formats=FORMATS, parts=parts)
 
 
 def wait_all(client: Client, ids: Sequence[str], timeout: float) -> list[Job]:
@@ -61,11 +61,12 @@ def wait_all(client: Client, ids: Sequence[str], timeout: float) -> list[Job]:
     return [client.wait(i, timeout=timeout, poll=0.25) for i in ids]
 
 
-def run_ladders(client: Client, src: Path, outs: Sequence[Path], timeout: float) -> dict[str, Any]:
-    """Submit one ladder per output directory at once; time until every job of every family is done."""
+def run_ladders(client: Client, src: Path, outs: Sequence[Path], timeout: float, parts: int = 1) -> dict[str, Any]:
+    """Submit one ladder per output directory at once (each rung split into ``parts``); time until
+    every job of every family is done."""
     submitted_at = utcnow()
     t0 = time.perf_counter()
-    roots = [submit_ladder(client, src, out) for out in outs]
+    roots = [submit_ladder(client, src, out, parts) for out in outs]
     submit_s = time.perf_counter() - t0
     done = wait_all(client, [r.id for r in roots], timeout)
     per = [family_timings(r, submitted_at) for r in done]

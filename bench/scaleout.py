@@ -6,11 +6,16 @@ Speedup T1/TN and efficiency T1/(N·TN) (goal >= 0.9) for three workloads:
 * ``batch``: 4 ladders submitted at once (throughput of a busy site);
 * ``long``: one ladder of a 5-minute clip: the family is split into children (one per lower
   rung) that run in parallel once the parent has encoded the top rung.
+* ``long-split``: the same 5-minute ladder with every rung split into ``--parts`` time parts
+  (``submit_transcode(parts=...)``): part children encode at once on both workers and the last
+  part of each rung joins them. Its efficiency is measured against the *unsplit* 1-worker time
+  (the fastest one worker does it), so the cost of splitting and joining counts against it; the
+  1-worker time of the split ladder is reported too.
 
-``python -m bench.scaleout [--smoke] [--json out.json] [--seconds 30] [--long-seconds 300] [--batch 4]``
+``python -m bench.scaleout [--smoke] [--json out.json] [--seconds 30] [--long-seconds 300] [--batch 4] [--parts 4]``
 
 A family's children start only when its parent (probe + the top rung) completes, so for one
-ladder the best 2-worker time is ``parent + slowest child``; the table reports that bound
+unsplit ladder the best 2-worker time is ``parent + slowest child``; the table reports that bound
 (``ideal``) computed from the 1-worker run beside the measured efficiency.
 """
 
@@ -45,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, help="clip length for single/batch (default 30, smoke 1)")
     parser.add_argument("--long-seconds", type=float, help="long clip length (default 300, smoke 1)")
     parser.add_argument("--batch", type=int, help="ladders submitted at once in the batch case (default 4, smoke 2)")
+    parser.add_argument("--parts", type=int, default=4, help="time parts per rung in the long-split case (default 4)")
     parser.add_argument("--db", choices=["postgresql", "sqlite"], help="job table (default: PostgreSQL if up)")
 
 
@@ -62,7 +68,7 @@ def _ideal_two_workers(single: dict[str, Any]) -> float:
 
 
 def run(smoke: bool = False, seconds: float | None = None, long_seconds: float | None = None,
-        batch: int | None = None, db: str | None = None) -> BenchResult:
+        batch: int | None = None, db: str | None = None, parts: int = 4) -> BenchResult:
     seconds = seconds or (1.0 if smoke else 30.0)
     long_seconds = long_seconds or (1.0 if smoke else 300.0)
     batch = batch or (2 if smoke else 4)
@@ -73,11 +79,13 @@ def run(smoke: bool = False, seconds: float | None = None, long_seconds: float |
     overrides = {**production_overrides(smoke), "MEDIARUNNER_FFMPEG_THREADS": "1"}
     res = BenchResult(NAME, TITLE, smoke, params={
         "clip_s": seconds, "long_clip_s": long_seconds, "batch": batch, "ladder": list(LADDER), "db": db,
+        "parts": parts,
         "cores": cores, "worker": "prefork -c 1 under taskset -c <core>, MEDIARUNNER_FFMPEG_THREADS=1",
         "x264_preset": overrides["MEDIARUNNER_X264_PRESET"]})
     src, long_src, warm = cached_clip(seconds), cached_clip(long_seconds), cached_clip(1.0)
     timeout = max(300.0, long_seconds * 30)
-    cases = {"single": (src, 1), "batch": (src, batch), "long": (long_src, 1)}
+    cases = {"single": (src, 1, 1), "batch": (src, batch, 1), "long": (long_src, 1, 1),
+             "long-split": (long_src, 1, parts)}  # (clip, ladders at once, parts per rung)
     times: dict[int, dict[str, dict[str, Any]]] = {}
     with bench_tmp(NAME) as tmp, private_redis(tmp) as redis, database(db, tmp) as url, \
             make_stack(tmp, url, redis.url, **overrides) as stack:
@@ -89,21 +97,28 @@ def run(smoke: bool = False, seconds: float | None = None, long_seconds: float |
             if not smoke:
                 run_ladders(client, warm, [out / f"warm{n}-{k}" for k in range(n)], timeout)
             times[n] = {}
-            for case, (clip, count) in cases.items():
+            for case, (clip, count, split) in cases.items():
                 if case == "long" and clip == src:  # same workload as "single" (smoke sizes): measured once
                     times[n][case] = times[n]["single"]
                     continue
-                times[n][case] = run_ladders(client, clip, [out / f"{case}{n}-{k}" for k in range(count)], timeout)
+                times[n][case] = run_ladders(client, clip, [out / f"{case}{n}-{k}" for k in range(count)], timeout,
+                                             parts=split)
         stop_workers(stack, workers)
     for case in cases:
-        t1, t2 = times[1][case]["e2e_s"], times[2][case]["e2e_s"]
+        split = case == "long-split"
+        # Split work is compared with the fastest one worker does: the same ladder unsplit.
+        t1, t2 = times[1]["long" if split else case]["e2e_s"], times[2][case]["e2e_s"]
         same = case == "long" and times[1]["long"] is times[1]["single"]
         res.add(f"{case}: T1 (1 worker)", t1, "s", note="same clip as single at these sizes: measured once" if same
-                else "")
+                else "the unsplit ladder" if split else "")
+        if split:
+            t1s = times[1][case]["e2e_s"]
+            res.add(f"{case}: T1 split (1 worker)", t1s, "s",
+                    note=f"splitting and joining cost {100 * (t1s / t1 - 1):+.1f} % on one worker")
         res.add(f"{case}: T2 (2 workers)", t2, "s")
         res.add(f"{case}: speedup T1/T2", t1 / t2, "x")
         note = ""
-        if case != "batch":
+        if case not in ("batch", "long-split"):
             ideal = _ideal_two_workers(times[1][case])
             note = f"ideal for one family {t1 / (2 * ideal):.2f} (parent, then children in parallel)"
         res.add(f"{case}: efficiency T1/(2·T2)", t1 / (2 * t2), "", goal=(">=", 0.9), note=note)

@@ -73,13 +73,15 @@ def submit_transcode(
     rendition: Annotated[list[str] | None, typer.Option("--rendition", "-r", help="rung name; repeat")] = None,
     format: Annotated[list[str] | None, typer.Option("--format", "-f", help="hls and/or mp4")] = None,
     priority: int = 0,
+    parts: Annotated[int | None, typer.Option(help="split each rung of a long video into N time parts "
+                                              "(default: the TRANSCODE_PARTS setting)")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="show progress until done")] = False,
     timeout: float | None = None,
 ) -> None:
     """Transcode INPUT into an HLS + MP4 ladder under the directory OUTPUT."""
     try:
         job = _client().submit_transcode(input, output, renditions=rendition or None,
-                                         formats=tuple(format or ("hls", "mp4")), priority=priority)
+                                         formats=tuple(format or ("hls", "mp4")), priority=priority, parts=parts)
     except MediarunnerError as exc:
         raise _fail(exc) from None
     console.print(f"submitted [bold]{job.id}[/bold] ({len(job.children)} child job(s))")

@@ -66,11 +66,14 @@ class Client:
                          formats: Sequence[str] = ("hls", "mp4"), priority: int = 0,
                          metadata: Mapping[str, Any] | None = None, *, priority_class: str = "default",
                          queue: str | None = None, transcribe: bool = False, language: str | None = None,
-                         transcribe_device: str = "auto") -> Job:
+                         transcribe_device: str = "auto", parts: int | None = None) -> Job:
         """Transcode ``input`` into an HLS + MP4 ladder under the directory ``output``; with
-        ``transcribe=True`` also subtitles (an extract_audio -> transcribe branch after the parent)."""
+        ``transcribe=True`` also subtitles (an extract_audio -> transcribe branch after the parent).
+        ``parts`` (default: the ``transcode_parts`` setting): split every rung of a long video into
+        that many time parts, encoded by several workers at once (fewer for a short video)."""
         common = self._common(priority, priority_class, metadata)
-        jobs = self._ladder_jobs(input, output, renditions, formats, common, queue=queue)
+        jobs = self._ladder_jobs(input, output, renditions, formats, common, queue=queue,
+                                 parts=self.settings.transcode_parts if parts is None else parts)
         if transcribe:
             ext = self._validated(ExtractAudioPayload, input=input, output=output)
             jobs.append(NewJob(JobType.EXTRACT_AUDIO, route(JobType.EXTRACT_AUDIO)[0], dump(ext), parent=0,
@@ -130,22 +133,28 @@ class Client:
 
     def _ladder_jobs(self, input: str, output: str, renditions: Sequence[str] | None, formats: Sequence[str],
                      common: dict[str, Any], *, queue: str | None, parent: int | None = None,
-                     index: int = 0) -> builtins.list[NewJob]:
+                     index: int = 0, parts: int = 1) -> builtins.list[NewJob]:
         """The jobs of a transcode ladder: the TRANSCODE parent (child of ``parent``, placed at ``index``
-        of the submitted list) and one TRANSCODE_RENDITION child per lower rung."""
+        of the submitted list) and one TRANSCODE_RENDITION child per lower rung; split into
+        ``parts``, one child per part of every rung (the parent prunes those a short video needs not)."""
         rungs = self._rungs(renditions)
         self._check_input(input)
         self._check_output(output)
         if isinstance(formats, str):
             raise ValidationError("formats must be a sequence such as ('hls', 'mp4')")
+        if not isinstance(parts, int) or isinstance(parts, bool):
+            raise ValidationError("parts must be an integer")
         top = self._validated(TranscodePayload, input=input, output=output, formats=tuple(formats),
-                              ladder=tuple(rungs))
+                              ladder=tuple(rungs), parts=parts)
         q, why = route(JobType.TRANSCODE, queue=queue)
         jobs = [NewJob(JobType.TRANSCODE, q, dump(top), parent=parent, routing_reason=why, **common)]
-        for rung in rungs[1:]:  # the parent encodes the top rung it can fill; children the rest
+        # Unsplit, the parent encodes the top rung it can fill and children the rest.
+        children = [(rung, 0) for rung in rungs[1:]] if parts == 1 else \
+            [(rung, part) for rung in rungs for part in range(parts)]
+        cq, cwhy = route(JobType.TRANSCODE_RENDITION, queue=queue)
+        for rung, part in children:
             child = self._validated(RenditionPayload, input=input, output=output, formats=top.formats,
-                                    rendition=rung.name)
-            cq, cwhy = route(JobType.TRANSCODE_RENDITION, queue=queue)
+                                    rendition=rung.name, part=part, parts=parts)
             jobs.append(NewJob(JobType.TRANSCODE_RENDITION, cq, dump(child), parent=index, routing_reason=cwhy,
                                **common))
         return jobs

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState
 from mediarunner.models.tables import EventRow
+from tests.media_checks import duration
 from tests.support import PgServer, RedisServer, Stack, make_clip, make_stack, wait_for
 
 pytestmark = pytest.mark.slow
@@ -184,3 +185,30 @@ def test_soak_300_jobs_with_random_worker_kills(tmp_path: Path, pg_url: str, red
             assert (out / f"s{idx}.txt").read_text().split() == [j.id, str(j.attempt)]
         assert not [p for p in out.iterdir() if p.name.startswith(".")]
         print(f"soak: 300 jobs, {kills} worker kills, {sum(j.attempt > 1 for j in jobs)} jobs needed >1 attempt")
+
+
+def test_kill_9_worker_mid_part_of_a_split_rendition(fast: Stack, tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "in.mp4", seconds=20.0, size="1280x720")
+    env = {"MEDIARUNNER_X264_PRESET": "faster", "MEDIARUNNER_TRANSCODE_PART_MIN_SECONDS": "5"}
+    workers = {w.hostname: w for w in (fast.worker("a", extra_env=env), fast.worker("b", extra_env=env))}
+    fast.worker("sched", queues="scheduler", beat=True)
+    client = fast.client()
+    out = fast.tmp / "outputs" / "split-killed"
+    job = client.submit_transcode(str(src), str(out), renditions=["720p"], parts=2)
+
+    def a_running_part() -> object:
+        parts = [j for j in client.get(job.id).children if j.state is JobState.RUNNING and j.progress > 5]
+        return parts[0] if parts else None
+
+    victim_part = wait_for(a_running_part, 90, what="a part to be encoding")
+    victim = workers[victim_part.worker]  # type: ignore[attr-defined]
+    victim.kill()
+    done = client.wait(job.id, timeout=180)
+    assert all(j.state is DONE for j in done.family), [(j.state, j.error) for j in done.family]
+    again = next(j for j in done.children if j.id == victim_part.id)  # type: ignore[attr-defined]
+    assert again.attempt == 2 and again.worker != victim.hostname
+    assert sum(1 for j in done.children if j.result and j.result.get("joined") == 2) == 1
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert [f for f in files if not f.startswith("hls/720p/seg_")] == ["720p.mp4", "hls/720p/index.m3u8",
+                                                                      "master.m3u8"]
+    assert abs(duration(out / "720p.mp4") - 20.0) <= 0.1

@@ -163,6 +163,23 @@ def test_s3_transcode_round_trip(stack: Stack, s3: Remote, tmp_path: Path) -> No
     wait_for(lambda: scratch_is_clean(stack), 10, what="scratch to be cleaned")
 
 
+def test_s3_split_transcode_joins_remote_parts_and_removes_them(stack: Stack, s3: Remote, tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "clip.mp4", seconds=8.0, size="640x360")
+    s3.client.upload_file(str(clip), s3.bucket, "in/long.mp4")
+    env = {**s3.env, "MEDIARUNNER_TRANSCODE_PART_MIN_SECONDS": "2"}
+    stack.worker("a", extra_env=env)
+    stack.worker("b", extra_env=env)
+    client = stack.client()
+    job = client.wait(client.submit_transcode(f"{s3.prefix}/in/long.mp4", f"{s3.prefix}/out/split",
+                                              renditions=["240p"], parts=2).id, timeout=180)
+    assert [j.state for j in job.family] == [DONE] * 3, [(j.type, j.error) for j in job.family]
+    assert sum(1 for j in job.family if j.result and j.result.get("joined") == 2) == 1
+    objects = s3_objects(s3, "out/split/")
+    assert not [k for k in objects if k.startswith(".parts/")], "joined parts left behind"
+    assert_ladder(mirror(objects, tmp_path / "copy"), ["240p"], 8.0)
+    wait_for(lambda: scratch_is_clean(stack), 10, what="scratch to be cleaned")
+
+
 @pytest.mark.parametrize("scheme", ["sftp", "ftp"])
 def test_sftp_and_ftp_transcode_round_trip(scheme: str, request: pytest.FixtureRequest, stack: Stack,
                                            tmp_path: Path) -> None:

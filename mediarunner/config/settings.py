@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     ffmpeg_threads: int = 0  # 0 lets ffmpeg choose
     x264_preset: str = "veryfast"
     hls_segment_seconds: float = 4.0
+    # Long videos: each rung split into this many time parts, encoded by as many workers at once
+    # (1: one job per rung). A part is never shorter than transcode_part_min_seconds.
+    transcode_parts: int = Field(default=1, ge=1, le=64)
+    transcode_part_min_seconds: float = Field(default=60.0, gt=0)
     renditions: list[Rendition] = Field(default_factory=lambda: list(DEFAULT_LADDER))
 
     # --- jobs and scheduling

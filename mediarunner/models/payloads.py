@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from mediarunner.config.settings import Rendition
 from mediarunner.errors import MediarunnerError
+from mediarunner.workers.media.parts import MAX_PARTS
 from mediarunner.workers.media.studio import Operation, parse_operations
 
 Format = Literal["hls", "mp4"]
@@ -33,12 +34,14 @@ def _check_url(value: str) -> str:
 
 
 class TranscodePayload(_Payload):
-    """Parent of a VOD ladder: probe, plan, encode the top rendition."""
+    """Parent of a VOD ladder: probe, plan, encode the top rendition. Split into ``parts`` > 1,
+    the parent only probes and plans: every rung is encoded by part children, in parallel."""
 
     input: str = Field(max_length=MAX_URL)
     output: str = Field(max_length=MAX_URL)
     formats: tuple[Format, ...] = ("hls", "mp4")
     ladder: tuple[Rendition, ...] = Field(min_length=1, max_length=16)  # snapshot at submission
+    parts: int = Field(default=1, ge=1, le=MAX_PARTS)  # time parts per rung asked for (fewer for short videos)
 
     _url = field_validator("input", "output")(_check_url)
 
@@ -57,6 +60,14 @@ class RenditionPayload(_Payload):
     output: str = Field(max_length=MAX_URL)
     formats: tuple[Format, ...] = ("hls", "mp4")
     rendition: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    part: int = Field(default=0, ge=0, lt=MAX_PARTS)  # of a split rendition (see TranscodePayload.parts)
+    parts: int = Field(default=1, ge=1, le=MAX_PARTS)
+
+    @model_validator(mode="after")
+    def _part_in_range(self) -> RenditionPayload:
+        if self.part >= self.parts:
+            raise ValueError(f"part {self.part} is not in 0..{self.parts - 1}")
+        return self
 
 
 Subtitle = Literal["vtt", "srt", "json"]

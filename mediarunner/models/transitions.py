@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from mediarunner.models.enums import ACTIVE_STATES, RESTARTABLE_STATES, ErrorKind, JobState, JobType, Stage
-from mediarunner.models.queries import JOB_COLUMNS, family_of, job_from_mapping, tree
+from mediarunner.models.queries import JOB_COLUMNS, family_of, get_job, job_from_mapping, tree
 from mediarunner.models.schemas import Job
 from mediarunner.models.tables import EventRow, JobRow, RunnerRow
 
@@ -233,6 +233,17 @@ def touch(session: Session, job_id: str, attempt: int, now: datetime, *, progres
     if log_tail is not None:
         values["log_tail"] = log_tail[-8000:]
     return _cas(session, job_id, [S.RUNNING], values, attempt=attempt)
+
+
+def record_part_encoded(session: Session, job_id: str, attempt: int, root_id: str, now: datetime) -> Job | None:
+    """A running part of a split rendition says its part is encoded (``result.part_encoded``),
+    under the family lock, and gets the family back as committed so far. Because the lock
+    serialises these calls, exactly one part of a rendition sees every sibling encoded: that one
+    joins the parts. None: this attempt may no longer run."""
+    lock_family(session, root_id, now)
+    if not touch(session, job_id, attempt, now, result={"part_encoded": True}):
+        return None
+    return get_job(session, root_id)
 
 
 def prune_children(session: Session, parent_id: str, attempt: int, keep: Collection[str]) -> list[str]:

@@ -101,6 +101,15 @@ class JobContext:
         """Drop waiting children not in ``keep`` (the parent planned less work than submitted)."""
         return transaction(lambda s: transitions.prune_children(s, self.job.id, self.job.attempt, keep))
 
+    def record_part_encoded(self) -> Job | None:
+        """This split-rendition part is encoded: returns the family as committed so far, under the
+        family lock (see ``transitions.record_part_encoded``), or None when the attempt is over."""
+        self.notes["part_encoded"] = True  # kept by later heartbeats too
+        family = transaction(lambda s: transitions.record_part_encoded(
+            s, self.job.id, self.job.attempt, self.job.root_id, utcnow()))
+        self._lost = family is None
+        return family
+
     def should_cancel(self) -> bool:
         """Polled by long-running tools: True when the job was cancelled or failed over."""
         return not self.beat()

@@ -14,11 +14,12 @@ Credentials and endpoints come from the worker's settings, never from URLs or ta
 from __future__ import annotations
 
 import posixpath
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from mediarunner.config import Settings
-from mediarunner.errors import InvalidOutputError, JobCancelled
+from mediarunner.errors import InvalidOutputError, JobCancelled, StorageError
 from mediarunner.models.enums import Stage
 from mediarunner.tasks.context import JobContext
 from mediarunner.workers.media.publish import publish_file, publish_tree, resolve_local_path
@@ -147,3 +148,35 @@ def publish_text(ctx: JobContext, text: str, output: str, rel: str) -> Published
     url = join_location(output, rel)
     _storage(ctx).publish(src, url, last=LAST)
     return Published(src, url)
+
+
+def fetch_output(ctx: JobContext, output: str, rel: str) -> Path:
+    """A local file with the bytes of an earlier job's output ``output``/``rel`` (intermediate
+    files other workers published there, such as the parts of a split rendition)."""
+    if is_local(output):
+        path = resolve_local_path(output, ctx.settings.output_roots, what="output") / rel
+        if not path.is_file():  # transient: whoever removed it may have finished the work meanwhile
+            raise StorageError(f"{path} is missing")
+        return path
+    ensure_scratch_space(ctx)
+    return _storage(ctx).stage_in(join_location(output, rel), ctx.scratch / "fetched")
+
+
+def remove_output(ctx: JobContext, output: str, rel: str) -> None:
+    """Delete ``output``/``rel`` (a file or a directory tree of intermediate files); gone is fine."""
+    if is_local(output):
+        base = resolve_local_path(output, ctx.settings.output_roots, what="output")
+        path = base / rel
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        for parent in path.parents:  # and the directories that held only it (object stores have none)
+            if parent == base or base not in parent.parents:
+                break
+            try:
+                parent.rmdir()
+            except OSError:  # not empty: another job's files are there
+                break
+        return
+    _storage(ctx).remove(join_location(output, rel))

@@ -5,6 +5,12 @@ Output layout under the job's output directory::
     <name>.mp4 | audio.m4a      web MP4 (faststart) per rendition, when "mp4" is asked
     hls/<name>/index.m3u8       VOD media playlist + seg_00000.ts ..., when "hls" is asked
     master.m3u8                 master playlist, rewritten (atomically) as renditions complete
+    .parts/<name>/part_NNN.mp4  split renditions only: encoded parts, removed once joined
+
+A split rendition (``parts`` > 1) is encoded by one child per time part, in parallel; each
+publishes its video-only part under ``.parts/`` and says so under the family lock. The part
+that finds all its siblings encoded joins them (stream copy, the audio encoded once), then
+packages and publishes the rendition exactly as an unsplit job would.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from mediarunner.errors import PermanentError
+from mediarunner.errors import JobCancelled, PermanentError
 from mediarunner.models.enums import JobState, JobType, Stage
 from mediarunner.models.payloads import RenditionPayload, TranscodePayload
 from mediarunner.models.schemas import Job
@@ -25,35 +31,51 @@ from mediarunner.workers.media import (
     HlsVariant,
     MediaInfo,
     PlannedRendition,
+    concat_parts,
     describe_variant,
+    effective_parts,
     encode_rendition,
     package_hls,
+    part_span,
     plan_ladder,
     probe,
     render_master_playlist,
 )
 
 MASTER = "master.m3u8"
+PARTS_DIR = ".parts"
 
 
 def run_transcode(ctx: JobContext) -> Outcome:
     p = TranscodePayload.model_validate(ctx.job.payload)
+    s = ctx.settings
     src = stage_input(ctx, p.input)
     ctx.set_stage(Stage.PROCESSING)
-    info = probe(src, ffprobe=ctx.settings.ffprobe_path)
+    info = probe(src, ffprobe=s.ffprobe_path)
     plan = plan_ladder(info, p.ladder)
-    ctx.log(f"probed {info.width}x{info.height} {info.duration:.2f}s; plan: {[r.name for r in plan]}")
-    # Children were created for every rung; keep those the source can fill (never upscale).
-    rungs = {r.name for r in plan[1:]}
+    parts = effective_parts(info.duration, p.parts, min_part_seconds=s.transcode_part_min_seconds,
+                            segment_seconds=s.hls_segment_seconds) if p.parts > 1 else 1
+    ctx.log(f"probed {info.width}x{info.height} {info.duration:.2f}s; plan: {[r.name for r in plan]}"
+            + (f"; {parts} part(s) per rendition" if p.parts > 1 else ""))
+    child_rungs = {c.payload.get("rendition") for c in ctx.job.children if c.type is JobType.TRANSCODE_RENDITION}
+    # Unsplit, the parent encodes the top rung; split, the children encode every rung. A plan that
+    # names no child's rung (a source smaller than every rung, audio only) is encoded here, whole.
+    own = plan[0] if p.parts == 1 or plan[0].name not in child_rungs else None
+    rungs = {r.name for r in plan if r is not own}
+    # Children were created for every rung (and part); keep those the source can fill (never
+    # upscale) and the parts a video this long is split into.
     keep = {c.id for c in ctx.job.children
-            if c.type is not JobType.TRANSCODE_RENDITION or c.payload.get("rendition") in rungs}
+            if c.type is not JobType.TRANSCODE_RENDITION
+            or (c.payload.get("rendition") in rungs and c.payload.get("part", 0) < parts)}
     dropped = ctx.prune_children(keep)
     if dropped:
-        ctx.log(f"dropped {len(dropped)} rung(s) that would upscale")
+        ctx.log(f"dropped {len(dropped)} child job(s): rungs that would upscale or parts not needed")
     ctx.progress(5)
-    result = encode_and_publish(ctx, src, info, plan[0], p.output, p.formats, span=(5, 100))
-    result.update(plan=[r.model_dump() for r in plan], media=dataclasses.asdict(info))
-    return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats))
+    result: dict[str, Any] = {}
+    if own is not None:
+        result = encode_and_publish(ctx, src, info, own, p.output, p.formats, span=(5, 100))
+    result.update(plan=[r.model_dump() for r in plan], media=dataclasses.asdict(info), parts=parts)
+    return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats) if own is not None else None)
 
 
 def run_rendition(ctx: JobContext) -> Outcome:
@@ -64,11 +86,57 @@ def run_rendition(ctx: JobContext) -> Outcome:
     plan = {r["name"]: PlannedRendition.model_validate(r) for r in parent.result["plan"]}
     if p.rendition not in plan:
         raise PermanentError(f"rendition {p.rendition!r} is not in the parent's plan {sorted(plan)}")
+    parts = int(parent.result.get("parts", 1)) if p.parts > 1 else 1
+    if p.part >= parts:
+        raise PermanentError(f"part {p.part} of {p.rendition!r}, which the parent split into {parts}")
     info = MediaInfo(**parent.result["media"])
     src = stage_input(ctx, p.input)
     ctx.set_stage(Stage.PROCESSING)
+    if parts > 1:
+        return _run_part(ctx, p, src, info, plan[p.rendition], parts)
     result = encode_and_publish(ctx, src, info, plan[p.rendition], p.output, p.formats, span=(0, 100))
     return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats))
+
+
+def _run_part(ctx: JobContext, p: RenditionPayload, src: Path, info: MediaInfo, r: PlannedRendition,
+              parts: int) -> Outcome:
+    """Encode one time part of a split rendition; the last part to finish joins them all."""
+    s = ctx.settings
+    io.check_output(ctx, p.output)
+    start, length = part_span(info.duration, p.part, parts, segment_seconds=s.hls_segment_seconds)
+    chunk = ctx.scratch / _part_name(p.part)
+    encode_rendition(src, chunk, r.model_copy(update={"has_audio": False}), info, ffmpeg=s.ffmpeg_path,
+                     preset=s.x264_preset, threads=s.ffmpeg_threads, segment_seconds=s.hls_segment_seconds,
+                     on_progress=ctx.span(0, 60), should_cancel=ctx.should_cancel, cancel_poll=s.cancel_poll_seconds,
+                     start=start, duration=length)
+    io.publish_output(ctx, chunk, p.output, f"{PARTS_DIR}/{r.name}/{chunk.name}")
+    family = ctx.record_part_encoded()
+    if family is None:
+        raise JobCancelled("cancelled or superseded while encoding a part")
+    siblings = [j for j in family.family if j.parent_id == ctx.job.parent_id
+                and j.type is JobType.TRANSCODE_RENDITION and j.payload.get("rendition") == r.name]
+    result: dict[str, Any] = {"rendition": r.name, "part": p.part, "parts": parts, "start": start,
+                              "part_encoded": True}
+    if len(siblings) != parts or not all((j.result or {}).get("part_encoded") for j in siblings):
+        ctx.log(f"part {p.part + 1}/{parts} of {r.name} encoded ({start:g}s +{length or 'end'}); "
+                "another part joins them")
+        return Outcome(result)
+    if any((j.result or {}).get("joined") for j in siblings):  # a retried part after the join
+        ctx.log(f"part {p.part + 1}/{parts} of {r.name} encoded again; the parts were already joined")
+        return Outcome(result)
+    ctx.log(f"all {parts} parts of {r.name} encoded: joining them")
+    ctx.set_stage(Stage.PROCESSING)
+    chunks = [io.fetch_output(ctx, p.output, f"{PARTS_DIR}/{r.name}/{_part_name(i)}") for i in range(parts)]
+    mp4 = ctx.scratch / f"{r.name}.mp4"
+    concat_parts(chunks, src, mp4, r, info, ffmpeg=s.ffmpeg_path, threads=s.ffmpeg_threads,
+                 on_progress=ctx.span(60, 75), should_cancel=ctx.should_cancel, cancel_poll=s.cancel_poll_seconds)
+    result.update(publish_rendition(ctx, mp4, info, r, p.output, p.formats, span=(75, 100)), joined=parts)
+    io.remove_output(ctx, p.output, f"{PARTS_DIR}/{r.name}")
+    return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats))
+
+
+def _part_name(part: int) -> str:
+    return f"part_{part:03d}.mp4"
 
 
 # --------------------------------------------------------------------------- steps
@@ -88,6 +156,14 @@ def encode_and_publish(ctx: JobContext, src: Path, info: MediaInfo, r: PlannedRe
     encode_rendition(src, mp4, r, info, ffmpeg=s.ffmpeg_path, preset=s.x264_preset, threads=s.ffmpeg_threads,
                      segment_seconds=s.hls_segment_seconds, on_progress=ctx.span(lo, encode_end),
                      should_cancel=ctx.should_cancel, cancel_poll=s.cancel_poll_seconds)
+    return publish_rendition(ctx, mp4, info, r, output, formats, span=(encode_end, hi))
+
+
+def publish_rendition(ctx: JobContext, mp4: Path, info: MediaInfo, r: PlannedRendition, output: str,
+                      formats: tuple[str, ...], span: tuple[float, float]) -> dict[str, Any]:
+    """Package an encoded rendition as HLS (when asked) and publish it with its MP4."""
+    s = ctx.settings
+    lo, hi = span
     result: dict[str, Any] = {"rendition": r.name}
     hls_dir = None
     if "hls" in formats:
@@ -97,7 +173,7 @@ def encode_and_publish(ctx: JobContext, src: Path, info: MediaInfo, r: PlannedRe
         variant = describe_variant(mp4, f"hls/{r.name}/index.m3u8", ffprobe=s.ffprobe_path,
                                    segment_seconds=s.hls_segment_seconds, media_playlist=playlist)
         result["variant"] = variant.to_dict()
-    ctx.progress(encode_end + (hi - encode_end) / 2)
+    ctx.progress(lo + (hi - lo) / 2)
 
     artifacts: list[dict[str, Any]] = []
     if hls_dir is not None:  # io.publish_output fences cancellation before anything becomes visible

@@ -751,6 +751,26 @@ class Storage:
         os.replace(tmp, dest)
         return dest
 
+    # -------------------------------------------------------------------------------------- remove
+
+    def remove(self, url: str) -> None:
+        """Delete the file or directory tree at ``url`` (intermediate outputs); a missing one is fine."""
+        loc = parse_location(url, "output")
+        if loc.scheme == "file":
+            path = resolve_local_path(url, self.config.output_roots or None, what="output")
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            return
+
+        def rm(fs: Any) -> None:
+            with suppress(FileNotFoundError):
+                fs.rm(loc.fs_path, recursive=True)
+
+        with self._connection(loc, "output") as conn:
+            conn.run(f"remove {loc.scheme}://{loc.host}/{loc.path.lstrip('/')}", rm)
+
     # ------------------------------------------------------------------------------------- publish
 
     def publish(self, local: Path, url: str, *, last: Sequence[str] = DEFAULT_LAST) -> list[str]:

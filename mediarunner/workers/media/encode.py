@@ -19,6 +19,7 @@ from mediarunner.workers.media.publish import remove_quietly
 
 __all__ = [
     "HlsVariant",
+    "concat_parts",
     "describe_variant",
     "encode_rendition",
     "h264_level",
@@ -97,9 +98,14 @@ def encode_rendition(
     on_progress: Callable[[float], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
     cancel_poll: float = 0.5,
+    start: float = 0.0,
+    duration: float | None = None,
 ) -> None:
     """Encode ``src`` to a progressive-download MP4 (H.264 High + AAC, or AAC only).
 
+    ``start``/``duration``: encode only that span of the source (a part of a split rendition,
+    see :mod:`mediarunner.workers.media.parts`): the seek is frame-accurate and the output's
+    timestamps start at 0, with the first keyframe grid at ``start``.
     On any failure (including cancellation) the partial output is removed.
     """
     if segment_seconds <= 0:
@@ -112,7 +118,10 @@ def encode_rendition(
         raise ValidationError(f"rendition {r.name!r} has neither audio nor video")
 
     # 0:V excludes cover art; the maps match the streams probe() describes.
-    args = ["-i", "file:" + str(src.resolve()), "-map_metadata", "-1", "-map_chapters", "-1"]
+    span = ["-ss", f"{start:.6f}"] if start > 0 else []
+    args = [*span, "-i", "file:" + str(src.resolve()), "-map_metadata", "-1", "-map_chapters", "-1"]
+    if duration is not None:
+        args += ["-t", f"{duration:.6f}"]
     if r.has_video:
         args += ["-map", "0:V:0", *_video_args(r, info, preset, segment_seconds)]
     else:
@@ -131,7 +140,7 @@ def encode_rendition(
         run_ffmpeg(
             args,
             ffmpeg=ffmpeg,
-            duration=info.duration,
+            duration=duration if duration is not None else max(0.0, info.duration - start),
             on_progress=on_progress,
             should_cancel=should_cancel,
             cancel_poll=cancel_poll,
@@ -139,6 +148,48 @@ def encode_rendition(
     except BaseException:
         remove_quietly(dst_mp4)
         raise
+
+
+def concat_parts(
+    parts: list[Path],
+    src: Path,
+    dst_mp4: Path,
+    r: PlannedRendition,
+    info: MediaInfo,
+    *,
+    ffmpeg: str = "ffmpeg",
+    threads: int = 0,
+    on_progress: Callable[[float], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    cancel_poll: float = 0.5,
+) -> None:
+    """Join the video-only MP4 ``parts`` of a split rendition (stream copy, in order) and encode
+    the audio once from ``src``: the result is the MP4 :func:`encode_rendition` would have made.
+    The audio is not split, so the joins have no AAC priming gaps."""
+    if not parts:
+        raise ValidationError("no parts to join")
+    dst_mp4.parent.mkdir(parents=True, exist_ok=True)
+    listing = dst_mp4.with_name(dst_mp4.name + ".parts.txt")
+    # The concat demuxer's quoting: a quote inside a path is written as '\''.
+    listing.write_text("".join("file '" + str(p.resolve()).replace("'", "'\\''") + "'\n" for p in parts))
+    args = ["-f", "concat", "-safe", "0", "-i", "file:" + str(listing)]
+    if r.has_audio:
+        args += ["-i", "file:" + str(src.resolve()), "-map", "0:v:0", "-map", "1:a:0", *_audio_args(r, info)]
+    else:
+        args += ["-map", "0:v:0", "-an"]
+    if threads > 0:
+        args += ["-threads", str(threads)]
+    args += ["-c:v", "copy", "-map_metadata", "-1", "-map_chapters", "-1", "-sn", "-dn",
+             "-max_muxing_queue_size", "1024", "-movflags", "+faststart", "-f", "mp4",
+             "file:" + str(dst_mp4.resolve())]  # fmt: skip
+    try:
+        run_ffmpeg(args, ffmpeg=ffmpeg, duration=info.duration, on_progress=on_progress,
+                   should_cancel=should_cancel, cancel_poll=cancel_poll)
+    except BaseException:
+        remove_quietly(dst_mp4)
+        raise
+    finally:
+        remove_quietly(listing)
 
 
 def _segment_template(out_dir: Path) -> str:
