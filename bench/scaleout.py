@@ -6,11 +6,12 @@ Speedup T1/TN and efficiency T1/(N·TN) (goal >= 0.9) for three workloads:
 * ``batch``: 4 ladders submitted at once (throughput of a busy site);
 * ``long``: one ladder of a 5-minute clip: the family is split into children (one per lower
   rung) that run in parallel once the parent has encoded the top rung.
-* ``long-split``: the same 5-minute ladder with every rung split into ``--parts`` time parts
-  (``submit_transcode(parts=...)``): part children encode at once on both workers and the last
-  part of each rung joins them. Its efficiency is measured against the *unsplit* 1-worker time
-  (the fastest one worker does it), so the cost of splitting and joining counts against it; the
-  1-worker time of the split ladder is reported too.
+* ``single-split`` and ``long-split``: the same ladders with every rung split into time parts
+  (``submit_transcode(parts=...)``; 2 for the 30 s clip, ``--parts`` for the long one; parts of
+  at least 10 s): part children encode at once on both workers and the last part of each rung
+  joins them. Their efficiency is measured against the *unsplit* 1-worker time (the fastest one
+  worker does it), so the cost of splitting and joining counts against it; the 1-worker time of
+  the split ladder is reported too.
 
 ``python -m bench.scaleout [--smoke] [--json out.json] [--seconds 30] [--long-seconds 300] [--batch 4] [--parts 4]``
 
@@ -76,7 +77,8 @@ def run(smoke: bool = False, seconds: float | None = None, long_seconds: float |
     cores = distinct_cores(2)
     if cores is None:
         raise Unavailable("needs 2 usable CPU cores that are not SMT siblings")
-    overrides = {**production_overrides(smoke), "MEDIARUNNER_FFMPEG_THREADS": "1"}
+    overrides = {**production_overrides(smoke), "MEDIARUNNER_FFMPEG_THREADS": "1",
+                 "MEDIARUNNER_TRANSCODE_PART_MIN_SECONDS": "10"}
     res = BenchResult(NAME, TITLE, smoke, params={
         "clip_s": seconds, "long_clip_s": long_seconds, "batch": batch, "ladder": list(LADDER), "db": db,
         "parts": parts,
@@ -84,7 +86,7 @@ def run(smoke: bool = False, seconds: float | None = None, long_seconds: float |
         "x264_preset": overrides["MEDIARUNNER_X264_PRESET"]})
     src, long_src, warm = cached_clip(seconds), cached_clip(long_seconds), cached_clip(1.0)
     timeout = max(300.0, long_seconds * 30)
-    cases = {"single": (src, 1, 1), "batch": (src, batch, 1), "long": (long_src, 1, 1),
+    cases = {"single": (src, 1, 1), "single-split": (src, 1, 2), "batch": (src, batch, 1), "long": (long_src, 1, 1),
              "long-split": (long_src, 1, parts)}  # (clip, ladders at once, parts per rung)
     times: dict[int, dict[str, dict[str, Any]]] = {}
     with bench_tmp(NAME) as tmp, private_redis(tmp) as redis, database(db, tmp) as url, \
@@ -105,9 +107,9 @@ def run(smoke: bool = False, seconds: float | None = None, long_seconds: float |
                                              parts=split)
         stop_workers(stack, workers)
     for case in cases:
-        split = case == "long-split"
+        split = case.endswith("-split")
         # Split work is compared with the fastest one worker does: the same ladder unsplit.
-        t1, t2 = times[1]["long" if split else case]["e2e_s"], times[2][case]["e2e_s"]
+        t1, t2 = times[1][case.removesuffix("-split")]["e2e_s"], times[2][case]["e2e_s"]
         same = case == "long" and times[1]["long"] is times[1]["single"]
         res.add(f"{case}: T1 (1 worker)", t1, "s", note="same clip as single at these sizes: measured once" if same
                 else "the unsplit ladder" if split else "")
@@ -118,7 +120,7 @@ def run(smoke: bool = False, seconds: float | None = None, long_seconds: float |
         res.add(f"{case}: T2 (2 workers)", t2, "s")
         res.add(f"{case}: speedup T1/T2", t1 / t2, "x")
         note = ""
-        if case not in ("batch", "long-split"):
+        if case != "batch" and not split:
             ideal = _ideal_two_workers(times[1][case])
             note = f"ideal for one family {t1 / (2 * ideal):.2f} (parent, then children in parallel)"
         res.add(f"{case}: efficiency T1/(2·T2)", t1 / (2 * t2), "", goal=(">=", 0.9), note=note)
