@@ -214,7 +214,8 @@ def run(smoke: bool = False, sizes: str | None = None, repeats: int | None = Non
     for size, data in per_size.items():
         pending = data["counts"].get("pending", 0)
         for op, label in labels.items():
-            goal = ("<", 1000.0) if op == "update_ranks" and pending >= 100_000 else None
+            # The goal is for ~100k pending jobs (the 1M-row table; the ticks' claims leave a few less).
+            goal = ("<", 1000.0) if op == "update_ranks" and pending >= 95_000 else None
             note = {"update_ranks": f"{pending:,} pending ranked, {data['rows_affected']['update_ranks']:,} "
                                     f"ranks rewritten ({HEADS_STARTED} started per queue since the last tick)",
                     "fail_over": f"{data['counts'].get('running', 0):,} running, "

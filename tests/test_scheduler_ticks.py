@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from mediarunner.config import Settings
@@ -138,6 +139,37 @@ def test_live_jobs_have_their_own_time_limit(db_url: str) -> None:
 
 
 # --------------------------------------------------------------------------- ranks
+
+@pytest.mark.parametrize("classes", [
+    {"staff": 0, "default": 10, "batch": 20},  # a rank per class: numbered in index order, no sort
+    {"staff": 0, "default": 10, "batch": 10},  # default and batch interleave: one sort of all jobs
+])
+def test_ranks_match_the_documented_order_on_a_random_table(db_url: str, classes: dict[str, int]) -> None:
+    rng = random.Random(7)
+    rows = []
+    for _ in range(300):
+        cls = rng.choice(["staff", "default", "default", "batch", "retired"])  # "retired": no longer configured
+        rows.append(NewJob(JobType.NOOP, rng.choice(["cpu", "gpu", "cpu"]), {}, priority=rng.randint(-2, 2),
+                           priority_class=cls))
+        created = T0 + timedelta(seconds=rng.randint(0, 50))  # many ties on age: the id decides
+        tx(db_url, t.create_jobs, rows[-1:], created)
+    claimed = [r.id for r in rows[::17]]
+    for job_id in claimed:
+        tx(db_url, t.claim, job_id, 1, "w", None, T0)
+    s = settings(priority_classes=classes)
+    tx(db_url, ticks.update_ranks, s)
+    with session_scope(db_url) as session:
+        got = dict(session.execute(select(RankRow.job_id, RankRow.rank)).tuples().all())
+        pending = session.execute(select(JobRow.id, JobRow.queue, JobRow.priority_class, JobRow.priority,
+                                         JobRow.created_at).where(JobRow.state == S.PENDING)).all()
+    last = max(classes.values()) + 1
+    expected: dict[str, int] = {}
+    for queue in {p.queue for p in pending}:
+        mine = sorted((p for p in pending if p.queue == queue), key=lambda p: (
+            classes.get(p.priority_class, last), -p.priority, p.created_at, p.id))
+        expected.update({p.id: n for n, p in enumerate(mine, 1)})
+    assert len(expected) == 300 - len(claimed) and got == expected
+
 
 def test_ranks_order_by_class_priority_age_per_queue(db_url: str) -> None:
     s = settings(priority_classes={"staff": 0, "default": 10})

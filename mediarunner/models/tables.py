@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Enum, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Enum, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mediarunner.models.base import Base, PortableJSON, utcnow
@@ -72,12 +72,19 @@ class JobRow(Base):
     )
 
 
+# Pending jobs in queue order within each priority class: the rank tick reads it in order instead
+# of sorting every pending job (partial: claimed and finished jobs are not in it).
+Index("ix_jobs_pending_order", JobRow.queue, JobRow.priority_class, JobRow.priority.desc(), JobRow.created_at,
+      JobRow.id, postgresql_where=text("state = 'pending'"), sqlite_where=text("state = 'pending'"))
+
+
 class RankRow(Base):
     """A pending job's position in its queue (1 = next), rewritten by beat's rank tick.
 
     Derived data in a narrow table of its own: a tick that shifts every rank writes only here, so
     it takes no row locks on ``jobs`` (claims never wait for it) and bloats nothing there. On
-    PostgreSQL it is UNLOGGED (no WAL); after a crash it is empty until the next tick."""
+    PostgreSQL it is UNLOGGED (no WAL; after a crash it is empty until the next tick) with
+    fillfactor 40, so rewriting a rank is a HOT update that touches no index."""
 
     __tablename__ = "job_ranks"
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import and_, case, delete, exists, func, literal, or_, select, text
+from sqlalchemy import Select, and_, case, delete, exists, func, literal, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
@@ -115,26 +115,46 @@ def update_ranks(session: Session, settings: Settings) -> int:
     Set-based, in two statements: forget the ranks of jobs that left ``pending``, then upsert the
     new positions, writing only rows whose rank changed. Ranks live in ``job_ranks``, so a tick
     that shifts them all never locks or rewrites ``jobs`` rows."""
-    classes = settings.priority_classes
-    class_rank = case(*((JobRow.priority_class == k, v) for k, v in classes.items()),
-                      else_=max(classes.values(), default=0) + 1) if classes else literal(0)
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres:  # sort 100k+ pending jobs in memory, not in temp files (the default is 4 MB)
         session.execute(text("SET LOCAL work_mem = '64MB'"))
     session.execute(delete(RankRow).where(~exists().where(
         JobRow.id == RankRow.job_id, JobRow.state == JobState.PENDING)).execution_options(synchronize_session=False))
-    # Byte order for the text sort keys: locale-aware comparison would only slow the sort down.
-    queue, job_id = (JobRow.queue.collate("C"), JobRow.id.collate("C")) if postgres else (JobRow.queue, JobRow.id)
-    ranked = select(
-        JobRow.id,
-        func.row_number().over(partition_by=queue,
-                               order_by=[class_rank, JobRow.priority.desc(), JobRow.created_at, job_id]),
-    ).where(JobRow.state == JobState.PENDING)
+    ranked = _ranked_pending(settings.priority_classes, postgres)
     insert = pg_insert if postgres else sqlite_insert
     stmt = insert(RankRow).from_select(["job_id", "rank"], ranked)
     stmt = stmt.on_conflict_do_update(index_elements=[RankRow.job_id], set_={"rank": stmt.excluded.rank},
                                       where=RankRow.rank != stmt.excluded.rank)
     return int(session.execute(stmt.execution_options(preserve_rowcount=True)).rowcount)  # type: ignore[attr-defined]
+
+
+def _ranked_pending(classes: dict[str, int], postgres: bool) -> Select[tuple[str, int]]:
+    """(job id, rank) of every pending job: by queue, class rank, priority (higher first), age, id.
+
+    When every class has a rank of its own (the default), each (queue, class) block is numbered
+    in the order of ``ix_jobs_pending_order`` (no sort) and shifted by the sizes of the blocks
+    of better classes in its queue. Classes that share a rank are interleaved, which needs one
+    sort of all pending jobs. Classes no longer configured rank last."""
+    pending = JobRow.state == JobState.PENDING
+    last = max(classes.values(), default=0) + 1
+    class_rank = case(*((JobRow.priority_class == k, v) for k, v in classes.items()), else_=last) \
+        if classes else literal(0)
+    if len(set(classes.values())) != len(classes):
+        # Byte order for the text sort keys: locale-aware comparison would only slow the sort down.
+        queue, job_id = (JobRow.queue.collate("C"), JobRow.id.collate("C")) if postgres else (JobRow.queue, JobRow.id)
+        return select(JobRow.id, func.row_number().over(
+            partition_by=queue, order_by=[class_rank, JobRow.priority.desc(), JobRow.created_at, job_id]),
+        ).where(pending)
+    block = select(JobRow.id, JobRow.queue, JobRow.priority_class, func.row_number().over(
+        partition_by=[JobRow.queue, JobRow.priority_class],
+        order_by=[JobRow.priority.desc(), JobRow.created_at, JobRow.id]).label("n")).where(pending).subquery("block")
+    sizes = select(JobRow.queue, JobRow.priority_class, func.count().label("size"), class_rank.label("class_rank")) \
+        .where(pending).group_by(JobRow.queue, JobRow.priority_class).subquery("sizes")
+    ahead = select(sizes.c.queue, sizes.c.priority_class, func.coalesce(func.sum(sizes.c.size).over(
+        partition_by=sizes.c.queue, order_by=[sizes.c.class_rank, sizes.c.priority_class], rows=(None, -1)), 0)
+        .label("ahead")).subquery("ahead")
+    return select(block.c.id, block.c.n + ahead.c.ahead).join(
+        ahead, and_(ahead.c.queue == block.c.queue, ahead.c.priority_class == block.c.priority_class))
 
 
 def purge(session: Session, now: datetime, settings: Settings, *, dry_run: bool = False) -> list[str]:
