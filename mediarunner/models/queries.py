@@ -59,9 +59,11 @@ def get_job(session: Session, job_id: str, *, with_children: bool = True) -> Job
     return tree([r for r, _ in family], job_id, {r.id: rank for r, rank in family if rank is not None})
 
 
-def tree(family: Sequence[Any], job_id: str, ranks: Mapping[str, int] | None = None) -> Job:
+def tree(family: Sequence[Any], job_id: str, ranks: Mapping[str, int] | None = None, *,
+         ordered: bool = False) -> Job:
     """The job ``job_id`` with its descendants, built from rows of its family (ORM rows or
-    :func:`job_from_mapping` objects)."""
+    :func:`job_from_mapping` objects). Children come by age, then id; ``ordered``: in the order
+    of ``family`` (as submitted, which is the order their messages are published in)."""
     by_id = {r.id: r for r in family}
     if job_id not in by_id:
         raise JobNotFoundError(f"no job with id {job_id!r}")
@@ -70,7 +72,9 @@ def tree(family: Sequence[Any], job_id: str, ranks: Mapping[str, int] | None = N
         by_parent[r.parent_id].append(r)
 
     def build(r: Any) -> Job:
-        kids = sorted(by_parent.get(r.id, []), key=lambda c: (c.created_at, c.id))
+        kids = by_parent.get(r.id, [])
+        if not ordered:
+            kids = sorted(kids, key=lambda c: (c.created_at, c.id))
         return Job.from_row(r, tuple(build(c) for c in kids), rank=(ranks or {}).get(r.id))
 
     return build(by_id[job_id])

@@ -150,7 +150,8 @@ def insert_jobs(session: Session, jobs: Sequence[NewJob], now: datetime, *, publ
     session.execute(_INSERT_JOB, rows)
     record_event(session, "job_submitted", now, f"{jobs[0].type.value} with {len(jobs) - 1} child job(s)",
                  job_id=ids[0])
-    return tree([job_from_mapping(r) for r in rows], ids[0])
+    # In submission order: a ladder's heaviest children first, so they are published (and run) first.
+    return tree([job_from_mapping(r) for r in rows], ids[0], ordered=True)
 
 
 # --------------------------------------------------------------------------- dispatch and claim

@@ -5,12 +5,12 @@ Output layout under the job's output directory::
     <name>.mp4 | audio.m4a      web MP4 (faststart) per rendition, when "mp4" is asked
     hls/<name>/index.m3u8       VOD media playlist + seg_00000.ts ..., when "hls" is asked
     master.m3u8                 master playlist, rewritten (atomically) as renditions complete
-    .parts/<name>/part_NNN.mp4  split renditions only: encoded parts, removed once joined
+    .parts/<name>/part_NNN.mp4  split renditions only: encoded parts (and audio.m4a), removed once joined
 
 A split rendition (``parts`` > 1) is encoded by one child per time part, in parallel; each
-publishes its video-only part under ``.parts/`` and says so under the family lock. The part
-that finds all its siblings encoded joins them (stream copy, the audio encoded once), then
-packages and publishes the rendition exactly as an unsplit job would.
+publishes its video-only part under ``.parts/`` (part 0 also the audio of the whole video) and
+says so under the family lock. The part that finds all its siblings encoded joins them (stream
+copy), then packages and publishes the rendition exactly as an unsplit job would.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from mediarunner.workers.media import (
 
 MASTER = "master.m3u8"
 PARTS_DIR = ".parts"
+AUDIO_PART = "audio.m4a"  # a split rendition's audio, encoded once by part 0
 
 
 def run_transcode(ctx: JobContext) -> Outcome:
@@ -100,16 +101,24 @@ def run_rendition(ctx: JobContext) -> Outcome:
 
 def _run_part(ctx: JobContext, p: RenditionPayload, src: Path, info: MediaInfo, r: PlannedRendition,
               parts: int) -> Outcome:
-    """Encode one time part of a split rendition; the last part to finish joins them all."""
+    """Encode one time part of a split rendition (part 0 also the audio of the whole video, so
+    that joining is a stream copy); the last part to finish joins them all."""
     s = ctx.settings
     io.check_output(ctx, p.output)
     start, length = part_span(info.duration, p.part, parts, segment_seconds=s.hls_segment_seconds)
     chunk = ctx.scratch / _part_name(p.part)
+    with_audio = p.part == 0 and r.has_audio
     encode_rendition(src, chunk, r.model_copy(update={"has_audio": False}), info, ffmpeg=s.ffmpeg_path,
                      preset=s.x264_preset, threads=s.ffmpeg_threads, segment_seconds=s.hls_segment_seconds,
-                     on_progress=ctx.span(0, 60), should_cancel=ctx.should_cancel, cancel_poll=s.cancel_poll_seconds,
-                     start=start, duration=length)
+                     on_progress=ctx.span(0, 55 if with_audio else 60), should_cancel=ctx.should_cancel,
+                     cancel_poll=s.cancel_poll_seconds, start=start, duration=length)
     io.publish_output(ctx, chunk, p.output, f"{PARTS_DIR}/{r.name}/{chunk.name}")
+    if with_audio:
+        audio = ctx.scratch / AUDIO_PART
+        encode_rendition(src, audio, r.model_copy(update={"has_video": False}), info, ffmpeg=s.ffmpeg_path,
+                         threads=s.ffmpeg_threads, on_progress=ctx.span(55, 60), should_cancel=ctx.should_cancel,
+                         cancel_poll=s.cancel_poll_seconds)
+        io.publish_output(ctx, audio, p.output, f"{PARTS_DIR}/{r.name}/{AUDIO_PART}")
     family = ctx.record_part_encoded()
     if family is None:
         raise JobCancelled("cancelled or superseded while encoding a part")
@@ -126,12 +135,14 @@ def _run_part(ctx: JobContext, p: RenditionPayload, src: Path, info: MediaInfo, 
         return Outcome(result)
     ctx.log(f"all {parts} parts of {r.name} encoded: joining them")
     ctx.set_stage(Stage.PROCESSING)
-    chunks = [io.fetch_output(ctx, p.output, f"{PARTS_DIR}/{r.name}/{_part_name(i)}") for i in range(parts)]
+    where = f"{PARTS_DIR}/{r.name}"
+    chunks = [io.fetch_output(ctx, p.output, f"{where}/{_part_name(i)}") for i in range(parts)]
+    audio_in = io.fetch_output(ctx, p.output, f"{where}/{AUDIO_PART}") if r.has_audio else None
     mp4 = ctx.scratch / f"{r.name}.mp4"
-    concat_parts(chunks, src, mp4, r, info, ffmpeg=s.ffmpeg_path, threads=s.ffmpeg_threads,
-                 on_progress=ctx.span(60, 75), should_cancel=ctx.should_cancel, cancel_poll=s.cancel_poll_seconds)
+    concat_parts(chunks, audio_in, mp4, ffmpeg=s.ffmpeg_path, duration=info.duration, on_progress=ctx.span(60, 75),
+                 should_cancel=ctx.should_cancel, cancel_poll=s.cancel_poll_seconds)
     result.update(publish_rendition(ctx, mp4, info, r, p.output, p.formats, span=(75, 100)), joined=parts)
-    io.remove_output(ctx, p.output, f"{PARTS_DIR}/{r.name}")
+    io.remove_output(ctx, p.output, where)
     return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats))
 
 

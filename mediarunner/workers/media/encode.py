@@ -152,20 +152,18 @@ def encode_rendition(
 
 def concat_parts(
     parts: list[Path],
-    src: Path,
+    audio: Path | None,
     dst_mp4: Path,
-    r: PlannedRendition,
-    info: MediaInfo,
     *,
     ffmpeg: str = "ffmpeg",
-    threads: int = 0,
+    duration: float | None = None,
     on_progress: Callable[[float], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
     cancel_poll: float = 0.5,
 ) -> None:
-    """Join the video-only MP4 ``parts`` of a split rendition (stream copy, in order) and encode
-    the audio once from ``src``: the result is the MP4 :func:`encode_rendition` would have made.
-    The audio is not split, so the joins have no AAC priming gaps."""
+    """Join the video-only MP4 ``parts`` of a split rendition in order, with the ``audio`` track
+    encoded once for the whole video (no AAC priming gaps at the joins): stream copy only, so
+    the result is the MP4 :func:`encode_rendition` would have made, in seconds."""
     if not parts:
         raise ValidationError("no parts to join")
     dst_mp4.parent.mkdir(parents=True, exist_ok=True)
@@ -173,17 +171,15 @@ def concat_parts(
     # The concat demuxer's quoting: a quote inside a path is written as '\''.
     listing.write_text("".join("file '" + str(p.resolve()).replace("'", "'\\''") + "'\n" for p in parts))
     args = ["-f", "concat", "-safe", "0", "-i", "file:" + str(listing)]
-    if r.has_audio:
-        args += ["-i", "file:" + str(src.resolve()), "-map", "0:v:0", "-map", "1:a:0", *_audio_args(r, info)]
+    if audio is not None:
+        args += ["-i", "file:" + str(audio.resolve()), "-map", "0:v:0", "-map", "1:a:0"]
     else:
-        args += ["-map", "0:v:0", "-an"]
-    if threads > 0:
-        args += ["-threads", str(threads)]
-    args += ["-c:v", "copy", "-map_metadata", "-1", "-map_chapters", "-1", "-sn", "-dn",
+        args += ["-map", "0:v:0"]
+    args += ["-c", "copy", "-map_metadata", "-1", "-map_chapters", "-1", "-sn", "-dn",
              "-max_muxing_queue_size", "1024", "-movflags", "+faststart", "-f", "mp4",
              "file:" + str(dst_mp4.resolve())]  # fmt: skip
     try:
-        run_ffmpeg(args, ffmpeg=ffmpeg, duration=info.duration, on_progress=on_progress,
+        run_ffmpeg(args, ffmpeg=ffmpeg, duration=duration, on_progress=on_progress,
                    should_cancel=should_cancel, cancel_poll=cancel_poll)
     except BaseException:
         remove_quietly(dst_mp4)
