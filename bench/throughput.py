@@ -59,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, help="jobs per measurement (default 2000, smoke 30)")
     parser.add_argument("--concurrency", type=int, default=2, help="worker -c (prefork), same for both")
     parser.add_argument("--submitters", type=int, default=4, help="submitting threads, same for both")
+    parser.add_argument("--rounds", type=int, help="measurements of each side, interleaved (default 3, smoke 1)")
     parser.add_argument("--db", help="comma-separated: sqlite,postgresql (default: both if available; smoke: sqlite)")
 
 
@@ -121,8 +122,9 @@ def measure_mediarunner(client: Client, url: str, queue: str, n: int, threads: i
 
 
 def run(smoke: bool = False, jobs: int | None = None, concurrency: int = 2, submitters: int = 4,
-        db: str | None = None) -> BenchResult:
+        db: str | None = None, rounds: int | None = None) -> BenchResult:
     n = jobs or (30 if smoke else 2000)
+    rounds = rounds or (1 if smoke else 3)
     warmup = 5 if smoke else 50
     timeout = 60 + n * 0.5
     if db:
@@ -130,7 +132,7 @@ def run(smoke: bool = False, jobs: int | None = None, concurrency: int = 2, subm
     else:  # smoke: one database is enough to check the script (the code path is the same)
         dbs = ["sqlite"] if smoke or not pg_available() else ["sqlite", "postgresql"]
     res = BenchResult(NAME, TITLE, smoke, params={
-        "jobs": n, "warmup_jobs": warmup, "dbs": dbs, "submitter_threads": submitters,
+        "jobs": n, "warmup_jobs": warmup, "rounds": rounds, "dbs": dbs, "submitter_threads": submitters,
         "worker": f"celery worker -P prefork -c {concurrency} (same flags for both), one per side",
         "raw_task": "bench.raw_app: no-op + RPUSH of its finish time"})
     with contextlib.ExitStack() as cleanup:
@@ -153,27 +155,39 @@ def run(smoke: bool = False, jobs: int | None = None, concurrency: int = 2, subm
                    "extra_env": {"MEDIARUNNER_DATABASE_URL": url}} for kind, url in urls.items()]
         start_workers(stack, specs)
         measure_raw(srv.url, warmup, submitters, timeout)  # warm-up: pool processes, connections
-        raw = [measure_raw(srv.url, n, submitters, timeout)]
-        ours: dict[str, dict[str, float]] = {}
+        clients = {}
         for kind, url in urls.items():
             settings = Settings(database_url=url, broker_url=srv.url)
-            client = Client(settings, app=create_app(settings))
-            measure_mediarunner(client, url, f"noop-{kind}", warmup, submitters, timeout)
-            ours[kind] = measure_mediarunner(client, url, f"noop-{kind}", n, submitters, timeout)
-        raw.append(measure_raw(srv.url, n, submitters, timeout))
+            clients[kind] = Client(settings, app=create_app(settings))
+            measure_mediarunner(clients[kind], url, f"noop-{kind}", warmup, submitters, timeout)
+        # Rounds of raw | ours...: every measurement of ours sits between two of raw Celery, whose
+        # mean is its baseline, so a machine that speeds up or slows down moves both sides.
+        raw = [measure_raw(srv.url, n, submitters, timeout)]
+        ours: dict[str, list[dict[str, float]]] = {kind: [] for kind in urls}
+        for _ in range(rounds):
+            for kind, url in urls.items():
+                ours[kind].append(measure_mediarunner(clients[kind], url, f"noop-{kind}", n, submitters, timeout))
+            raw.append(measure_raw(srv.url, n, submitters, timeout))
         stop_workers(stack)
-    raw_per_s = statistics.fmean(r["per_s"] for r in raw)
-    res.add("raw Celery no-op tasks", raw_per_s, "/s", note=f"mean of before/after: "
-            f"{raw[0]['per_s']:.0f}, {raw[1]['per_s']:.0f}/s; submit {raw[0]['submit_per_s']:.0f}/s")
+    raw_per_s = statistics.median(r["per_s"] for r in raw)
+    res.add("raw Celery no-op tasks", raw_per_s, "/s", note=f"median of {len(raw)}: {_rates(raw)}/s; "
+            f"submit {raw[0]['submit_per_s']:.0f}/s")
     for kind in dbs:
         if kind in unavailable:
             res.add(f"{kind}: not available", None, note=unavailable[kind])
             continue
-        o = ours[kind]
-        res.add(f"{kind}: mediarunner no-op jobs", o["per_s"], "/s", note=f"submit {o['submit_per_s']:.0f}/s")
-        res.add(f"{kind}: ratio vs raw Celery", o["per_s"] / raw_per_s, "x", goal=(">=", 0.5))
+        runs = ours[kind]
+        ratios = [o["per_s"] / statistics.fmean((raw[k]["per_s"], raw[k + 1]["per_s"])) for k, o in enumerate(runs)]
+        res.add(f"{kind}: mediarunner no-op jobs", statistics.median(o["per_s"] for o in runs), "/s",
+                note=f"median of {len(runs)}: {_rates(runs)}/s; submit {runs[0]['submit_per_s']:.0f}/s")
+        res.add(f"{kind}: ratio vs raw Celery", statistics.median(ratios), "x", goal=(">=", 0.5),
+                note=f"median of the rounds' ratios {', '.join(f'{r:.2f}' for r in ratios)}")
     res.details = {"raw": raw, "mediarunner": ours}
     return res
+
+
+def _rates(runs: list[dict[str, float]]) -> str:
+    return ", ".join(f"{r['per_s']:.0f}" for r in runs)
 
 
 def main(argv: list[str] | None = None) -> int:
