@@ -131,7 +131,8 @@ def run(smoke: bool = False, seconds: float | None = None, long_seconds: float |
         # (the same jobs may run slower when both cores work: shared caches, memory, a VM's host).
         busy1, busy2 = times[1][case]["busy_s"], times[2][case]["busy_s"]
         res.add(f"{case}: worker utilisation busy/(2·T2)", busy2 / (2 * t2), "",
-                note=f"the same jobs took {100 * (busy2 / busy1 - 1):+.1f} % longer with 2 workers")
+                note=f"the same jobs ran {abs(100 * (busy2 / busy1 - 1)):.1f} % "
+                     f"{'longer' if busy2 >= busy1 else 'shorter'} with 2 workers")
     res.details = {f"{n}_workers": t for n, t in times.items()}
     return res
 
