@@ -141,7 +141,7 @@ def insert_jobs(session: Session, jobs: Sequence[NewJob], now: datetime, *, publ
             root = jobs[root.parent]
         rows.append(dict(
             _UNSET, id=j.id, type=j.type, state=S.PENDING if j.parent is None else S.WAITING_FOR_PARENT,
-            stage=None, progress=0.0, queue=j.queue, routing_reason=j.routing_reason, priority=j.priority,
+            progress=0.0, queue=j.queue, routing_reason=j.routing_reason, priority=j.priority,
             priority_class=j.priority_class, parent_id=ids[j.parent] if j.parent is not None else None,
             root_id=root.id, attempt=1, failures=0, max_attempts=j.max_attempts, payload=j.payload,
             private_payload=j.private_payload, meta=j.meta, created_at=now, updated_at=now,
@@ -207,13 +207,12 @@ def claim_job(session: Session, job_id: str, attempt: int, worker: str, task_id:
     message = f"attempt {attempt}"
     if _postgres(session):
         row = session.execute(_CLAIM_LOGGED, {**params, "runner": worker, "message": message}).mappings().first()
-        if row is None:
-            return None
     else:
         row = session.execute(_CLAIM, params).mappings().first()
-        if row is None:
-            return None
-        record_event(session, "job_assigned", now, message, job_id=job_id, runner=worker)
+        if row is not None:
+            record_event(session, "job_assigned", now, message, job_id=job_id, runner=worker)
+    if row is None:
+        return None
     job = job_from_mapping(row)
     return family_of(session, job) if family and row.get("has_children", True) else Job.from_row(job)
 

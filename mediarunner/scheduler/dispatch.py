@@ -91,9 +91,8 @@ def dispatch_loaded(job: Job, *, app: Celery | None = None, database_url: str | 
 def publish_submitted(job: Job, *, app: Celery, database_url: str | None = None) -> Job:
     """Publish a family just inserted with ``dispatched_at`` stamped (``insert_jobs(publishing=True)``).
     On failure the stamp is cleared so that the outbox's next tick publishes it, not one
-    ``redispatch_after_seconds`` later. Returns the job as recorded."""
-    if publish(app, job):
-        return job
-    ids = list(_ids(job))
-    transaction(lambda s: transitions.clear_dispatched(s, ids), url=database_url)
-    return transaction(lambda s: get_job(s, job.id), url=database_url)
+    ``redispatch_after_seconds`` later. Returns ``job`` (``dispatched_at`` is not part of it)."""
+    if not publish(app, job):
+        ids = list(_ids(job))
+        transaction(lambda s: transitions.clear_dispatched(s, ids), url=database_url)
+    return job

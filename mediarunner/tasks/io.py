@@ -14,7 +14,6 @@ Credentials and endpoints come from the worker's settings, never from URLs or ta
 from __future__ import annotations
 
 import posixpath
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,19 +163,13 @@ def fetch_output(ctx: JobContext, output: str, rel: str) -> Path:
 
 def remove_output(ctx: JobContext, output: str, rel: str) -> None:
     """Delete ``output``/``rel`` (a file or a directory tree of intermediate files); gone is fine."""
-    if is_local(output):
+    _storage(ctx).remove(join_location(output, rel))
+    if is_local(output):  # and the directories that held only it (object stores have none)
         base = resolve_local_path(output, ctx.settings.output_roots, what="output")
-        path = base / rel
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-        for parent in path.parents:  # and the directories that held only it (object stores have none)
+        for parent in (base / rel).parents:
             if parent == base or base not in parent.parents:
                 break
             try:
                 parent.rmdir()
             except OSError:  # not empty: another job's files are there
                 break
-        return
-    _storage(ctx).remove(join_location(output, rel))

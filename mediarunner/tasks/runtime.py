@@ -87,8 +87,7 @@ def execute(handler: Handler, job_id: str, attempt: int, *, worker: str, task_id
     except Exception as exc:  # every other error is classified by the retry policy
         return _failed(ctx, exc, settings)
     finally:
-        if scratch.exists():
-            shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _claim(session: Any, job_id: str, attempt: int, worker: str,
