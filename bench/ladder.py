@@ -13,11 +13,11 @@ from unittest import mock
 
 from mediarunner.client import Client
 from mediarunner.config import Settings
+from mediarunner.media import encode as encode_mod
+from mediarunner.media import encode_rendition, package_hls, plan_ladder, probe
 from mediarunner.models.base import utcnow
 from mediarunner.models.enums import JobState
 from mediarunner.models.schemas import Job
-from mediarunner.workers.media import encode as encode_mod
-from mediarunner.workers.media import encode_rendition, package_hls, plan_ladder, probe
 
 LADDER = ("720p", "480p", "360p")
 FORMATS = ("hls",)

@@ -40,7 +40,7 @@ from mediarunner.models.enums import JobState
 
 NAME = "transcription"
 TITLE = "Transcription: realtime factor of faster-whisper and whisperx"
-MODULE = "mediarunner.workers.transcribe"
+MODULE = "mediarunner.speech"
 ENGINES = ("faster-whisper", "whisperx")
 TEXT = ("Welcome to this short lecture about distributed media processing. Today we look at how a video "
         "is transcoded into several renditions, how the jobs are scheduled on a fleet of workers, and how "
@@ -75,7 +75,7 @@ WHISPERX_VENV = Path(os.environ.get("MEDIARUNNER_WHISPERX_VENV", "/var/cache/med
 _IN_VENV = """
 import json, sys, time
 from pathlib import Path
-from mediarunner.workers.transcribe import get_engine
+from mediarunner.speech import get_engine
 engine_name, model, model_dir, device, wav, warm = sys.argv[1:7]
 t0 = time.perf_counter()
 engine = get_engine(engine_name, model, model_dir=Path(model_dir) if model_dir else None, device=device)

@@ -22,6 +22,7 @@ from mediarunner.models import transitions
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState, JobType
+from mediarunner.models.locations import is_local, join_location, parse_location, resolve_local_path
 from mediarunner.models.payloads import (
     STUDIO_OUTPUT,
     ExtractAudioPayload,
@@ -38,9 +39,6 @@ from mediarunner.models.schemas import Job
 from mediarunner.models.transitions import NewJob
 from mediarunner.scheduler.dispatch import dispatch, publish_submitted
 from mediarunner.scheduler.routing import QueueProbe, route, route_transcription
-from mediarunner.tasks.io import join_location
-from mediarunner.workers.media.publish import resolve_local_path
-from mediarunner.workers.storage import is_local, parse_location
 
 MAX_METADATA_BYTES = 16_384
 

@@ -2,7 +2,7 @@
 
 Everything a worker can raise is classified as *permanent* (bad input: retrying cannot help,
 the job fails at once) or *transient* (I/O, storage, a killed process: retried with backoff).
-The retry policy (``mediarunner.scheduler.retry``) reads only this classification.
+The retry policy (``mediarunner.models.retry``) reads only this classification.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from mediarunner import cli_fleet
 from mediarunner.cli import app as cli
 from mediarunner.config import get_settings
+from mediarunner.media.ffmpeg import ffmpeg_version
 from mediarunner.metrics import broker_queue_lengths
 from mediarunner.models import tokens
 from mediarunner.models import transitions as t
@@ -30,7 +31,6 @@ from mediarunner.models.fleet_queries import Runner, get_runner, list_runners
 from mediarunner.models.health import HealthThresholds
 from mediarunner.models.queries import recent_events
 from mediarunner.scheduler.dispatch import dispatch
-from mediarunner.workers.media.ffmpeg import ffmpeg_version
 from tests.support import Stack, Worker, free_port, make_stack, wait_for
 
 FAST = {

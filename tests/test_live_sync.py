@@ -9,8 +9,8 @@ import pytest
 from pydantic import SecretStr
 
 from mediarunner.config import Rendition
+from mediarunner.storage.remote import HostCredentials, Storage, StorageConfig
 from mediarunner.tasks.live import LiveSync, _restore_playlists, live_renditions
-from mediarunner.workers.storage import HostCredentials, Storage, StorageConfig
 from tests.storage.servers import FTPServer
 from tests.studio.test_live import segments_in
 from tests.support import free_port, wait_for

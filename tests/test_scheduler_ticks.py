@@ -14,10 +14,10 @@ from mediarunner.models import transitions as t
 from mediarunner.models.db import session_scope, transaction
 from mediarunner.models.enums import ErrorKind, JobState, JobType
 from mediarunner.models.queries import get_job, list_jobs
+from mediarunner.models.retry import RetryPolicy, decide
 from mediarunner.models.tables import JobRow, RankRow
 from mediarunner.models.transitions import NewJob
 from mediarunner.scheduler import lease, ticks
-from mediarunner.scheduler.retry import RetryPolicy, decide
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 S = JobState

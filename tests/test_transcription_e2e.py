@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mediarunner.models.enums import JobState, JobType
-from mediarunner.workers.transcribe import wer
+from mediarunner.speech import wer
 from tests.support import Stack, make_clip
 from tests.transcribe.conftest import SPEECH_TEXT, WER_BOUND
 

@@ -14,11 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from mediarunner.config.settings import Rendition
 from mediarunner.errors import MediarunnerError
-from mediarunner.workers.media.parts import MAX_PARTS
-from mediarunner.workers.media.studio import Operation, parse_operations
+from mediarunner.models.studio import Operation, parse_operations
 
 Format = Literal["hls", "mp4"]
 MAX_URL = 4096
+MAX_PARTS = 64  # time parts of one split rendition
 
 
 class _Payload(BaseModel):

@@ -21,9 +21,9 @@ from mediarunner.models import transitions
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState
+from mediarunner.models.names import TASK_NAMES
 from mediarunner.models.queries import get_job
 from mediarunner.models.schemas import Job
-from mediarunner.tasks.names import TASK_NAMES
 
 log = logging.getLogger(__name__)
 _WAITING = {JobState.WAITING_FOR_PARENT, JobState.PENDING}
@@ -65,19 +65,15 @@ def publish(app: Celery, job: Job) -> bool:
     return True
 
 
-def dispatch(job_id: str, *, app: Celery | None = None, database_url: str | None = None) -> bool:
+def dispatch(job_id: str, *, app: Celery, database_url: str | None = None) -> bool:
     """Publish a pending job and record it. Safe to call again at any time."""
     job = transaction(lambda s: get_job(s, job_id), url=database_url)
     return dispatch_loaded(job, app=app, database_url=database_url) is not None
 
 
-def dispatch_loaded(job: Job, *, app: Celery | None = None, database_url: str | None = None) -> Job | None:
+def dispatch_loaded(job: Job, *, app: Celery, database_url: str | None = None) -> Job | None:
     """Publish ``job`` as just read (family included); return it as recorded after publishing,
     or None when it was not pending or the broker was unreachable (the outbox retries)."""
-    if app is None:
-        from mediarunner.workers.app import app as default_app
-
-        app = default_app
     if job.state is not JobState.PENDING or not publish(app, job):
         return None
 

@@ -1,6 +1,6 @@
 """Beat logic as plain functions of (session, now, settings): testable without sleeping.
 
-Each returns what it did; ``mediarunner.scheduler.beat`` wires them to Celery beat.
+Each returns what it did; ``mediarunner.workers.beat`` wires them to Celery beat.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from mediarunner.errors import TransientError
 from mediarunner.models import transitions
 from mediarunner.models.enums import ACTIVE_STATES, JobState, JobType, Queue
 from mediarunner.models.queries import get_job
+from mediarunner.models.retry import RetryPolicy, decide
 from mediarunner.models.schemas import Job
 from mediarunner.models.tables import EventRow, JobRow, RankRow
-from mediarunner.scheduler.retry import RetryPolicy, decide
 
 
 class WorkerLost(TransientError):

@@ -5,7 +5,7 @@ Every handler goes through these two doors, so each of them works with every loc
 * local paths and ``file://`` URLs: inputs are read in place (checked against ``input_roots``);
   outputs are published under ``output_roots`` with atomic renames (playlists last);
 * ``s3://``, ``sftp://``, ``ftp://``: inputs are downloaded into the attempt's scratch directory;
-  outputs are uploaded by :class:`~mediarunner.workers.storage.Storage` (temporary name then
+  outputs are uploaded by :class:`~mediarunner.storage.remote.Storage` (temporary name then
   rename; on S3 one atomic PUT per object, playlists and manifests last), with transfer retries.
 
 Credentials and endpoints come from the worker's settings, never from URLs or task messages.
@@ -20,9 +20,10 @@ from pathlib import Path
 from mediarunner.config import Settings
 from mediarunner.errors import InvalidOutputError, JobCancelled, StorageError
 from mediarunner.models.enums import Stage
+from mediarunner.models.locations import join_location, resolve_local_path
+from mediarunner.storage.local import publish_file, publish_tree
+from mediarunner.storage.remote import Storage, StorageConfig, check_free_space, is_local, parse_location
 from mediarunner.tasks.context import JobContext
-from mediarunner.workers.media.publish import publish_file, publish_tree, resolve_local_path
-from mediarunner.workers.storage import Storage, StorageConfig, check_free_space, is_local, parse_location
 
 __all__ = [
     "Published",
@@ -95,15 +96,6 @@ def check_output(ctx: JobContext, output: str) -> None:
         resolve_local_path(output, ctx.settings.output_roots, what="output")
     else:
         parse_location(output, "output")
-
-
-def join_location(output: str, rel: str) -> str:
-    """``output`` (a path or URL naming a directory) joined with a relative path."""
-    if not rel:
-        return output
-    if is_local(output):
-        return str(Path(output) / rel)
-    return posixpath.join(output.rstrip("/"), rel)
 
 
 def publish_output(ctx: JobContext, local: Path, output: str, rel: str = "") -> list[Published]:

@@ -1,6 +1,6 @@
 """Live transcoding: a live input -> a live HLS ladder, until the stream ends or the job is cancelled.
 
-Output layout under the job's output (see ``mediarunner.workers.media.live``)::
+Output layout under the job's output (see ``mediarunner.media.live``)::
 
     master.m3u8, <rendition>/index.m3u8 (EVENT playlists), <rendition>/seg_00000.ts ...
 
@@ -27,15 +27,15 @@ from typing import Any
 
 from mediarunner.config import Rendition
 from mediarunner.errors import InvalidInputError, JobCancelled, MediarunnerError, StorageError
+from mediarunner.media.ladder import PlannedRendition
+from mediarunner.media.live import MASTER_PLAYLIST, VARIANT_PLAYLIST, run_live
 from mediarunner.models.enums import Stage
+from mediarunner.models.locations import resolve_local_path
 from mediarunner.models.payloads import LivePayload
+from mediarunner.storage.remote import Storage, is_local
 from mediarunner.tasks import io
 from mediarunner.tasks.context import JobContext
 from mediarunner.tasks.runtime import Outcome
-from mediarunner.workers.media.ladder import PlannedRendition
-from mediarunner.workers.media.live import MASTER_PLAYLIST, VARIANT_PLAYLIST, run_live
-from mediarunner.workers.media.publish import resolve_local_path
-from mediarunner.workers.storage import Storage, is_local
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,11 @@ from typing import Any
 
 from mediarunner.errors import JobCancelled, ProcessingError
 from mediarunner.models.enums import Stage
+from mediarunner.models.locations import resolve_local_path
 from mediarunner.models.payloads import NoopPayload
+from mediarunner.storage.local import atomic_write_text
 from mediarunner.tasks.context import JobContext
 from mediarunner.tasks.runtime import Outcome
-from mediarunner.workers.media.publish import atomic_write_text, resolve_local_path
 
 
 def run_noop(ctx: JobContext) -> Outcome:

@@ -23,8 +23,8 @@ from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState
 from mediarunner.models.queries import get_job, load_job
+from mediarunner.models.retry import RetryPolicy, decide
 from mediarunner.models.schemas import Job
-from mediarunner.scheduler.retry import RetryPolicy, decide
 from mediarunner.tasks.context import JobContext
 
 log = logging.getLogger(__name__)

@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from mediarunner.errors import InvalidInputError
+from mediarunner.media import probe
+from mediarunner.media.studio import apply_operations
 from mediarunner.models.enums import Stage
 from mediarunner.models.payloads import STUDIO_OUTPUT, StudioPayload
+from mediarunner.models.studio import Intro, Outro, Watermark
 from mediarunner.tasks import io
 from mediarunner.tasks.context import JobContext
 from mediarunner.tasks.runtime import Outcome
 from mediarunner.tasks.transcode import artifact
-from mediarunner.workers.media import probe
-from mediarunner.workers.media.studio import Intro, Outro, Watermark, apply_operations
 
 
 def run_studio(ctx: JobContext) -> Outcome:

@@ -21,13 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mediarunner.errors import JobCancelled, PermanentError
-from mediarunner.models.enums import JobState, JobType, Stage
-from mediarunner.models.payloads import RenditionPayload, TranscodePayload
-from mediarunner.models.schemas import Job
-from mediarunner.tasks import io
-from mediarunner.tasks.context import JobContext
-from mediarunner.tasks.runtime import Outcome
-from mediarunner.workers.media import (
+from mediarunner.media import (
     HlsVariant,
     MediaInfo,
     PlannedRendition,
@@ -41,6 +35,12 @@ from mediarunner.workers.media import (
     probe,
     render_master_playlist,
 )
+from mediarunner.models.enums import JobState, JobType, Stage
+from mediarunner.models.payloads import RenditionPayload, TranscodePayload
+from mediarunner.models.schemas import Job
+from mediarunner.tasks import io
+from mediarunner.tasks.context import JobContext
+from mediarunner.tasks.runtime import Outcome
 
 MASTER = "master.m3u8"
 PARTS_DIR = ".parts"

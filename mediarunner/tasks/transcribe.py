@@ -14,13 +14,14 @@ from typing import Any
 
 from mediarunner.errors import PermanentError
 from mediarunner.models.enums import Stage
+from mediarunner.models.locations import resolve_local_path
 from mediarunner.models.payloads import ExtractAudioPayload, TranscribePayload
+from mediarunner.speech import Transcript, engine_loads, engine_lock, extract_audio, get_engine
+from mediarunner.speech.subtitles import to_json, to_srt, to_webvtt
+from mediarunner.storage.local import publish_file, remove_quietly
 from mediarunner.tasks.context import JobContext
 from mediarunner.tasks.runtime import Outcome
 from mediarunner.tasks.transcode import artifact, stage_input
-from mediarunner.workers.media.publish import publish_file, remove_quietly, resolve_local_path
-from mediarunner.workers.transcribe import Transcript, engine_loads, engine_lock, extract_audio, get_engine
-from mediarunner.workers.transcribe.subtitles import to_json, to_srt, to_webvtt
 
 AUDIO = "transcript.audio.wav"
 RENDER = {"vtt": to_webvtt, "srt": to_srt, "json": to_json}

@@ -12,7 +12,7 @@ from mediarunner.config import Settings, get_settings
 from mediarunner.models.enums import Queue
 from mediarunner.workers import fleet
 
-TASK_MODULES = ["mediarunner.tasks.celery_tasks", "mediarunner.scheduler.beat"]
+TASK_MODULES = ["mediarunner.workers.tasks", "mediarunner.workers.beat"]
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from mediarunner.config import Settings
 from mediarunner.errors import MediarunnerError
-from mediarunner.workers.media.ffmpeg import ffmpeg_version, list_encoders
+from mediarunner.media.ffmpeg import ffmpeg_version, list_encoders
 
 # Encoders worth showing in `runners show` (the full list is stored).
 NOTABLE_ENCODERS = re.compile(r"^(libx264|libx265|libsvtav1|libaom-av1|librav1e|libvpx(-vp9)?|aac|libfdk_aac|"
@@ -72,7 +72,7 @@ def _int(text: str) -> int | None:
 def whisper_capabilities(settings: Settings) -> dict[str, Any]:
     """Installed engines (import specs only: importing torch here would cost seconds and GBs), the
     local models under ``whisper_model_dir`` and what this worker is configured to run."""
-    from mediarunner.workers.transcribe.models import available_models
+    from mediarunner.speech.models import available_models
 
     engines = sorted(name for name, module in WHISPER_ENGINES.items() if importlib.util.find_spec(module))
     return {"engines": engines, "models": available_models(settings.whisper_model_dir),

@@ -9,7 +9,7 @@ import pytest
 
 from mediarunner.config.settings import DEFAULT_LADDER
 from mediarunner.errors import JobCancelled, ValidationError
-from mediarunner.workers.media import (
+from mediarunner.media import (
     HlsVariant,
     describe_variant,
     encode_rendition,
@@ -18,7 +18,7 @@ from mediarunner.workers.media import (
     probe,
     render_master_playlist,
 )
-from mediarunner.workers.media.encode import h264_level
+from mediarunner.media.encode import h264_level
 
 SEG = 1.0  # short segments so a 3 s clip has several
 
@@ -179,7 +179,7 @@ def test_master_playlist() -> None:
 
 
 def test_codec_strings_without_avcc() -> None:
-    from mediarunner.workers.media.hls import _codec_string
+    from mediarunner.media.hls import _codec_string
 
     assert _codec_string({"codec_name": "h264", "profile": "High", "level": 40}) == "avc1.640028"
     assert (

@@ -15,7 +15,7 @@ from mediarunner.errors import (
     ProcessingError,
     UnsupportedMediaError,
 )
-from mediarunner.workers.media.ffmpeg import (
+from mediarunner.media.ffmpeg import (
     StderrTail,
     classify_failure,
     ffmpeg_version,

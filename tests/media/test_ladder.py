@@ -6,8 +6,8 @@ import pytest
 
 from mediarunner.config.settings import DEFAULT_LADDER, Rendition
 from mediarunner.errors import ValidationError
-from mediarunner.workers.media.ladder import PlannedRendition, plan_ladder
-from mediarunner.workers.media.probe import MediaInfo
+from mediarunner.media.ladder import PlannedRendition, plan_ladder
+from mediarunner.media.probe import MediaInfo
 
 SRC_360 = MediaInfo(
     duration=3.0, format_name="mov,mp4", has_video=True, has_audio=True, width=640, height=360,

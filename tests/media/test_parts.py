@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from mediarunner.errors import ValidationError
-from mediarunner.workers.media.parts import MAX_PARTS, effective_parts, part_span
+from mediarunner.media.parts import MAX_PARTS, effective_parts, part_span
 
 
 @pytest.mark.parametrize("duration, requested, min_part, expected", [

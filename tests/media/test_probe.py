@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from mediarunner.errors import InvalidInputError, PermanentError, UnsupportedMediaError
-from mediarunner.workers.media.probe import MediaInfo, media_info_from_ffprobe, probe
+from mediarunner.media.probe import MediaInfo, media_info_from_ffprobe, probe
 from tests.media.conftest import ffmpeg_gen
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from mediarunner.workers.storage import HostCredentials, StorageConfig
+from mediarunner.storage.remote import HostCredentials, StorageConfig
 
 from .servers import FTPServer, SFTPServer, moto_server
 

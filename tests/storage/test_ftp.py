@@ -7,7 +7,7 @@ import pytest
 from pydantic import SecretStr
 
 from mediarunner.errors import InvalidInputError, InvalidOutputError, StorageError
-from mediarunner.workers.storage import HostCredentials, Storage, StorageConfig
+from mediarunner.storage.remote import HostCredentials, Storage, StorageConfig
 
 from .conftest import make_tree, tree_files
 from .servers import FTPServer

@@ -11,7 +11,7 @@ from mediarunner.errors import (
     ProcessingError,
     ValidationError,
 )
-from mediarunner.workers.storage import (
+from mediarunner.storage.remote import (
     Storage,
     StorageConfig,
     check_free_space,

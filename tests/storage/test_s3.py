@@ -9,8 +9,8 @@ import pytest
 from pydantic import SecretStr
 
 from mediarunner.errors import InvalidInputError, InvalidOutputError, StorageError
-from mediarunner.workers import storage as storage_mod
-from mediarunner.workers.storage import Storage, StorageConfig
+from mediarunner.storage import remote as storage_mod
+from mediarunner.storage.remote import Storage, StorageConfig
 
 from .conftest import FAST, tree_files
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from mediarunner.errors import InvalidInputError, InvalidOutputError, StorageError
-from mediarunner.workers.storage import HostCredentials, Storage, StorageConfig
+from mediarunner.storage.remote import HostCredentials, Storage, StorageConfig
 
 from .conftest import make_tree, tree_files
 from .servers import SFTPServer

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from mediarunner.errors import InvalidInputError, JobCancelled, ProcessingError, ValidationError
-from mediarunner.workers.media.ladder import PlannedRendition
-from mediarunner.workers.media.live import live_args, plan_resume, run_live
+from mediarunner.media.ladder import PlannedRendition
+from mediarunner.media.live import live_args, plan_resume, run_live
 
 from .conftest import X264, ffmpeg_gen
 

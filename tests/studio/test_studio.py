@@ -6,15 +6,9 @@ from typing import Any
 import pytest
 
 from mediarunner.errors import InvalidInputError, JobCancelled, ValidationError
-from mediarunner.workers.media.probe import probe
-from mediarunner.workers.media.studio import (
-    Cut,
-    Intro,
-    Outro,
-    Watermark,
-    apply_operations,
-    parse_operations,
-)
+from mediarunner.media.probe import probe
+from mediarunner.media.studio import apply_operations
+from mediarunner.models.studio import Cut, Intro, Outro, Watermark, parse_operations
 from tests.media_checks import streams
 
 from .conftest import ffmpeg_gen, frame_rgb, region_mean

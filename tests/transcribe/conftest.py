@@ -103,7 +103,7 @@ def corrupt_file(media_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_en_path() -> Path:
-    from mediarunner.workers.transcribe.models import bundled_model_path
+    from mediarunner.speech.models import bundled_model_path
 
     path = bundled_model_path()
     if path is None:

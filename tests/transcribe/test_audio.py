@@ -8,17 +8,17 @@ from pathlib import Path
 import pytest
 
 from mediarunner.errors import InvalidInputError, JobCancelled
-from mediarunner.workers.transcribe.audio import extract_audio, wav_duration
-from mediarunner.workers.transcribe.engines import get_engine
-from mediarunner.workers.transcribe.pipeline import transcribe
-from mediarunner.workers.transcribe.wer import wer
+from mediarunner.speech.audio import extract_audio, wav_duration
+from mediarunner.speech.engines import get_engine
+from mediarunner.speech.pipeline import transcribe
+from mediarunner.speech.wer import wer
 
 from .conftest import SPEECH_TEXT, WER_BOUND
 
 pytest.importorskip(
-    "mediarunner.workers.media.ffmpeg", reason="mediarunner.workers.media (run_ffmpeg/probe) not merged yet"
+    "mediarunner.media.ffmpeg", reason="mediarunner.media (run_ffmpeg/probe) not merged yet"
 )
-pytest.importorskip("mediarunner.workers.media.probe", reason="mediarunner.workers.media.probe not merged")
+pytest.importorskip("mediarunner.media.probe", reason="mediarunner.media.probe not merged")
 
 
 def test_extract_from_video(speech_mp4: Path, speech_wav: Path, tmp_path: Path) -> None:

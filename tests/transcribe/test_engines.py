@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 
 from mediarunner.errors import InvalidInputError, JobCancelled, ModelNotFoundError, PermanentError
-from mediarunner.workers.transcribe import engines
-from mediarunner.workers.transcribe.engines import (
+from mediarunner.speech import engines
+from mediarunner.speech.engines import (
     Engine,
     FasterWhisperEngine,
     engine_lock,
     get_engine,
     load_engine,
 )
-from mediarunner.workers.transcribe.subtitles import to_json, to_srt, to_webvtt
-from mediarunner.workers.transcribe.wer import wer
+from mediarunner.speech.subtitles import to_json, to_srt, to_webvtt
+from mediarunner.speech.wer import wer
 
 from .conftest import SPEECH_TEXT, WER_BOUND
 from .vttparse import assert_well_formed, parse_srt, parse_vtt

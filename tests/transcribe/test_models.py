@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from mediarunner.errors import ModelNotFoundError, PermanentError
-from mediarunner.workers.transcribe import models
-from mediarunner.workers.transcribe.models import available_models, resolve_model
+from mediarunner.speech import models
+from mediarunner.speech.models import available_models, resolve_model
 
 
 def _fake_model(d: Path) -> Path:

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from mediarunner.workers.transcribe.subtitles import srt_timestamp, to_json, to_srt, to_webvtt, vtt_timestamp
-from mediarunner.workers.transcribe.transcript import Segment, Transcript
+from mediarunner.speech.subtitles import srt_timestamp, to_json, to_srt, to_webvtt, vtt_timestamp
+from mediarunner.speech.transcript import Segment, Transcript
 
 from .vttparse import assert_well_formed, parse_srt, parse_vtt
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from mediarunner.workers.transcribe.wer import normalize, wer
+from mediarunner.speech.wer import normalize, wer
 
 
 def test_normalize_drops_case_and_punctuation() -> None:

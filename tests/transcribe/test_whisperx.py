@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from mediarunner.errors import ModelNotFoundError
-from mediarunner.workers.transcribe.engines import Engine, WhisperXEngine, get_engine
-from mediarunner.workers.transcribe.subtitles import to_srt, to_webvtt
-from mediarunner.workers.transcribe.wer import wer
+from mediarunner.speech.engines import Engine, WhisperXEngine, get_engine
+from mediarunner.speech.subtitles import to_srt, to_webvtt
+from mediarunner.speech.wer import wer
 
 from .conftest import SPEECH_TEXT, WER_BOUND
 from .vttparse import assert_well_formed, parse_srt, parse_vtt

@@ -10,8 +10,7 @@ from __future__ import annotations
 import math
 
 from mediarunner.errors import ValidationError
-
-MAX_PARTS = 64
+from mediarunner.models.payloads import MAX_PARTS
 
 
 def effective_parts(duration: float, requested: int, *, min_part_seconds: float, segment_seconds: float) -> int:

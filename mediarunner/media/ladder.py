@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from mediarunner.config.settings import Rendition
 from mediarunner.errors import ValidationError
-from mediarunner.workers.media.probe import MediaInfo
+from mediarunner.media.probe import MediaInfo
 
 __all__ = ["PlannedRendition", "plan_ladder"]
 

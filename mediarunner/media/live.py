@@ -29,9 +29,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mediarunner.errors import InvalidInputError, JobCancelled, ProcessingError, ValidationError
-from mediarunner.workers.media.ffmpeg import run_ffmpeg
-from mediarunner.workers.media.ladder import PlannedRendition
-from mediarunner.workers.media.publish import remove_quietly
+from mediarunner.media.ffmpeg import run_ffmpeg
+from mediarunner.media.ladder import PlannedRendition
+from mediarunner.storage.local import remove_quietly
 
 __all__ = ["MASTER_PLAYLIST", "LiveResume", "live_args", "plan_resume", "run_live"]
 

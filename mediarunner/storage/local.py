@@ -12,71 +12,19 @@ import errno
 import fnmatch
 import glob
 import os
-import re
 import shutil
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
-from mediarunner.errors import InvalidInputError, InvalidOutputError, PermanentError
+from mediarunner.errors import InvalidOutputError
 
 __all__ = [
     "atomic_write_text",
     "publish_file",
     "publish_tree",
     "remove_quietly",
-    "resolve_local_path",
 ]
-
-# "scheme://..." is a URL. A bare "name:rest" stays a (relative) path: colons are legal in names.
-_URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-
-
-def _reject(what: str, message: str) -> PermanentError:
-    return InvalidOutputError(message) if what == "output" else InvalidInputError(message)
-
-
-def resolve_local_path(url_or_path: str, roots: Sequence[Path] | None, *, what: str) -> Path:
-    """Validate a ``file://`` URL or plain path and return its real absolute path.
-
-    ``what`` ("input" / "output") picks the error class and names the thing in messages.
-    Symlinks are resolved before the root check, and the resolved path is returned, so a
-    link cannot lead the caller outside the roots. ``roots`` None or empty: no restriction.
-    """
-    raw = url_or_path
-    if not raw:
-        raise _reject(what, f"{what} location is empty")
-    m = _URL_RE.match(raw)
-    if m or raw.lower().startswith("file:"):
-        scheme = m.group(1).lower() if m else "file"
-        if scheme != "file":
-            raise _reject(what, f"{what} location {raw!r} has an unknown URL scheme {scheme!r} "
-                                "(only local paths and file:// URLs are supported)")  # fmt: skip
-        parts = urlsplit(raw)
-        if parts.netloc not in ("", "localhost"):
-            raise _reject(what, f"{what} location {raw!r} names a remote host {parts.netloc!r}")
-        if parts.query or parts.fragment:
-            raise _reject(what, f"{what} location {raw!r} has a query or fragment")
-        path_str = unquote(parts.path)  # decoded first, so %2e%2e and %00 are caught below
-        if not path_str.startswith("/"):
-            raise _reject(what, f"{what} location {raw!r} is not an absolute file URL")
-    else:
-        path_str = raw
-
-    if "\x00" in path_str:
-        raise _reject(what, f"{what} location contains a NUL byte")
-    if ".." in re.split(r"[/\\]", path_str):
-        raise _reject(what, f"{what} location {raw!r} contains a '..' component")
-
-    real = Path(os.path.realpath(os.path.join(os.getcwd(), path_str)))
-    if roots:
-        real_roots = [Path(os.path.realpath(r)) for r in roots]
-        if not any(real == r or real.is_relative_to(r) for r in real_roots):
-            allowed = ", ".join(str(r) for r in real_roots)
-            raise _reject(what, f"{what} location {raw!r} escapes the allowed roots ({allowed})")
-    return real
-
 
 def _fsync_dir(directory: Path) -> None:
     # Makes the rename itself durable. Some filesystems refuse fsync on a directory: that only

@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field, SecretStr
 
@@ -49,12 +48,18 @@ from mediarunner.errors import (
     InvalidInputError,
     InvalidOutputError,
     MediarunnerError,
-    PermanentError,
     ProcessingError,
     StorageError,
-    ValidationError,
 )
-from mediarunner.workers.media.publish import resolve_local_path
+from mediarunner.models.locations import (
+    DEFAULT_PORTS,
+    Direction,
+    Location,
+    is_local,
+    parse_location,
+    problem,
+    resolve_local_path,
+)
 
 __all__ = [
     "DEFAULT_LAST",
@@ -72,14 +77,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Direction = Literal["input", "output"]
 
 #: Files published after everything else, in this order (a reader that follows them never meets a
 #: missing object).
 DEFAULT_LAST: tuple[str, ...] = ("*.m3u8", "manifest.json")
 
-_SCHEMES = ("file", "s3", "sftp", "ftp")
-_DEFAULT_PORTS = {"sftp": 22, "ftp": 21}
 
 #: Content types set on S3 uploads (mimetypes maps ``.ts`` to Qt's linguist files).
 _CONTENT_TYPES = {
@@ -138,86 +140,6 @@ class StorageConfig(BaseModel):
 
 
 # ------------------------------------------------------------------------------------------- locations
-
-
-@dataclass(frozen=True)
-class Location:
-    """A parsed storage URL."""
-
-    scheme: str  # "file", "s3", "sftp" or "ftp"
-    host: str  # the bucket for s3, "" for file
-    port: int | None
-    path: str  # local path (file), key without leading "/" (s3), absolute path (sftp, ftp)
-    url: str  # the URL as given
-
-    @property
-    def fs_path(self) -> str:
-        """The path as the fsspec filesystem for this scheme wants it."""
-        if self.scheme == "s3":
-            return f"{self.host}/{self.path}" if self.path else self.host
-        return self.path
-
-    def url_for(self, fs_path: str) -> str:
-        """The URL of another path on the same host."""
-        if self.scheme == "file":
-            return fs_path
-        if self.scheme == "s3":
-            return f"s3://{fs_path}"
-        netloc = self.host if self.port is None else f"{self.host}:{self.port}"
-        return f"{self.scheme}://{netloc}{fs_path}"
-
-
-def _problem(direction: Direction, message: str) -> PermanentError:
-    return InvalidInputError(message) if direction == "input" else InvalidOutputError(message)
-
-
-def is_local(url: str) -> bool:
-    """True when ``url`` is a plain path or a ``file://`` URL (stage_in returns it in place)."""
-    return "://" not in url or url.lower().startswith("file://")
-
-
-def parse_location(url: str, direction: Direction = "input") -> Location:
-    """Parse and validate a storage URL.
-
-    Raises ValidationError for embedded credentials or a malformed URL, InvalidInputError /
-    InvalidOutputError (by ``direction``) for an unsupported scheme.
-    """
-    if not url or not url.strip():
-        raise ValidationError("empty storage location")
-    if "://" not in url:
-        return Location("file", "", None, url, url)
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise ValidationError(f"malformed storage URL: {exc}") from None
-    scheme = parts.scheme.lower()
-    if "@" in parts.netloc:
-        # Never echo the URL: it may hold a password.
-        raise ValidationError(f"credentials must not be embedded in {scheme}:// URLs; configure them in the settings")
-    if scheme not in _SCHEMES:
-        raise _problem(direction, f"unsupported storage scheme {scheme!r} (supported: {', '.join(_SCHEMES)})")
-    if parts.query or parts.fragment:
-        raise ValidationError(f"{scheme}:// URLs take no query or fragment (percent-encode '?' and '#' in paths)")
-    path = unquote(parts.path)
-    if scheme == "file":
-        if parts.netloc not in ("", "localhost"):
-            raise ValidationError("file:// URLs must name a local path (file:///abs/path)")
-        if not path:
-            raise ValidationError("file:// URL without a path")
-        return Location("file", "", None, path, url)
-    host = parts.hostname or ""
-    if not host:
-        raise ValidationError(f"{scheme}:// URL without a host")
-    if scheme == "s3":
-        if port is not None:
-            raise ValidationError("s3:// URLs name a bucket, not host:port (set s3_endpoint_url)")
-        if not re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", parts.netloc):
-            raise ValidationError(f"invalid S3 bucket name {parts.netloc!r}")
-        return Location("s3", parts.netloc, None, path.lstrip("/"), url)
-    if not path.startswith("/"):
-        path = "/" + path
-    return Location(scheme, host, port, path, url)
 
 
 # ------------------------------------------------------------------------------ error classification
@@ -301,7 +223,7 @@ def _need(module: str, scheme: str, direction: Direction) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise _problem(
+        raise problem(
             direction, f"{scheme}:// needs the optional package {module!r}, which is not installed"
         ) from None
 
@@ -354,12 +276,12 @@ class _Connection:
             )
             fs.retries = 1  # our own loop retries (on a fresh client)
             return fs
-        port = loc.port or _DEFAULT_PORTS[loc.scheme]
+        port = loc.port or DEFAULT_PORTS[loc.scheme]
         if loc.scheme == "sftp":
             _need("paramiko", "sftp", self.direction)
             creds = _credentials(cfg.sftp_credentials, loc.host, port)
             if creds is None:
-                raise _problem(self.direction, f"no SFTP credentials configured for {loc.host}:{port}")
+                raise problem(self.direction, f"no SFTP credentials configured for {loc.host}:{port}")
             kwargs: dict[str, Any] = {
                 "port": port,
                 "username": creds.username,
@@ -431,9 +353,9 @@ class _Connection:
             except Exception as exc:
                 kind = _classify(exc)
                 if kind is _Kind.MISSING:
-                    raise _problem(self.direction, f"{what}: not found on {where}: {_describe(exc)}") from exc
+                    raise problem(self.direction, f"{what}: not found on {where}: {_describe(exc)}") from exc
                 if kind is _Kind.DENIED:
-                    raise _problem(self.direction, f"{what}: refused by {where}: {_describe(exc)}") from exc
+                    raise problem(self.direction, f"{what}: refused by {where}: {_describe(exc)}") from exc
                 if kind is _Kind.NO_SPACE:
                     if self.direction == "input":  # our scratch disk: another worker may have room
                         raise InsufficientResourcesError(f"{what}: scratch disk full: {_describe(exc)}") from exc

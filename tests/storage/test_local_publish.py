@@ -7,14 +7,9 @@ from pathlib import Path
 import pytest
 
 from mediarunner.errors import InvalidInputError, InvalidOutputError
-from mediarunner.workers.media import publish
-from mediarunner.workers.media.publish import (
-    atomic_write_text,
-    publish_file,
-    publish_tree,
-    remove_quietly,
-    resolve_local_path,
-)
+from mediarunner.models.locations import resolve_local_path
+from mediarunner.storage import local as publish
+from mediarunner.storage.local import atomic_write_text, publish_file, publish_tree, remove_quietly
 
 
 @pytest.fixture
@@ -193,7 +188,7 @@ def test_remove_quietly(tmp_path: Path) -> None:
 
 
 def test_publishing_sweeps_temp_files_left_by_a_killed_writer(tmp_path: Path) -> None:
-    from mediarunner.workers.media.publish import atomic_write_text
+    from mediarunner.storage.local import atomic_write_text
 
     dst = tmp_path / "out.txt"
     stale = tmp_path / ".out.txt.deadbeef0000.tmp"

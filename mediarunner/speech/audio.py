@@ -73,8 +73,8 @@ def extract_audio(
     name beside it and renamed on success).
     """
     # Imported here: these modules belong to the media worker package.
-    from mediarunner.workers.media.ffmpeg import run_ffmpeg
-    from mediarunner.workers.media.probe import probe
+    from mediarunner.media.ffmpeg import run_ffmpeg
+    from mediarunner.media.probe import probe
 
     src = Path(src)
     dst_wav = Path(dst_wav)

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mediarunner.errors import ValidationError
-from mediarunner.workers.media.ffmpeg import run_ffmpeg
-from mediarunner.workers.media.hls import HlsVariant, describe_variant, render_master_playlist
-from mediarunner.workers.media.ladder import PlannedRendition
-from mediarunner.workers.media.probe import MediaInfo
-from mediarunner.workers.media.publish import remove_quietly
+from mediarunner.media.ffmpeg import run_ffmpeg
+from mediarunner.media.hls import HlsVariant, describe_variant, render_master_playlist
+from mediarunner.media.ladder import PlannedRendition
+from mediarunner.media.probe import MediaInfo
+from mediarunner.storage.local import remove_quietly
 
 __all__ = [
     "HlsVariant",
@@ -104,7 +104,7 @@ def encode_rendition(
     """Encode ``src`` to a progressive-download MP4 (H.264 High + AAC, or AAC only).
 
     ``start``/``duration``: encode only that span of the source (a part of a split rendition,
-    see :mod:`mediarunner.workers.media.parts`): the seek is frame-accurate and the output's
+    see :mod:`mediarunner.media.parts`): the seek is frame-accurate and the output's
     timestamps start at 0, with the first keyframe grid at ``start``.
     On any failure (including cancellation) the partial output is removed.
     """

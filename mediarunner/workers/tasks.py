@@ -13,8 +13,8 @@ from celery.exceptions import Ignore
 
 from mediarunner.config import get_settings
 from mediarunner.models.enums import JobType
+from mediarunner.models.names import TASK_NAMES
 from mediarunner.tasks.handlers import HANDLERS
-from mediarunner.tasks.names import TASK_NAMES
 from mediarunner.tasks.runtime import RunStatus, execute
 from mediarunner.workers.app import app
 

@@ -1,0 +1,173 @@
+"""Locations: parsing storage URLs, scheme rules and the root check for local paths.
+
+The one place that decides what a location means. Pure: no Celery, no SQL, no network.
+
+* plain paths and ``file:///abs/path`` are local; they must resolve (symlinks followed) inside the
+  configured roots, and ``..`` components are refused;
+* ``s3://bucket/key``, ``sftp://host[:port]/abs/path``, ``ftp://host[:port]/abs/path`` are remote;
+  credentials never come from URLs.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from mediarunner.errors import InvalidInputError, InvalidOutputError, PermanentError, ValidationError
+
+__all__ = [
+    "DEFAULT_PORTS",
+    "SCHEMES",
+    "Direction",
+    "Location",
+    "is_local",
+    "join_location",
+    "parse_location",
+    "problem",
+    "resolve_local_path",
+]
+
+Direction = Literal["input", "output"]
+SCHEMES = ("file", "s3", "sftp", "ftp")
+DEFAULT_PORTS = {"sftp": 22, "ftp": 21}
+
+
+@dataclass(frozen=True)
+class Location:
+    """A parsed storage URL."""
+
+    scheme: str  # "file", "s3", "sftp" or "ftp"
+    host: str  # the bucket for s3, "" for file
+    port: int | None
+    path: str  # local path (file), key without leading "/" (s3), absolute path (sftp, ftp)
+    url: str  # the URL as given
+
+    @property
+    def fs_path(self) -> str:
+        """The path as the fsspec filesystem for this scheme wants it."""
+        if self.scheme == "s3":
+            return f"{self.host}/{self.path}" if self.path else self.host
+        return self.path
+
+    def url_for(self, fs_path: str) -> str:
+        """The URL of another path on the same host."""
+        if self.scheme == "file":
+            return fs_path
+        if self.scheme == "s3":
+            return f"s3://{fs_path}"
+        netloc = self.host if self.port is None else f"{self.host}:{self.port}"
+        return f"{self.scheme}://{netloc}{fs_path}"
+
+
+def problem(direction: Direction, message: str) -> PermanentError:
+    """The permanent error for a bad input (InvalidInputError) or output (InvalidOutputError)."""
+    return InvalidInputError(message) if direction == "input" else InvalidOutputError(message)
+
+
+def is_local(url: str) -> bool:
+    """True when ``url`` is a plain path or a ``file://`` URL (stage_in returns it in place)."""
+    return "://" not in url or url.lower().startswith("file://")
+
+
+def parse_location(url: str, direction: Direction = "input") -> Location:
+    """Parse and validate a storage URL.
+
+    Raises ValidationError for embedded credentials or a malformed URL, InvalidInputError /
+    InvalidOutputError (by ``direction``) for an unsupported scheme.
+    """
+    if not url or not url.strip():
+        raise ValidationError("empty storage location")
+    if "://" not in url:
+        return Location("file", "", None, url, url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ValidationError(f"malformed storage URL: {exc}") from None
+    scheme = parts.scheme.lower()
+    if "@" in parts.netloc:
+        # Never echo the URL: it may hold a password.
+        raise ValidationError(f"credentials must not be embedded in {scheme}:// URLs; configure them in the settings")
+    if scheme not in SCHEMES:
+        raise problem(direction, f"unsupported storage scheme {scheme!r} (supported: {', '.join(SCHEMES)})")
+    if parts.query or parts.fragment:
+        raise ValidationError(f"{scheme}:// URLs take no query or fragment (percent-encode '?' and '#' in paths)")
+    path = unquote(parts.path)
+    if scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise ValidationError("file:// URLs must name a local path (file:///abs/path)")
+        if not path:
+            raise ValidationError("file:// URL without a path")
+        return Location("file", "", None, path, url)
+    host = parts.hostname or ""
+    if not host:
+        raise ValidationError(f"{scheme}:// URL without a host")
+    if scheme == "s3":
+        if port is not None:
+            raise ValidationError("s3:// URLs name a bucket, not host:port (set s3_endpoint_url)")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", parts.netloc):
+            raise ValidationError(f"invalid S3 bucket name {parts.netloc!r}")
+        return Location("s3", parts.netloc, None, path.lstrip("/"), url)
+    if not path.startswith("/"):
+        path = "/" + path
+    return Location(scheme, host, port, path, url)
+
+
+# "scheme://..." is a URL. A bare "name:rest" stays a (relative) path: colons are legal in names.
+_URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def resolve_local_path(url_or_path: str, roots: Sequence[Path] | None, *, what: Direction) -> Path:
+    """Validate a ``file://`` URL or plain path and return its real absolute path.
+
+    ``what`` ("input" / "output") picks the error class and names the thing in messages.
+    Symlinks are resolved before the root check, and the resolved path is returned, so a
+    link cannot lead the caller outside the roots. ``roots`` None or empty: no restriction.
+    """
+    raw = url_or_path
+    if not raw:
+        raise problem(what, f"{what} location is empty")
+    m = _URL_RE.match(raw)
+    if m or raw.lower().startswith("file:"):
+        scheme = m.group(1).lower() if m else "file"
+        if scheme != "file":
+            raise problem(what, f"{what} location {raw!r} has an unknown URL scheme {scheme!r} "
+                                "(only local paths and file:// URLs are supported)")  # fmt: skip
+        parts = urlsplit(raw)
+        if parts.netloc not in ("", "localhost"):
+            raise problem(what, f"{what} location {raw!r} names a remote host {parts.netloc!r}")
+        if parts.query or parts.fragment:
+            raise problem(what, f"{what} location {raw!r} has a query or fragment")
+        path_str = unquote(parts.path)  # decoded first, so %2e%2e and %00 are caught below
+        if not path_str.startswith("/"):
+            raise problem(what, f"{what} location {raw!r} is not an absolute file URL")
+    else:
+        path_str = raw
+
+    if "\x00" in path_str:
+        raise problem(what, f"{what} location contains a NUL byte")
+    if ".." in re.split(r"[/\\]", path_str):
+        raise problem(what, f"{what} location {raw!r} contains a '..' component")
+
+    real = Path(os.path.realpath(os.path.join(os.getcwd(), path_str)))
+    if roots:
+        real_roots = [Path(os.path.realpath(r)) for r in roots]
+        if not any(real == r or real.is_relative_to(r) for r in real_roots):
+            allowed = ", ".join(str(r) for r in real_roots)
+            raise problem(what, f"{what} location {raw!r} escapes the allowed roots ({allowed})")
+    return real
+
+
+def join_location(output: str, rel: str) -> str:
+    """``output`` (a path or URL naming a directory) joined with a relative path."""
+    if not rel:
+        return output
+    if is_local(output):
+        return str(Path(output) / rel)
+    return posixpath.join(output.rstrip("/"), rel)

@@ -1,0 +1,115 @@
+"""Studio edit requests: cut, intro, outro and watermark operations, validated at the edge."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from mediarunner.errors import MediarunnerError, ValidationError
+from mediarunner.models.locations import parse_location
+
+__all__ = ["MAX_OPERATIONS", "Cut", "Intro", "Operation", "Outro", "StudioEdit", "Watermark", "parse_operations"]
+
+MAX_OPERATIONS = 32
+
+Position = Literal["top-left", "top-right", "bottom-left", "bottom-right", "center"]
+
+
+def _check_url(url: str) -> str:
+    """Reject what can never be staged (embedded credentials, unknown schemes) before enqueueing."""
+    try:
+        parse_location(url, "input")
+    except MediarunnerError as exc:
+        raise ValueError(str(exc)) from None
+    return url
+
+
+class _Op(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Cut(_Op):
+    """Keep ``[start, end)`` seconds of the current video (``end`` None: to the end)."""
+
+    op: Literal["cut"] = "cut"
+    start: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    end: float | None = Field(default=None, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> Cut:
+        if self.end is not None and self.end <= self.start:
+            raise ValueError(f"cut end ({self.end:g}) must be after its start ({self.start:g})")
+        if self.end is None and self.start == 0:
+            raise ValueError("a cut must set a start > 0 or an end")
+        return self
+
+
+class Intro(_Op):
+    """Prepend a clip, scaled and padded to the current video's size and frame rate."""
+
+    op: Literal["intro"] = "intro"
+    url: str = Field(min_length=1, max_length=4096)
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, v: str) -> str:
+        return _check_url(v)
+
+
+class Outro(_Op):
+    """Append a clip, scaled and padded to the current video's size and frame rate."""
+
+    op: Literal["outro"] = "outro"
+    url: str = Field(min_length=1, max_length=4096)
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, v: str) -> str:
+        return _check_url(v)
+
+
+class Watermark(_Op):
+    """Overlay an image (alpha respected) at a corner or the center, ``margin`` pixels in.
+
+    ``scale``: the image's width as a fraction of the video width (None: the image's own size,
+    shrunk only if it would not fit).
+    """
+
+    op: Literal["watermark"] = "watermark"
+    image_url: str = Field(min_length=1, max_length=4096)
+    position: Position = "bottom-right"
+    margin: int = Field(default=16, ge=0, le=4096)
+    scale: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
+
+    @field_validator("image_url")
+    @classmethod
+    def _valid_url(cls, v: str) -> str:
+        return _check_url(v)
+
+
+Operation = Annotated[Cut | Intro | Outro | Watermark, Field(discriminator="op")]
+
+
+class StudioEdit(BaseModel):
+    """A job payload's list of operations (at least one)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    operations: list[Operation] = Field(min_length=1, max_length=MAX_OPERATIONS)
+
+
+_OPS_ADAPTER: TypeAdapter[list[Operation]] = TypeAdapter(list[Operation])
+
+
+def parse_operations(data: Sequence[Any]) -> list[Operation]:
+    """Validate raw operations (dicts or models); raise :class:`ValidationError` with pydantic's reasons."""
+    try:
+        return StudioEdit.model_validate({"operations": list(data)}).operations
+    except PydanticValidationError as exc:
+        reasons = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'operations'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ValidationError(f"invalid studio operations: {reasons}") from None

@@ -1,0 +1,3 @@
+"""Where files come from and where they go: locations, roots, local and remote (fsspec) stores.
+
+Pure library: no Celery, no SQL."""
