@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -98,19 +97,38 @@ def session_scope(url: str | None = None, *, single_statement: bool = False) -> 
         session.close()
 
 
+#: Connection failures that waiting does not cure: fail at once with the server's own words.
+_FATAL = ("password authentication failed", "no password supplied", "does not exist",
+          "authentication failed", "no pg_hba.conf entry", "permission denied")
+_TRANSIENT = ("connection", "server closed", "terminating", "shutting down", "could not connect",
+              "the database system is", "database is locked", "ssl syscall")
+
+
 def _is_disconnect(exc: BaseException) -> bool:
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+    """True for a dropped or refused connection that a retry may cure (a restart, a lock)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    text = str(exc).lower()
+    if any(s in text for s in _FATAL):
+        return False
+    if exc.connection_invalidated:
         return True
-    if isinstance(exc, OperationalError):
-        text = str(exc).lower()
-        return any(
-            s in text
-            for s in (
-                "connection", "server closed", "terminating", "shutting down", "could not connect",
-                "the database system is", "database is locked", "ssl syscall",
-            )
-        )
-    return False
+    return isinstance(exc, OperationalError) and any(s in text for s in _TRANSIENT)
+
+
+def _retrying(url: str | None, retry_for: float) -> Retrying:
+    """Retry a whole unit of work while the database is unreachable: exponential backoff with
+    jitter (0.1 s doubling to 3 s), a fresh pool before each retry, give up after ``retry_for``."""
+
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("database unavailable (%s); retrying in %.1fs", type(exc).__name__,
+                    state.next_action.sleep if state.next_action else 0.0)
+        get_engine(url).dispose()
+
+    return Retrying(retry=retry_if_exception(_is_disconnect), stop=stop_after_delay(retry_for),
+                    wait=wait_exponential_jitter(initial=0.1, max=3.0, jitter=0.05),
+                    before_sleep=before_sleep, reraise=True)
 
 
 def transaction(
@@ -123,16 +141,7 @@ def transaction(
     one statement on PostgreSQL (reads after it may see later commits), which then runs without
     BEGIN/COMMIT (see :func:`session_factory`); elsewhere this changes nothing.
     """
-    deadline = time.monotonic() + retry_for
-    delay = 0.1
-    while True:
-        try:
-            with session_scope(url, single_statement=single_statement) as session:
-                return fn(session)
-        except (OperationalError, DBAPIError) as exc:
-            if not _is_disconnect(exc) or time.monotonic() > deadline:
-                raise
-            log.warning("database unavailable (%s); retrying in %.1fs", exc.__class__.__name__, delay)
-            get_engine(url).dispose()
-            time.sleep(delay + random.uniform(0, delay / 2))
-            delay = min(delay * 2, 3.0)
+    for attempt in _retrying(url, retry_for):
+        with attempt, session_scope(url, single_statement=single_statement) as session:
+            return fn(session)
+    raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
