@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import collections
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,7 @@ class JobContext:
     notes: dict[str, Any] = field(default_factory=dict)
     _last_write: float = field(default_factory=time.monotonic)  # the claim wrote the first heartbeat
     _lost: bool = field(default=False)
+    _pulsing: bool = field(default=False)  # a heartbeat thread keeps the row fresh (see `heartbeating`)
 
     @property
     def scratch(self) -> Path:
@@ -77,9 +81,18 @@ class JobContext:
         return _Span(self, start, end)
 
     def beat(self, *, force: bool = False) -> bool:
-        """Heartbeat (throttled). Returns False once this attempt may no longer run."""
+        """Heartbeat (throttled). Returns False once this attempt may no longer run.
+
+        While :meth:`heartbeating` runs, the thread does the writing and checking: this only
+        reads what it found (unless ``force``)."""
         if self._lost:
             return False
+        if self._pulsing and not force:
+            return True
+        return self._check(force=force)
+
+    def _check(self, *, force: bool) -> bool:
+        """Write the heartbeat when one is due (or ``force``), else just check the attempt is ours."""
         mono = time.monotonic()
         if not force and mono - self._last_write < self.settings.heartbeat_seconds:
             return self._still_ours()
@@ -89,6 +102,30 @@ class JobContext:
             result=dict(self.notes) if self.notes else None))
         self._lost = not ok
         return ok
+
+    @contextmanager
+    def heartbeating(self) -> Iterator[None]:
+        """Keep the heartbeat and the cancel check going from a thread while the handler runs,
+        whatever it does (a long download, a model load, an upload): slow is not dead."""
+        stop = threading.Event()
+        thread = threading.Thread(target=self._pulse, args=(stop,), name=f"heartbeat-{self.job.id[:8]}",
+                                  daemon=True)
+        self._pulsing = True
+        thread.start()
+        try:
+            yield
+        finally:
+            self._pulsing = False
+            stop.set()
+            thread.join(timeout=self.settings.heartbeat_seconds + 5)
+
+    def _pulse(self, stop: threading.Event) -> None:
+        period = min(self.settings.cancel_poll_seconds, self.settings.heartbeat_seconds)
+        while not self._lost and not stop.wait(period):
+            try:
+                self._check(force=False)
+            except Exception as exc:  # database unreachable past transaction()'s retries: keep working
+                log.warning("job %s: heartbeat failed (%s); will try again", self.job.id, type(exc).__name__)
 
     def _still_ours(self) -> bool:
         row = transaction(lambda s: s.execute(

@@ -71,7 +71,8 @@ def execute(handler: Handler, job_id: str, attempt: int, *, worker: str, task_id
     scratch = Path(settings.scratch_dir) / f"{job.id}-{job.attempt}"
     ctx = JobContext(job=job, parent=parent, settings=settings, worker=worker, scratch_path=scratch)
     try:
-        outcome = handler(ctx)
+        with ctx.heartbeating():
+            outcome = handler(ctx)
         # `complete` is fenced by the attempt: a cancelled or superseded attempt matches no row.
         # Without a finalize step, completing is one statement on PostgreSQL (transitions.complete).
         if not transaction(lambda s: _complete(s, ctx, outcome), single_statement=outcome.finalize is None):
