@@ -222,6 +222,23 @@ def test_purge_deletes_old_completed_families_in_batches(db_url: str, tmp_path) 
     assert tx(db_url, ticks.purge, now, settings(purge_after_days=0)) == []
 
 
+def test_purge_keeps_a_family_restarted_after_it_was_selected(db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The purge re-checks in its deletes: a child restarted between selection and deletion stays."""
+    root, kid = new(db_url, children=1)
+    tx(db_url, t.claim, root, 1, "w", None, T0)
+    tx(db_url, t.complete, root, 1, {}, T0)
+    tx(db_url, t.claim, kid, 1, "w", None, T0)
+    tx(db_url, t.fail, kid, 1, "boom", "permanent", T0)
+    now = T0 + timedelta(days=8)
+    s = settings(scratch_dir=tmp_path)
+    assert tx(db_url, ticks.purge, now, s, dry_run=True) == [root]  # selected...
+    assert tx(db_url, t.restart, kid, now)  # ...then an operator restarts the failed child
+    cutoff = now - timedelta(days=s.purge_after_days)
+    assert tx(db_url, ticks.delete_families, [root], cutoff, tmp_path) == []
+    remaining = tx(db_url, lambda sess: set(sess.scalars(select(JobRow.id))))
+    assert remaining == {root, kid}
+
+
 # --------------------------------------------------------------------------- lease
 
 def test_only_one_scheduler_holds_the_lease(db_url: str) -> None:

@@ -9,8 +9,9 @@ import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Select, and_, case, delete, exists, func, literal, or_, select, text
+from sqlalchemy import ColumnElement, Select, and_, case, delete, exists, func, literal, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
@@ -157,6 +158,13 @@ def _ranked_pending(classes: dict[str, int], postgres: bool) -> Select[tuple[str
         ahead, and_(ahead.c.queue == block.c.queue, ahead.c.priority_class == block.c.priority_class))
 
 
+def _purgeable(root: Any, cutoff: datetime) -> ColumnElement[bool]:
+    """``root`` (JobRow or an alias) completed before ``cutoff`` and its family has no active member."""
+    member = aliased(JobRow)
+    return and_(root.parent_id.is_(None), root.state == JobState.COMPLETED, root.finished_at < cutoff,
+                ~exists().where(and_(member.root_id == root.id, member.state.in_(list(ACTIVE_STATES)))))
+
+
 def purge(session: Session, now: datetime, settings: Settings, *, dry_run: bool = False) -> list[str]:
     """Delete one batch of finished families whose root completed more than purge_after_days ago.
 
@@ -166,23 +174,31 @@ def purge(session: Session, now: datetime, settings: Settings, *, dry_run: bool 
     if settings.purge_after_days <= 0:
         return []
     cutoff = now - timedelta(days=settings.purge_after_days)
-    member = aliased(JobRow)
-    roots = list(session.scalars(
-        select(JobRow.id).where(
-            JobRow.parent_id.is_(None), JobRow.state == JobState.COMPLETED, JobRow.finished_at < cutoff,
-            ~exists().where(and_(member.root_id == JobRow.id, member.state.in_(list(ACTIVE_STATES)))),
-        ).order_by(JobRow.finished_at).limit(settings.purge_batch_size)
-    ))
+    roots = list(session.scalars(select(JobRow.id).where(_purgeable(JobRow, cutoff))
+                                 .order_by(JobRow.finished_at).limit(settings.purge_batch_size)))
     if dry_run or not roots:
         return roots
-    family = list(session.scalars(select(JobRow.id).where(JobRow.root_id.in_(roots))))
-    session.execute(delete(JobRow).where(JobRow.root_id.in_(roots), JobRow.parent_id.is_not(None))
-                    .execution_options(synchronize_session=False))
-    session.execute(delete(JobRow).where(JobRow.id.in_(roots)).execution_options(synchronize_session=False))
-    session.execute(delete(EventRow).where(EventRow.job_id.in_(family), EventRow.at < cutoff)
-                    .execution_options(synchronize_session=False))
-    _remove_scratch(Path(settings.scratch_dir), set(family))
-    return roots
+    return delete_families(session, roots, cutoff, Path(settings.scratch_dir))
+
+
+def delete_families(session: Session, roots: list[str], cutoff: datetime, scratch: Path) -> list[str]:
+    """Delete the families of ``roots`` that are still purgeable: the condition is checked again
+    inside the deletes, so a family restarted since it was selected stays. Returns the deleted roots."""
+    root = aliased(JobRow)
+    still = select(root.id).where(root.id.in_(roots), _purgeable(root, cutoff)).scalar_subquery()
+    children = session.scalars(delete(JobRow).where(JobRow.root_id.in_(still), JobRow.parent_id.is_not(None))
+                               .returning(JobRow.id).execution_options(synchronize_session=False)).all()
+    kid = aliased(JobRow)
+    deleted = session.scalars(delete(JobRow).where(
+        JobRow.id.in_(roots), JobRow.parent_id.is_(None), JobRow.state == JobState.COMPLETED,
+        ~exists().where(and_(kid.root_id == JobRow.id, kid.id != JobRow.id)),
+    ).returning(JobRow.id).execution_options(synchronize_session=False)).all()
+    family = {*children, *deleted}
+    if family:
+        session.execute(delete(EventRow).where(EventRow.job_id.in_(family), EventRow.at < cutoff)
+                        .execution_options(synchronize_session=False))
+    _remove_scratch(scratch, family)
+    return [r for r in roots if r in set(deleted)]
 
 
 def _remove_scratch(scratch: Path, job_ids: set[str]) -> None:
