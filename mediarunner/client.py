@@ -263,6 +263,8 @@ class Client:
             size = len(json.dumps(meta))
         except (TypeError, ValueError) as exc:
             raise ValidationError(f"metadata must be JSON-serialisable: {exc}") from None
+        except RecursionError:
+            raise ValidationError("metadata is nested too deeply") from None
         if size > MAX_METADATA_BYTES:
             raise ValidationError(f"metadata is {size} bytes; the limit is {MAX_METADATA_BYTES}")
         return dict(priority=priority, priority_class=priority_class, meta=meta,

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from celery import Celery
 
+from mediarunner.errors import ValidationError
 from mediarunner.models.enums import JobType, Queue
 
 log = logging.getLogger(__name__)
@@ -24,9 +25,16 @@ _DEFAULT: dict[JobType, Queue] = {
 }
 
 
+#: Queues jobs may be sent to (``scheduler`` carries beat's ticks only: a job there would block them).
+JOB_QUEUES: tuple[str, ...] = tuple(q.value for q in Queue if q is not Queue.SCHEDULER)
+
+
 def route(job_type: JobType, *, queue: str | None = None) -> tuple[str, str]:
-    """Return (queue, reason). An explicit ``queue`` wins; otherwise the job type decides."""
+    """Return (queue, reason). An explicit ``queue`` wins (one of :data:`JOB_QUEUES`); otherwise
+    the job type decides."""
     if queue is not None:
+        if queue not in JOB_QUEUES:
+            raise ValidationError(f"unknown job queue {queue!r}; jobs run on one of: {', '.join(JOB_QUEUES)}")
         return queue, f"queue {queue!r} requested"
     q = _DEFAULT[job_type]
     return q.value, f"{job_type.value} jobs run on {q.value}"
