@@ -16,7 +16,6 @@ from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
-from mediarunner.config.redact import redact
 from mediarunner.models import transitions
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
@@ -36,11 +35,11 @@ def message_priority(job: Job) -> int:
 
 def signature_for(app: Celery, job: Job) -> Signature:
     """The job's task, chained to a group of its not-yet-run children (recursively)."""
-    # The worker reads the payload from the database; the message copy is informational, so it is
-    # redacted (no URL passwords or keys), and events/Flower show only (job id, attempt).
+    # The message carries the job id and attempt only: the payload (inputs, outputs, live stream
+    # keys) stays in the database, where the worker reads it.
     sig = app.signature(
-        TASK_NAMES[job.type], args=(job.id, job.attempt, redact(job.payload)), queue=job.queue,
-        priority=message_priority(job), immutable=True, argsrepr=repr((job.id, job.attempt)), kwargsrepr="{}",
+        TASK_NAMES[job.type], args=(job.id, job.attempt), queue=job.queue,
+        priority=message_priority(job), immutable=True, kwargsrepr="{}",
     )
     kids = [signature_for(app, c) for c in job.children if c.state in _WAITING]
     if not kids:
