@@ -41,7 +41,6 @@ ALLOWED: dict[str, set[str]] = {
     "api": _PROCESSES,
     "web": _PROCESSES | {"api"},
     "cli": _PROCESSES | {"api", "cli_fleet"},
-    "cli_fleet": _PROCESSES,
     "__init__": {"client", "models"},
     "__main__": {"cli"},
 }
