@@ -23,6 +23,9 @@ from mediarunner.config import Settings
 from mediarunner.config.redact import (
     MASK,
     RedactingFilter,
+    is_secret_name,
+    mask_broker_url,
+    mask_database_url,
     mask_url,
     redact,
     scrub,
@@ -306,6 +309,23 @@ def test_mask_url_and_redact() -> None:
     safe = redact(payload)
     assert "hunter2" not in str(safe) and "s3cr3t" not in str(safe) and "AKIA" not in str(safe)
     assert safe["ladder"] == payload["ladder"] and safe["n"] == 1 and safe["input"].startswith("sftp://bob:***@")
+
+
+def test_urls_keep_their_shape_and_only_real_secrets_are_masked() -> None:
+    assert mask_url("sqlite:////srv/x.db") == "sqlite:////srv/x.db"  # was sqlite://srv/x.db
+    assert mask_url("sftp://bob:pw@h:22//abs/path?x=1") == f"sftp://bob:{MASK}@h:22//abs/path?x=1"
+    assert mask_database_url("sqlite:////srv/x.db") == "sqlite:////srv/x.db"
+    assert mask_database_url("postgresql+psycopg://u:p%40ss@db/x") == f"postgresql+psycopg://u:{MASK}@db/x"
+    assert mask_broker_url("redis://:pw@h:6379/0") == f"redis://:{MASK}@h:6379/0"
+    assert mask_broker_url("sentinel://:pw@h1:26379;sentinel://:pw@h2:26379") == (
+        f"sentinel://:{MASK}@h1:26379/;sentinel://:{MASK}@h2:26379/")  # kombu's rendering, each URL masked
+    for name in ("sftp_host_key_policy", "private_key_path", "token_id", "require_worker_token", "max_attempts"):
+        assert not is_secret_name(name), name
+    for name in ("worker_token", "s3_secret_access_key", "s3_access_key_id", "password", "private_key_passphrase",
+                 "flower_basic_auth", "X-Amz-Signature", "X-Amz-Credential"):
+        assert is_secret_name(name), name
+    view = settings_view(Settings(database_url="sqlite:////srv/x.db", sftp_host_key_policy="auto_add"))
+    assert view["database_url"] == "sqlite:////srv/x.db" and view["sftp_host_key_policy"] == "auto_add"
 
 
 def test_log_filter_masks_secrets_and_urls(caplog: pytest.LogCaptureFixture) -> None:
