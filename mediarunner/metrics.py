@@ -15,12 +15,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from mediarunner.config import Settings
-from mediarunner.models.base import utcnow
-from mediarunner.models.db import transaction
+from mediarunner.fleet import FleetService, Runner
 from mediarunner.models.enums import Health, JobState, RunnerStatus
-from mediarunner.models.fleet_queries import Runner, list_runners
-from mediarunner.models.health import HealthThresholds
-from mediarunner.models.stats import FAILED_STATES, DurationHistogram, completed_durations, jobs_by_state
+from mediarunner.models.stats import FAILED_STATES, DurationHistogram
 
 
 def broker_queue_lengths(broker_url: str, queues: list[str]) -> dict[str, int] | None:
@@ -40,17 +37,12 @@ def broker_queue_lengths(broker_url: str, queues: list[str]) -> dict[str, int] |
 class FleetCollector(Collector):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.fleet = FleetService(settings)
 
     def collect(self) -> Iterator[Metric]:
-        now = utcnow()
-        thresholds = HealthThresholds.from_settings(self.settings)
-
-        def read(session: Any) -> tuple[list[Any], list[DurationHistogram], list[Runner]]:
-            return jobs_by_state(session), completed_durations(session), list_runners(session, now, thresholds)
-
-        by_state, durations, fleet = transaction(read, url=self.settings.database_url, retry_for=2)
-        yield from self._jobs(by_state, durations)
-        yield from self._runners(fleet, now)
+        snap = self.fleet.metrics_snapshot(retry_for=2)
+        yield from self._jobs(snap.jobs_by_state, snap.durations)
+        yield from self._runners(snap.runners, snap.now)
 
     def _jobs(self, by_state: list[Any], durations: list[DurationHistogram]) -> Iterator[Metric]:
         jobs = GaugeMetricFamily("mediarunner_jobs", "Jobs in the table by queue, type and state",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from mediarunner.cli import app
+from mediarunner.config import get_settings
 from tests.support import Stack, make_clip
 
 runner = CliRunner(env={"COLUMNS": "250"})
@@ -52,3 +54,29 @@ def test_cancel_and_restart_through_cli(stack: Stack) -> None:
 def test_purge_dry_run(stack: Stack) -> None:
     res = runner.invoke(app, ["purge", "--dry-run"])
     assert res.exit_code == 0 and "would purge 0" in res.output
+
+
+def _settings_table(output: str) -> dict[str, str]:
+    cells = ([c.strip() for c in line.split("│")[1:-1]] for line in output.splitlines() if "│" in line)
+    return {c[0]: c[1] for c in cells if len(c) == 2 and c[0].startswith("MEDIARUNNER_")}
+
+
+def test_settings_show_urls_as_given_and_mask_only_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"DATABASE_URL": "sqlite:////srv/x.db", "BROKER_URL": "redis://:brokerpw@127.0.0.1:1/0",
+                        "RESULT_BACKEND": "db+postgresql://u:resultpw@db/x", "SFTP_HOST_KEY_POLICY": "auto_add",
+                        "S3_SECRET_ACCESS_KEY": "s3secretvalue", "WORKER_TOKEN": "mrt_tokenvalue"}.items():
+        monkeypatch.setenv(f"MEDIARUNNER_{name}", value)
+    get_settings.cache_clear()
+    try:
+        res = runner.invoke(app, ["settings"])
+    finally:
+        get_settings.cache_clear()
+    assert res.exit_code == 0, res.output
+    shown = _settings_table(res.output)
+    assert shown["MEDIARUNNER_DATABASE_URL"] == "sqlite:////srv/x.db"  # not sqlite://srv/x.db
+    assert shown["MEDIARUNNER_SFTP_HOST_KEY_POLICY"] == "auto_add"  # a policy, not a secret
+    assert shown["MEDIARUNNER_BROKER_URL"] == "redis://:***@127.0.0.1:1/0"
+    assert shown["MEDIARUNNER_RESULT_BACKEND"] == "db+postgresql://u:***@db/x"
+    assert shown["MEDIARUNNER_S3_SECRET_ACCESS_KEY"] == shown["MEDIARUNNER_WORKER_TOKEN"] == "***"
+    for secret in ("brokerpw", "resultpw", "s3secretvalue", "mrt_tokenvalue"):
+        assert secret not in res.output

@@ -14,8 +14,8 @@ from pydantic import SecretStr
 from rich.console import Console
 from typer.testing import CliRunner
 
-from mediarunner import cli_fleet
 from mediarunner.cli import app as cli
+from mediarunner.cli import processes, ui
 from mediarunner.config import Settings, get_settings
 from mediarunner.models import runners, tokens
 from mediarunner.models import transitions as t
@@ -32,8 +32,8 @@ def env(db_url: str, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("MEDIARUNNER_DATABASE_URL", db_url)
     monkeypatch.setenv("MEDIARUNNER_BROKER_URL", redis_server.url)
     get_settings.cache_clear()
-    monkeypatch.setattr(cli_fleet, "console", Console(width=250))
-    monkeypatch.setattr(cli_fleet, "REPLY_TIMEOUT", 0.3)  # no live workers here: don't wait long for replies
+    monkeypatch.setattr(ui, "console", Console(width=250))
+    monkeypatch.setattr(ui, "REPLY_TIMEOUT", 0.3)  # no live workers here: don't wait long for replies
     yield db_url
     get_settings.cache_clear()
 
@@ -114,7 +114,7 @@ def test_logs_filters_and_colours(env: str, monkeypatch: pytest.MonkeyPatch) -> 
     assert "job_" not in invoke("logs", "--runner", "ghost@gone")  # unknown names just match nothing
     out = invoke("logs", "-n", "2")
     assert len([line for line in out.splitlines() if "job_" in line]) == 2
-    monkeypatch.setattr(cli_fleet, "console", Console(width=250, force_terminal=True, color_system="standard"))
+    monkeypatch.setattr(ui, "console", Console(width=250, force_terminal=True, color_system="standard"))
     out = invoke("logs", "--runner", "w@h")
     assert "\x1b[31mjob_failed" in out and "\x1b[32mjob_completed" in out and "\x1b[36mjob_assigned" in out
 
@@ -159,10 +159,10 @@ def test_settings_and_demo_mode(env: str, monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_flower_basic_auth_travels_in_the_environment(env: str) -> None:
     settings = Settings(flower_basic_auth=SecretStr("admin:s3cret"))
-    argv, extra = cli_fleet.flower_command(settings, 5555, "127.0.0.1")
+    argv, extra = processes.flower_command(settings, 5555, "127.0.0.1")
     assert extra == {"FLOWER_BASIC_AUTH": "admin:s3cret"} and "s3cret" not in " ".join(argv)
     assert "flower" in argv and "--port=5555" in argv
     with pytest.raises(ValueError, match="MEDIARUNNER_FLOWER_BASIC_AUTH"):
-        cli_fleet.flower_command(Settings(), 5555, "127.0.0.1")
-    assert cli_fleet.flower_command(Settings(), 5555, "127.0.0.1", auth=False)[1] == {}
+        processes.flower_command(Settings(), 5555, "127.0.0.1")
+    assert processes.flower_command(Settings(), 5555, "127.0.0.1", auth=False)[1] == {}
     assert "MEDIARUNNER_FLOWER_BASIC_AUTH" in invoke("flower", code=2)  # refuses to start without auth

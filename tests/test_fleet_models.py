@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import logging
-import stat
+import os
+import sys
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
+import psutil
 import pytest
 from celery import Celery
 from prometheus_client import generate_latest
@@ -19,6 +23,9 @@ from mediarunner.config import Settings
 from mediarunner.config.redact import (
     MASK,
     RedactingFilter,
+    is_secret_name,
+    mask_broker_url,
+    mask_database_url,
     mask_url,
     redact,
     scrub,
@@ -304,6 +311,23 @@ def test_mask_url_and_redact() -> None:
     assert safe["ladder"] == payload["ladder"] and safe["n"] == 1 and safe["input"].startswith("sftp://bob:***@")
 
 
+def test_urls_keep_their_shape_and_only_real_secrets_are_masked() -> None:
+    assert mask_url("sqlite:////srv/x.db") == "sqlite:////srv/x.db"  # was sqlite://srv/x.db
+    assert mask_url("sftp://bob:pw@h:22//abs/path?x=1") == f"sftp://bob:{MASK}@h:22//abs/path?x=1"
+    assert mask_database_url("sqlite:////srv/x.db") == "sqlite:////srv/x.db"
+    assert mask_database_url("postgresql+psycopg://u:p%40ss@db/x") == f"postgresql+psycopg://u:{MASK}@db/x"
+    assert mask_broker_url("redis://:pw@h:6379/0") == f"redis://:{MASK}@h:6379/0"
+    assert mask_broker_url("sentinel://:pw@h1:26379;sentinel://:pw@h2:26379") == (
+        f"sentinel://:{MASK}@h1:26379/;sentinel://:{MASK}@h2:26379/")  # kombu's rendering, each URL masked
+    for name in ("sftp_host_key_policy", "private_key_path", "token_id", "require_worker_token", "max_attempts"):
+        assert not is_secret_name(name), name
+    for name in ("worker_token", "s3_secret_access_key", "s3_access_key_id", "password", "private_key_passphrase",
+                 "flower_basic_auth", "X-Amz-Signature", "X-Amz-Credential"):
+        assert is_secret_name(name), name
+    view = settings_view(Settings(database_url="sqlite:////srv/x.db", sftp_host_key_policy="auto_add"))
+    assert view["database_url"] == "sqlite:////srv/x.db" and view["sftp_host_key_policy"] == "auto_add"
+
+
 def test_log_filter_masks_secrets_and_urls(caplog: pytest.LogCaptureFixture) -> None:
     s = Settings(broker_url="redis://:brokerpw@h/0", worker_token=SecretStr("mrt_tokenvalue"),
                  database_url="postgresql://u:dbpass@h/x")
@@ -344,19 +368,65 @@ def test_task_message_carries_no_secret(db_url: str) -> None:
 
 # ------------------------------------------------------------------------------ diagnostics (no workers)
 
-def test_gpu_detection_with_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = tmp_path / "nvidia-smi"
-    fake.write_text("#!/bin/sh\necho '0, NVIDIA H100 80GB HBM3, 81559, 1024, 37'\necho '1, Tesla T4, [N/A], 0, 0'\n")
-    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+class FakeNVMLError(Exception):
+    pass
+
+
+def fake_pynvml(*, driver: bool = True) -> ModuleType:
+    """nvidia-ml-py's calls as a driver with an H100 and a T4 (whose memory NVML cannot report) answers."""
+    boards = [("NVIDIA H100 80GB HBM3", SimpleNamespace(total=81559 * 2**20, used=1024 * 2**20), 37),
+              ("Tesla T4", None, 0)]
+
+    def init() -> None:
+        if not driver:
+            raise FakeNVMLError("NVML Shared Library Not Found")
+
+    def memory(i: int) -> Any:
+        if boards[i][1] is None:
+            raise FakeNVMLError("Not Supported")
+        return boards[i][1]
+
+    nvml = ModuleType("pynvml")
+    nvml.__dict__.update(
+        NVMLError=FakeNVMLError, nvmlInit=init, nvmlDeviceGetCount=lambda: len(boards),
+        nvmlDeviceGetHandleByIndex=lambda i: i, nvmlDeviceGetName=lambda i: boards[i][0],
+        nvmlDeviceGetMemoryInfo=memory, nvmlDeviceGetUtilizationRates=lambda i: SimpleNamespace(gpu=boards[i][2]))
+    return nvml
+
+
+@pytest.fixture
+def nvml(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[ModuleType | None], None]]:
+    """Install a (fake) pynvml for diagnostics; None: the package is not installed."""
+    def install(module: ModuleType | None) -> None:
+        monkeypatch.setitem(sys.modules, "pynvml", module)
+        diagnostics._nvml.cache_clear()
+
+    yield install
+    diagnostics._nvml.cache_clear()
+
+
+def test_gpu_detection_with_nvml(tmp_path: Path, nvml: Callable[[ModuleType | None], None]) -> None:
+    nvml(fake_pynvml())
     found = diagnostics.gpus()
     assert found[0] == {"index": 0, "name": "NVIDIA H100 80GB HBM3", "memory_total_mb": 81559,
                         "memory_used_mb": 1024, "utilization_percent": 37}
     assert found[1]["memory_total_mb"] is None and found[1]["name"] == "Tesla T4"
     d = diagnostics.diagnostics(Settings(scratch_dir=tmp_path / "nope" / "scratch"))
     assert d["gpus"][0]["utilization_percent"] == 37 and d["disk_free_mb"] > 0
-    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert diagnostics.capabilities(Settings())["gpus"][0] == {"index": 0, "name": "NVIDIA H100 80GB HBM3",
+                                                               "memory_total_mb": 81559}
+    nvml(fake_pynvml(driver=False))  # nvidia-ml-py installed, no NVIDIA driver (this test machine)
     assert diagnostics.gpus() == []
+    nvml(None)  # nvidia-ml-py not installed
+    assert diagnostics.gpus() == [] and "gpus" not in diagnostics.diagnostics(Settings(scratch_dir=tmp_path))
+
+
+def test_machine_figures_come_from_psutil(tmp_path: Path) -> None:
+    d = diagnostics.diagnostics(Settings(scratch_dir=tmp_path))
+    mem, disk = psutil.virtual_memory(), psutil.disk_usage(str(tmp_path))
+    assert d["mem_total_mb"] == mem.total // 2**20 and 0 < d["mem_available_mb"] <= d["mem_total_mb"]
+    assert d["disk_total_mb"] == disk.total // 2**20 and d["cpu_count"] == psutil.cpu_count()
+    assert d["load_1m"] >= 0 and d["pid"] == os.getpid()
 
 
 def test_capabilities_without_ffmpeg_still_register(tmp_path: Path) -> None:

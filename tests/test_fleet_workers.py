@@ -17,8 +17,8 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from mediarunner import cli_fleet
 from mediarunner.cli import app as cli
+from mediarunner.cli import ui
 from mediarunner.config import get_settings
 from mediarunner.media.ffmpeg import ffmpeg_version
 from mediarunner.metrics import broker_queue_lengths
@@ -47,7 +47,7 @@ def fleet(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         monkeypatch.setenv(k, v)
         stack.env[k] = v
     get_settings.cache_clear()
-    monkeypatch.setattr(cli_fleet, "console", Console(width=250))
+    monkeypatch.setattr(ui, "console", Console(width=250))
     yield stack
     get_settings.cache_clear()
 

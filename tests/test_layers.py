@@ -40,8 +40,7 @@ ALLOWED: dict[str, set[str]] = {
     "metrics": _SERVICES,
     "api": _PROCESSES,
     "web": _PROCESSES | {"api"},
-    "cli": _PROCESSES | {"api", "cli_fleet"},
-    "cli_fleet": _PROCESSES,
+    "cli": _PROCESSES | {"api"},
     "__init__": {"client", "models"},
     "__main__": {"cli"},
 }

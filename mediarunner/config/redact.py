@@ -1,6 +1,8 @@
 """Keeping secrets out of task messages, logs, CLI output and Flower.
 
-* ``mask_url``: ``redis://:pw@h/0`` -> ``redis://:***@h/0`` (and secret-looking query parameters);
+* ``mask_url``: ``redis://:pw@h/0`` -> ``redis://:***@h/0`` (and secret-looking query parameters),
+  for any URL in any text; ``mask_database_url`` (SQLAlchemy's ``make_url``) and
+  ``mask_broker_url`` (kombu's ``maybe_sanitize_url``) for the URLs the settings name;
 * ``redact``: a JSON-like value with secret-looking keys masked and every URL masked;
 * ``secret_values`` + ``RedactingFilter``: the literal secrets this process knows (the worker token,
   passwords inside the broker/database URLs, ``MEDIARUNNER_*`` variables named like secrets),
@@ -15,16 +17,20 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from kombu.utils.url import maybe_sanitize_url
 from pydantic import BaseModel, SecretStr
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from mediarunner.config.settings import Settings
 
 MASK = "***"
-# Names that hold secrets: passwords, tokens, keys, credentials, basic-auth pairs.
-SECRET_NAME = re.compile(r"(^|[_\-.])(pass(word|wd)?|pwd|secret|token|key|credentials?|auth|signature|sig)"
-                         r"($|[_\-.])", re.IGNORECASE)
+# Names that hold secrets: passwords, tokens, keys, credentials, basic-auth pairs. The last word
+# decides: ``s3_secret_access_key`` is a secret, ``sftp_host_key_policy`` or ``private_key_path`` is not.
+SECRET_NAME = re.compile(r"(^|[_\-.])(pass(word|wd|phrase)?|pwd|secret|token|key(_id)?|credentials?|auth|"
+                         r"signature|sig)$", re.IGNORECASE)
 _URL = re.compile(r"\b[a-z][a-z0-9+.\-]*://[^\s'\"<>]+", re.IGNORECASE)
 _MIN_SECRET_LEN = 4  # shorter "secrets" would mask unrelated text
 
@@ -34,19 +40,39 @@ def is_secret_name(name: str) -> bool:
 
 
 def mask_url(url: str) -> str:
+    """The password and secret-named query parameters masked; every other character kept as it was
+    (no re-assembly, which would turn ``sqlite:////srv/x.db`` into ``sqlite://srv/x.db``)."""
     try:
         parts = urlsplit(url)
+        password = parts.password
     except ValueError:
         return url
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = f"{parts.username or ''}:{MASK}@{netloc.rsplit('@', 1)[1]}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
+    if password is not None:
+        user_info = parts.netloc.rsplit("@", 1)[0]
+        url = url.replace(f"//{user_info}@", f"//{parts.username or ''}:{MASK}@", 1)
+    if parts.query:
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
         if any(is_secret_name(k) for k, _ in pairs):
             query = urlencode([(k, MASK if is_secret_name(k) else v) for k, v in pairs], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+            url = url.replace(f"?{parts.query}", f"?{query}", 1)
+    return url
+
+
+def mask_database_url(url: str) -> str:
+    """A SQLAlchemy URL with its password hidden, as SQLAlchemy renders it."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return mask_url(url)
+
+
+def mask_broker_url(url: str) -> str:
+    """A broker or result-backend URL (``;``-separated failover lists too) with passwords masked, as
+    kombu shows it."""
+    try:
+        return ";".join(maybe_sanitize_url(u, mask=MASK) for u in url.split(";"))
+    except ValueError:
+        return mask_url(url)
 
 
 def mask_urls_in(text: str) -> str:
@@ -131,15 +157,25 @@ def install_log_redaction(secrets: Iterable[str], loggers: Iterable[logging.Logg
             handler.addFilter(flt)
 
 
+DATABASE_URL_FIELDS = frozenset({"database_url"})
+BROKER_URL_FIELDS = frozenset({"broker_url", "result_backend"})
+
+
 def settings_view(settings: Settings) -> dict[str, str]:
-    """Every setting as display text, secrets masked (for ``mediarunner settings``)."""
+    """Every setting as display text for ``mediarunner settings``: ``SecretStr`` fields and
+    secret-named values masked, passwords in URLs hidden, everything else (paths, policies) as is."""
     data = settings.model_dump(mode="json")
     out: dict[str, str] = {}
     for name, value in data.items():
+        raw = getattr(settings, name)
         if value is None:
             out[name] = ""
-        elif isinstance(getattr(settings, name), SecretStr) or (is_secret_name(name) and isinstance(value, str)):
+        elif isinstance(raw, SecretStr) or (is_secret_name(name) and isinstance(value, str)):
             out[name] = MASK
+        elif name in DATABASE_URL_FIELDS:
+            out[name] = mask_database_url(value)
+        elif name in BROKER_URL_FIELDS:
+            out[name] = mask_broker_url(value)
         else:
             safe = redact(value, name)
             out[name] = safe if isinstance(safe, str) else json.dumps(safe)

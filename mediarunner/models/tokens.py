@@ -3,7 +3,7 @@
 A token is ``mrt_`` + 43 URL-safe characters (256 random bits). Only its SHA-256 is stored; the
 secret is shown once, at creation. Revoking a token unregisters every runner that registered
 with it (``runners.unregister``); stopping their consumers and failing over their jobs is the
-caller's part (``mediarunner.scheduler.steering.revoke_token``).
+caller's part (``mediarunner.scheduler.steering``, composed by ``mediarunner.fleet.FleetService``).
 """
 
 from __future__ import annotations

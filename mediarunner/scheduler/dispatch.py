@@ -39,7 +39,7 @@ def signature_for(app: Celery, job: Job) -> Signature:
     # keys) stays in the database, where the worker reads it.
     sig = app.signature(
         TASK_NAMES[job.type], args=(job.id, job.attempt), queue=job.queue,
-        priority=message_priority(job), immutable=True, kwargsrepr="{}",
+        priority=message_priority(job), immutable=True, argsrepr=repr((job.id, job.attempt)), kwargsrepr="{}",
     )
     kids = [signature_for(app, c) for c in job.children if c.state in _WAITING]
     if not kids:

@@ -1,6 +1,7 @@
-"""Operator actions on runners: the database first (the lasting intent, via ``runners``), then
-Celery remote control (the immediate effect). A worker that misses the broadcast converges on
-its next heartbeat, which answers with the stored status.
+"""Operator actions on runners, in two halves that :class:`mediarunner.fleet.FleetService` composes:
+the database first (the lasting intent: session functions, state changes through ``runners`` and
+``tokens``), then Celery remote control (the immediate effect: functions of a Celery app). A worker
+that misses the broadcast converges on its next heartbeat, which answers with the stored status.
 
 * maintenance / disable: ``cancel_consumer`` for each queue: running jobs finish, no new ones;
 * enable: ``add_consumer``;
@@ -12,23 +13,19 @@ its next heartbeat, which answers with the stored status.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from celery import Celery
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from mediarunner.models import runners, tokens
-from mediarunner.models.base import utcnow
-from mediarunner.models.db import transaction
+from mediarunner.models import tokens
 from mediarunner.models.enums import RunnerStatus
 from mediarunner.models.tables import RunnerRow
 from mediarunner.scheduler.fleet import fail_over_runner
-
-
-class UnknownRunner(LookupError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -42,14 +39,38 @@ class SteerResult:
         return bool(self.replies)
 
 
-def _queues(hostname: str) -> list[str]:
-    queues = transaction(lambda s: s.scalar(select(RunnerRow.queues).where(RunnerRow.hostname == hostname)))
-    if queues is None:
-        raise UnknownRunner(f"no runner named {hostname!r} (see `mediarunner runners ls`)")
-    return list(queues)
+@dataclass(frozen=True)
+class PingResult:
+    hostname: str
+    ok: bool
+    latency_ms: float | None
 
 
-def _broadcast(app: Celery, command: str, hostname: str, timeout: float, **arguments: Any) -> dict[str, Any]:
+# ------------------------------------------------------------------------------ database half
+
+def queues_of(session: Session, hostname: str) -> list[str] | None:
+    """The runner's queues; None: no runner of that name."""
+    queues = session.scalar(select(RunnerRow.queues).where(RunnerRow.hostname == hostname))
+    return None if queues is None else list(queues)
+
+
+def revoke_token(session: Session, token_id: str, now: datetime) -> dict[str, list[str]] | None:
+    """Revoke; its runners are unregistered and their running jobs fail over. Returns each
+    unregistered runner's queues (to stop their consumers). None: no such token or already revoked."""
+    hosts = tokens.revoke_token(session, token_id, now)
+    if hosts is None:
+        return None
+    for h in hosts:
+        fail_over_runner(session, h, now, f"unregistered (token {token_id} revoked)")
+    queues = dict(session.execute(select(RunnerRow.hostname, RunnerRow.queues)
+                                  .where(RunnerRow.hostname.in_(hosts))).tuples().all())
+    return {h: list(queues.get(h) or []) for h in hosts}
+
+
+# ------------------------------------------------------------------------------ remote-control half
+
+def broadcast(app: Celery, command: str, hostname: str, timeout: float, **arguments: Any) -> dict[str, Any]:
+    """One command to one worker; its merged replies (empty: no answer within ``timeout``)."""
     replies = app.control.broadcast(command, arguments=arguments, destination=[hostname], reply=True,
                                     timeout=timeout, limit=1) or []
     merged: dict[str, Any] = {}
@@ -58,40 +79,38 @@ def _broadcast(app: Celery, command: str, hostname: str, timeout: float, **argum
     return merged
 
 
-def set_status(app: Celery, hostname: str, status: RunnerStatus, *, timeout: float = 2.0) -> SteerResult:
-    queues = _queues(hostname)
-    changed = transaction(lambda s: runners.set_status(s, hostname, status, utcnow()))
+def apply_status(app: Celery, hostname: str, queues: Sequence[str], status: RunnerStatus,
+                 timeout: float) -> dict[str, Any]:
+    """Start (enabled) or stop (maintenance, disabled) consuming each queue; the replies per queue."""
     command = "add_consumer" if status is RunnerStatus.ENABLED else "cancel_consumer"
-    replies = {q: r for q in queues if (r := _broadcast(app, command, hostname, timeout, queue=q))}
-    return SteerResult(hostname, changed, replies)
+    return {q: r for q in queues if (r := broadcast(app, command, hostname, timeout, queue=q))}
 
 
 def current_pool_size(app: Celery, hostname: str, timeout: float = 2.0) -> int | None:
     """The pool's target size now. `inspect stats` lags behind pool_grow/pool_shrink (it reports the
     start-up size and the processes spawned so far), so ask the worker (``mediarunner_pool``)."""
-    reply = _broadcast(app, "mediarunner_pool", hostname, timeout)
+    reply = broadcast(app, "mediarunner_pool", hostname, timeout)
     size = reply.get("size")
     return int(size) if isinstance(size, int) else None
 
 
-def set_concurrency(app: Celery, hostname: str, concurrency: int, *, timeout: float = 2.0) -> SteerResult:
-    """Store the operator's max concurrent jobs and resize the live pool to it."""
-    _queues(hostname)
-    changed = transaction(lambda s: runners.set_desired_concurrency(s, hostname, concurrency, utcnow()))
+def resize_pool(app: Celery, hostname: str, concurrency: int, timeout: float) -> dict[str, Any]:
+    """Grow or shrink the live pool to ``concurrency``. Replies: ``{}`` no answer, ``{"pool": n}``
+    already that size, else the command's reply with ``from`` and ``to``."""
     current = current_pool_size(app, hostname, timeout)
     if current is None or current == concurrency:
-        return SteerResult(hostname, changed, {"pool": current} if current else {})
+        return {"pool": current} if current else {}
     grow = concurrency > current
     command, n = ("pool_grow", concurrency - current) if grow else ("pool_shrink", current - concurrency)
-    reply = _broadcast(app, command, hostname, timeout, n=n)
-    return SteerResult(hostname, changed, {command: reply, "from": current, "to": concurrency})
+    reply = broadcast(app, command, hostname, timeout, n=n)
+    return {command: reply, "from": current, "to": concurrency}
 
 
-@dataclass(frozen=True)
-class PingResult:
-    hostname: str
-    ok: bool
-    latency_ms: float | None
+def stop_consumers(app: Celery, queues_by_host: Mapping[str, Sequence[str]]) -> None:
+    """Fire and forget: a worker that misses it learns on its next heartbeat that it is unregistered."""
+    for host, queues in queues_by_host.items():
+        for q in queues:
+            app.control.broadcast("cancel_consumer", arguments={"queue": q}, destination=[host], reply=False)
 
 
 def ping(app: Celery, hostnames: Sequence[str], *, timeout: float = 2.0) -> list[PingResult]:
@@ -108,28 +127,3 @@ def ping(app: Celery, hostnames: Sequence[str], *, timeout: float = 2.0) -> list
     app.control.broadcast("ping", destination=list(hostnames), reply=True, timeout=timeout,
                           limit=len(hostnames), callback=on_reply)
     return [PingResult(h, h in arrived, round(arrived[h], 1) if h in arrived else None) for h in hostnames]
-
-
-def revoke_token(app: Celery, token_id: str, *, timeout: float = 2.0) -> list[str] | None:
-    """Revoke; its runners are unregistered, their running jobs fail over, their consumers stop.
-    None: no such token or already revoked."""
-
-    def tx(session: Any) -> tuple[list[str], dict[str, list[str]]] | None:
-        now = utcnow()
-        hosts = tokens.revoke_token(session, token_id, now)
-        if hosts is None:
-            return None
-        for h in hosts:
-            fail_over_runner(session, h, now, f"unregistered (token {token_id} revoked)")
-        queues = dict(session.execute(select(RunnerRow.hostname, RunnerRow.queues)
-                                      .where(RunnerRow.hostname.in_(hosts))).tuples().all())
-        return hosts, {h: list(q or []) for h, q in queues.items()}
-
-    done = transaction(tx)
-    if done is None:
-        return None
-    hosts, queues = done
-    for h in hosts:
-        for q in queues.get(h, []):
-            app.control.broadcast("cancel_consumer", arguments={"queue": q}, destination=[h], reply=False)
-    return hosts

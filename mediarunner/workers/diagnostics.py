@@ -1,29 +1,32 @@
 """What a runner can do (capabilities, collected once at registration) and how it is doing
 (diagnostics, collected on every heartbeat). Plain functions: no Celery, no SQL.
 
-Every probe is best effort: a missing tool gives an ``error`` entry, never an exception, so a
+Machine figures come from ``psutil``, GPUs from NVML (``nvidia-ml-py``, when installed and a
+driver is present). Every probe is best effort: a missing tool gives an ``error`` entry, never an exception, so a
 half-equipped machine still registers and shows what it lacks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 import platform
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+import psutil
 
 from mediarunner.config import Settings
 from mediarunner.errors import MediarunnerError
 from mediarunner.media.ffmpeg import ffmpeg_version, list_encoders
 
-# Encoders worth showing in `runners show` (the full list is stored).
-NOTABLE_ENCODERS = re.compile(r"^(libx264|libx265|libsvtav1|libaom-av1|librav1e|libvpx(-vp9)?|aac|libfdk_aac|"
-                              r"libopus|libmp3lame|.*_(nvenc|qsv|vaapi|videotoolbox|amf|v4l2m2m))$")
 WHISPER_ENGINES = {"faster-whisper": "faster_whisper", "whisperx": "whisperx", "openai-whisper": "whisper"}
 
 
@@ -46,27 +49,48 @@ def ffmpeg_capabilities(ffmpeg: str) -> dict[str, Any]:
             "hardware_encoders": [e for e in encoders if re.search(r"_(nvenc|qsv|vaapi|videotoolbox|amf)$", e)]}
 
 
-def gpus(nvidia_smi: str = "nvidia-smi") -> list[dict[str, Any]]:
-    """NVIDIA GPUs as nvidia-smi reports them (empty without nvidia-smi or a driver)."""
-    if shutil.which(nvidia_smi) is None:
-        return []
-    out = _run([nvidia_smi, "--query-gpu=index,name,memory.total,memory.used,utilization.gpu",
-                "--format=csv,noheader,nounits"], timeout=5.0)
-    found: list[dict[str, Any]] = []
-    for line in (out or "").splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) < 5:
-            continue
-        found.append({"index": _int(parts[0]), "name": parts[1], "memory_total_mb": _int(parts[2]),
-                      "memory_used_mb": _int(parts[3]), "utilization_percent": _int(parts[4])})
-    return found
-
-
-def _int(text: str) -> int | None:
+@functools.cache
+def _nvml() -> ModuleType | None:
+    """``pynvml`` (nvidia-ml-py), initialised once per process; None without the package or an
+    NVIDIA driver (NVML is what nvidia-smi itself reads)."""
     try:
-        return int(float(text))
-    except ValueError:
-        return None  # "[N/A]" on some boards
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return None
+    return pynvml
+
+
+def _query(nvml: ModuleType, fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except nvml.NVMLError:  # e.g. NotSupported on some boards: that value is unknown, the rest stands
+        return None
+
+
+def _gpu(nvml: ModuleType, index: int) -> dict[str, Any]:
+    handle = nvml.nvmlDeviceGetHandleByIndex(index)
+    name = _query(nvml, lambda: nvml.nvmlDeviceGetName(handle))
+    mem = _query(nvml, lambda: nvml.nvmlDeviceGetMemoryInfo(handle))
+    util = _query(nvml, lambda: nvml.nvmlDeviceGetUtilizationRates(handle))
+    return {"index": index, "name": name.decode() if isinstance(name, bytes) else name,
+            "memory_total_mb": None if mem is None else int(mem.total) // 2**20,
+            "memory_used_mb": None if mem is None else int(mem.used) // 2**20,
+            "utilization_percent": None if util is None else int(util.gpu)}
+
+
+def gpus() -> list[dict[str, Any]]:
+    """NVIDIA GPUs as NVML reports them (empty without nvidia-ml-py, a driver or a GPU)."""
+    nvml = _nvml()
+    if nvml is None:
+        return []
+    try:
+        return [_gpu(nvml, i) for i in range(nvml.nvmlDeviceGetCount())]
+    except nvml.NVMLError:  # the driver went away (GPU fell off the bus, driver reload)
+        return []
 
 
 def whisper_capabilities(settings: Settings) -> dict[str, Any]:
@@ -92,16 +116,6 @@ def capabilities(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _meminfo() -> dict[str, int]:
-    try:
-        text = Path("/proc/meminfo").read_text()
-    except OSError:
-        return {}
-    pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
-    values = {k: int(v.split()[0]) // 1024 for k, v in pairs if v.split()}
-    return {"mem_total_mb": values.get("MemTotal", 0), "mem_available_mb": values.get("MemAvailable", 0)}
-
-
 def _existing(path: Path) -> Path:
     path = path.absolute()
     while not path.exists() and path != path.parent:
@@ -111,12 +125,13 @@ def _existing(path: Path) -> Path:
 
 def diagnostics(settings: Settings, *, with_gpus: bool = True) -> dict[str, Any]:
     """Load, scratch disk, memory, ffmpeg presence and GPU usage, now. Cheap: runs every heartbeat."""
-    out: dict[str, Any] = {"cpu_count": os.cpu_count() or 1}
+    out: dict[str, Any] = {"cpu_count": psutil.cpu_count() or 1}
     with contextlib.suppress(OSError):  # no load average on this platform
-        out["load_1m"], out["load_5m"], out["load_15m"] = (round(x, 2) for x in os.getloadavg())
-    usage = shutil.disk_usage(_existing(Path(settings.scratch_dir)))
+        out["load_1m"], out["load_5m"], out["load_15m"] = (round(x, 2) for x in psutil.getloadavg())
+    usage = psutil.disk_usage(str(_existing(Path(settings.scratch_dir))))
     out["disk_free_mb"], out["disk_total_mb"] = usage.free // 2**20, usage.total // 2**20
-    out.update(_meminfo())
+    mem = psutil.virtual_memory()
+    out["mem_total_mb"], out["mem_available_mb"] = mem.total // 2**20, mem.available // 2**20
     ffmpeg = settings.ffmpeg_path
     out["ffmpeg_ok"] = bool(shutil.which(ffmpeg)) if os.sep not in ffmpeg else os.access(ffmpeg, os.X_OK)
     if with_gpus and (found := gpus()):

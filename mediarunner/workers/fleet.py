@@ -36,6 +36,7 @@ from mediarunner.models import runners, tokens
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.runners import Directive, RunnerInfo
+from mediarunner.scheduler.fleet import fail_over_runner
 from mediarunner.workers.diagnostics import capabilities, diagnostics
 
 log = logging.getLogger(__name__)
@@ -137,8 +138,6 @@ class FleetAgent:
         return directive
 
     def _register_tx(self, session: Any, info: RunnerInfo) -> Directive:
-        from mediarunner.scheduler.fleet import fail_over_runner
-
         if self.token_id is not None and not tokens.is_valid(session, self.token_id):
             return Directive(runners.R.DISABLED, None, unregistered=True)  # revoked while starting
         # A fresh process runs nothing: jobs still marked running under this name were orphaned
@@ -220,7 +219,6 @@ class FleetAgent:
             self._thread.join(5)
         if not self.registered or self.unregistered:
             return
-        from mediarunner.scheduler.fleet import fail_over_runner
 
         def tx(session: Any) -> None:
             now = utcnow()

@@ -1,0 +1,38 @@
+"""The ``mediarunner`` command (typer + rich): one module per command group.
+
+* :mod:`~mediarunner.cli.db`: ``db upgrade|downgrade``, ``purge``;
+* :mod:`~mediarunner.cli.jobs`: ``submit``, ``jobs`` (through ``Client``);
+* :mod:`~mediarunner.cli.processes`: ``worker``, ``beat``, ``demo``, ``flower``, ``metrics``;
+* :mod:`~mediarunner.cli.tokens`, :mod:`~mediarunner.cli.runners`, :mod:`~mediarunner.cli.overview`:
+  ``tokens``, ``runners``, ``logs``, ``stats``, ``settings`` (through ``FleetService``);
+* :mod:`~mediarunner.cli.ui`: the console, colours and formatting they share.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from mediarunner.cli import db, jobs, overview, processes, runners, tokens
+
+app = typer.Typer(help="Distributed media processing on Celery.", no_args_is_help=True)
+app.add_typer(db.db_app, name="db")
+app.add_typer(jobs.submit_app, name="submit")
+app.add_typer(jobs.jobs_app, name="jobs")
+app.command()(processes.worker)
+app.command()(processes.beat)
+app.command()(db.purge)
+app.command()(processes.demo)
+app.add_typer(tokens.tokens_app, name="tokens")
+app.add_typer(runners.runners_app, name="runners")
+app.command("logs")(overview.logs)
+app.command("stats")(overview.stats)
+app.command("flower")(processes.flower)
+app.command("metrics")(processes.metrics)
+app.command("settings")(overview.settings_cmd)
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,126 @@
+"""``submit`` and ``jobs``: submit work, follow it, inspect and steer jobs (through ``Client``)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mediarunner.cli import ui
+from mediarunner.errors import JobNotFoundError, MediarunnerError
+from mediarunner.models.enums import JobState, JobType
+from mediarunner.models.schemas import Job
+
+submit_app = typer.Typer(help="Submit jobs.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Inspect and steer jobs.", no_args_is_help=True)
+
+
+@submit_app.command("transcode")
+def submit_transcode(
+    input: str, output: str,
+    rendition: Annotated[list[str] | None, typer.Option("--rendition", "-r", help="rung name; repeat")] = None,
+    format: Annotated[list[str] | None, typer.Option("--format", "-f", help="hls and/or mp4")] = None,
+    priority: int = 0,
+    parts: Annotated[int | None, typer.Option(help="split each rung of a long video into N time parts "
+                                              "(default: the TRANSCODE_PARTS setting)")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="show progress until done")] = False,
+    timeout: float | None = None,
+) -> None:
+    """Transcode INPUT into an HLS + MP4 ladder under the directory OUTPUT."""
+    try:
+        job = ui.client().submit_transcode(input, output, renditions=rendition or None,
+                                           formats=tuple(format or ("hls", "mp4")), priority=priority, parts=parts)
+    except MediarunnerError as exc:
+        raise ui.fail(exc) from None
+    ui.console.print(f"submitted [bold]{job.id}[/bold] ({len(job.children)} child job(s))")
+    if wait:
+        job = follow(job.id, timeout)
+        show_job(job)
+        raise typer.Exit(0 if job.state is JobState.COMPLETED and all(
+            j.state is JobState.COMPLETED for j in job.family) else 1)
+
+
+def _update_bars(bars: Progress, rows: dict[str, TaskID], job: Job) -> None:
+    for j in job.family:
+        label = j.type.value + (f" {j.payload.get('rendition')}" if j.payload.get("rendition") else "")
+        if j.id not in rows:
+            rows[j.id] = bars.add_task(label, total=100, state="")
+        bars.update(rows[j.id], completed=j.progress,
+                    state=j.state.value + (f" ({j.stage.value})" if j.stage and not j.done else ""))
+
+
+def follow(job_id: str, timeout: float | None = None) -> Job:
+    """Live progress bars for a job family until every member is terminal."""
+    client = ui.client()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+                  TextColumn("{task.fields[state]}"), TimeElapsedColumn(), console=ui.console) as bars:
+        rows: dict[str, TaskID] = {}
+        while True:
+            job = client.get(job_id)
+            _update_bars(bars, rows, job)
+            if job.done:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise ui.fail(TimeoutError(f"job {job_id} not finished after {timeout}s"))
+            time.sleep(0.25)
+
+
+@jobs_app.command("ls")
+def jobs_ls(state: Annotated[JobState | None, typer.Option()] = None,
+            type: Annotated[JobType | None, typer.Option()] = None,
+            limit: Annotated[int, typer.Option("-n", "--limit")] = 50) -> None:
+    """List jobs, newest first."""
+    table = Table("id", "type", "state", "stage", "progress", "queue", "rank", "attempt", "worker", "created")
+    for j in ui.client().list(state=state, type=type, limit=limit):
+        table.add_row(j.id, j.type.value, f"[{ui.STATE_STYLE[j.state]}]{j.state.value}[/]",
+                      j.stage.value if j.stage else "", f"{j.progress:.0f}%", j.queue,
+                      str(j.rank or ""), str(j.attempt), j.worker or "", f"{j.created_at:%Y-%m-%d %H:%M:%S}")
+    ui.console.print(table)
+
+
+def show_job(job: Job) -> None:
+    table = Table("job", "type", "state", "progress", "attempt", "worker", "error", title=f"job {job.id}")
+    for j in job.family:
+        indent = "  " if j.parent_id else ""
+        table.add_row(indent + j.id[:8], j.type.value + (f" {j.payload.get('rendition', '')}"),
+                      f"[{ui.STATE_STYLE[j.state]}]{j.state.value}[/]", f"{j.progress:.0f}%",
+                      f"{j.attempt}/{j.max_attempts}", j.worker or "", (j.error or "")[:80])
+    ui.console.print(table)
+    for j in job.family:
+        for a in j.artifacts:
+            ui.console.print(f"  [green]{a.kind:13}[/green] {a.path} ({a.size:,} bytes)")
+    if job.routing_reason:
+        ui.console.print(f"  routed to [bold]{job.queue}[/bold]: {job.routing_reason}")
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: str) -> None:
+    """A job with its children, artifacts and errors."""
+    try:
+        show_job(ui.client().get(job_id))
+    except JobNotFoundError as exc:
+        raise ui.fail(exc) from None
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: str) -> None:
+    """Cancel a job and its unfinished children (running ffmpeg is killed)."""
+    try:
+        job = ui.client().cancel(job_id)
+    except JobNotFoundError as exc:
+        raise ui.fail(exc) from None
+    ui.console.print(f"{job.id}: {job.state.value}")
+
+
+@jobs_app.command("restart")
+def jobs_restart(job_id: str) -> None:
+    """Run a failed, timed-out or cancelled job again (with its unfinished children)."""
+    try:
+        job = ui.client().restart(job_id)
+    except MediarunnerError as exc:
+        raise ui.fail(exc) from None
+    ui.console.print(f"{job.id}: {job.state.value} (attempt {job.attempt})")

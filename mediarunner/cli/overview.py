@@ -1,0 +1,58 @@
+"""``logs`` (the activity log), ``stats`` (the dashboard numbers) and ``settings``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from mediarunner.cli import ui
+from mediarunner.config.redact import MASK, settings_view
+from mediarunner.fleet import ActivityEvent
+
+
+def show_events(events: list[ActivityEvent]) -> None:
+    table = Table("time", "event", "runner", "job", "message")
+    for e in events:
+        table.add_row(ui.when(e.at), Text(e.kind, style=ui.EVENT_STYLE.get(e.kind, "white")), e.runner or "",
+                      (e.job_id or "")[:8], Text(e.message))
+    ui.console.print(table)
+
+
+def logs(runner: Annotated[str | None, typer.Option(help="only this runner")] = None,
+         type: Annotated[str | None, typer.Option("--type", help="only this event kind, e.g. job_failed")] = None,
+         job: Annotated[str | None, typer.Option(help="only this job id")] = None,
+         limit: Annotated[int, typer.Option("-n", "--limit")] = 50) -> None:
+    """The activity log (newest last), colour-coded by event kind."""
+    show_events(ui.fleet().events(runner=runner, kind=type, job=job, limit=limit))
+
+
+def stats(as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False) -> None:
+    """Dashboard statistics, computed in one SQL statement."""
+    st = ui.fleet().stats()
+    if as_json:
+        typer.echo(json.dumps(asdict(st)))
+        return
+    grid = Table.grid(padding=(0, 3))
+    for _ in range(4):
+        grid.add_column()
+    grid.add_row(f"runners online [bold]{st.runners_online}/{st.runners_total}[/bold]",
+                 f"pending [bold yellow]{st.jobs_pending}[/]", f"running [bold cyan]{st.jobs_running}[/]",
+                 f"throughput [bold]{st.throughput_last_hour}[/bold]/h")
+    grid.add_row(f"completed today [bold green]{st.completed_today}[/]",
+                 f"failed today [bold red]{st.failed_today}[/]",
+                 f"avg wait [bold]{ui.seconds(st.avg_wait_seconds)}[/bold]",
+                 f"avg processing [bold]{ui.seconds(st.avg_processing_seconds)}[/bold]")
+    ui.console.print(grid)
+
+
+def settings_cmd() -> None:
+    """Effective settings, secrets masked (safe to show in a demo)."""
+    table = Table("setting", "value")
+    for name, value in settings_view(ui.settings()).items():
+        table.add_row(f"MEDIARUNNER_{name.upper()}", Text(value, style="dim" if value == MASK else ""))
+    ui.console.print(table)

@@ -1,0 +1,155 @@
+"""Long-running processes: ``worker``, ``beat``, ``flower``, ``metrics`` and the ``demo``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from prometheus_client import start_http_server, write_to_textfile
+
+from mediarunner.cli import ui
+from mediarunner.cli.jobs import follow, show_job
+from mediarunner.config import Settings
+from mediarunner.metrics import registry_for
+from mediarunner.models import migrate
+from mediarunner.models.enums import JobState
+
+
+def _celery(*args: str) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "mediarunner.workers.app", *args]
+
+
+def worker(queues: Annotated[str, typer.Option("--queues", "-Q")] = "cpu",
+           concurrency: Annotated[int, typer.Option("--concurrency", "-c")] = 1,
+           name: Annotated[str | None, typer.Option("--name", "-n")] = None,
+           loglevel: str = "INFO") -> None:
+    """Run a worker (a thin wrapper over `celery worker`)."""
+    args = ["worker", "-Q", queues, "-c", str(concurrency), "--loglevel", loglevel, "-E"]
+    if name:
+        args += ["-n", name]
+    os.execv(sys.executable, _celery(*args))
+
+
+def beat(loglevel: str = "INFO", schedule: Path = Path("var/celerybeat-schedule")) -> None:
+    """Run the scheduler: celery beat plus a one-process worker for the `scheduler` queue."""
+    schedule.parent.mkdir(parents=True, exist_ok=True)
+    os.execv(sys.executable, _celery("worker", "-B", "-Q", "scheduler", "-c", "1", "--loglevel", loglevel,
+                                     "-n", "scheduler@%h", "--schedule", str(schedule)))
+
+
+# ------------------------------------------------------------------------------ demo
+
+def _make_clip(ffmpeg: str, clip: Path, seconds: float) -> None:
+    ui.console.print(f"generating a {seconds:.0f} s 1280x720 test clip at {clip}")
+    subprocess.run([ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
+                    "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=25:duration={seconds}",
+                    "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
+                    str(clip)], check=True)
+
+
+def _start_fleet(workdir: Path) -> list[subprocess.Popen[bytes]]:
+    logs = workdir / "logs"
+    logs.mkdir(exist_ok=True)
+    procs: list[subprocess.Popen[bytes]] = []
+    for name, args in (("cpu", ["worker", "-Q", "cpu", "-c", "2", "-n", "cpu@%h"]),
+                       ("gpu", ["worker", "-Q", "gpu", "-c", "1", "-n", "gpu@%h"]),
+                       ("beat", ["worker", "-B", "-Q", "scheduler", "-c", "1", "-n", "scheduler@%h",
+                                 "--schedule", str(workdir / "beat-schedule")])):
+        with (logs / f"{name}.log").open("wb") as f:
+            procs.append(subprocess.Popen(_celery(*args, "--loglevel", "INFO"), stdout=f,
+                                          stderr=subprocess.STDOUT, start_new_session=True))
+    ui.console.print(f"started cpu and gpu workers and beat (logs in {logs})")
+    return procs
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def _transcode_and_show(clip: Path, out: Path) -> None:
+    job = ui.client().submit_transcode(str(clip), str(out), renditions=["720p", "480p", "360p"])
+    ui.console.print(f"submitted transcode [bold]{job.id}[/bold]")
+    job = follow(job.id, timeout=600)
+    show_job(job)
+    master = out / "master.m3u8"
+    if master.exists():
+        ui.console.print(f"\n[bold]{master}[/bold]\n{master.read_text()}")
+    ok = all(j.state is JobState.COMPLETED for j in job.family)
+    ui.console.print("[green]demo finished[/green]" if ok else "[red]demo failed[/red]")
+    if not ok:
+        raise typer.Exit(1)
+
+
+def demo(workdir: Path = Path("var/demo"),
+         spawn_workers: Annotated[bool, typer.Option(help="start a cpu and a gpu worker and beat")] = True,
+         seconds: float = 10.0) -> None:
+    """Generate a test clip, transcode it on real workers with live progress, list the outputs."""
+    settings = ui.settings()
+    workdir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade()
+    clip = workdir / "input.mp4"
+    _make_clip(settings.ffmpeg_path, clip, seconds)
+    out = Path(settings.output_roots[0]) / "demo"
+    shutil.rmtree(out, ignore_errors=True)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        if spawn_workers:
+            procs = _start_fleet(workdir)
+        _transcode_and_show(clip, out)
+    finally:
+        _stop(procs)
+
+
+# ------------------------------------------------------------------------------ Flower, metrics
+
+def flower_command(settings: Settings, port: int, address: str, *,
+                   auth: bool = True) -> tuple[list[str], dict[str, str]]:
+    """argv and extra environment. Basic auth travels in the environment (FLOWER_BASIC_AUTH), never in
+    argv, where `ps` and container inspection would show it."""
+    argv = _celery("flower", f"--port={port}", f"--address={address}")
+    env: dict[str, str] = {}
+    if auth:
+        if settings.flower_basic_auth is None or not settings.flower_basic_auth.get_secret_value():
+            raise ValueError("Flower needs basic auth: set MEDIARUNNER_FLOWER_BASIC_AUTH=user:password "
+                             "(or pass --no-auth behind an authenticating proxy)")
+        env["FLOWER_BASIC_AUTH"] = settings.flower_basic_auth.get_secret_value()
+    return argv, env
+
+
+def flower(port: int = 5555, address: str = "0.0.0.0",
+           no_auth: Annotated[bool, typer.Option("--no-auth", help="no basic auth (only behind a proxy)")] = False
+           ) -> None:
+    """Celery's Flower (tasks and workers) with basic auth. `mediarunner` itself shows jobs and runners."""
+    try:
+        argv, env = flower_command(ui.settings(), port, address, auth=not no_auth)
+    except ValueError as exc:
+        raise ui.fail(exc) from None
+    os.execve(sys.executable, argv, {**os.environ, **env})
+
+
+def metrics(port: Annotated[int, typer.Option(help="serve /metrics on this port")] = 9808,
+            address: str = "0.0.0.0",
+            textfile: Annotated[Path | None, typer.Option(help="write the metrics to this file once and exit "
+                                                               "(node_exporter textfile collector)")] = None) -> None:
+    """Prometheus metrics for jobs and runners, read from the database on each scrape."""
+    registry = registry_for(ui.settings())
+    if textfile is not None:
+        write_to_textfile(str(textfile), registry)
+        ui.console.print(f"wrote {textfile}")
+        return
+    start_http_server(port, address, registry=registry)
+    ui.console.print(f"serving Prometheus metrics on http://{address}:{port}/metrics")
+    threading.Event().wait()

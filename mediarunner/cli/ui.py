@@ -1,0 +1,79 @@
+"""What every command module shares: the console, colours, formatting and the two services.
+
+Command modules use ``ui.console`` (not a copy of it), so a test can swap the console in one place.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import typer
+from celery import Celery
+from rich.console import Console
+
+from mediarunner.client import Client
+from mediarunner.config import Settings, get_settings
+from mediarunner.fleet import FleetService
+from mediarunner.models.enums import Health, JobState, RunnerStatus
+
+console = Console()
+REPLY_TIMEOUT = 2.0  # seconds to wait for a worker's remote-control answer
+
+STATE_STYLE = {
+    JobState.PENDING: "yellow", JobState.WAITING_FOR_PARENT: "dim", JobState.RUNNING: "cyan",
+    JobState.COMPLETED: "green", JobState.FAILED: "red", JobState.CANCELLED: "magenta",
+    JobState.PARENT_FAILED: "red", JobState.PARENT_CANCELLED: "magenta", JobState.TIMEOUT: "red",
+}
+HEALTH_STYLE = {Health.HEALTHY: "green", Health.WARNING: "yellow", Health.OFFLINE: "red"}
+STATUS_STYLE = {RunnerStatus.ENABLED: "green", RunnerStatus.MAINTENANCE: "yellow", RunnerStatus.DISABLED: "dim"}
+EVENT_STYLE = {  # activity log colours: green good, red bad, yellow retried, cyan work, magenta operator
+    "job_completed": "green", "runner_registered": "green", "heartbeat_restored": "green",
+    "job_failed": "red", "job_timeout": "red", "heartbeat_lost": "red", "token_revoked": "red",
+    "runner_unregistered": "red", "job_retried": "yellow", "job_failed_over": "yellow",
+    "job_assigned": "cyan", "job_submitted": "blue", "status_changed": "magenta",
+    "concurrency_changed": "magenta", "token_created": "magenta", "runner_stopped": "dim",
+    "job_cancelled": "magenta", "job_restarted": "blue",
+}
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+def client() -> Client:
+    return Client()
+
+
+def _worker_app(s: Settings) -> Celery:
+    # A fresh app from the current settings (the module-level one froze them at import); imported
+    # here because loading the workers' app pulls in every task module.
+    from mediarunner.workers.app import create_app
+
+    return create_app(s)
+
+
+def fleet() -> FleetService:
+    return FleetService(settings(), app=_worker_app, reply_timeout=REPLY_TIMEOUT)
+
+
+def fail(message: object, code: int = 2) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def when(dt: datetime | None) -> str:
+    return "" if dt is None else f"{dt:%Y-%m-%d %H:%M:%S}"
+
+
+def ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m ago"
+    return f"{seconds / 3600:.1f}h ago"
+
+
+def seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}s"
