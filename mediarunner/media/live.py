@@ -29,6 +29,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mediarunner.errors import InvalidInputError, JobCancelled, ProcessingError, ValidationError
+from mediarunner.media.encoders import POLICY, live_audio_options, live_video_options, threads_option, to_args
 from mediarunner.media.ffmpeg import run_ffmpeg
 from mediarunner.media.ladder import PlannedRendition
 from mediarunner.storage.local import remove_quietly
@@ -37,7 +38,7 @@ __all__ = ["MASTER_PLAYLIST", "LiveResume", "live_args", "plan_resume", "run_liv
 
 MASTER_PLAYLIST = "master.m3u8"
 VARIANT_PLAYLIST = "index.m3u8"
-AUDIO_RATE = 48_000
+AUDIO_RATE = POLICY.audio_rate
 
 _NETWORK_SCHEMES = ("rtmp", "rtmps", "srt", "http", "https", "udp", "rtp", "tcp")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -186,19 +187,11 @@ def live_args(
         args += ["-map", "0:a:0"]
 
     if video:
-        args += ["-c:v", "libx264", "-preset", preset, "-profile:v", "high",
-                 # Keyframes exactly every segment, none elsewhere: segments cut on time.
-                 "-force_key_frames", f"expr:gte(t,n_forced*{s})", "-sc_threshold", "0",
-                 "-g", str(max(1, math.ceil(segment_seconds * 120)))]  # fmt: skip
-        for i, r in enumerate(video):
-            br = int(r.video_bitrate_k or 0)
-            args += [f"-b:v:{i}", f"{br}k", f"-maxrate:v:{i}", f"{br}k", f"-bufsize:v:{i}", f"{2 * br}k"]
+        args += to_args(live_video_options([int(r.video_bitrate_k or 0) for r in video], preset=preset,
+                                           segment_seconds=segment_seconds))  # fmt: skip
     if audio:
-        args += ["-c:a", "aac", "-ac", "2", "-ar", str(AUDIO_RATE)]
-        for j, r in enumerate(audio):
-            args += [f"-b:a:{j}", f"{r.audio_bitrate_k or 128}k"]
-    if threads > 0:
-        args += ["-threads", str(threads)]
+        args += to_args(live_audio_options([r.audio_bitrate_k for r in audio]))
+    args += to_args(threads_option(threads))
     if max_duration is not None:
         args += ["-t", f"{max_duration:.3f}"]
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mediarunner.errors import InvalidInputError
+from mediarunner.media.encoders import MP4_OUTPUT, POLICY, studio_options, threads_option, to_args
 from mediarunner.media.ffmpeg import run_ffmpeg
 from mediarunner.media.probe import MediaInfo, probe
 from mediarunner.models.studio import Cut, Intro, Operation, Outro, Watermark, parse_operations
@@ -24,7 +25,7 @@ from mediarunner.storage.local import remove_quietly
 
 __all__ = ["apply_operations"]
 
-AUDIO_RATE = 48_000
+AUDIO_RATE = POLICY.audio_rate
 DEFAULT_FPS = Fraction(30)
 
 
@@ -47,13 +48,7 @@ def _fps(info: MediaInfo) -> Fraction:
 
 
 def _encode_args(preset: str, crf: int, threads: int, *, audio: bool) -> list[str]:
-    args = ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p"]
-    if audio:
-        args += ["-c:a", "aac", "-b:a", "192k", "-ar", str(AUDIO_RATE), "-ac", "2"]
-    if threads > 0:
-        args += ["-threads", str(threads)]
-    return [*args, "-map_metadata", "-1", "-map_chapters", "-1", "-sn", "-dn",
-            "-max_muxing_queue_size", "1024", "-movflags", "+faststart", "-f", "mp4"]  # fmt: skip
+    return to_args({**studio_options(preset, crf, audio=audio), **threads_option(threads), **MP4_OUTPUT})
 
 
 def _need_video(info: MediaInfo, what: str) -> tuple[int, int]:
