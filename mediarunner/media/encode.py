@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import ffmpeg as ffpy  # ffmpeg-python builds the encode arguments; run_ffmpeg runs them
 
 from mediarunner.errors import ValidationError
 from mediarunner.media.encoders import (
     MP4_OUTPUT,
     POLICY,
+    Options,
     h264_level,
     rung_audio_options,
     rung_fps,
@@ -36,18 +40,44 @@ __all__ = [
     "render_master_playlist",
 ]
 
-def _audio_args(r: PlannedRendition, info: MediaInfo) -> list[str]:
-    return to_args(rung_audio_options(r.audio_bitrate_k, info.audio_channels))
+def _check_rendition(r: PlannedRendition, info: MediaInfo, segment_seconds: float) -> None:
+    if segment_seconds <= 0:
+        raise ValidationError("segment_seconds must be positive")
+    if r.has_video and (not info.has_video or not (r.width and r.height and r.video_bitrate_k)):
+        raise ValidationError(f"rendition {r.name!r} needs video the source/plan does not provide")
+    if r.has_audio and not info.has_audio:
+        raise ValidationError(f"rendition {r.name!r} needs audio but the source has none")
+    if not (r.has_video or r.has_audio):
+        raise ValidationError(f"rendition {r.name!r} has neither audio nor video")
 
 
-def _video_args(r: PlannedRendition, info: MediaInfo, preset: str, segment_seconds: float) -> list[str]:
-    assert r.width and r.height and r.video_bitrate_k  # checked by the caller
-    fps = rung_fps(info.fps)
-    filters = [f"scale={r.width}:{r.height}:flags=bicubic", "setsar=1", f"format={POLICY.pix_fmt}"]
-    if info.fps and info.fps > POLICY.max_fps:
-        filters.insert(0, f"fps={POLICY.max_fps:g}")
-    opts = rung_video_options(r.width, r.height, fps, r.video_bitrate_k, preset=preset, segment_seconds=segment_seconds)
-    return ["-vf", ",".join(filters), *to_args(opts)]
+def rendition_args(src: Path, dst_mp4: Path, r: PlannedRendition, info: MediaInfo, *, preset: str, threads: int,
+                   segment_seconds: float, start: float, duration: float | None) -> list[str]:  # fmt: skip
+    """The ffmpeg arguments of :func:`encode_rendition`, built with ffmpeg-python."""
+    # 0:V excludes cover art; the streams match the ones probe() describes.
+    source = ffpy.input("file:" + str(src.resolve()), **({"ss": f"{start:.6f}"} if start > 0 else {}))
+    streams: list[Any] = []
+    opts: Options = {}
+    if duration is not None:
+        opts["t"] = f"{duration:.6f}"
+    if r.has_video:
+        assert r.width and r.height and r.video_bitrate_k  # checked by _check_rendition
+        video = source["V:0"]
+        if info.fps and info.fps > POLICY.max_fps:
+            video = video.filter("fps", f"{POLICY.max_fps:g}")
+        streams.append(video.filter("scale", r.width, r.height, flags="bicubic").filter("setsar", 1)
+                       .filter("format", POLICY.pix_fmt))  # fmt: skip
+        opts |= rung_video_options(r.width, r.height, rung_fps(info.fps), r.video_bitrate_k, preset=preset,
+                                   segment_seconds=segment_seconds)  # fmt: skip
+    else:
+        opts["vn"] = None
+    if r.has_audio:
+        streams.append(source["a:0"])
+        opts |= rung_audio_options(r.audio_bitrate_k, info.audio_channels)
+    else:
+        opts["an"] = None
+    opts |= threads_option(threads) | MP4_OUTPUT
+    return list(ffpy.output(*streams, "file:" + str(dst_mp4.resolve()), **opts).get_args())
 
 
 def encode_rendition(
@@ -73,41 +103,13 @@ def encode_rendition(
     timestamps start at 0, with the first keyframe grid at ``start``.
     On any failure (including cancellation) the partial output is removed.
     """
-    if segment_seconds <= 0:
-        raise ValidationError("segment_seconds must be positive")
-    if r.has_video and (not info.has_video or not (r.width and r.height and r.video_bitrate_k)):
-        raise ValidationError(f"rendition {r.name!r} needs video the source/plan does not provide")
-    if r.has_audio and not info.has_audio:
-        raise ValidationError(f"rendition {r.name!r} needs audio but the source has none")
-    if not (r.has_video or r.has_audio):
-        raise ValidationError(f"rendition {r.name!r} has neither audio nor video")
-
-    # 0:V excludes cover art; the maps match the streams probe() describes.
-    span = ["-ss", f"{start:.6f}"] if start > 0 else []
-    args = [*span, "-i", "file:" + str(src.resolve()), "-map_metadata", "-1", "-map_chapters", "-1"]
-    if duration is not None:
-        args += ["-t", f"{duration:.6f}"]
-    if r.has_video:
-        args += ["-map", "0:V:0", *_video_args(r, info, preset, segment_seconds)]
-    else:
-        args += ["-vn"]
-    if r.has_audio:
-        args += ["-map", "0:a:0", *_audio_args(r, info)]
-    else:
-        args += ["-an"]
-    args += [*to_args(threads_option(threads)), "-sn", "-dn", "-max_muxing_queue_size", "1024",
-             "-movflags", "+faststart", "-f", "mp4", "file:" + str(dst_mp4.resolve())]  # fmt: skip
-
+    _check_rendition(r, info, segment_seconds)
+    args = rendition_args(src, dst_mp4, r, info, preset=preset, threads=threads, segment_seconds=segment_seconds,
+                          start=start, duration=duration)  # fmt: skip
     dst_mp4.parent.mkdir(parents=True, exist_ok=True)
     try:
-        run_ffmpeg(
-            args,
-            ffmpeg=ffmpeg,
-            duration=duration if duration is not None else max(0.0, info.duration - start),
-            on_progress=on_progress,
-            should_cancel=should_cancel,
-            cancel_poll=cancel_poll,
-        )
+        run_ffmpeg(args, ffmpeg=ffmpeg, duration=duration if duration is not None else max(0.0, info.duration - start),
+                   on_progress=on_progress, should_cancel=should_cancel, cancel_poll=cancel_poll)  # fmt: skip
     except BaseException:
         remove_quietly(dst_mp4)
         raise
@@ -126,7 +128,10 @@ def concat_parts(
 ) -> None:
     """Join the video-only MP4 ``parts`` of a split rendition in order, with the ``audio`` track
     encoded once for the whole video (no AAC priming gaps at the joins): stream copy only, so
-    the result is the MP4 :func:`encode_rendition` would have made, in seconds."""
+    the result is the MP4 :func:`encode_rendition` would have made, in seconds.
+
+    A plain argument list, not ffmpeg-python: no filter graph, only the concat demuxer and a
+    stream copy, and the list reads as the command line it is."""
     if not parts:
         raise ValidationError("no parts to join")
     dst_mp4.parent.mkdir(parents=True, exist_ok=True)
@@ -162,7 +167,9 @@ def package_hls(
     segment_seconds: float = 4.0,
     should_cancel: Callable[[], bool] | None = None,
 ) -> Path:
-    """Split ``mp4`` (no re-encode) into ``out_dir/index.m3u8`` + ``seg_00000.ts``...; return the playlist."""
+    """Split ``mp4`` (no re-encode) into ``out_dir/index.m3u8`` + ``seg_00000.ts``...; return the playlist.
+
+    A plain argument list, not ffmpeg-python: one input, one stream-copied output, no graph."""
     if segment_seconds <= 0:
         raise ValidationError("segment_seconds must be positive")
     out_dir = out_dir.resolve()
