@@ -219,6 +219,87 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
+def _spawn(ffmpeg: str, args: Sequence[str]) -> subprocess.Popen[bytes]:
+    cmd = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-progress", "pipe:1", "-nostats", *args]
+    try:
+        return subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # own process group: cancel kills everything it spawned
+            preexec_fn=_die_with_parent,
+        )
+    except OSError as exc:  # missing binary is a worker problem; another worker may have it
+        raise ProcessingError(f"cannot start {ffmpeg}: {exc}") from exc
+
+
+class _Fractions:
+    """Turns ``out_time`` seconds into non-decreasing fractions of ``duration`` below 1.0.
+
+    progress=end is not trusted for 1.0: a run can print it and still fail while finalising the
+    output, so 1.0 is reported only after a successful exit (by run_ffmpeg)."""
+
+    def __init__(self, duration: float | None, on_progress: Callable[[float], None] | None) -> None:
+        self.duration = duration if duration and duration > 0 else None
+        self.on_progress = on_progress
+        self.last = -1.0
+
+    def report(self, out_time: float | None) -> None:
+        if self.on_progress is None or self.duration is None or out_time is None:
+            return
+        fraction = min(max(out_time / self.duration, 0.0), 0.999)
+        if fraction > self.last:
+            self.last = fraction
+            self.on_progress(fraction)
+
+
+def _supervise(
+    proc: subprocess.Popen[bytes],
+    progress_q: queue.Queue[_ProgressItem],
+    stderr: StderrTail,
+    fractions: _Fractions,
+    *,
+    should_cancel: Callable[[], bool] | None,
+    cancel_poll: float,
+    timeout: float | None,
+) -> None:
+    """Relay progress until ffmpeg exits; stop it on cancellation (JobCancelled) or timeout."""
+    start = time.monotonic()
+    deadline = start + timeout if timeout is not None else None
+    next_poll = start + cancel_poll
+    stdout_done = False
+    while True:
+        now = time.monotonic()
+        if should_cancel is not None and now >= next_poll:
+            cancelled = should_cancel()
+            next_poll = time.monotonic() + cancel_poll  # a slow check must not run back to back
+            if cancelled:
+                _terminate(proc)
+                raise JobCancelled("ffmpeg cancelled")
+        if deadline is not None and now >= deadline:
+            _terminate(proc)
+            stderr.join(1.0)
+            raise ProcessingError(f"ffmpeg timed out after {timeout:g} s\n{stderr.text()}")
+        if stdout_done and proc.poll() is not None:
+            return
+        waits = [1.0]
+        if should_cancel is not None:
+            waits.append(next_poll - now)
+        if deadline is not None:
+            waits.append(deadline - now)
+        if stdout_done:
+            waits.append(0.05)  # stdout closed: just waiting for the exit status
+        try:
+            item = progress_q.get(timeout=max(0.0, min(waits)))
+        except queue.Empty:
+            continue
+        if item is None:
+            stdout_done = True
+        else:
+            fractions.report(item[0])
+
+
 def run_ffmpeg(
     args: Sequence[str],
     *,
@@ -234,76 +315,23 @@ def run_ffmpeg(
     ``args`` must not write to stdout (it carries ``-progress``). ``on_progress`` receives a
     non-decreasing fraction in [0, 1] (only when ``duration`` is known) and 1.0 on success.
     """
-    cmd = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-progress", "pipe:1", "-nostats", *args]
-    try:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,  # own process group: cancel kills everything it spawned
-            preexec_fn=_die_with_parent,
-        )
-    except OSError as exc:  # missing binary is a worker problem; another worker may have it
-        raise ProcessingError(f"cannot start {ffmpeg}: {exc}") from exc
+    proc = _spawn(ffmpeg, args)
     assert proc.stdout is not None and proc.stderr is not None
-
     stderr = StderrTail(proc.stderr)
     progress_q: queue.Queue[_ProgressItem] = queue.Queue()
     reader = threading.Thread(target=_read_progress, args=(proc.stdout, progress_q), daemon=True)
     reader.start()
-
-    start = time.monotonic()
-    deadline = start + timeout if timeout is not None else None
-    next_poll = start + cancel_poll
-    last_fraction = -1.0
-    stdout_done = False
+    fractions = _Fractions(duration, on_progress)
     try:
-        while True:
-            now = time.monotonic()
-            if should_cancel is not None and now >= next_poll:
-                cancelled = should_cancel()
-                next_poll = time.monotonic() + cancel_poll  # a slow check must not run back to back
-                if cancelled:
-                    _terminate(proc)
-                    raise JobCancelled("ffmpeg cancelled")
-            if deadline is not None and now >= deadline:
-                _terminate(proc)
-                stderr.join(1.0)
-                raise ProcessingError(f"ffmpeg timed out after {timeout:g} s\n{stderr.text()}")
-            if stdout_done and proc.poll() is not None:
-                break
-
-            waits = [1.0]
-            if should_cancel is not None:
-                waits.append(next_poll - now)
-            if deadline is not None:
-                waits.append(deadline - now)
-            if stdout_done:
-                waits.append(0.05)  # stdout closed: just waiting for the exit status
-            try:
-                item = progress_q.get(timeout=max(0.0, min(waits)))
-            except queue.Empty:
-                continue
-            if item is None:
-                stdout_done = True
-                continue
-            (out_time,) = item
-            # progress=end is not trusted for 1.0: a run can print it and still fail while
-            # finalising the output, so 1.0 is reported only after a successful exit.
-            if on_progress is not None and duration and duration > 0 and out_time is not None:
-                fraction = min(max(out_time / duration, 0.0), 0.999)
-                if fraction > last_fraction:
-                    last_fraction = fraction
-                    on_progress(fraction)
+        _supervise(proc, progress_q, stderr, fractions, should_cancel=should_cancel, cancel_poll=cancel_poll,
+                   timeout=timeout)  # fmt: skip
     finally:
         _terminate(proc)  # no-op after a normal exit; kills on any exception (incl. callbacks)
-
     stderr.join(2.0)
     reader.join(1.0)
     if proc.returncode != 0:
         raise classify_failure(proc.returncode, stderr.text(), args)
-    if on_progress is not None and duration and duration > 0:
+    if on_progress is not None and fractions.duration is not None:
         on_progress(1.0)
 
 

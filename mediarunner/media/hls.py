@@ -12,6 +12,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import m3u8
+
 from mediarunner.errors import ProcessingError, UnsupportedMediaError
 
 __all__ = ["HlsVariant", "describe_variant", "render_master_playlist"]
@@ -182,17 +184,41 @@ def _estimate_segments(
 
 
 def _measure_playlist(playlist: Path) -> list[tuple[float, int]]:
-    """(duration, bytes) of each real segment listed in a media playlist."""
-    out: list[tuple[float, int]] = []
-    duration: float | None = None
-    for line in playlist.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line.startswith("#EXTINF:"):
-            duration = float(line[len("#EXTINF:") :].split(",")[0])
-        elif line and not line.startswith("#") and duration is not None:
-            out.append((duration, (playlist.parent / line).stat().st_size))
-            duration = None
-    return out
+    """(duration, bytes) of each segment listed in a media playlist (parsed with ``m3u8``)."""
+    media = m3u8.loads(playlist.read_text(encoding="utf-8"))
+    return [(float(seg.duration), (playlist.parent / seg.uri).stat().st_size) for seg in media.segments]
+
+
+def _estimate_from_packets(mp4: Path, video: dict[str, Any] | None, ffprobe: str,
+                           segment_seconds: float) -> list[tuple[float, int]]:  # fmt: skip
+    """Segments estimated from the MP4's packets (see :func:`_estimate_segments`)."""
+    raw = _ffprobe(["-show_entries", "packet=stream_index,dts_time,pts_time,duration_time,size,flags",
+                    "-of", "compact=p=0", _file_url(mp4)], ffprobe)  # fmt: skip
+    timed: list[tuple[float, _Packet]] = []
+    for row in raw.splitlines():
+        f = dict(kv.split("=", 1) for kv in row.split("|") if "=" in kv)
+        pts = _float(f.get("pts_time"))
+        size = f.get("size", "")
+        if pts is None or not size.isdigit():
+            continue
+        dts = _float(f.get("dts_time"))
+        end = pts + (_float(f.get("duration_time")) or 0.0)
+        packet = (int(f.get("stream_index", -1)), pts, end, int(size), "K" in f.get("flags", ""))
+        timed.append((pts if dts is None else dts, packet))
+    timed.sort(key=lambda tp: tp[0])  # the muxer receives packets interleaved by dts
+    video_index = int(video["index"]) if video else None
+    return _estimate_segments([p for _, p in timed], video_index, segment_seconds)
+
+
+def _frame_rate(video: dict[str, Any]) -> float | None:
+    for key in ("avg_frame_rate", "r_frame_rate"):
+        try:
+            r = Fraction(str(video.get(key)))
+        except (ValueError, ZeroDivisionError):
+            continue
+        if r > 0:
+            return round(float(r), 3)
+    return None
 
 
 def describe_variant(
@@ -221,22 +247,7 @@ def describe_variant(
     if media_playlist is not None:
         segments = _measure_playlist(media_playlist)
     else:
-        raw = _ffprobe(["-show_entries", "packet=stream_index,dts_time,pts_time,duration_time,size,flags",
-                        "-of", "compact=p=0", _file_url(mp4)], ffprobe)  # fmt: skip
-        timed: list[tuple[float, _Packet]] = []
-        for row in raw.splitlines():
-            f = dict(kv.split("=", 1) for kv in row.split("|") if "=" in kv)
-            pts = _float(f.get("pts_time"))
-            size = f.get("size", "")
-            if pts is None or not size.isdigit():
-                continue
-            dts = _float(f.get("dts_time"))
-            end = pts + (_float(f.get("duration_time")) or 0.0)
-            packet = (int(f.get("stream_index", -1)), pts, end, int(size), "K" in f.get("flags", ""))
-            timed.append((pts if dts is None else dts, packet))
-        timed.sort(key=lambda tp: tp[0])  # the muxer receives packets interleaved by dts
-        video_index = int(video["index"]) if video else None
-        segments = _estimate_segments([p for _, p in timed], video_index, segment_seconds)
+        segments = _estimate_from_packets(mp4, video, ffprobe, segment_seconds)
     total_s = sum(d for d, _ in segments)
     if not segments or total_s <= 0:
         raise ProcessingError(f"{mp4}: no segments to measure")
@@ -245,24 +256,18 @@ def describe_variant(
     peak = max(math.ceil(b * 8 / d) for d, b in segments)
     bandwidth = max(peak, math.ceil(average * 1.1))
 
-    resolution = None
-    frame_rate = None
-    if video is not None:
-        resolution = (int(video["width"]), int(video["height"]))
-        for key in ("avg_frame_rate", "r_frame_rate"):
-            try:
-                r = Fraction(str(video.get(key)))
-            except (ValueError, ZeroDivisionError):
-                continue
-            if r > 0:
-                frame_rate = round(float(r), 3)
-                break
+    resolution = (int(video["width"]), int(video["height"])) if video is not None else None
+    frame_rate = _frame_rate(video) if video is not None else None
     return HlsVariant(uri=playlist_uri, bandwidth=bandwidth, average_bandwidth=average, codecs=codecs,
                       resolution=resolution, frame_rate=frame_rate)  # fmt: skip
 
 
 def render_master_playlist(variants: Sequence[HlsVariant]) -> str:
-    """A master playlist listing ``variants`` by descending bandwidth."""
+    """A master playlist listing ``variants`` by descending bandwidth.
+
+    Rendered by hand, not with ``m3u8``: its renderer orders the attributes differently
+    (CODECS last) and writes FRAME-RATE with ``%g`` (29.97, not 29.970); the output here is
+    what players and the tests already read. The tests parse it back with ``m3u8``."""
     if not variants:
         raise ValueError("a master playlist needs at least one variant")
     lines = ["#EXTM3U", "#EXT-X-VERSION:3"]

@@ -49,6 +49,24 @@ def _select(ladder: Sequence[Rendition], requested: Sequence[str] | None) -> lis
     return [by_name[n] for n in dict.fromkeys(requested)]
 
 
+def _audio_only(chosen: Sequence[Rendition], has_audio: bool) -> list[PlannedRendition]:
+    """One audio rendition at the best audio bitrate of the chosen rungs."""
+    if not has_audio:
+        raise ValidationError("source has neither audio nor video")
+    best = max(chosen, key=lambda r: (r.audio_bitrate_k, r.height))
+    return [
+        PlannedRendition(
+            name="audio",
+            width=None,
+            height=None,
+            video_bitrate_k=None,
+            audio_bitrate_k=best.audio_bitrate_k,
+            has_video=False,
+            has_audio=True,
+        )
+    ]
+
+
 def plan_ladder(
     info: MediaInfo, ladder: Sequence[Rendition], requested: Sequence[str] | None = None
 ) -> list[PlannedRendition]:
@@ -63,20 +81,7 @@ def plan_ladder(
     has_audio = info.has_audio
 
     if not info.has_video:
-        if not has_audio:
-            raise ValidationError("source has neither audio nor video")
-        best = max(chosen, key=lambda r: (r.audio_bitrate_k, r.height))
-        return [
-            PlannedRendition(
-                name="audio",
-                width=None,
-                height=None,
-                video_bitrate_k=None,
-                audio_bitrate_k=best.audio_bitrate_k,
-                has_video=False,
-                has_audio=True,
-            )
-        ]
+        return _audio_only(chosen, has_audio)
 
     src_w, src_h = info.width, info.height
     if not src_w or not src_h:

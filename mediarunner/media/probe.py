@@ -20,6 +20,7 @@ from mediarunner.errors import InvalidInputError, ProcessingError, UnsupportedMe
 __all__ = ["MediaInfo", "decodable_codecs", "media_info_from_ffprobe", "probe"]
 
 _STDERR_CHARS = 2000
+_Stream = dict[str, Any]  # one ffprobe JSON object (a stream, or the format)
 
 
 @dataclass(frozen=True)
@@ -110,21 +111,7 @@ def _is_real_video(stream: dict[str, Any]) -> bool:
     )
 
 
-def media_info_from_ffprobe(
-    data: dict[str, Any], name: str, decodable: frozenset[str] | None = None
-) -> MediaInfo:
-    """Build :class:`MediaInfo` from ``ffprobe -show_format -show_streams`` JSON.
-
-    ``decodable`` (codec names) enables the "can we decode it" check; ``name`` is for messages.
-    """
-    streams: list[dict[str, Any]] = data.get("streams") or []
-    fmt: dict[str, Any] = data.get("format") or {}
-    video = next((s for s in streams if _is_real_video(s)), None)
-    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
-    if video is None and audio is None:
-        kinds = sorted({str(s.get("codec_type")) for s in streams}) or ["none"]
-        raise UnsupportedMediaError(f"{name}: no audio or video stream (found: {', '.join(kinds)})")
-
+def _check_codecs(name: str, video: _Stream | None, audio: _Stream | None, decodable: frozenset[str] | None) -> None:
     for kind, s in (("video", video), ("audio", audio)):
         if s is None:
             continue
@@ -135,33 +122,61 @@ def media_info_from_ffprobe(
         if decodable is not None and codec not in decodable:
             raise UnsupportedMediaError(f"{name}: {kind} codec {codec!r} cannot be decoded here")
 
-    width = height = None
-    if video is not None:
-        width, height = _display_size(video)
-        if width <= 0 or height <= 0:
-            raise UnsupportedMediaError(f"{name}: video stream has no picture size ({width}x{height})")
 
-    # The container's duration when it has one; else the longest stream.
+def _duration(name: str, fmt: _Stream, video: _Stream | None, audio: _Stream | None) -> float:
+    """The container's duration when it has one; else the longest stream."""
     duration = _num(fmt.get("duration"), float)
     if duration is None or duration <= 0:
         per_stream = [_num(s.get("duration"), float) for s in (video, audio) if s is not None]
         duration = max((d for d in per_stream if d is not None), default=None)
     if duration is None or duration <= 0:
         raise InvalidInputError(f"{name}: duration is unknown (a still image, or a broken file)")
+    return float(duration)
 
+
+def _video_facts(name: str, video: _Stream | None) -> dict[str, Any]:
+    if video is None:
+        return {"has_video": False, "width": None, "height": None, "fps": None, "video_codec": None}
+    width, height = _display_size(video)
+    if width <= 0 or height <= 0:
+        raise UnsupportedMediaError(f"{name}: video stream has no picture size ({width}x{height})")
+    fps = _rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate"))
+    return {"has_video": True, "width": width, "height": height, "fps": fps, "video_codec": video.get("codec_name")}
+
+
+def _audio_facts(audio: _Stream | None) -> dict[str, Any]:
+    if audio is None:
+        return {"has_audio": False, "audio_codec": None, "audio_channels": None, "audio_sample_rate": None}
+    return {
+        "has_audio": True,
+        "audio_codec": audio.get("codec_name"),
+        "audio_channels": _num(audio.get("channels"), int) or None,
+        "audio_sample_rate": _num(audio.get("sample_rate"), int) or None,
+    }
+
+
+def media_info_from_ffprobe(
+    data: dict[str, Any], name: str, decodable: frozenset[str] | None = None
+) -> MediaInfo:
+    """Build :class:`MediaInfo` from ``ffprobe -show_format -show_streams`` JSON.
+
+    ``decodable`` (codec names) enables the "can we decode it" check; ``name`` is for messages.
+    """
+    streams: list[_Stream] = data.get("streams") or []
+    fmt: _Stream = data.get("format") or {}
+    video = next((s for s in streams if _is_real_video(s)), None)
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    if video is None and audio is None:
+        kinds = sorted({str(s.get("codec_type")) for s in streams}) or ["none"]
+        raise UnsupportedMediaError(f"{name}: no audio or video stream (found: {', '.join(kinds)})")
+    _check_codecs(name, video, audio, decodable)
+    video_facts = _video_facts(name, video)
     return MediaInfo(
-        duration=duration,
+        duration=_duration(name, fmt, video, audio),
         format_name=str(fmt.get("format_name") or ""),
-        has_video=video is not None,
-        has_audio=audio is not None,
-        width=width,
-        height=height,
-        fps=(_rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate"))) if video else None,
-        video_codec=video.get("codec_name") if video else None,
-        audio_codec=audio.get("codec_name") if audio else None,
-        audio_channels=(_num(audio.get("channels"), int) or None) if audio else None,
-        audio_sample_rate=(_num(audio.get("sample_rate"), int) or None) if audio else None,
         bit_rate=_num(fmt.get("bit_rate"), int),
+        **video_facts,
+        **_audio_facts(audio),
     )
 
 

@@ -11,12 +11,16 @@ done, and a failed or cancelled step removes its partial output.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import ffmpeg as ffpy  # ffmpeg-python builds the argument lists; run_ffmpeg runs them
+
 from mediarunner.errors import InvalidInputError
+from mediarunner.media.encoders import MP4_OUTPUT, POLICY, studio_options, threads_option
 from mediarunner.media.ffmpeg import run_ffmpeg
 from mediarunner.media.probe import MediaInfo, probe
 from mediarunner.models.studio import Cut, Intro, Operation, Outro, Watermark, parse_operations
@@ -24,7 +28,7 @@ from mediarunner.storage.local import remove_quietly
 
 __all__ = ["apply_operations"]
 
-AUDIO_RATE = 48_000
+AUDIO_RATE = POLICY.audio_rate
 DEFAULT_FPS = Fraction(30)
 
 
@@ -46,14 +50,11 @@ def _fps(info: MediaInfo) -> Fraction:
     return Fraction(info.fps).limit_denominator(1001)
 
 
-def _encode_args(preset: str, crf: int, threads: int, *, audio: bool) -> list[str]:
-    args = ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p"]
-    if audio:
-        args += ["-c:a", "aac", "-b:a", "192k", "-ar", str(AUDIO_RATE), "-ac", "2"]
-    if threads > 0:
-        args += ["-threads", str(threads)]
-    return [*args, "-map_metadata", "-1", "-map_chapters", "-1", "-sn", "-dn",
-            "-max_muxing_queue_size", "1024", "-movflags", "+faststart", "-f", "mp4"]  # fmt: skip
+def _output_args(streams: Sequence[Any], dst: Path, preset: str, crf: int, threads: int, *, audio: bool,
+                 **extra: str | None) -> list[str]:  # fmt: skip
+    """Map ``streams`` (ffmpeg-python streams) into the MP4 ``dst``, encoded by the studio policy."""
+    options = {**extra, **studio_options(preset, crf, audio=audio), **threads_option(threads), **MP4_OUTPUT}
+    return list(ffpy.output(*streams, _file(dst), **options).get_args())
 
 
 def _need_video(info: MediaInfo, what: str) -> tuple[int, int]:
@@ -74,18 +75,60 @@ def cut_args(src: Path, info: MediaInfo, op: Cut, dst: Path, *, preset: str, crf
     length = end - op.start
     # Input seeking is frame-accurate when re-encoding (ffmpeg >= 2.1) and skips decoding the head;
     # the length is an output option (as an input option it lets one extra video frame through).
-    args = ["-ss", f"{op.start:.6f}", "-i", _file(src), "-t", f"{length:.6f}"]
+    source = ffpy.input(_file(src), ss=f"{op.start:.6f}")
+    streams = []
     if info.has_video:
         w, h = _need_video(info, "cut")
-        args += ["-map", "0:V:0"]
-        if w % 2 or h % 2:
-            args += ["-vf", f"scale={_even(w)}:{_even(h)}"]
+        video = source["V:0"]
+        streams.append(video.filter("scale", _even(w), _even(h)) if (w % 2 or h % 2) else video)
     if info.has_audio:
-        args += ["-map", "0:a:0"]
-    args += _encode_args(preset, crf, threads, audio=info.has_audio)
-    if not info.has_video:
-        args += ["-vn"]
-    return [*args, _file(dst)], length
+        streams.append(source["a:0"])
+    extra: dict[str, str | None] = {"t": f"{length:.6f}"} | ({} if info.has_video else {"vn": None})
+    return _output_args(streams, dst, preset, crf, threads, audio=info.has_audio, **extra), length
+
+
+def _distinct(streams: Sequence[Any], splitter: str) -> list[Any]:
+    """ffmpeg-python merges equal nodes (the same file given twice is one input): a stream used
+    k > 1 times is fanned out with ``split``/``asplit`` so every use has its own branch."""
+    uses = Counter(streams)
+    fans = {s: s.filter_multi_output(splitter) for s, n in uses.items() if n > 1}
+    taken: Counter[Any] = Counter()
+    out = []
+    for s in streams:
+        if s in fans:
+            out.append(fans[s][taken[s]])
+            taken[s] += 1
+        else:
+            out.append(s)
+    return out
+
+
+def _fit_video(video: Any, w: int, h: int, fps: Fraction) -> Any:
+    """Scale to fit ``w`` x ``h``, pad (letterbox/pillarbox), square pixels, the main frame rate."""
+    return (
+        video.filter("scale", w, h, force_original_aspect_ratio="decrease")
+        .filter("pad", w, h, "(ow-iw)/2", "(oh-ih)/2", color="black")
+        .filter("setsar", 1)
+        .filter("fps", f"{fps.numerator}/{fps.denominator}")
+        .filter("format", POLICY.pix_fmt)
+        .filter("setpts", "PTS-STARTPTS")
+    )
+
+
+def _audio_source(source: Any, info: MediaInfo) -> Any:
+    """The clip's audio stream, or (an ``anullsrc`` lavfi input: ffmpeg-python has no source
+    filters inside a graph) endless stereo silence."""
+    if info.has_audio:
+        return source["a:0"]
+    return ffpy.input(f"anullsrc=channel_layout=stereo:sample_rate={AUDIO_RATE}", f="lavfi")["a"]
+
+
+def _fit_audio(audio: Any, info: MediaInfo) -> Any:
+    """Stereo float at the policy's rate; silence is cut to the clip's length."""
+    if info.has_audio:
+        audio = audio.filter("aresample", AUDIO_RATE)
+        return audio.filter("aformat", sample_fmts="fltp", channel_layouts="stereo").filter("asetpts", "PTS-STARTPTS")
+    return audio.filter("atrim", duration=f"{info.duration:.6f}").filter("aformat", sample_fmts="fltp")
 
 
 def concat_args(
@@ -106,37 +149,19 @@ def concat_args(
     w, h = _even(w), _even(h)
     fps = _fps(main)
     with_audio = any(info.has_audio for _, info in clips)
-    args: list[str] = []
-    graph: list[str] = []
-    labels: list[str] = []
-    for i, (path, info) in enumerate(clips):
+    for path, info in clips:
         _need_video(info, f"clip {path.name}")
-        args += ["-i", _file(path)]
-        graph.append(
-            f"[{i}:V:0]scale={w}:{h}:force_original_aspect_ratio=decrease,"
-            f"pad={w}:{h}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,"
-            f"fps={fps.numerator}/{fps.denominator},format=yuv420p,setpts=PTS-STARTPTS[v{i}]"
-        )
-        labels.append(f"[v{i}]")
-        if with_audio:
-            if info.has_audio:
-                graph.append(
-                    f"[{i}:a:0]aresample={AUDIO_RATE},aformat=sample_fmts=fltp:channel_layouts=stereo,"
-                    f"asetpts=PTS-STARTPTS[a{i}]"
-                )
-            else:
-                graph.append(
-                    f"anullsrc=channel_layout=stereo:sample_rate={AUDIO_RATE},"
-                    f"atrim=duration={info.duration:.6f},aformat=sample_fmts=fltp[a{i}]"
-                )
-            labels.append(f"[a{i}]")
-    n = len(clips)
-    graph.append(f"{''.join(labels)}concat=n={n}:v=1:a={1 if with_audio else 0}[v]{'[a]' if with_audio else ''}")
-    args += ["-filter_complex", ";".join(graph), "-map", "[v]"]
+    sources = [ffpy.input(_file(path)) for path, _ in clips]
+    videos = [_fit_video(v, w, h, fps) for v in _distinct([s["V:0"] for s in sources], "split")]
+    parts: list[Any] = videos
     if with_audio:
-        args += ["-map", "[a]"]
-    args += _encode_args(preset, crf, threads, audio=with_audio)
-    return [*args, _file(dst)], sum(info.duration for _, info in clips)
+        roots = _distinct([_audio_source(s, info) for s, (_, info) in zip(sources, clips, strict=True)], "asplit")
+        audios = [_fit_audio(a, info) for a, (_, info) in zip(roots, clips, strict=True)]
+        parts = [p for pair in zip(videos, audios, strict=True) for p in pair]
+    joined = ffpy.concat(*parts, v=1, a=1 if with_audio else 0).node
+    streams = [joined[0], joined[1]] if with_audio else [joined[0]]
+    args = _output_args(streams, dst, preset, crf, threads, audio=with_audio)
+    return args, sum(info.duration for _, info in clips)
 
 
 _POSITIONS: dict[str, tuple[str, str]] = {
@@ -148,33 +173,71 @@ _POSITIONS: dict[str, tuple[str, str]] = {
 }
 
 
+def _sized_image(image: Any, w: int, h: int, op: Watermark) -> Any:
+    if op.scale is not None:
+        return image.filter("scale", w=max(2, round(w * op.scale)), h=-1)
+    # Native size, shrunk (aspect kept) only when it would not fit inside the margins.
+    fit_w, fit_h = max(2, w - 2 * op.margin), max(2, h - 2 * op.margin)
+    return image.filter("scale", w=f"min(iw,{fit_w})", h=f"min(ih,{fit_h})", force_original_aspect_ratio="decrease")
+
+
 def watermark_args(
     src: Path, info: MediaInfo, image: Path, op: Watermark, dst: Path, *, preset: str, crf: int, threads: int
 ) -> tuple[list[str], float]:
     """Overlay ``image`` on every frame of ``src``."""
     w, h = _need_video(info, "watermark")
-    m = op.margin
-    if op.scale is not None:
-        target = max(2, round(w * op.scale))
-        size = f"scale=w={target}:h=-1"
-    else:
-        # Native size, shrunk (aspect kept) only when it would not fit inside the margins.
-        fit_w, fit_h = max(2, w - 2 * m), max(2, h - 2 * m)
-        size = f"scale=w='min(iw,{fit_w})':h='min(ih,{fit_h})':force_original_aspect_ratio=decrease"
-    x, y = (c.format(m=m) for c in _POSITIONS[op.position])
-    fix = f",scale={_even(w)}:{_even(h)}" if (w % 2 or h % 2) else ""
-    graph = (
-        f"[1:v]{size},format=rgba[wm];"
-        f"[0:V:0][wm]overlay=x={x}:y={y}:eof_action=repeat:format=auto{fix},format=yuv420p[v]"
-    )
-    args = ["-i", _file(src), "-i", _file(image), "-filter_complex", graph, "-map", "[v]"]
+    main = ffpy.input(_file(src))
+    logo = _sized_image(ffpy.input(_file(image))["v"], w, h, op).filter("format", "rgba")
+    x, y = (c.format(m=op.margin) for c in _POSITIONS[op.position])
+    video = ffpy.filter([main["V:0"], logo], "overlay", x=x, y=y, eof_action="repeat", format="auto")
+    if w % 2 or h % 2:
+        video = video.filter("scale", _even(w), _even(h))
+    streams = [video.filter("format", POLICY.pix_fmt)]
     if info.has_audio:
-        args += ["-map", "0:a:0"]
-    args += _encode_args(preset, crf, threads, audio=info.has_audio)
-    return [*args, _file(dst)], info.duration
+        streams.append(main["a:0"])
+    return _output_args(streams, dst, preset, crf, threads, audio=info.has_audio), info.duration
 
 
 # -------------------------------------------------------------------------------------------- driver
+
+
+_Clips = dict[str, tuple[Path, MediaInfo]]
+_Images = dict[str, Path]
+
+
+def _side_inputs(
+    ops: Sequence[Operation], info: MediaInfo, resolve: Callable[[str], Path], ffprobe: str
+) -> tuple[_Clips, _Images]:
+    """Resolve and probe every side input first: a bad intro must not cost a full encode."""
+    clips: _Clips = {}
+    images: _Images = {}
+    for op in ops:
+        if isinstance(op, Intro | Outro) and op.url not in clips:
+            path = Path(resolve(op.url))
+            clip = probe(path, ffprobe=ffprobe)
+            _need_video(clip, f"{op.op} clip {op.url}")
+            clips[op.url] = (path, clip)
+        elif isinstance(op, Watermark) and op.image_url not in images:
+            path = Path(resolve(op.image_url))
+            if not path.is_file() or path.stat().st_size == 0:
+                raise InvalidInputError(f"watermark image {op.image_url} is missing or empty")
+            images[op.image_url] = path
+        if not isinstance(op, Cut):
+            _need_video(info, op.op)
+    return clips, images
+
+
+def _step_args(
+    op: Operation, current: Path, info: MediaInfo, dst: Path, clips: _Clips, images: _Images, **kw: Any
+) -> tuple[list[str], float]:
+    """One operation's ffmpeg arguments and expected duration."""
+    if isinstance(op, Cut):
+        return cut_args(current, info, op, dst, **kw)
+    if isinstance(op, Intro):
+        return concat_args([clips[op.url], (current, info)], info, dst, **kw)
+    if isinstance(op, Outro):
+        return concat_args([(current, info), clips[op.url]], info, dst, **kw)
+    return watermark_args(current, info, images[op.image_url], op, dst, **kw)
 
 
 def apply_operations(
@@ -201,51 +264,20 @@ def apply_operations(
     ops = parse_operations(ops)
     work_dir.mkdir(parents=True, exist_ok=True)
     info = probe(src, ffprobe=ffprobe)
-
-    # Resolve and probe every side input first: a bad intro must not cost a full encode.
-    clips: dict[str, tuple[Path, MediaInfo]] = {}
-    images: dict[str, Path] = {}
-    for op in ops:
-        if isinstance(op, Intro | Outro) and op.url not in clips:
-            path = Path(resolve(op.url))
-            clip = probe(path, ffprobe=ffprobe)
-            _need_video(clip, f"{op.op} clip {op.url}")
-            clips[op.url] = (path, clip)
-        elif isinstance(op, Watermark) and op.image_url not in images:
-            path = Path(resolve(op.image_url))
-            if not path.is_file() or path.stat().st_size == 0:
-                raise InvalidInputError(f"watermark image {op.image_url} is missing or empty")
-            images[op.image_url] = path
-        if not isinstance(op, Cut):
-            _need_video(info, op.op)
-
+    clips, images = _side_inputs(ops, info, resolve, ffprobe)
     n = len(ops)
     current = src
     for i, op in enumerate(ops):
         dst = work_dir / f"studio-{i + 1:02d}-{op.op}.mp4"
-        kw: dict[str, Any] = {"preset": preset, "crf": crf, "threads": threads}
-        if isinstance(op, Cut):
-            args, expected = cut_args(current, info, op, dst, **kw)
-        elif isinstance(op, Intro):
-            args, expected = concat_args([clips[op.url], (current, info)], info, dst, **kw)
-        elif isinstance(op, Outro):
-            args, expected = concat_args([(current, info), clips[op.url]], info, dst, **kw)
-        else:
-            args, expected = watermark_args(current, info, images[op.image_url], op, dst, **kw)
+        args, expected = _step_args(op, current, info, dst, clips, images, preset=preset, crf=crf, threads=threads)
 
         def step_progress(fraction: float, i: int = i) -> None:
             if on_progress is not None:
                 on_progress(min(1.0, (i + fraction) / n))
 
         try:
-            run_ffmpeg(
-                args,
-                ffmpeg=ffmpeg,
-                duration=expected if expected > 0 and math.isfinite(expected) else None,
-                on_progress=step_progress,
-                should_cancel=should_cancel,
-                cancel_poll=cancel_poll,
-            )
+            run_ffmpeg(args, ffmpeg=ffmpeg, duration=expected if expected > 0 and math.isfinite(expected) else None,
+                       on_progress=step_progress, should_cancel=should_cancel, cancel_poll=cancel_poll)  # fmt: skip
             info = probe(dst, ffprobe=ffprobe)
         except BaseException:
             remove_quietly(dst)

@@ -37,6 +37,22 @@ def _looks_like_path(model: str) -> bool:
     return "/" in model or "\\" in model or model.startswith((".", "~"))
 
 
+def _model_at(name: str, as_path: Path) -> Path:
+    """``model`` given as a directory: it must be a model directory."""
+    if is_model_dir(as_path):
+        return as_path.resolve()
+    hint = (
+        f"{as_path} is not a model directory (needs model.bin and config.json)"
+        if as_path.exists()
+        else f"{as_path} does not exist"
+    )
+    raise ModelNotFoundError(
+        f"speech model {name!r} not found: {hint}. Fix {MODEL_SETTING} "
+        f"(a model name under {MODEL_DIR_SETTING}, or a CTranslate2 model directory). "
+        f"Looked in: {as_path}"
+    )
+
+
 def resolve_model(model: str | None, model_dir: Path | None) -> Path:
     """Return the directory of ``model``.
 
@@ -52,19 +68,7 @@ def resolve_model(model: str | None, model_dir: Path | None) -> Path:
 
     as_path = Path(name).expanduser()
     if _looks_like_path(name) or as_path.is_absolute() or is_model_dir(as_path):
-        if is_model_dir(as_path):
-            return as_path.resolve()
-        tried.append(str(as_path))
-        hint = (
-            f"{as_path} is not a model directory (needs model.bin and config.json)"
-            if as_path.exists()
-            else f"{as_path} does not exist"
-        )
-        raise ModelNotFoundError(
-            f"speech model {name!r} not found: {hint}. Fix {MODEL_SETTING} "
-            f"(a model name under {MODEL_DIR_SETTING}, or a CTranslate2 model directory). "
-            f"Looked in: {', '.join(tried)}"
-        )
+        return _model_at(name, as_path)
 
     if model_dir is not None:
         base = Path(model_dir).expanduser()

@@ -191,3 +191,20 @@ def test_codec_strings_without_avcc() -> None:
         _codec_string({"codec_name": "h264", "profile": "High", "level": 31, "extradata": hexdump})
         == "avc1.64001f"
     )
+
+
+def test_master_playlist_parses_with_m3u8() -> None:
+    import m3u8
+
+    variants = [
+        HlsVariant("240p/index.m3u8", 500_000, 420_000, "avc1.64001e,mp4a.40.2", (426, 240), 25.0),
+        HlsVariant("audio/index.m3u8", 80_000, 70_000, "mp4a.40.2", None, None),
+    ]
+    master = m3u8.loads(render_master_playlist(variants))
+    assert master.is_variant and master.version == 3
+    first, second = master.playlists
+    assert (first.uri, second.uri) == ("240p/index.m3u8", "audio/index.m3u8")
+    info = first.stream_info
+    assert (info.bandwidth, info.average_bandwidth, info.codecs) == (500_000, 420_000, "avc1.64001e,mp4a.40.2")
+    assert info.resolution == (426, 240) and info.frame_rate == 25.0
+    assert second.stream_info.resolution is None and second.stream_info.codecs == "mp4a.40.2"

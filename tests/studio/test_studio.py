@@ -213,3 +213,14 @@ def test_cancel(media: dict[str, Path], tmp_path: Path) -> None:
             **FAST,
         )
     assert not list(work.iterdir())
+
+
+def test_intro_is_the_main_file(media: dict[str, Path], tmp_path: Path) -> None:
+    """The same file twice in one concat: each use gets its own branch of the graph."""
+    main = probe(media["main"])
+    out = apply_operations(
+        media["main"], [Intro(url="file:main")], tmp_path / "w", resolve=_resolver({"file:main": media["main"]}), **FAST
+    )
+    info = probe(out)
+    assert abs(info.duration - 2 * main.duration) < 0.15
+    assert info.has_audio and (info.width, info.height) == (main.width, main.height)

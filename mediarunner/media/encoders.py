@@ -1,0 +1,202 @@
+"""The x264/AAC encoder policy, declared once.
+
+Every encode takes its codec settings from :data:`POLICY`: a VOD rung (:mod:`.encode`), the
+live ladder (:mod:`.live`) and each studio step (:mod:`.studio`). The functions here return
+ffmpeg *output options* as an ordered mapping (``{"c:v": "libx264"}`` is ``-c:v libx264``; a
+``None`` value is a bare flag such as ``-sn``), ready for ``ffmpeg.output(..., **options)`` or,
+through :func:`to_args`, for a plain argument list.
+
+Keyframe alignment: keyframes are forced every ``segment_seconds`` with scene-cut detection off,
+and the GOP limit (in frames) is loose enough never to fire between two forced keyframes, so
+an HLS packager cutting every ``segment_seconds`` always cuts on a keyframe.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from mediarunner.errors import ValidationError
+
+__all__ = [
+    "MP4_OUTPUT",
+    "POLICY",
+    "EncoderPolicy",
+    "Options",
+    "h264_level",
+    "keyframe_options",
+    "live_audio_options",
+    "live_video_options",
+    "rung_audio_options",
+    "rung_fps",
+    "rung_video_options",
+    "studio_options",
+    "threads_option",
+    "to_args",
+]
+
+Options = dict[str, str | None]
+
+
+@dataclass(frozen=True)
+class EncoderPolicy:
+    """H.264 (High profile, yuv420p) + AAC, as every web player plays it."""
+
+    video_codec: str = "libx264"
+    profile: str = "high"
+    pix_fmt: str = "yuv420p"
+    rung_crf: int = 23  # VOD quality target; the ladder's bitrate is a cap (maxrate), not a target
+    bufsize_factor: int = 2  # VBV buffer = this x maxrate
+    default_fps: float = 30.0  # a source whose rate is unknown
+    max_fps: float = 60.0  # higher source rates are reduced to this: no web player benefits from more
+    gop_slack: int = 2  # GOP limit = this x the frames between two forced keyframes
+    audio_codec: str = "aac"
+    audio_rate: int = 48_000
+    audio_channels: int = 2  # at most: web players play stereo
+    audio_bitrate_k: int = 128  # a rung that names no audio bitrate
+    studio_audio_bitrate_k: int = 192  # studio steps are intermediates: keep audio generous
+
+
+POLICY = EncoderPolicy()
+
+# The MP4 container: no metadata, chapters, subtitles or data streams carried over; the moov
+# atom first (progressive download).
+MP4_OUTPUT: Options = {
+    "map_metadata": "-1",
+    "map_chapters": "-1",
+    "sn": None,
+    "dn": None,
+    "max_muxing_queue_size": "1024",
+    "movflags": "+faststart",
+    "f": "mp4",
+}
+
+# H.264 levels (Table A-1): (level_idc, max frame size in macroblocks, max macroblocks/s,
+# max bitrate and CPB in kbit/s for High profile = 1.25 x the Baseline/Main figures).
+_LEVELS: tuple[tuple[int, int, int, int, int], ...] = (
+    (30, 1_620, 40_500, 12_500, 12_500),
+    (31, 3_600, 108_000, 17_500, 17_500),
+    (32, 5_120, 216_000, 25_000, 25_000),
+    (40, 8_192, 245_760, 25_000, 31_250),
+    (41, 8_192, 245_760, 62_500, 78_125),
+    (42, 8_704, 522_240, 62_500, 78_125),
+    (50, 22_080, 589_824, 168_750, 168_750),
+    (51, 36_864, 983_040, 300_000, 300_000),
+    (52, 36_864, 2_073_600, 300_000, 300_000),
+    (60, 139_264, 4_177_920, 300_000, 300_000),
+    (61, 139_264, 8_355_840, 600_000, 600_000),
+    (62, 139_264, 16_711_680, 1_000_000, 1_000_000),
+)
+
+
+def h264_level(width: int, height: int, fps: float, maxrate_k: int, bufsize_k: int) -> str:
+    """Smallest High-profile level (at least 3.0, which every device plays) that fits."""
+    frame_mbs = math.ceil(width / 16) * math.ceil(height / 16)
+    mbps = frame_mbs * fps
+    for idc, max_fs, max_mbps, max_br, max_cpb in _LEVELS:
+        if frame_mbs <= max_fs and mbps <= max_mbps and maxrate_k <= max_br and bufsize_k <= max_cpb:
+            return f"{idc // 10}.{idc % 10}"
+    raise ValidationError(f"{width}x{height}@{fps:g} at {maxrate_k} kbit/s exceeds every H.264 level")
+
+
+def to_args(options: Mapping[str, str | None]) -> list[str]:
+    """``{"c:v": "libx264", "sn": None}`` -> ``["-c:v", "libx264", "-sn"]`` (order kept)."""
+    args: list[str] = []
+    for key, value in options.items():
+        args += [f"-{key}"] if value is None else [f"-{key}", value]
+    return args
+
+
+def threads_option(threads: int) -> Options:
+    """``-threads N`` when a limit is set (0: ffmpeg's default)."""
+    return {"threads": str(threads)} if threads > 0 else {}
+
+
+def rung_fps(source_fps: float | None, policy: EncoderPolicy = POLICY) -> float:
+    """The output frame rate of a VOD rung: the source's, at most ``max_fps``."""
+    return min(source_fps or policy.default_fps, policy.max_fps)
+
+
+def keyframe_options(segment_seconds: float, fps: float, policy: EncoderPolicy = POLICY) -> Options:
+    """Keyframes exactly every ``segment_seconds`` and nowhere else: forced ones, no scene cuts,
+    and a GOP limit (``fps`` is the highest rate the output can have) that never fires first."""
+    return {
+        "force_key_frames": f"expr:gte(t,n_forced*{segment_seconds:g})",
+        "sc_threshold": "0",
+        "g": str(max(1, math.ceil(fps * segment_seconds * policy.gop_slack))),
+    }
+
+
+def rung_video_options(
+    width: int,
+    height: int,
+    fps: float,
+    bitrate_k: int,
+    *,
+    preset: str,
+    segment_seconds: float,
+    policy: EncoderPolicy = POLICY,
+) -> Options:
+    """One VOD rung's video: constant quality, capped at ``bitrate_k``, keyframes on the segment grid."""
+    maxrate, bufsize = bitrate_k, policy.bufsize_factor * bitrate_k
+    return {
+        "c:v": policy.video_codec,
+        "preset": preset,
+        "profile:v": policy.profile,
+        "level:v": h264_level(width, height, fps, maxrate, bufsize),
+        "crf": str(policy.rung_crf),
+        "maxrate": f"{maxrate}k",
+        "bufsize": f"{bufsize}k",
+        **keyframe_options(segment_seconds, fps, policy),
+    }
+
+
+def rung_audio_options(
+    bitrate_k: int | None, source_channels: int | None, policy: EncoderPolicy = POLICY
+) -> Options:
+    """One VOD rung's audio: AAC at the rung's bitrate, stereo at most, resampled to ``audio_rate``."""
+    channels = min(source_channels or policy.audio_channels, policy.audio_channels)
+    return {
+        "c:a": policy.audio_codec,
+        "b:a": f"{bitrate_k or policy.audio_bitrate_k}k",
+        "ac": str(channels),
+        "ar": str(policy.audio_rate),
+    }
+
+
+def live_video_options(
+    bitrates_k: Sequence[int], *, preset: str, segment_seconds: float, policy: EncoderPolicy = POLICY
+) -> Options:
+    """The live ladder's video streams (``-b:v:N`` per rung): the source rate is unknown, so the
+    GOP limit assumes ``max_fps``."""
+    opts: Options = {
+        "c:v": policy.video_codec,
+        "preset": preset,
+        "profile:v": policy.profile,
+        **keyframe_options(segment_seconds, policy.max_fps, policy),
+    }
+    for i, br in enumerate(bitrates_k):
+        opts |= {f"b:v:{i}": f"{br}k", f"maxrate:v:{i}": f"{br}k", f"bufsize:v:{i}": f"{policy.bufsize_factor * br}k"}
+    return opts
+
+
+def live_audio_options(bitrates_k: Sequence[int | None], policy: EncoderPolicy = POLICY) -> Options:
+    """The live ladder's audio streams (``-b:a:N`` per rung), stereo."""
+    opts: Options = {"c:a": policy.audio_codec, "ac": str(policy.audio_channels), "ar": str(policy.audio_rate)}
+    for j, br in enumerate(bitrates_k):
+        opts[f"b:a:{j}"] = f"{br or policy.audio_bitrate_k}k"
+    return opts
+
+
+def studio_options(preset: str, crf: int, *, audio: bool, policy: EncoderPolicy = POLICY) -> Options:
+    """One studio step: constant quality ``crf`` (no cap: the step is an intermediate or the final edit)."""
+    opts: Options = {"c:v": policy.video_codec, "preset": preset, "crf": str(crf), "pix_fmt": policy.pix_fmt}
+    if audio:
+        opts |= {
+            "c:a": policy.audio_codec,
+            "b:a": f"{policy.studio_audio_bitrate_k}k",
+            "ar": str(policy.audio_rate),
+            "ac": str(policy.audio_channels),
+        }
+    return opts
