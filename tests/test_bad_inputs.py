@@ -5,18 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mediarunner.models import transitions
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState, JobType
 from mediarunner.models.transitions import NewJob
 from mediarunner.scheduler.dispatch import dispatch
+from tests import rows
 from tests.support import Stack, make_clip
 
 
 def raw_submit(stack: Stack, payload: dict[str, Any]) -> str:
     """Insert and publish a job without the client's validation (a buggy or hostile producer)."""
-    ids = transaction(lambda s: transitions.create_jobs(s, [NewJob(JobType.TRANSCODE, "cpu", payload)], utcnow()))
+    ids = transaction(lambda s: rows.create_jobs(s, [NewJob(JobType.TRANSCODE, "cpu", payload)], utcnow()))
     assert dispatch(ids[0], app=stack.client().app)
     return ids[0]
 

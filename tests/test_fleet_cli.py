@@ -24,6 +24,7 @@ from mediarunner.models.db import transaction
 from mediarunner.models.enums import ErrorKind, JobType, RunnerStatus
 from mediarunner.models.runners import RunnerInfo
 from mediarunner.models.tables import RunnerRow
+from tests import rows
 from tests.support import RedisServer
 
 
@@ -102,10 +103,10 @@ def test_runners_ls_show_and_steering_without_a_live_worker(env: str) -> None:
 def test_logs_filters_and_colours(env: str, monkeypatch: pytest.MonkeyPatch) -> None:
     add_runner("w@h")
     now = utcnow()
-    ok, bad = (transaction(lambda s: t.create_jobs(s, [t.NewJob(JobType.NOOP, "cpu", {})], now))[0]
+    ok, bad = (transaction(lambda s: rows.create_jobs(s, [t.NewJob(JobType.NOOP, "cpu", {})], now))[0]
                for _ in range(2))
     for j in (ok, bad):
-        transaction(lambda s, j=j: t.claim(s, j, 1, "w@h", None, now))
+        transaction(lambda s, j=j: rows.claim(s, j, 1, "w@h", None, now))
     transaction(lambda s: t.complete(s, ok, 1, {}, now))
     transaction(lambda s: t.fail(s, bad, 1, "could not read ftp://u:pw9999@h/x", ErrorKind.PERMANENT, now))
     out = invoke("logs", "--runner", "w", "--type", "job_failed")
@@ -122,8 +123,8 @@ def test_logs_filters_and_colours(env: str, monkeypatch: pytest.MonkeyPatch) -> 
 def test_stats_and_metrics_textfile(env: str, tmp_path: Path) -> None:
     add_runner("w@h", load_1m=0.1, cpu_count=1)
     now = utcnow()
-    (job,) = transaction(lambda s: t.create_jobs(s, [t.NewJob(JobType.NOOP, "cpu", {})], now - timedelta(seconds=5)))
-    transaction(lambda s: t.claim(s, job, 1, "w@h", None, now - timedelta(seconds=4)))
+    (job,) = transaction(lambda s: rows.create_jobs(s, [t.NewJob(JobType.NOOP, "cpu", {})], now - timedelta(seconds=5)))
+    transaction(lambda s: rows.claim(s, job, 1, "w@h", None, now - timedelta(seconds=4)))
     transaction(lambda s: t.complete(s, job, 1, {}, now - timedelta(seconds=1)))
     data = json.loads(invoke("stats", "--json"))
     assert data["runners_online"] == data["runners_total"] == 1 and data["completed_today"] == 1

@@ -46,6 +46,7 @@ from mediarunner.models.tables import JobRow, WorkerTokenRow
 from mediarunner.scheduler.dispatch import signature_for
 from mediarunner.scheduler.fleet import check_runners, purge_runner_events
 from mediarunner.workers import diagnostics
+from tests import rows
 
 NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
 TH = HealthThresholds()
@@ -129,12 +130,12 @@ def test_register_heartbeat_and_status_changes(db_url: str) -> None:
 def test_beat_marks_silent_runner_offline_and_fails_over_its_jobs(db_url: str) -> None:
     register(db_url, "a@h")
     register(db_url, "b@h")
-    (job_a,) = run(db_url, t.create_jobs, [t.NewJob(JobType.NOOP, "cpu", {})], NOW)
-    (job_b,) = run(db_url, t.create_jobs, [t.NewJob(JobType.NOOP, "cpu", {}, max_attempts=1)], NOW)
-    (job_c,) = run(db_url, t.create_jobs, [t.NewJob(JobType.NOOP, "cpu", {})], NOW)
-    assert run(db_url, t.claim, job_a, 1, "a@h", None, NOW)
-    assert run(db_url, t.claim, job_b, 1, "a@h", None, NOW)
-    assert run(db_url, t.claim, job_c, 1, "b@h", None, NOW)
+    (job_a,) = run(db_url, rows.create_jobs, [t.NewJob(JobType.NOOP, "cpu", {})], NOW)
+    (job_b,) = run(db_url, rows.create_jobs, [t.NewJob(JobType.NOOP, "cpu", {}, max_attempts=1)], NOW)
+    (job_c,) = run(db_url, rows.create_jobs, [t.NewJob(JobType.NOOP, "cpu", {})], NOW)
+    assert run(db_url, rows.claim, job_a, 1, "a@h", None, NOW)
+    assert run(db_url, rows.claim, job_b, 1, "a@h", None, NOW)
+    assert run(db_url, rows.claim, job_c, 1, "b@h", None, NOW)
     s = settings(db_url)
     later = NOW + timedelta(seconds=20)
     run(db_url, runners.heartbeat, "b@h", {}, 2, later)  # b keeps beating, a went silent at NOW
@@ -164,9 +165,9 @@ def test_beat_marks_silent_runner_offline_and_fails_over_its_jobs(db_url: str) -
 
 def test_job_events_carry_the_runner_and_counters_count(db_url: str) -> None:
     register(db_url, "w@h")
-    ok, bad, retry = (run(db_url, t.create_jobs, [t.NewJob(JobType.NOOP, "cpu", {})], NOW)[0] for _ in range(3))
+    ok, bad, retry = (run(db_url, rows.create_jobs, [t.NewJob(JobType.NOOP, "cpu", {})], NOW)[0] for _ in range(3))
     for j in (ok, bad, retry):
-        run(db_url, t.claim, j, 1, "w@h", None, NOW)
+        run(db_url, rows.claim, j, 1, "w@h", None, NOW)
     run(db_url, t.complete, ok, 1, {}, NOW)
     run(db_url, t.fail, bad, 1, "boom", ErrorKind.PERMANENT, NOW)
     run(db_url, t.requeue, retry, 1, "io", None, NOW)
@@ -220,11 +221,11 @@ def test_health_thresholds_follow_settings() -> None:
 
 def _job(url: str, created: datetime, started: datetime | None = None, finished: datetime | None = None,
          outcome: str = "completed", worker: str = "w@h") -> str:
-    (job_id,) = run(url, t.create_jobs, [t.NewJob(JobType.NOOP, "cpu", {})], created)
+    (job_id,) = run(url, rows.create_jobs, [t.NewJob(JobType.NOOP, "cpu", {})], created)
     run(url, t.mark_dispatched, [job_id], created + timedelta(seconds=1))
     if started is None:
         return job_id
-    assert run(url, t.claim, job_id, 1, worker, None, started)
+    assert run(url, rows.claim, job_id, 1, worker, None, started)
     if finished is not None:
         if outcome == "completed":
             assert run(url, t.complete, job_id, 1, {}, finished)
@@ -358,7 +359,7 @@ def test_settings_view_masks_secrets() -> None:
 
 
 def test_task_message_carries_no_secret(db_url: str) -> None:
-    (job_id,) = run(db_url, t.create_jobs, [t.NewJob(JobType.NOOP, "cpu", {
+    (job_id,) = run(db_url, rows.create_jobs, [t.NewJob(JobType.NOOP, "cpu", {
         "duration": 0, "output": "s3://AKIA:topsecret@bucket/x"})], NOW)
     job = run(db_url, get_job, job_id)
     sig = signature_for(Celery("t", broker="memory://"), job)

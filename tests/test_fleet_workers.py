@@ -31,6 +31,7 @@ from mediarunner.models.fleet_queries import Runner, get_runner, list_runners
 from mediarunner.models.health import HealthThresholds
 from mediarunner.models.queries import recent_events
 from mediarunner.scheduler.dispatch import dispatch
+from tests import rows
 from tests.support import Stack, Worker, free_port, make_stack, wait_for
 
 FAST = {
@@ -295,7 +296,7 @@ def test_secrets_absent_from_logs_messages_and_flower_events(tmp_path: Path, pg_
                     wait_for(lambda: any(e["type"] == "worker-heartbeat" for e in captured), 10, what="events")
                     # a payload carrying a storage credential in a URL, as a remote input/output would
                     leaky = f"s3://AKIAEXAMPLE:{storage_key}@bucket/out.txt"
-                    (job_id,) = transaction(lambda s: t.create_jobs(s, [t.NewJob(JobType.NOOP, "cpu", {
+                    (job_id,) = transaction(lambda s: rows.create_jobs(s, [t.NewJob(JobType.NOOP, "cpu", {
                         "duration": 0.1, "output": leaky})], utcnow()))
                     assert dispatch(job_id, app=app)
                     done = client.wait(job_id, timeout=30)

@@ -18,6 +18,7 @@ from mediarunner.models.retry import RetryPolicy, decide
 from mediarunner.models.tables import JobRow, RankRow
 from mediarunner.models.transitions import NewJob
 from mediarunner.scheduler import lease, ticks
+from tests import rows as fixtures
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 S = JobState
@@ -34,7 +35,7 @@ def new(url: str, *, now: datetime = T0, children: int = 0, queue: str = "cpu", 
         cls: str = "default", max_attempts: int = 3) -> list[str]:
     jobs = [NewJob(JobType.NOOP, queue, {}, priority=priority, priority_class=cls, max_attempts=max_attempts)]
     jobs += [NewJob(JobType.NOOP, queue, {}, parent=0) for _ in range(children)]
-    return transaction(lambda s: t.create_jobs(s, jobs, now), url=url)
+    return transaction(lambda s: fixtures.create_jobs(s, jobs, now), url=url)
 
 
 def job(url: str, job_id: str):  # type: ignore[no-untyped-def]
@@ -80,7 +81,7 @@ def test_outbox_finds_unpublished_due_and_stuck_jobs(db_url: str) -> None:
     b, = new(db_url)
     tx(db_url, t.mark_dispatched, [b], T0)  # published just now
     c, = new(db_url)
-    tx(db_url, t.claim, c, 1, "w", None, T0)
+    tx(db_url, fixtures.claim, c, 1, "w", None, T0)
     tx(db_url, t.requeue, c, 1, "io", T0 + timedelta(seconds=60), T0)  # backoff not over
     assert set(tx(db_url, ticks.due_for_dispatch, T0, s)) == {a}
     later = T0 + timedelta(seconds=301)
@@ -97,28 +98,28 @@ def test_children_are_not_dispatched_until_released(db_url: str) -> None:
 def test_silent_running_job_is_failed_over_then_fails_after_max_attempts(db_url: str) -> None:
     s = settings()
     jid, = new(db_url, max_attempts=2)
-    tx(db_url, t.claim, jid, 1, "w1", None, T0)
+    tx(db_url, fixtures.claim, jid, 1, "w1", None, T0)
     assert tx(db_url, ticks.fail_over, T0 + timedelta(seconds=10), s).requeued == []
     r = tx(db_url, ticks.fail_over, T0 + timedelta(seconds=31), s)
     assert r.requeued == [jid]
     j = job(db_url, jid)
     assert (j.state, j.attempt, j.failures, j.run_after) == (S.PENDING, 2, 1, None)
     assert "w1" in (j.error or "")
-    tx(db_url, t.claim, jid, 2, "w2", None, T0 + timedelta(seconds=32))
+    tx(db_url, fixtures.claim, jid, 2, "w2", None, T0 + timedelta(seconds=32))
     r = tx(db_url, ticks.fail_over, T0 + timedelta(seconds=100), s)
     assert r.failed == [jid] and job(db_url, jid).state is S.FAILED
 
 
 def test_heartbeat_keeps_job_alive(db_url: str) -> None:
     jid, = new(db_url)
-    tx(db_url, t.claim, jid, 1, "w1", None, T0)
+    tx(db_url, fixtures.claim, jid, 1, "w1", None, T0)
     tx(db_url, t.touch, jid, 1, T0 + timedelta(seconds=25))
     assert tx(db_url, ticks.fail_over, T0 + timedelta(seconds=40), settings()).requeued == []
 
 
 def test_overlong_job_times_out_and_children_fail(db_url: str) -> None:
     root, kid = new(db_url, children=1)
-    tx(db_url, t.claim, root, 1, "w", None, T0)
+    tx(db_url, fixtures.claim, root, 1, "w", None, T0)
     tx(db_url, t.touch, root, 1, T0 + timedelta(seconds=3601))
     r = tx(db_url, ticks.fail_over, T0 + timedelta(seconds=3602), settings())
     assert r.timed_out == [root]
@@ -127,10 +128,10 @@ def test_overlong_job_times_out_and_children_fail(db_url: str) -> None:
 
 def test_live_jobs_have_their_own_time_limit(db_url: str) -> None:
     s = settings(live_time_limit_seconds=7200)
-    live, = transaction(lambda ss: t.create_jobs(ss, [NewJob(JobType.LIVE, "cpu", {})], T0), url=db_url)
+    live, = transaction(lambda ss: fixtures.create_jobs(ss, [NewJob(JobType.LIVE, "cpu", {})], T0), url=db_url)
     vod, = new(db_url)
     for jid in (live, vod):
-        tx(db_url, t.claim, jid, 1, "w", None, T0)
+        tx(db_url, fixtures.claim, jid, 1, "w", None, T0)
         tx(db_url, t.touch, jid, 1, T0 + timedelta(seconds=3601), result={"seconds_processed": 3601.0})
     assert tx(db_url, ticks.fail_over, T0 + timedelta(seconds=3602), s).timed_out == [vod]
     assert job(db_url, live).state is S.RUNNING and job(db_url, live).result == {"seconds_processed": 3601.0}
@@ -152,10 +153,10 @@ def test_ranks_match_the_documented_order_on_a_random_table(db_url: str, classes
         rows.append(NewJob(JobType.NOOP, rng.choice(["cpu", "gpu", "cpu"]), {}, priority=rng.randint(-2, 2),
                            priority_class=cls))
         created = T0 + timedelta(seconds=rng.randint(0, 50))  # many ties on age: the id decides
-        tx(db_url, t.create_jobs, rows[-1:], created)
+        tx(db_url, fixtures.create_jobs, rows[-1:], created)
     claimed = [r.id for r in rows[::17]]
     for job_id in claimed:
-        tx(db_url, t.claim, job_id, 1, "w", None, T0)
+        tx(db_url, fixtures.claim, job_id, 1, "w", None, T0)
     s = settings(priority_classes=classes)
     tx(db_url, ticks.update_ranks, s)
     with session_scope(db_url) as session:
@@ -179,12 +180,12 @@ def test_ranks_order_by_class_priority_age_per_queue(db_url: str) -> None:
     staff, = new(db_url, now=T0 + timedelta(seconds=10), cls="staff")
     gpu, = new(db_url, queue="gpu")
     running, = new(db_url)
-    tx(db_url, t.claim, running, 1, "w", None, T0)
+    tx(db_url, fixtures.claim, running, 1, "w", None, T0)
     assert tx(db_url, ticks.update_ranks, s) == 5
     ranks = {k: job(db_url, k).rank for k in (old, young, urgent, staff, gpu, running)}
     assert ranks == {staff: 1, urgent: 2, old: 3, young: 4, gpu: 1, running: None}
     assert tx(db_url, ticks.update_ranks, s) == 0  # nothing moved: nothing written
-    tx(db_url, t.claim, staff, 1, "w", None, T0)  # the head of the cpu queue starts: the rest move up
+    tx(db_url, fixtures.claim, staff, 1, "w", None, T0)  # the head of the cpu queue starts: the rest move up
     assert job(db_url, staff).rank is None
     assert tx(db_url, ticks.update_ranks, s) == 3
     assert {k: job(db_url, k).rank for k in (urgent, old, young, gpu)} == {urgent: 1, old: 2, young: 3, gpu: 1}
@@ -200,14 +201,14 @@ def test_purge_deletes_old_completed_families_in_batches(db_url: str, tmp_path) 
     fams = []
     for _ in range(3):
         root, kid = new(db_url, children=1)
-        tx(db_url, t.claim, root, 1, "w", None, T0)
+        tx(db_url, fixtures.claim, root, 1, "w", None, T0)
         tx(db_url, t.complete, root, 1, {}, T0)
-        tx(db_url, t.claim, kid, 1, "w", None, T0)
+        tx(db_url, fixtures.claim, kid, 1, "w", None, T0)
         tx(db_url, t.complete, kid, 1, {}, T0)
         fams.append((root, kid))
     (tmp_path / f"{fams[0][1]}-1").mkdir()  # scratch left behind by a killed worker
     active_root, active_kid = new(db_url, children=1)  # completed parent, child still pending
-    tx(db_url, t.claim, active_root, 1, "w", None, T0)
+    tx(db_url, fixtures.claim, active_root, 1, "w", None, T0)
     tx(db_url, t.complete, active_root, 1, {}, T0)
     fresh, = new(db_url, now=T0 + timedelta(days=6))
 
@@ -225,9 +226,9 @@ def test_purge_deletes_old_completed_families_in_batches(db_url: str, tmp_path) 
 def test_purge_keeps_a_family_restarted_after_it_was_selected(db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The purge re-checks in its deletes: a child restarted between selection and deletion stays."""
     root, kid = new(db_url, children=1)
-    tx(db_url, t.claim, root, 1, "w", None, T0)
+    tx(db_url, fixtures.claim, root, 1, "w", None, T0)
     tx(db_url, t.complete, root, 1, {}, T0)
-    tx(db_url, t.claim, kid, 1, "w", None, T0)
+    tx(db_url, fixtures.claim, kid, 1, "w", None, T0)
     tx(db_url, t.fail, kid, 1, "boom", "permanent", T0)
     now = T0 + timedelta(days=8)
     s = settings(scratch_dir=tmp_path)
@@ -255,7 +256,8 @@ def test_auto_gpu_transcriptions_fall_back_to_cpu_when_no_gpu_worker(db_url: str
     s = settings(reroute_after_seconds=30)
     jobs = [NewJob(JobType.TRANSCRIBE, "gpu", {"device": "auto"}),
             NewJob(JobType.TRANSCRIBE, "gpu", {"device": "gpu"})]
-    auto, forced = tx(db_url, t.create_jobs, [jobs[0]], T0)[0], tx(db_url, t.create_jobs, [jobs[1]], T0)[0]
+    auto = tx(db_url, fixtures.create_jobs, [jobs[0]], T0)[0]
+    forced = tx(db_url, fixtures.create_jobs, [jobs[1]], T0)[0]
     later = T0 + timedelta(seconds=31)
     assert tx(db_url, ticks.has_stranded_candidates, later, s)
     assert tx(db_url, ticks.reroute_stranded, later, s, {"gpu", "cpu"}) == []  # a gpu worker is up

@@ -9,6 +9,7 @@ from mediarunner.models.db import transaction
 from mediarunner.models.enums import ErrorKind, JobState, JobType, Stage
 from mediarunner.models.queries import get_job
 from mediarunner.models.transitions import NewJob
+from tests import rows
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 S = JobState
@@ -17,7 +18,7 @@ S = JobState
 def family(url: str, children: int = 2) -> list[str]:
     jobs = [NewJob(JobType.TRANSCODE, "cpu", {"k": "parent"})]
     jobs += [NewJob(JobType.TRANSCODE_RENDITION, "cpu", {"k": i}, parent=0) for i in range(children)]
-    return transaction(lambda s: t.create_jobs(s, jobs, NOW), url=url)
+    return transaction(lambda s: rows.create_jobs(s, jobs, NOW), url=url)
 
 
 def state(url: str, job_id: str) -> JobState:
@@ -38,19 +39,19 @@ def test_create_family_states(db_url: str) -> None:
 
 def test_claim_only_once_and_only_current_attempt(db_url: str) -> None:
     root, *_ = family(db_url, 0)
-    assert not run(db_url, t.claim, root, 2, "w2", None, NOW)  # wrong attempt
-    assert run(db_url, t.claim, root, 1, "w1", "task-1", NOW)
-    assert not run(db_url, t.claim, root, 1, "w2", "task-2", NOW)  # duplicate message loses
+    assert not run(db_url, rows.claim, root, 2, "w2", None, NOW)  # wrong attempt
+    assert run(db_url, rows.claim, root, 1, "w1", "task-1", NOW)
+    assert not run(db_url, rows.claim, root, 1, "w2", "task-2", NOW)  # duplicate message loses
     assert state(db_url, root) is S.RUNNING
 
 
 def test_children_wait_for_parent_and_are_released_on_completion(db_url: str) -> None:
     root, a, _b = family(db_url)
-    assert not run(db_url, t.claim, a, 1, "w", None, NOW)  # waiting child cannot be claimed
-    run(db_url, t.claim, root, 1, "w", None, NOW)
+    assert not run(db_url, rows.claim, a, 1, "w", None, NOW)  # waiting child cannot be claimed
+    run(db_url, rows.claim, root, 1, "w", None, NOW)
     assert run(db_url, t.complete, root, 1, {"ok": True}, NOW)
     assert state(db_url, a) is S.PENDING
-    assert run(db_url, t.claim, a, 1, "w", None, NOW)
+    assert run(db_url, rows.claim, a, 1, "w", None, NOW)
 
 
 def test_illegal_moves_are_rejected(db_url: str) -> None:
@@ -58,7 +59,7 @@ def test_illegal_moves_are_rejected(db_url: str) -> None:
     assert not run(db_url, t.complete, root, 1, {}, NOW)  # pending -> completed skips running
     assert not run(db_url, t.fail, a, 1, "x", ErrorKind.PERMANENT, NOW)  # waiting -> failed
     assert not run(db_url, t.restart, root, NOW)  # pending is not restartable
-    run(db_url, t.claim, root, 1, "w", None, NOW)
+    run(db_url, rows.claim, root, 1, "w", None, NOW)
     run(db_url, t.complete, root, 1, {}, NOW)
     assert not run(db_url, t.cancel, root, NOW) or state(db_url, root) is S.COMPLETED
     assert not run(db_url, t.requeue, root, 1, "late", None, NOW)  # completed stays completed
@@ -67,7 +68,7 @@ def test_illegal_moves_are_rejected(db_url: str) -> None:
 
 def test_failure_cascades_parent_failed(db_url: str) -> None:
     root, a, b = family(db_url)
-    run(db_url, t.claim, root, 1, "w", None, NOW)
+    run(db_url, rows.claim, root, 1, "w", None, NOW)
     assert run(db_url, t.fail, root, 1, "corrupt input", ErrorKind.PERMANENT, NOW)
     assert state(db_url, root) is S.FAILED
     assert state(db_url, a) is S.PARENT_FAILED and state(db_url, b) is S.PARENT_FAILED
@@ -75,7 +76,7 @@ def test_failure_cascades_parent_failed(db_url: str) -> None:
 
 def test_cancel_cascades_to_active_descendants(db_url: str) -> None:
     root, a, b = family(db_url)
-    run(db_url, t.claim, root, 1, "w", None, NOW)
+    run(db_url, rows.claim, root, 1, "w", None, NOW)
     assert run(db_url, t.cancel, root, NOW)
     assert state(db_url, root) is S.CANCELLED
     assert state(db_url, a) is S.PARENT_CANCELLED and state(db_url, b) is S.PARENT_CANCELLED
@@ -85,11 +86,11 @@ def test_cancel_cascades_to_active_descendants(db_url: str) -> None:
 
 def test_zombie_attempt_is_fenced(db_url: str) -> None:
     root, *_ = family(db_url, 0)
-    run(db_url, t.claim, root, 1, "old", None, NOW)
+    run(db_url, rows.claim, root, 1, "old", None, NOW)
     assert run(db_url, t.requeue, root, 1, "worker lost", None, NOW, event="job_failed_over")
     job = transaction(lambda s: get_job(s, root), url=db_url)
     assert (job.state, job.attempt, job.failures) == (S.PENDING, 2, 1)
-    assert run(db_url, t.claim, root, 2, "new", None, NOW)
+    assert run(db_url, rows.claim, root, 2, "new", None, NOW)
     # the old worker wakes up: heartbeat, completion and failure are all discarded
     assert not run(db_url, t.touch, root, 1, NOW)
     assert not run(db_url, t.complete, root, 1, {"zombie": True}, NOW)
@@ -100,15 +101,15 @@ def test_zombie_attempt_is_fenced(db_url: str) -> None:
 
 def test_retry_backoff_blocks_claim_until_due(db_url: str) -> None:
     root, *_ = family(db_url, 0)
-    run(db_url, t.claim, root, 1, "w", None, NOW)
+    run(db_url, rows.claim, root, 1, "w", None, NOW)
     run(db_url, t.requeue, root, 1, "io", NOW + timedelta(seconds=30), NOW)
-    assert not run(db_url, t.claim, root, 2, "w", None, NOW + timedelta(seconds=10))
-    assert run(db_url, t.claim, root, 2, "w", None, NOW + timedelta(seconds=31))
+    assert not run(db_url, rows.claim, root, 2, "w", None, NOW + timedelta(seconds=10))
+    assert run(db_url, rows.claim, root, 2, "w", None, NOW + timedelta(seconds=31))
 
 
 def test_restart_gives_family_a_fresh_attempt(db_url: str) -> None:
     root, _a, _b = family(db_url)
-    run(db_url, t.claim, root, 1, "w", None, NOW)
+    run(db_url, rows.claim, root, 1, "w", None, NOW)
     run(db_url, t.fail, root, 1, "boom", ErrorKind.TRANSIENT, NOW)
     assert run(db_url, t.restart, root, NOW)
     job = transaction(lambda s: get_job(s, root), url=db_url)
@@ -119,7 +120,7 @@ def test_restart_gives_family_a_fresh_attempt(db_url: str) -> None:
 def test_prune_children_only_by_running_parent(db_url: str) -> None:
     root, a, b = family(db_url)
     assert run(db_url, t.prune_children, root, 1, {a}) == []  # parent not running: nothing
-    run(db_url, t.claim, root, 1, "w", None, NOW)
+    run(db_url, rows.claim, root, 1, "w", None, NOW)
     assert run(db_url, t.prune_children, root, 1, {a}) == [b]
     job = transaction(lambda s: get_job(s, root), url=db_url)
     assert [c.id for c in job.children] == [a]
@@ -129,7 +130,7 @@ def test_events_are_recorded(db_url: str) -> None:
     from mediarunner.models.queries import recent_events
 
     root, *_ = family(db_url, 0)
-    run(db_url, t.claim, root, 1, "w1", None, NOW)
+    run(db_url, rows.claim, root, 1, "w1", None, NOW)
     run(db_url, t.complete, root, 1, {}, NOW)
     kinds = [e.kind for e in transaction(lambda s: recent_events(s, job_id=root), url=db_url)]
     assert kinds == ["job_submitted", "job_assigned", "job_completed"]
@@ -159,7 +160,7 @@ def test_complete_logs_the_runner_and_counts_it_in_the_same_transaction(db_url: 
     info = runners.RunnerInfo(hostname="w1@h", queues=("cpu",), concurrency=1, version="0")
     run(db_url, runners.register, info, None, NOW)
     root, a, _b = family(db_url)
-    run(db_url, t.claim, root, 1, "w1@h", None, NOW)
+    run(db_url, rows.claim, root, 1, "w1@h", None, NOW)
     assert not run(db_url, t.complete, root, 2, {}, NOW, worker="w1@h", count=True)  # stale attempt: nothing
     assert run(db_url, t.complete, root, 1, {"x": 1}, NOW, worker="w1@h", stage=Stage.UPLOADING, count=True)
     job = transaction(lambda s: get_job(s, root), url=db_url)

@@ -73,7 +73,7 @@ def _logged(dml: Any, kind: str, *more: Any) -> Select[Any]:
 
 @dataclass(frozen=True)
 class NewJob:
-    """A job to insert. ``parent`` is an index into the list given to :func:`create_jobs`."""
+    """A job to insert. ``parent`` is an index into the list given to :func:`insert_jobs`."""
 
     type: JobType
     queue: str
@@ -120,14 +120,9 @@ _UNSET: dict[str, Any] = dict.fromkeys((
     "heartbeat_at", "finished_at", "run_after"))
 
 
-def create_jobs(session: Session, jobs: Sequence[NewJob], now: datetime) -> list[str]:
-    """Insert a family of jobs: roots start ``pending``, children ``waiting_for_parent``."""
-    insert_jobs(session, jobs, now)
-    return [j.id for j in jobs]
-
-
 def insert_jobs(session: Session, jobs: Sequence[NewJob], now: datetime, *, publishing: bool = False) -> Job:
-    """:func:`create_jobs` in one statement, returning the root job as written (no read back).
+    """Insert a family of jobs (roots ``pending``, children ``waiting_for_parent``) in one statement,
+    returning the root job as written (no read back).
 
     ``publishing``: the caller publishes the family's message right after commit, so the rows
     carry ``dispatched_at`` already (saving a second transaction per submit). Should the caller
@@ -192,15 +187,10 @@ _CLAIM_LOGGED = _logged(_CLAIM.returning(exists().where(_CHILD.c.parent_id == J.
                         "job_assigned")
 
 
-def claim(session: Session, job_id: str, attempt: int, worker: str, task_id: str | None,
-          now: datetime) -> bool:
-    """pending -> running, for exactly this attempt; a duplicate or stale message loses here."""
-    return claim_job(session, job_id, attempt, worker, task_id, now, family=False) is not None
-
-
 def claim_job(session: Session, job_id: str, attempt: int, worker: str, task_id: str | None,
               now: datetime, *, family: bool = True) -> Job | None:
-    """:func:`claim`, returning the claimed job as written (with its descendants when ``family``),
+    """pending -> running, for exactly this attempt (a duplicate or stale message loses here),
+    returning the claimed job as written (with its descendants when ``family``),
     or None when this message lost. One ``UPDATE ... RETURNING``: claiming and loading a job is
     one round trip."""
     params = {"job_id": job_id, "attempt_": attempt, "worker_": worker, "task_id": task_id, "now": now}

@@ -2,7 +2,7 @@
 
 Rows are committed first; publishing comes second and may fail (broker down). A job whose
 publish failed keeps ``dispatched_at = NULL`` and beat's outbox tick publishes it again.
-A duplicate message is harmless: ``transitions.claim`` lets exactly one message win.
+A duplicate message is harmless: ``transitions.claim_job`` lets exactly one message win.
 """
 
 from __future__ import annotations

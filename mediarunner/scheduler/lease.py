@@ -29,8 +29,3 @@ def acquire(session: Session, name: str, holder: str, now: datetime, ttl: float)
         return True
     except IntegrityError:
         return False
-
-
-def release(session: Session, name: str, holder: str, now: datetime) -> None:
-    session.execute(update(LockRow).where(LockRow.name == name, LockRow.holder == holder)
-                    .values(expires_at=now).execution_options(synchronize_session=False))
