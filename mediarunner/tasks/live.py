@@ -51,20 +51,10 @@ def live_renditions(rungs: tuple[Rendition, ...], *, audio: bool) -> list[Planne
 def run_live_job(ctx: JobContext) -> Outcome:
     p = LivePayload.model_validate(ctx.job.payload)
     s = ctx.settings
-    store = io.output_store(ctx, p.output)
-    io.ensure_scratch_space(ctx)
     renditions = live_renditions(p.renditions, audio=p.audio)
     # Attempt 1 starts a fresh stream; later attempts (failover, retry, restart) continue the output.
     resume = ctx.job.attempt > 1
-    sync: LiveSync | None = None
-    out_dir = store.local_path  # ffmpeg writes in place where it can; elsewhere to scratch, synced
-    if out_dir is None:
-        out_dir = ctx.scratch / "live"
-        if resume:
-            ctx.set_stage(Stage.DOWNLOADING)
-            _restore_playlists(store, out_dir, renditions, ctx.scratch / "restore")
-        sync = LiveSync(store, out_dir, interval=max(0.2, s.live_segment_seconds / 2),
-                        give_up_after=s.live_stall_timeout_seconds, staging=ctx.scratch / "sync")
+    out_dir, sync = _live_output(ctx, p.output, renditions, resume=resume)
     previous = float((ctx.job.result or {}).get("seconds_processed", 0.0)) if resume else 0.0
     seconds = [0.0]
 
@@ -105,6 +95,24 @@ def run_live_job(ctx: JobContext) -> Outcome:
     result: dict[str, Any] = {"seconds_processed": total, "renditions": [r.name for r in renditions],
                               "master": io.join_location(p.output, MASTER_PLAYLIST), "artifacts": artifacts}
     return Outcome(result)
+
+
+def _live_output(ctx: JobContext, output: str, renditions: list[PlannedRendition], *,
+                 resume: bool) -> tuple[Path, LiveSync | None]:
+    """Where ffmpeg writes: in place when the store offers a local directory; otherwise into scratch,
+    with a :class:`LiveSync` that uploads to the store (a resumed attempt first fetches the playlists)."""
+    s = ctx.settings
+    store = io.output_store(ctx, output)
+    io.ensure_scratch_space(ctx)
+    if store.local_path is not None:
+        return store.local_path, None
+    out_dir = ctx.scratch / "live"
+    if resume:
+        ctx.set_stage(Stage.DOWNLOADING)
+        _restore_playlists(store, out_dir, renditions, ctx.scratch / "restore")
+    sync = LiveSync(store, out_dir, interval=max(0.2, s.live_segment_seconds / 2),
+                    give_up_after=s.live_stall_timeout_seconds, staging=ctx.scratch / "sync")
+    return out_dir, sync
 
 
 def _restore_playlists(store: Store, out_dir: Path, renditions: list[PlannedRendition], tmp: Path) -> None:
