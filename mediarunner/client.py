@@ -22,7 +22,7 @@ from mediarunner.models import transitions
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState, JobType
-from mediarunner.models.locations import is_local, join_location, parse_location, resolve_local_path
+from mediarunner.models.locations import check_location, join_location, parse_location
 from mediarunner.models.payloads import (
     STUDIO_OUTPUT,
     ExtractAudioPayload,
@@ -173,8 +173,6 @@ class Client:
 
     def _transcribe_job(self, output: str, language: str | None, model: str | None, formats: Sequence[str],
                         device: str, *, parent: int, common: dict[str, Any]) -> NewJob:
-        if not is_local(output):  # the transcription handlers publish to local outputs only (for now)
-            raise ValidationError("transcription outputs must be local paths or file:// URLs")
         if isinstance(formats, str):
             raise ValidationError("formats must be a sequence such as ('vtt', 'srt')")
         payload = self._validated(TranscribePayload, output=output, language=language, model=model,
@@ -273,11 +271,8 @@ class Client:
     def _check_output(self, output: str) -> None:
         if not isinstance(output, str):
             raise ValidationError("output must be a string (a path or a file://, s3://, sftp:// or ftp:// URL)")
-        try:
-            if is_local(output):
-                resolve_local_path(output, self.settings.output_roots, what="output")
-            else:  # syntax only (known scheme, no credentials): the workers hold the keys
-                parse_location(output, "output")
+        try:  # local: inside the roots; remote: syntax only (known scheme, no credentials)
+            check_location(output, "output", self.settings.output_roots)
         except (InvalidOutputError, ValidationError) as exc:
             raise ValidationError(f"invalid output: {exc}") from None
 

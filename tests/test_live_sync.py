@@ -9,22 +9,25 @@ import pytest
 from pydantic import SecretStr
 
 from mediarunner.config import Rendition
-from mediarunner.storage.remote import HostCredentials, Storage, StorageConfig
+from mediarunner.config.settings import HostCredentials
+from mediarunner.storage.store import Store, open_store
 from mediarunner.tasks.live import LiveSync, _restore_playlists, live_renditions
+from tests.storage.conftest import storage_settings
 from tests.storage.servers import FTPServer
 from tests.studio.test_live import segments_in
 from tests.support import free_port, wait_for
 
 
 @pytest.fixture
-def ftp(tmp_path: Path) -> Iterator[tuple[FTPServer, Storage]]:
+def ftp(tmp_path: Path) -> Iterator[tuple[FTPServer, Store]]:
     root = tmp_path / "ftp-root"
     root.mkdir()
     server = FTPServer(root, "bob", "s3cret").start()
-    config = StorageConfig(ftp_credentials={"127.0.0.1": HostCredentials(username="bob", password=SecretStr("s3cret"))},
-                           transfer_retries=2, transfer_backoff_seconds=0.01, transfer_timeout_seconds=5)
+    config = storage_settings(
+        ftp_credentials={"127.0.0.1": HostCredentials(username="bob", password=SecretStr("s3cret"))},
+        transfer_retries=2, transfer_backoff_seconds=0.01, transfer_timeout_seconds=5)
     try:
-        yield server, Storage(config)
+        yield server, open_store(f"ftp://127.0.0.1:{server.port}/live/show", config)
     finally:
         server.stop()
 
@@ -39,14 +42,13 @@ def write_playlist(d: Path, n: int, *, end: bool = False) -> None:
     (d / "index.m3u8.tmp").replace(d / "index.m3u8")  # as ffmpeg's temp_file does
 
 
-def test_sync_uploads_new_files_and_restore_fetches_playlists(ftp: tuple[FTPServer, Storage], tmp_path: Path) -> None:
-    server, storage = ftp
-    url = f"ftp://127.0.0.1:{server.port}/live/show"
+def test_sync_uploads_new_files_and_restore_fetches_playlists(ftp: tuple[FTPServer, Store], tmp_path: Path) -> None:
+    server, store = ftp
     local = tmp_path / "live"
     (local / "180p").mkdir(parents=True)
     (local / "master.m3u8").write_text("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n180p/index.m3u8\n")
     (local / "180p" / "seg_00009.ts.tmp").write_bytes(b"partial")  # still being written: skipped
-    sync = LiveSync(storage, local, url, interval=0.1, give_up_after=5, staging=tmp_path / "sync")
+    sync = LiveSync(store, local, interval=0.1, give_up_after=5, staging=tmp_path / "sync")
     write_playlist(local / "180p", 2)
     sync.flush()
     remote = server.root / "live" / "show"
@@ -63,17 +65,17 @@ def test_sync_uploads_new_files_and_restore_fetches_playlists(ftp: tuple[FTPServ
     fresh = tmp_path / "resumed"
     ladder = live_renditions((Rendition(name="180p", height=180, video_bitrate_k=300),
                               Rendition(name="120p", height=120, video_bitrate_k=150)), audio=True)
-    _restore_playlists(storage, url, fresh, ladder, tmp_path / "restore")
+    _restore_playlists(store, fresh, ladder, tmp_path / "restore")
     assert (fresh / "180p" / "index.m3u8").read_text() == (remote / "180p" / "index.m3u8").read_text()
     assert not (fresh / "120p").exists()  # nothing published for it: nothing to continue
 
 
 def test_sync_reports_broken_uploads(tmp_path: Path) -> None:
-    config = StorageConfig(transfer_retries=0, transfer_timeout_seconds=1)
+    config = storage_settings(transfer_retries=0, transfer_timeout_seconds=1)
     local = tmp_path / "live"
     local.mkdir()
     (local / "master.m3u8").write_text("#EXTM3U\n")
-    sync = LiveSync(Storage(config), local, f"ftp://127.0.0.1:{free_port()}/x", interval=0.05, give_up_after=0.3,
+    sync = LiveSync(open_store(f"ftp://127.0.0.1:{free_port()}/x", config), local, interval=0.05, give_up_after=0.3,
                     staging=tmp_path / "sync")
     sync.start()
     try:

@@ -124,7 +124,7 @@ class Settings(BaseSettings):
     flower_basic_auth: SecretStr | None = None  # `user:password[,user2:password2]` for `mediarunner flower`
     demo_mode: bool = False  # read-only fleet CLI (no token or runner changes), for demos and screenshots
 
-    # --- storage
+    # --- storage (read as they are by the stores in mediarunner.storage)
     # S3 or S3-compatible store; keys unset: boto's default chain (env, profile, instance role).
     s3_endpoint_url: str | None = None
     s3_region: str | None = None

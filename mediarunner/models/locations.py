@@ -14,7 +14,7 @@ import os
 import posixpath
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
@@ -26,6 +26,7 @@ __all__ = [
     "SCHEMES",
     "Direction",
     "Location",
+    "check_location",
     "is_local",
     "join_location",
     "parse_location",
@@ -63,6 +64,13 @@ class Location:
             return f"s3://{fs_path}"
         netloc = self.host if self.port is None else f"{self.host}:{self.port}"
         return f"{self.scheme}://{netloc}{fs_path}"
+
+    def join(self, rel: str) -> Location:
+        """The location ``rel`` (a relative path) below this one."""
+        if not rel:
+            return self
+        path = posixpath.join(self.path, rel) if self.path else rel
+        return replace(self, path=path, url=join_location(self.url, rel))
 
 
 def problem(direction: Direction, message: str) -> PermanentError:
@@ -171,3 +179,16 @@ def join_location(output: str, rel: str) -> str:
     if is_local(output):
         return str(Path(output) / rel)
     return posixpath.join(output.rstrip("/"), rel)
+
+
+def check_location(url: str, direction: Direction, roots: Sequence[Path] | None) -> Location:
+    """Parse ``url`` and, for a local one, check it against ``roots`` (see :func:`resolve_local_path`).
+
+    Remote locations are checked for syntax only (known scheme, no credentials): the workers hold
+    the keys. The returned location of a local path names its real path.
+    """
+    loc = parse_location(url, direction)
+    if loc.scheme != "file":
+        return loc
+    real = resolve_local_path(url, roots or None, what=direction)
+    return Location("file", "", None, str(real), url)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fnmatch
 import glob
 import os
 import shutil
@@ -17,14 +16,18 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from mediarunner.errors import InvalidOutputError
+from mediarunner.errors import InsufficientResourcesError, InvalidOutputError
+from mediarunner.storage.layout import DEFAULT_LAST, publish_order, tree_files
 
 __all__ = [
     "atomic_write_text",
+    "check_free_space",
+    "free_bytes",
     "publish_file",
     "publish_tree",
     "remove_quietly",
 ]
+
 
 def _fsync_dir(directory: Path) -> None:
     # Makes the rename itself durable. Some filesystems refuse fsync on a directory: that only
@@ -97,25 +100,18 @@ def atomic_write_text(dst: Path, text: str) -> None:
     _fsync_dir(dst.parent)
 
 
-def _matches(rel: Path, patterns: Sequence[str]) -> bool:
-    # A pattern with a "/" matches the relative path, otherwise just the file name.
-    return any(fnmatch.fnmatch(rel.as_posix() if "/" in p else rel.name, p) for p in patterns)
-
-
-def publish_tree(src_dir: Path, dst_dir: Path, *, last: Sequence[str] = ("*.m3u8",)) -> list[Path]:
+def publish_tree(src_dir: Path, dst_dir: Path, *, last: Sequence[str] = DEFAULT_LAST) -> list[Path]:
     """Publish every regular file under ``src_dir`` to the same place under ``dst_dir``.
 
-    Files matching ``last`` (playlists) go after all the others, deepest first (variant
-    playlists before the master), so a reader never sees a playlist whose segments or
-    variants are missing. ``src_dir``'s files are consumed. Returns destinations in order.
+    Files matching ``last`` (playlists, manifests) go after all the others, each playlist after
+    those it references (see :func:`~mediarunner.storage.layout.publish_order`), so a reader never
+    sees a playlist whose segments or variants are missing. ``src_dir``'s files are consumed.
+    Returns destinations in order.
     """
     if not src_dir.is_dir():
         raise FileNotFoundError(f"not a directory: {src_dir}")
-    files = sorted(p.relative_to(src_dir) for p in src_dir.rglob("*") if p.is_file() and not p.is_symlink())
-    first = [f for f in files if not _matches(f, last)]
-    final = sorted((f for f in files if _matches(f, last)), key=lambda f: (-len(f.parts), f))
     published = []
-    for rel in [*first, *final]:
+    for rel in publish_order(src_dir, tree_files(src_dir), last):
         dst = dst_dir / rel
         publish_file(src_dir / rel, dst)
         published.append(dst)
@@ -129,3 +125,20 @@ def remove_quietly(path: Path) -> None:
             path.unlink(missing_ok=True)
         else:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def free_bytes(path: Path) -> int:
+    """Free bytes on the disk that holds ``path`` (or would hold it: its nearest existing parent)."""
+    probe = Path(path).absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
+
+
+def check_free_space(directory: Path, min_free_mb: float) -> None:
+    """Raise InsufficientResourcesError when the disk holding ``directory`` has < ``min_free_mb`` free."""
+    free_mb = free_bytes(directory) / 2**20
+    if free_mb < min_free_mb:
+        raise InsufficientResourcesError(
+            f"only {free_mb:.0f} MiB free under {directory}, need at least {min_free_mb:.0f} MiB"
+        )

@@ -4,10 +4,11 @@ Output layout under the job's output (see ``mediarunner.media.live``)::
 
     master.m3u8, <rendition>/index.m3u8 (EVENT playlists), <rendition>/seg_00000.ts ...
 
-Local outputs are written in place by ffmpeg (every file through a temporary name and a rename).
-Remote outputs are written to scratch and a background :class:`LiveSync` uploads what is new
-every ``segment/2`` seconds: segments first, then the playlists as they were when the segments
-were taken, so a reader never meets a playlist naming a segment that is not there yet.
+Outputs a store can offer as a local directory are written in place by ffmpeg (every file through
+a temporary name and a rename). Others (remote stores) are written to scratch and a background
+:class:`LiveSync` uploads what is new every ``segment/2`` seconds: segments first, then the
+playlists as they were when the segments were taken, so a reader never meets a playlist naming
+a segment that is not there yet.
 
 Progress: a live stream has no length, so ``progress`` stays 0 while it runs (100 when it
 completes); the seconds of media processed, over all attempts, are in ``result["seconds_processed"]``
@@ -30,9 +31,8 @@ from mediarunner.errors import InvalidInputError, JobCancelled, MediarunnerError
 from mediarunner.media.ladder import PlannedRendition
 from mediarunner.media.live import MASTER_PLAYLIST, VARIANT_PLAYLIST, run_live
 from mediarunner.models.enums import Stage
-from mediarunner.models.locations import resolve_local_path
 from mediarunner.models.payloads import LivePayload
-from mediarunner.storage.remote import Storage, is_local
+from mediarunner.storage.store import Store
 from mediarunner.tasks import io
 from mediarunner.tasks.context import JobContext
 from mediarunner.tasks.runtime import Outcome
@@ -51,22 +51,10 @@ def live_renditions(rungs: tuple[Rendition, ...], *, audio: bool) -> list[Planne
 def run_live_job(ctx: JobContext) -> Outcome:
     p = LivePayload.model_validate(ctx.job.payload)
     s = ctx.settings
-    io.check_output(ctx, p.output)
-    io.ensure_scratch_space(ctx)
     renditions = live_renditions(p.renditions, audio=p.audio)
     # Attempt 1 starts a fresh stream; later attempts (failover, retry, restart) continue the output.
     resume = ctx.job.attempt > 1
-    sync: LiveSync | None = None
-    if is_local(p.output):
-        out_dir = resolve_local_path(p.output, s.output_roots, what="output")
-    else:
-        out_dir = ctx.scratch / "live"
-        storage = Storage(io.storage_config(s))
-        if resume:
-            ctx.set_stage(Stage.DOWNLOADING)
-            _restore_playlists(storage, p.output, out_dir, renditions, ctx.scratch / "restore")
-        sync = LiveSync(storage, out_dir, p.output, interval=max(0.2, s.live_segment_seconds / 2),
-                        give_up_after=s.live_stall_timeout_seconds, staging=ctx.scratch / "sync")
+    out_dir, sync = _live_output(ctx, p.output, renditions, resume=resume)
     previous = float((ctx.job.result or {}).get("seconds_processed", 0.0)) if resume else 0.0
     seconds = [0.0]
 
@@ -109,13 +97,30 @@ def run_live_job(ctx: JobContext) -> Outcome:
     return Outcome(result)
 
 
-def _restore_playlists(storage: Storage, output: str, out_dir: Path, renditions: list[PlannedRendition],
-                       tmp: Path) -> None:
+def _live_output(ctx: JobContext, output: str, renditions: list[PlannedRendition], *,
+                 resume: bool) -> tuple[Path, LiveSync | None]:
+    """Where ffmpeg writes: in place when the store offers a local directory; otherwise into scratch,
+    with a :class:`LiveSync` that uploads to the store (a resumed attempt first fetches the playlists)."""
+    s = ctx.settings
+    store = io.output_store(ctx, output)
+    io.ensure_scratch_space(ctx)
+    if store.local_path is not None:
+        return store.local_path, None
+    out_dir = ctx.scratch / "live"
+    if resume:
+        ctx.set_stage(Stage.DOWNLOADING)
+        _restore_playlists(store, out_dir, renditions, ctx.scratch / "restore")
+    sync = LiveSync(store, out_dir, interval=max(0.2, s.live_segment_seconds / 2),
+                    give_up_after=s.live_stall_timeout_seconds, staging=ctx.scratch / "sync")
+    return out_dir, sync
+
+
+def _restore_playlists(store: Store, out_dir: Path, renditions: list[PlannedRendition], tmp: Path) -> None:
     """Fetch the previous attempt's variant playlists so ffmpeg appends to them (numbering continues)."""
     for r in renditions:
         rel = f"{r.name}/{VARIANT_PLAYLIST}"
         try:
-            got = storage.stage_in(io.join_location(output, rel), tmp)
+            got = store.fetch(rel, tmp)
         except InvalidInputError:
             continue  # that attempt published nothing for this rendition
         (out_dir / r.name).mkdir(parents=True, exist_ok=True)
@@ -130,11 +135,10 @@ class LiveSync:
     replaces files by rename), and every segment a frozen playlist names existed before it.
     """
 
-    def __init__(self, storage: Storage, local: Path, url: str, *, interval: float, give_up_after: float,
-                 staging: Path) -> None:
-        self.storage = storage
+    def __init__(self, store: Store, local: Path, *, interval: float, give_up_after: float, staging: Path) -> None:
+        self.store = store
         self.local = local
-        self.url = url
+        self.url = store.location.url
         self.interval = interval
         self.give_up_after = give_up_after
         self.staging = staging
@@ -204,7 +208,7 @@ class LiveSync:
                 st = dst.stat()
                 linked[rel] = (st.st_size, st.st_mtime_ns)
             if linked:
-                self.storage.publish(snap, self.url)
+                self.store.publish(snap)
         finally:
             shutil.rmtree(snap, ignore_errors=True)
         self._sent.update(linked)

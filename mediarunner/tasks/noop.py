@@ -1,7 +1,7 @@
 """A job that does (almost) nothing: for control-plane benchmarks and fault tests.
 
 Payload (``NoopPayload``): ``duration`` seconds of interruptible work, and an optional
-``output`` file (under the output roots) published atomically with the job id and attempt.
+``output`` file (any output location) published atomically with the job id and attempt.
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from typing import Any
 
 from mediarunner.errors import JobCancelled, ProcessingError
 from mediarunner.models.enums import Stage
-from mediarunner.models.locations import resolve_local_path
 from mediarunner.models.payloads import NoopPayload
-from mediarunner.storage.local import atomic_write_text
+from mediarunner.tasks import io
 from mediarunner.tasks.context import JobContext
 from mediarunner.tasks.runtime import Outcome
 
@@ -32,7 +31,6 @@ def run_noop(ctx: JobContext) -> Outcome:
     result: dict[str, Any] = {"noop": True}
     if p.output:
         ctx.set_stage(Stage.UPLOADING)
-        path = resolve_local_path(p.output, ctx.settings.output_roots, what="output")
-        atomic_write_text(path, f"{ctx.job.id} {ctx.job.attempt}\n")
-        result["artifacts"] = [{"kind": "text", "path": str(path), "size": path.stat().st_size}]
+        f = io.publish_text(ctx, f"{ctx.job.id} {ctx.job.attempt}\n", p.output)
+        result["artifacts"] = [{"kind": "text", "path": f.location, "size": f.local.stat().st_size}]
     return Outcome(result)

@@ -50,7 +50,7 @@ AUDIO_PART = "audio.m4a"  # a split rendition's audio, encoded once by part 0
 def run_transcode(ctx: JobContext) -> Outcome:
     p = TranscodePayload.model_validate(ctx.job.payload)
     s = ctx.settings
-    src = stage_input(ctx, p.input)
+    src = io.stage_input(ctx, p.input)
     ctx.set_stage(Stage.PROCESSING)
     info = probe(src, ffprobe=s.ffprobe_path)
     plan = plan_ladder(info, p.ladder)
@@ -91,7 +91,7 @@ def run_rendition(ctx: JobContext) -> Outcome:
     if p.part >= parts:
         raise PermanentError(f"part {p.part} of {p.rendition!r}, which the parent split into {parts}")
     info = MediaInfo(**parent.result["media"])
-    src = stage_input(ctx, p.input)
+    src = io.stage_input(ctx, p.input)
     ctx.set_stage(Stage.PROCESSING)
     if parts > 1:
         return _run_part(ctx, p, src, info, plan[p.rendition], parts)
@@ -151,10 +151,6 @@ def _part_name(part: int) -> str:
 
 
 # --------------------------------------------------------------------------- steps
-
-def stage_input(ctx: JobContext, url: str) -> Path:
-    return io.stage_input(ctx, url)
-
 
 def encode_and_publish(ctx: JobContext, src: Path, info: MediaInfo, r: PlannedRendition, output: str,
                        formats: tuple[str, ...], span: tuple[float, float]) -> dict[str, Any]:

@@ -1,27 +1,26 @@
 """Transcription handlers: ``extract_audio`` (cpu) -> ``transcribe`` (gpu, or cpu as a fallback).
 
-Outputs beside the job's other outputs::
+Outputs beside the job's other outputs (any store: local, S3, SFTP, FTP)::
 
-    transcript.audio.wav     16 kHz mono audio handed from the parent to the child
+    transcript.audio.wav     16 kHz mono audio handed from the parent to the child through the
+                             output store (the two steps share no filesystem), removed by the child
     transcript.vtt / .srt    subtitles
     transcript.json          segments, language, engine, model, device, realtime factor
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from mediarunner.errors import PermanentError
 from mediarunner.models.enums import Stage
-from mediarunner.models.locations import resolve_local_path
 from mediarunner.models.payloads import ExtractAudioPayload, TranscribePayload
 from mediarunner.speech import Transcript, engine_loads, engine_lock, extract_audio, get_engine
 from mediarunner.speech.subtitles import to_json, to_srt, to_webvtt
-from mediarunner.storage.local import publish_file, remove_quietly
+from mediarunner.tasks import io
 from mediarunner.tasks.context import JobContext
 from mediarunner.tasks.runtime import Outcome
-from mediarunner.tasks.transcode import artifact, stage_input
+from mediarunner.tasks.transcode import artifact
 
 AUDIO = "transcript.audio.wav"
 RENDER = {"vtt": to_webvtt, "srt": to_srt, "json": to_json}
@@ -30,7 +29,8 @@ RENDER = {"vtt": to_webvtt, "srt": to_srt, "json": to_json}
 def run_extract_audio(ctx: JobContext) -> Outcome:
     p = ExtractAudioPayload.model_validate(ctx.job.payload)
     s = ctx.settings
-    src = stage_input(ctx, p.input)
+    io.check_output(ctx, p.output)
+    src = io.stage_input(ctx, p.input)
     ctx.set_stage(Stage.PROCESSING)
     wav = ctx.scratch / AUDIO
     duration = extract_audio(src, wav, ffmpeg=s.ffmpeg_path, ffprobe=s.ffprobe_path,
@@ -39,10 +39,9 @@ def run_extract_audio(ctx: JobContext) -> Outcome:
     if duration is None:
         ctx.log("input has no audio stream: the transcript will be empty")
         return Outcome(result)
-    ctx.set_stage(Stage.UPLOADING)
-    final = resolve_local_path(p.output, s.output_roots, what="output") / AUDIO
-    publish_file(wav, final)
-    result.update(audio=str(final), artifacts=[artifact("audio_wav", final, duration, "pcm_s16le")])
+    (f,) = io.publish_output(ctx, wav, p.output, AUDIO)
+    result.update(audio=f.location,
+                  artifacts=[{**artifact("audio_wav", f.local, duration, "pcm_s16le"), "path": f.location}])
     return Outcome(result)
 
 
@@ -60,7 +59,9 @@ def run_transcribe(ctx: JobContext) -> Outcome:
         align_model_dir=s.whisper_align_model_dir, diarize_model_dir=s.whisper_diarize_model_dir,
     )
     if parent.get("has_audio"):
-        audio = resolve_local_path(str(parent["audio"]), s.output_roots, what="input")
+        ctx.set_stage(Stage.DOWNLOADING)
+        audio = io.fetch_output(ctx, p.output, AUDIO)
+        ctx.set_stage(Stage.PROCESSING)
         with engine_lock(engine.device):
             transcript = engine.transcribe(audio, language=p.language, should_cancel=ctx.should_cancel)
     else:
@@ -71,15 +72,12 @@ def run_transcribe(ctx: JobContext) -> Outcome:
             f"realtime factor {transcript.realtime_factor:.3f} on {engine.device}")
 
     ctx.set_stage(Stage.UPLOADING)
-    out_dir = resolve_local_path(p.output, s.output_roots, what="output")
     artifacts = []
     for fmt in p.formats:
-        tmp = ctx.scratch / f"transcript.{fmt}"
-        tmp.write_text(RENDER[fmt](transcript), encoding="utf-8")
-        publish_file(tmp, out_dir / tmp.name)
-        artifacts.append(artifact(fmt, out_dir / tmp.name, transcript.audio_duration))
+        f = io.publish_text(ctx, RENDER[fmt](transcript), p.output, f"transcript.{fmt}")
+        artifacts.append({**artifact(fmt, f.local, transcript.audio_duration), "path": f.location})
     if parent.get("audio"):
-        remove_quietly(Path(parent["audio"]))  # the handover copy is no longer needed
+        io.remove_output(ctx, p.output, AUDIO)  # the handover copy is no longer needed
     return Outcome({
         "artifacts": artifacts, "language": transcript.language, "segments": len(transcript.segments),
         "engine": engine.name, "model": engine.model_name, "device": engine.device,

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from mediarunner.storage.remote import HostCredentials, StorageConfig
+from mediarunner.config import Settings
+from mediarunner.config.settings import HostCredentials
+from mediarunner.storage.store import open_store
 
 from .servers import FTPServer, SFTPServer, moto_server
 
@@ -18,6 +20,21 @@ FAST: dict[str, Any] = {
     "transfer_backoff_seconds": 0.01,
     "transfer_timeout_seconds": 5.0,
 }
+
+
+def storage_settings(**fields: Any) -> Settings:
+    """Worker settings for the stores: no roots (any local path), no .env file, ``fields`` on top."""
+    return Settings(_env_file=None, **{"input_roots": [], "output_roots": [], **fields})  # type: ignore[call-arg]
+
+
+def stage_in(settings: Settings, url: str, scratch: Path) -> Path:
+    """A local file with the bytes of the input ``url`` (the store of that location stages it in)."""
+    return open_store(url, settings, "input").stage_in(scratch)
+
+
+def publish(settings: Settings, local: Path, url: str) -> list[str]:
+    """Publish ``local`` at ``url``; the published locations, in upload order."""
+    return [p.location for p in open_store(url, settings).publish(local)]
 
 
 def make_tree(root: Path, *, segments: int = 3, seg_bytes: int = 20_000) -> Path:
@@ -59,7 +76,7 @@ def s3_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
-def s3(s3_endpoint: str) -> Iterator[tuple[StorageConfig, object]]:
+def s3(s3_endpoint: str) -> Iterator[tuple[Settings, object]]:
     import uuid
 
     import boto3
@@ -73,7 +90,7 @@ def s3(s3_endpoint: str) -> Iterator[tuple[StorageConfig, object]]:
     )
     bucket = f"bucket-{uuid.uuid4().hex[:8]}"
     client.create_bucket(Bucket=bucket)
-    config = StorageConfig(
+    config = storage_settings(
         s3_endpoint_url=s3_endpoint,
         s3_region="us-east-1",
         s3_access_key_id="testing",
@@ -106,13 +123,13 @@ def ssh_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 
 
 @pytest.fixture
-def sftp(tmp_path: Path, ssh_keys: dict[str, object]) -> Iterator[tuple[SFTPServer, StorageConfig]]:
+def sftp(tmp_path: Path, ssh_keys: dict[str, object]) -> Iterator[tuple[SFTPServer, Settings]]:
     root = tmp_path / "sftp-root"
     root.mkdir()
     server = SFTPServer(root, "alice", str(ssh_keys["client_public"]), ssh_keys["host_key"]).start()
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text(f"[127.0.0.1]:{server.port} {ssh_keys['host_public']}\n")
-    config = StorageConfig(
+    config = storage_settings(
         sftp_credentials={
             f"127.0.0.1:{server.port}": HostCredentials(
                 username="alice", private_key_path=Path(str(ssh_keys["client_key_path"]))
@@ -131,11 +148,11 @@ def sftp(tmp_path: Path, ssh_keys: dict[str, object]) -> Iterator[tuple[SFTPServ
 
 
 @pytest.fixture
-def ftp(tmp_path: Path) -> Iterator[tuple[FTPServer, StorageConfig]]:
+def ftp(tmp_path: Path) -> Iterator[tuple[FTPServer, Settings]]:
     root = tmp_path / "ftp-root"
     root.mkdir()
     server = FTPServer(root, "bob", "s3cret").start()
-    config = StorageConfig(
+    config = storage_settings(
         ftp_credentials={"127.0.0.1": HostCredentials(username="bob", password=SecretStr("s3cret"))},
         **FAST,
     )

@@ -9,19 +9,15 @@ from mediarunner.errors import (
     InvalidInputError,
     InvalidOutputError,
     ProcessingError,
+    StorageError,
     ValidationError,
 )
-from mediarunner.storage.remote import (
-    Storage,
-    StorageConfig,
-    check_free_space,
-    cleanup,
-    is_local,
-    parse_location,
-    publish_order,
-)
+from mediarunner.models.locations import is_local, parse_location
+from mediarunner.storage.layout import publish_order
+from mediarunner.storage.local import check_free_space
+from mediarunner.storage.store import open_store
 
-from .conftest import make_tree, tree_files
+from .conftest import make_tree, publish, stage_in, storage_settings, tree_files
 
 
 @pytest.mark.parametrize(
@@ -35,17 +31,17 @@ from .conftest import make_tree, tree_files
 )
 def test_credentials_in_url_rejected(url: str, tmp_path: Path) -> None:
     with pytest.raises(ValidationError) as err:
-        Storage().stage_in(url, tmp_path)
+        stage_in(storage_settings(), url, tmp_path)
     assert "pass" not in str(err.value) and "secret" not in str(err.value)
     with pytest.raises(ValidationError):
-        Storage().publish(tmp_path, url)
+        publish(storage_settings(), tmp_path, url)
 
 
 def test_unknown_scheme(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError):
-        Storage().stage_in("gopher://host/x", tmp_path)
+        stage_in(storage_settings(), "gopher://host/x", tmp_path)
     with pytest.raises(InvalidOutputError):
-        Storage().publish(tmp_path, "gopher://host/x")
+        publish(storage_settings(), tmp_path, "gopher://host/x")
 
 
 @pytest.mark.parametrize("url", ["s3://bucket/key?versionId=1", "sftp://h/a#frag", "file://otherhost/x"])
@@ -68,13 +64,13 @@ def test_stage_in_local_is_in_place(tmp_path: Path) -> None:
     src = tmp_path / "in.mp4"
     src.write_bytes(b"data")
     scratch = tmp_path / "scratch"
-    assert Storage().stage_in(str(src), scratch) == src
-    assert Storage().stage_in(f"file://{src}", scratch) == src
+    assert stage_in(storage_settings(), str(src), scratch) == src
+    assert stage_in(storage_settings(), f"file://{src}", scratch) == src
     assert not scratch.exists()
     with pytest.raises(InvalidInputError):
-        Storage().stage_in(str(tmp_path / "missing.mp4"), scratch)
+        stage_in(storage_settings(), str(tmp_path / "missing.mp4"), scratch)
     with pytest.raises(InvalidInputError):
-        Storage().stage_in(str(tmp_path), scratch)  # a directory
+        stage_in(storage_settings(), str(tmp_path), scratch)  # a directory
 
 
 def test_publish_order_playlists_last() -> None:
@@ -103,13 +99,15 @@ def test_publish_order_follows_references(tmp_path: Path) -> None:
 
 def test_publish_local_tree(tmp_path: Path, tree: Path) -> None:
     dst = tmp_path / "out" / "job1"
-    urls = Storage().publish(tree, str(dst))
-    assert tree_files(dst) == tree_files(tree)
+    expected = tree_files(tree)  # a local publish renames the files into place (consumes them)
+    urls = publish(storage_settings(), tree, str(dst))
+    assert tree_files(dst) == expected
     assert urls[-2:] == [str(dst / "master.m3u8"), str(dst / "manifest.json")]
     # Publishing again overwrites in place and leaves no temporaries.
     make_tree(tree, seg_bytes=1000)
-    Storage().publish(tree, f"file://{dst}")
-    assert tree_files(dst) == tree_files(tree)
+    expected = tree_files(tree)
+    publish(storage_settings(), tree, f"file://{dst}")
+    assert tree_files(dst) == expected
     assert not [p for p in dst.rglob(".*")]
 
 
@@ -118,34 +116,53 @@ def test_publish_local_file(tmp_path: Path) -> None:
     src.write_bytes(b"x" * 100)
     out = tmp_path / "out"
     out.mkdir()
-    assert Storage().publish(src, str(out / "b.mp4")) == [str(out / "b.mp4")]
-    assert (out / "b.mp4").read_bytes() == src.read_bytes()
-    assert Storage().publish(src, f"{out}/") == [str(out / "a.mp4")]
+    data = src.read_bytes()  # a local publish renames the file into place (consumes it)
+    assert publish(storage_settings(), src, str(out / "b.mp4")) == [str(out / "b.mp4")]
+    assert (out / "b.mp4").read_bytes() == data
+    src.write_bytes(data)
+    assert publish(storage_settings(), src, f"{out}/") == [str(out / "a.mp4")]
     with pytest.raises(ProcessingError):
-        Storage().publish(tmp_path / "nope", str(out))
+        publish(storage_settings(), tmp_path / "nope", str(out))
 
 
 def test_check_free_space(tmp_path: Path) -> None:
     check_free_space(tmp_path / "not" / "yet", 0)
     with pytest.raises(InsufficientResourcesError):
         check_free_space(tmp_path, 10**12)
-    with pytest.raises(InsufficientResourcesError):
-        Storage.check_free_space(tmp_path, 10**12)
+    # The store's view of the same disk: free bytes where the location lives (unknown when remote).
+    free = open_store(str(tmp_path / "not" / "yet"), storage_settings()).free_space()
+    assert free is not None and 0 < free < 10**12 * 2**20
+    assert open_store("s3://bucket/out", storage_settings()).free_space() is None
 
 
-def test_cleanup(tmp_path: Path) -> None:
+def test_store_remove(tmp_path: Path) -> None:
     d = make_tree(tmp_path / "t")
     f = tmp_path / "f"
     f.write_text("x")
     outside = tmp_path / "keep"
     outside.mkdir()
     (d / "link").symlink_to(outside)
-    cleanup(d)
-    Storage.cleanup(f)
-    cleanup(tmp_path / "missing")
+    store = open_store(str(tmp_path), storage_settings())
+    store.remove("t")
+    store.remove("f")
+    store.remove("missing")
     assert not d.exists() and not f.exists() and outside.exists()
     with pytest.raises(ValueError):
-        cleanup(Path("/"))
+        open_store("/", storage_settings()).remove()
+
+
+def test_store_list_files_and_fetch(tmp_path: Path, tree: Path) -> None:
+    store = open_store(str(tmp_path / "out"), storage_settings())
+    assert store.list_files() == []
+    expected = tree_files(tree)
+    store.publish(tree, "job")
+    assert store.list_files("job") == sorted(expected)
+    got = store.fetch("job/manifest.json", tmp_path / "scratch")
+    assert got == tmp_path / "out" / "job" / "manifest.json" and got.read_bytes() == expected["manifest.json"]
+    store.remove("job/v0")
+    assert not [f for f in store.list_files("job") if f.startswith("v0/")]
+    with pytest.raises(StorageError):
+        store.fetch("job/v0/index.m3u8", tmp_path / "scratch")
 
 
 def test_local_roots_enforced(tmp_path: Path, tree: Path) -> None:
@@ -156,13 +173,13 @@ def test_local_roots_enforced(tmp_path: Path, tree: Path) -> None:
     (outside / "b.mp4").write_bytes(b"b")
     (inside / "link.mp4").symlink_to(outside / "b.mp4")
     out_root = tmp_path / "outputs"
-    storage = Storage(StorageConfig(input_roots=[inside], output_roots=[out_root]))
-    assert storage.stage_in(str(inside / "a.mp4"), tmp_path / "s") == (inside / "a.mp4").resolve()
+    roots = storage_settings(input_roots=[inside], output_roots=[out_root])
+    assert stage_in(roots, str(inside / "a.mp4"), tmp_path / "s") == (inside / "a.mp4").resolve()
     for bad in (str(outside / "b.mp4"), str(inside / "link.mp4"), f"{inside}/../elsewhere/b.mp4"):
         with pytest.raises(InvalidInputError):
-            storage.stage_in(bad, tmp_path / "s")
-    assert storage.publish(tree, f"file://{out_root}/job")[-1] == str(out_root / "job" / "manifest.json")
+            stage_in(roots, bad, tmp_path / "s")
+    assert publish(roots, tree, f"file://{out_root}/job")[-1] == str(out_root / "job" / "manifest.json")
     with pytest.raises(InvalidOutputError):
-        storage.publish(tree, str(outside / "job"))
+        publish(roots, tree, str(outside / "job"))
     with pytest.raises(InvalidOutputError):
-        storage.publish(tree, f"{out_root}/../elsewhere")
+        publish(roots, tree, f"{out_root}/../elsewhere")

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from mediarunner.config import Settings
 from mediarunner.errors import InvalidInputError, InvalidOutputError, StorageError
 from mediarunner.storage import remote as storage_mod
-from mediarunner.storage.remote import Storage, StorageConfig
 
-from .conftest import FAST, tree_files
+from .conftest import FAST, publish, stage_in, storage_settings, tree_files
 
 
 def _objects(client: Any, bucket: str, prefix: str = "") -> dict[str, bytes]:
@@ -22,10 +22,9 @@ def _objects(client: Any, bucket: str, prefix: str = "") -> dict[str, bytes]:
     return out
 
 
-def test_s3_round_trip(s3: tuple[StorageConfig, Any], tree: Path, tmp_path: Path) -> None:
+def test_s3_round_trip(s3: tuple[Settings, Any], tree: Path, tmp_path: Path) -> None:
     config, (client, bucket) = s3
-    storage = Storage(config)
-    urls = storage.publish(tree, f"s3://{bucket}/jobs/42")
+    urls = publish(config, tree, f"s3://{bucket}/jobs/42")
     expected = {f"jobs/42/{k}": v for k, v in tree_files(tree).items()}
     assert _objects(client, bucket) == expected
     assert urls[-2:] == [f"s3://{bucket}/jobs/42/master.m3u8", f"s3://{bucket}/jobs/42/manifest.json"]
@@ -36,36 +35,36 @@ def test_s3_round_trip(s3: tuple[StorageConfig, Any], tree: Path, tmp_path: Path
     assert head["ContentType"] == "application/vnd.apple.mpegurl"
 
     scratch = tmp_path / "scratch"
-    local = storage.stage_in(f"s3://{bucket}/jobs/42/v1/seg_002.ts", scratch)
+    local = stage_in(config, f"s3://{bucket}/jobs/42/v1/seg_002.ts", scratch)
     assert local.parent == scratch and local.name.endswith("seg_002.ts")
     assert local.read_bytes() == (tree / "v1" / "seg_002.ts").read_bytes()
     assert [p.name for p in scratch.iterdir()] == [local.name]  # no temporaries left
 
     # A single file, to a key and under a prefix.
-    assert storage.publish(tree / "manifest.json", f"s3://{bucket}/single/m.json") == [f"s3://{bucket}/single/m.json"]
-    assert storage.publish(tree / "manifest.json", f"s3://{bucket}/dir/") == [f"s3://{bucket}/dir/manifest.json"]
+    assert publish(config, tree / "manifest.json", f"s3://{bucket}/single/m.json") == [f"s3://{bucket}/single/m.json"]
+    assert publish(config, tree / "manifest.json", f"s3://{bucket}/dir/") == [f"s3://{bucket}/dir/manifest.json"]
     assert set(_objects(client, bucket, "single/")) == {"single/m.json"}
     assert set(_objects(client, bucket, "dir/")) == {"dir/manifest.json"}
 
 
-def test_s3_missing_is_permanent(s3: tuple[StorageConfig, Any], tmp_path: Path) -> None:
+def test_s3_missing_is_permanent(s3: tuple[Settings, Any], tmp_path: Path) -> None:
     config, (_client, bucket) = s3
     with pytest.raises(InvalidInputError):
-        Storage(config).stage_in(f"s3://{bucket}/no/such/key.mp4", tmp_path)
+        stage_in(config, f"s3://{bucket}/no/such/key.mp4", tmp_path)
     with pytest.raises(InvalidInputError):
-        Storage(config).stage_in("s3://no-such-bucket-xyz/key.mp4", tmp_path)
+        stage_in(config, "s3://no-such-bucket-xyz/key.mp4", tmp_path)
     with pytest.raises(InvalidInputError):
-        Storage(config).stage_in(f"s3://{bucket}/", tmp_path)
+        stage_in(config, f"s3://{bucket}/", tmp_path)
     (tmp_path / "f.txt").write_text("x")
     with pytest.raises(InvalidOutputError):
-        Storage(config).publish(tmp_path / "f.txt", "s3://no-such-bucket-xyz/out.txt")
+        publish(config, tmp_path / "f.txt", "s3://no-such-bucket-xyz/out.txt")
 
 
 def test_s3_unreachable_is_transient(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed once we leave: connection refused
-    config = StorageConfig(
+    config = storage_settings(
         s3_endpoint_url=f"http://127.0.0.1:{port}",
         s3_region="us-east-1",
         s3_access_key_id="k",
@@ -74,13 +73,13 @@ def test_s3_unreachable_is_transient(tmp_path: Path) -> None:
     )
     t0 = time.monotonic()
     with pytest.raises(StorageError) as err:
-        Storage(config).stage_in("s3://bucket/key.mp4", tmp_path)
+        stage_in(config, "s3://bucket/key.mp4", tmp_path)
     assert "3 attempt" in str(err.value)
     assert time.monotonic() - t0 < 20
 
 
 def test_s3_failed_publish_rolls_back(
-    s3: tuple[StorageConfig, Any], tree: Path, monkeypatch: pytest.MonkeyPatch
+    s3: tuple[Settings, Any], tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config, (client, bucket) = s3
     client.put_object(Bucket=bucket, Key="out/v0/seg_000.ts", Body=b"old")  # was there before
@@ -95,7 +94,7 @@ def test_s3_failed_publish_rolls_back(
 
     monkeypatch.setattr(storage_mod, "_put", flaky_put)
     with pytest.raises(StorageError):
-        Storage(config).publish(tree, f"s3://{bucket}/out")
+        publish(config, tree, f"s3://{bucket}/out")
     assert sum(c.endswith("v1/index.m3u8") for c in calls) == 3  # 1 + transfer_retries
     left = _objects(client, bucket, "out/")
     # Only the object that existed before remains (overwritten, not deleted); no playlist at all.

@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from mediarunner.config import Settings
+from mediarunner.config.settings import HostCredentials
 from mediarunner.errors import InvalidInputError, InvalidOutputError, StorageError
-from mediarunner.storage.remote import HostCredentials, Storage, StorageConfig
 
-from .conftest import make_tree, tree_files
+from .conftest import make_tree, publish, stage_in, tree_files
 from .servers import SFTPServer
 
 
@@ -16,10 +17,9 @@ def _url(server: SFTPServer, path: str) -> str:
     return f"sftp://127.0.0.1:{server.port}{path}"
 
 
-def test_sftp_round_trip(sftp: tuple[SFTPServer, StorageConfig], tree: Path, tmp_path: Path) -> None:
+def test_sftp_round_trip(sftp: tuple[SFTPServer, Settings], tree: Path, tmp_path: Path) -> None:
     server, config = sftp
-    storage = Storage(config)
-    urls = storage.publish(tree, _url(server, "/out/job 1"))
+    urls = publish(config, tree, _url(server, "/out/job 1"))
     dst = server.root / "out" / "job 1"
     assert tree_files(dst) == tree_files(tree)
     assert urls[-2:] == [_url(server, "/out/job 1/master.m3u8"), _url(server, "/out/job 1/manifest.json")]
@@ -27,30 +27,30 @@ def test_sftp_round_trip(sftp: tuple[SFTPServer, StorageConfig], tree: Path, tmp
 
     # Overwrite an existing tree (rename over existing files).
     make_tree(tree, seg_bytes=5000)
-    storage.publish(tree, _url(server, "/out/job%201"))
+    publish(config, tree, _url(server, "/out/job%201"))
     assert tree_files(dst) == tree_files(tree)
 
     scratch = tmp_path / "scratch"
-    local = storage.stage_in(_url(server, "/out/job%201/v0/seg_001.ts"), scratch)
+    local = stage_in(config, _url(server, "/out/job%201/v0/seg_001.ts"), scratch)
     assert local.read_bytes() == (tree / "v0" / "seg_001.ts").read_bytes()
     assert [p.name for p in scratch.iterdir()] == [local.name]
 
 
 def test_sftp_permanent_errors(
-    sftp: tuple[SFTPServer, StorageConfig], tmp_path: Path, ssh_keys: dict[str, object]
+    sftp: tuple[SFTPServer, Settings], tmp_path: Path, ssh_keys: dict[str, object]
 ) -> None:
     server, config = sftp
     with pytest.raises(InvalidInputError, match="not found"):
-        Storage(config).stage_in(_url(server, "/nope.mp4"), tmp_path)
+        stage_in(config, _url(server, "/nope.mp4"), tmp_path)
     # No credentials for that host.
     with pytest.raises(InvalidInputError, match="no SFTP credentials"):
-        Storage(config.model_copy(update={"sftp_credentials": {}})).stage_in(_url(server, "/x"), tmp_path)
+        stage_in(config.model_copy(update={"sftp_credentials": {}}), _url(server, "/x"), tmp_path)
     # Unknown host key: refused at once, never retried.
     (tmp_path / "empty_known_hosts").write_text("")
     strict = config.model_copy(update={"sftp_known_hosts": tmp_path / "empty_known_hosts"})
     t0 = time.monotonic()
     with pytest.raises(InvalidOutputError, match="known_hosts"):
-        Storage(strict).publish(make_tree(tmp_path / "t"), _url(server, "/out"))
+        publish(strict, make_tree(tmp_path / "t"), _url(server, "/out"))
     assert time.monotonic() - t0 < 3
     # Wrong key.
     import asyncssh
@@ -63,27 +63,27 @@ def test_sftp_permanent_errors(
         }
     )
     with pytest.raises(InvalidInputError, match="refused"):
-        Storage(wrong).stage_in(_url(server, "/x"), tmp_path)
+        stage_in(wrong, _url(server, "/x"), tmp_path)
 
 
-def test_sftp_connection_dropped_once_is_retried(sftp: tuple[SFTPServer, StorageConfig], tmp_path: Path) -> None:
+def test_sftp_connection_dropped_once_is_retried(sftp: tuple[SFTPServer, Settings], tmp_path: Path) -> None:
     server, config = sftp
     src = make_tree(tmp_path / "big", segments=4, seg_bytes=200_000)
     server.faults.drop_after_bytes = 500_000
-    Storage(config).publish(src, _url(server, "/out"))
+    publish(config, src, _url(server, "/out"))
     assert server.faults.dropped == 1
     assert tree_files(server.root / "out") == tree_files(src)
     assert not list((server.root / "out").rglob(".*"))
 
 
-def test_sftp_server_dies_mid_upload(sftp: tuple[SFTPServer, StorageConfig], tmp_path: Path) -> None:
+def test_sftp_server_dies_mid_upload(sftp: tuple[SFTPServer, Settings], tmp_path: Path) -> None:
     server, config = sftp
     src = make_tree(tmp_path / "big", segments=4, seg_bytes=200_000)
     server.faults.drop_after_bytes = 700_000
     server.faults.then_go_down = True
     t0 = time.monotonic()
     with pytest.raises(StorageError, match="3 attempt"):
-        Storage(config).publish(src, _url(server, "/out"))
+        publish(config, src, _url(server, "/out"))
     assert time.monotonic() - t0 < 20
     assert server.faults.dropped == 1
     out = server.root / "out"
@@ -98,8 +98,8 @@ def test_sftp_server_dies_mid_upload(sftp: tuple[SFTPServer, StorageConfig], tmp
     assert len(visible) < len(expected)
 
 
-def test_sftp_stage_in_server_down(sftp: tuple[SFTPServer, StorageConfig], tmp_path: Path) -> None:
+def test_sftp_stage_in_server_down(sftp: tuple[SFTPServer, Settings], tmp_path: Path) -> None:
     server, config = sftp
     server.go_down()
     with pytest.raises(StorageError):
-        Storage(config).stage_in(_url(server, "/x.mp4"), tmp_path)
+        stage_in(config, _url(server, "/x.mp4"), tmp_path)
