@@ -88,6 +88,12 @@ def test_a_download_three_times_longer_than_failover_completes_on_attempt_1(
     job = client.submit_transcode(f"ftp://127.0.0.1:{ftp.port}/big.mp4", str(out), renditions=["360p"],
                                   formats=["mp4"])
     wait_for(lambda: client.get(job.id).stage is Stage.DOWNLOADING, 30, what="the download to start")
+    # The transfer's progress is on the job while it runs (saved by the heartbeat).
+    moving = wait_for(lambda: (r := (client.get(job.id).result or {}).get("transfer")) and 0 < r["bytes"] < r["total"]
+                      and r, 30, what="transfer progress on the job")
+    assert moving["direction"] == "download" and moving["total"] == (root / "big.mp4").stat().st_size
+    wait_for(lambda: ((client.get(job.id).result or {}).get("transfer") or {}).get("bytes", 0) > moving["bytes"],
+             30, what="the transfer progress to advance")
     done = client.wait(job.id, timeout=120)
     assert time.monotonic() - started > 2 * FAILOVER_AFTER, "the download was not slow: nothing was tested"
     assert done.state is JobState.COMPLETED, done.error

@@ -24,9 +24,11 @@ from typing import Any
 from mediarunner.config.settings import Settings
 from mediarunner.errors import InvalidInputError, InvalidOutputError, MediarunnerError, ProcessingError
 from mediarunner.models.locations import Direction, Location
+from mediarunner.storage import transfer
 from mediarunner.storage.connection import Connection
-from mediarunner.storage.layout import CONTENT_TYPES, DEFAULT_LAST, Published, publish_order, safe_name, tree_files
+from mediarunner.storage.layout import DEFAULT_LAST, Published, publish_order, safe_name, tree_files
 from mediarunner.storage.local import check_free_space
+from mediarunner.storage.transfer import Meter, Report, download
 
 __all__ = ["RemoteStore"]
 
@@ -44,9 +46,10 @@ class RemoteStore:
 
     local_path: Path | None = None  # nothing here can be written in place
 
-    def __init__(self, location: Location, settings: Settings) -> None:
+    def __init__(self, location: Location, settings: Settings, report: Report | None = None) -> None:
         self.location = location
         self.settings = settings
+        self.report = report  # told the bytes moved as transfers go (see storage.transfer)
 
     @contextmanager
     def _connection(self, loc: Location, direction: Direction) -> Iterator[Connection]:
@@ -82,7 +85,8 @@ class RemoteStore:
             size = info.get("size")
             if isinstance(size, int) and size > 0:
                 check_free_space(scratch, size / 2**20 + 64)
-            conn.run(what, _downloader(loc.fs_path, tmp, size))
+            meter = Meter(self.report, size if isinstance(size, int) else None)
+            conn.run(what, _downloader(loc, tmp, size, meter))
         os.replace(tmp, dest)
         return dest
 
@@ -138,6 +142,7 @@ class RemoteStore:
         return [Published(u.src, loc.url_for(u.dst)) for u in uploads]
 
     def _upload_all(self, loc: Location, uploads: Sequence[_Upload], scan_root: str | None) -> None:
+        meter = Meter(self.report, sum(u.src.stat().st_size for u in uploads))
         with self._connection(loc, "output") as conn:
             existing = _existing(conn, uploads, scan_root)
             done: list[_Upload] = []
@@ -147,7 +152,8 @@ class RemoteStore:
                         if d and d not in ("/", "."):
                             conn.run(f"create {loc.url_for(d)}", _makedirs(d))
                 for up in uploads:
-                    _upload_one(conn, loc, up)
+                    _upload_one(conn, loc, up, meter)
+                    meter.file_done(up.src.stat().st_size)
                     done.append(up)
             except BaseException:
                 _rollback(conn, loc, [u.dst for u in done if u.dst not in existing])
@@ -157,18 +163,19 @@ class RemoteStore:
 # ------------------------------------------------------------------------------------------ steps
 
 
-def _downloader(src: str, tmp: Path, size: Any) -> Callable[[Any], None]:
-    def download(fs: Any) -> None:
+def _downloader(loc: Location, tmp: Path, size: Any, meter: Meter) -> Callable[[Any], None]:
+    def run(fs: Any) -> None:
         try:
-            fs.get_file(src, str(tmp))
+            download(fs, loc.scheme, loc.fs_path, tmp, meter)
             got = tmp.stat().st_size
             if isinstance(size, int) and got != size:
                 raise ConnectionError(f"short transfer: {got} of {size} bytes")
+            meter.file_done(got)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
 
-    return download
+    return run
 
 
 def _plan(local: Path, loc: Location, last: Sequence[str]) -> tuple[list[_Upload], str | None]:
@@ -207,17 +214,17 @@ def _existing(conn: Connection, uploads: Sequence[_Upload], scan_root: str | Non
     return conn.run(f"list {loc.url_for(scan_root)}", scan)
 
 
-def _upload_one(conn: Connection, loc: Location, up: _Upload) -> None:
+def _upload_one(conn: Connection, loc: Location, up: _Upload, meter: Meter) -> None:
     what = f"publish {loc.url_for(up.dst)}"
     if loc.scheme == "s3":
-        conn.run(what, lambda fs: _put(fs, loc.scheme, up.src, up.dst))
+        conn.run(what, lambda fs: transfer.upload(fs, loc.scheme, up.src, up.dst, meter))
         return
     directory, name = posixpath.split(up.dst)
     tmp = posixpath.join(directory, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
 
     def put_and_rename(fs: Any) -> None:
         try:
-            _put(fs, loc.scheme, up.src, tmp)
+            transfer.upload(fs, loc.scheme, up.src, tmp, meter)
             _replace(fs, loc.scheme, tmp, up.dst)
         except BaseException:
             _discard(fs, tmp)
@@ -262,20 +269,6 @@ def _rm_file(path: str) -> Callable[[Any], None]:
         fs.rm_file(path)
 
     return step
-
-
-def _put(fs: Any, scheme: str, src: Path, dst: str) -> None:
-    """Upload one local file to ``dst`` (its directory exists) in as few round trips as possible."""
-    if scheme == "sftp":
-        fs.ftp.put(str(src), dst)  # paramiko checks the remote size afterwards
-    elif scheme == "ftp":
-        with open(src, "rb") as f:
-            fs.ftp.storbinary(f"STOR {dst}", f, blocksize=fs.blocksize)
-        fs.invalidate_cache(fs._parent(dst))
-    else:  # s3: one PUT (or a multipart upload) under the final key; both appear atomically
-        content_type = CONTENT_TYPES.get(src.suffix.lower())
-        extra: dict[str, Any] = {"ContentType": content_type} if content_type else {}
-        fs.put_file(str(src), dst, **extra)
 
 
 def _replace(fs: Any, scheme: str, src: str, dst: str) -> None:

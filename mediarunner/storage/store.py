@@ -25,6 +25,7 @@ from mediarunner.models.locations import Direction, Location, check_location
 from mediarunner.storage.layout import DEFAULT_LAST, Published, tree_files
 from mediarunner.storage.local import free_bytes, publish_file, publish_tree, remove_quietly
 from mediarunner.storage.remote import RemoteStore
+from mediarunner.storage.transfer import Report
 
 __all__ = ["DEFAULT_LAST", "LocalStore", "Published", "Store", "open_store"]
 
@@ -61,12 +62,14 @@ class Store(Protocol):
         ...
 
 
-def open_store(location: str, settings: Settings, direction: Direction = "output") -> Store:
-    """The store for ``location``: checked (roots, scheme, no credentials) but not yet connected."""
+def open_store(location: str, settings: Settings, direction: Direction = "output",
+               report: Report | None = None) -> Store:
+    """The store for ``location``: checked (roots, scheme, no credentials) but not yet connected.
+    ``report`` is told the bytes moved as remote transfers go (local ones move nothing)."""
     loc = check_location(location, direction, settings.input_roots if direction == "input" else settings.output_roots)
     if loc.scheme == "file":
         return LocalStore(loc, direction)
-    return RemoteStore(loc, settings)
+    return RemoteStore(loc, settings, report)
 
 
 class LocalStore:

@@ -7,7 +7,7 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +75,15 @@ class JobContext:
         """Interim facts a percentage cannot express (e.g. seconds of a live stream processed):
         saved as the job's ``result`` with the next heartbeat, replaced by the final result."""
         self.notes.update(values)
+
+    def transfer_report(self, direction: str) -> Callable[[int, int | None], None]:
+        """Told the bytes a download or upload has moved: shown as the job's interim result
+        (``result.transfer``, saved by the next heartbeat) while the job is staging or publishing."""
+
+        def report(done: int, total: int | None) -> None:
+            self.notes["transfer"] = {"direction": direction, "bytes": done, "total": total}
+
+        return report
 
     def span(self, start: float, end: float) -> _Span:
         """Progress callback mapping a step's fraction 0..1 onto [start, end] percent of the job."""

@@ -32,9 +32,10 @@ __all__ = [
 ]
 
 
-def output_store(ctx: JobContext, output: str) -> Store:
-    """The store of an output location (checked against the roots and scheme rules)."""
-    return open_store(output, ctx.settings, "output")
+def output_store(ctx: JobContext, output: str, *, moving: str | None = None) -> Store:
+    """The store of an output location (checked against the roots and scheme rules). ``moving``:
+    the direction of the transfer it is opened for, shown as the job's progress while it runs."""
+    return open_store(output, ctx.settings, "output", ctx.transfer_report(moving) if moving else None)
 
 
 def ensure_scratch_space(ctx: JobContext) -> None:
@@ -47,7 +48,7 @@ def stage_input(ctx: JobContext, url: str) -> Path:
     if ctx.stage is not Stage.DOWNLOADING:
         ctx.set_stage(Stage.DOWNLOADING)
     ensure_scratch_space(ctx)
-    path = open_store(url, ctx.settings, "input").stage_in(ctx.scratch / "inputs")
+    path = open_store(url, ctx.settings, "input", ctx.transfer_report("download")).stage_in(ctx.scratch / "inputs")
     if path.is_relative_to(ctx.scratch):
         ctx.log(f"staged {path.stat().st_size} bytes from {url}")
     return path
@@ -67,7 +68,7 @@ def publish_output(ctx: JobContext, local: Path, output: str, rel: str = "") -> 
     """
     if ctx.stage is not Stage.UPLOADING:
         ctx.set_stage(Stage.UPLOADING)
-    store = output_store(ctx, output)
+    store = output_store(ctx, output, moving="upload")
     if ctx.should_cancel():  # last fence before anything becomes visible
         raise JobCancelled("cancelled before publishing")
     return store.publish(local, rel)
@@ -86,7 +87,7 @@ def publish_text(ctx: JobContext, text: str, output: str, rel: str = "") -> Publ
 def fetch_output(ctx: JobContext, output: str, rel: str) -> Path:
     """A local file with the bytes of an earlier output ``output``/``rel`` (intermediate files other
     workers published there, such as the parts of a split rendition or the audio to transcribe)."""
-    store = output_store(ctx, output)
+    store = output_store(ctx, output, moving="download")
     ensure_scratch_space(ctx)
     return store.fetch(rel, ctx.scratch / "fetched")
 

@@ -85,18 +85,17 @@ def test_scratch_full_is_insufficient_resources(
 ) -> None:
     import errno
 
-    from fsspec.implementations.ftp import FTPFileSystem
-
     from mediarunner.errors import InsufficientResourcesError
+    from mediarunner.storage import remote
 
     server, config = ftp
     (server.root / "in.mp4").write_bytes(b"x" * 1000)
 
-    def full(self: object, rpath: str, lpath: str, **kwargs: object) -> None:
-        Path(lpath).write_bytes(b"x" * 10)
+    def full(fs: object, scheme: str, src: str, dst: Path, meter: object) -> None:
+        Path(dst).write_bytes(b"x" * 10)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(FTPFileSystem, "get_file", full)
+    monkeypatch.setattr(remote, "download", full)
     with pytest.raises(InsufficientResourcesError):
         stage_in(config, _url(server, "/in.mp4"), tmp_path / "scratch")
     assert not list((tmp_path / "scratch").iterdir())  # the partial download is gone

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from mediarunner.config import Settings
 from mediarunner.errors import InvalidInputError, InvalidOutputError, StorageError
-from mediarunner.storage import remote as storage_mod
+from mediarunner.storage import transfer
 
 from .conftest import FAST, publish, stage_in, storage_settings, tree_files
 
@@ -83,16 +83,16 @@ def test_s3_failed_publish_rolls_back(
 ) -> None:
     config, (client, bucket) = s3
     client.put_object(Bucket=bucket, Key="out/v0/seg_000.ts", Body=b"old")  # was there before
-    real_put = storage_mod._put
+    real_put = transfer.upload
     calls: list[str] = []
 
-    def flaky_put(fs: Any, scheme: str, src: Path, dst: str) -> None:
+    def flaky_put(fs: Any, scheme: str, src: Path, dst: str, meter: Any) -> None:
         calls.append(dst)
         if dst.endswith("v1/index.m3u8"):
             raise ConnectionResetError("injected reset")
-        real_put(fs, scheme, src, dst)
+        real_put(fs, scheme, src, dst, meter)
 
-    monkeypatch.setattr(storage_mod, "_put", flaky_put)
+    monkeypatch.setattr(transfer, "upload", flaky_put)
     with pytest.raises(StorageError):
         publish(config, tree, f"s3://{bucket}/out")
     assert sum(c.endswith("v1/index.m3u8") for c in calls) == 3  # 1 + transfer_retries
