@@ -20,6 +20,8 @@ from mediarunner.metrics import registry_for
 from mediarunner.models import migrate
 from mediarunner.models.enums import JobState
 
+ROLE_ENV = "MEDIARUNNER_WORKER_ROLE"  # read by mediarunner.workers.app (not imported here: it loads every task)
+
 
 def _celery(*args: str) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "mediarunner.workers.app", *args]
@@ -39,8 +41,13 @@ def worker(queues: Annotated[str, typer.Option("--queues", "-Q")] = "cpu",
 def beat(loglevel: str = "INFO", schedule: Path = Path("var/celerybeat-schedule")) -> None:
     """Run the scheduler: celery beat plus a one-process worker for the `scheduler` queue."""
     schedule.parent.mkdir(parents=True, exist_ok=True)
-    os.execv(sys.executable, _celery("worker", "-B", "-Q", "scheduler", "-c", "1", "--loglevel", loglevel,
-                                     "-n", "scheduler@%h", "--schedule", str(schedule)))
+    os.execve(sys.executable, _celery("worker", "-B", "-Q", "scheduler", "-c", "1", "--loglevel", loglevel,
+                                      "-n", "scheduler@%h", "--schedule", str(schedule)), _scheduler_env())
+
+
+def _scheduler_env() -> dict[str, str]:
+    """The scheduler worker loads only beat's tasks (``mediarunner.workers.app.modules_for``)."""
+    return {**os.environ, ROLE_ENV: "scheduler"}
 
 
 # ------------------------------------------------------------------------------ demo
@@ -63,8 +70,8 @@ def _start_fleet(workdir: Path) -> list[subprocess.Popen[bytes]]:
                        ("beat", ["worker", "-B", "-Q", "scheduler", "-c", "1", "-n", "scheduler@%h",
                                  "--schedule", str(workdir / "beat-schedule")])):
         with (logs / f"{name}.log").open("wb") as f:
-            procs.append(subprocess.Popen(_celery(*args, "--loglevel", "INFO"), stdout=f,
-                                          stderr=subprocess.STDOUT, start_new_session=True))
+            procs.append(subprocess.Popen(_celery(*args, "--loglevel", "INFO"), stdout=f, stderr=subprocess.STDOUT,
+                                          start_new_session=True, env=_scheduler_env() if name == "beat" else None))
     ui.console.print(f"started cpu and gpu workers and beat (logs in {logs})")
     return procs
 
