@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from prometheus_client import start_http_server, write_to_textfile
+from prometheus_client import write_to_textfile
 
 from mediarunner.cli import ui
 from mediarunner.cli.jobs import follow, show_job
 from mediarunner.config import Settings
-from mediarunner.metrics import registry_for
+from mediarunner.metrics import MetricsAuth, registry_for, serve
 from mediarunner.models import migrate
 from mediarunner.models.enums import JobState
 
@@ -148,15 +148,19 @@ def flower(port: int = 5555, address: str = "0.0.0.0",
 
 
 def metrics(port: Annotated[int, typer.Option(help="serve /metrics on this port")] = 9808,
-            address: str = "0.0.0.0",
+            host: Annotated[str, typer.Option("--host", "--address",
+                                              help="listen address (0.0.0.0: all; set basic auth)")] = "127.0.0.1",
             textfile: Annotated[Path | None, typer.Option(help="write the metrics to this file once and exit "
                                                                "(node_exporter textfile collector)")] = None) -> None:
-    """Prometheus metrics for jobs and runners, read from the database on each scrape."""
+    """Prometheus metrics for jobs and runners, read from the database on each scrape; basic auth with
+    MEDIARUNNER_METRICS_BASIC_AUTH=user:password."""
     registry = registry_for(ui.settings())
     if textfile is not None:
         write_to_textfile(str(textfile), registry)
         ui.console.print(f"wrote {textfile}")
         return
-    start_http_server(port, address, registry=registry)
-    ui.console.print(f"serving Prometheus metrics on http://{address}:{port}/metrics")
+    auth = MetricsAuth().metrics_basic_auth
+    serve(registry, host, port, auth)
+    ui.console.print(f"serving Prometheus metrics on http://{host}:{port}/metrics"
+                     + (" (basic auth)" if auth is not None else ""))
     threading.Event().wait()
