@@ -17,12 +17,12 @@ from celery import Celery
 from pydantic import ValidationError as PydanticValidationError
 
 from mediarunner.config import Settings, get_settings
-from mediarunner.errors import InvalidInputError, InvalidOutputError, ValidationError
+from mediarunner.errors import InvalidInputError, InvalidOutputError, MediarunnerError, ValidationError
 from mediarunner.models import transitions
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState, JobType
-from mediarunner.models.locations import check_location, join_location, parse_location
+from mediarunner.models.locations import check_location, is_local, join_location, parse_location, resolve_local_path
 from mediarunner.models.payloads import (
     STUDIO_OUTPUT,
     ExtractAudioPayload,
@@ -72,6 +72,7 @@ class Client:
         common = self._common(priority, priority_class, metadata)
         jobs = self._ladder_jobs(input, output, renditions, formats, common, queue=queue,
                                  parts=self.settings.transcode_parts if parts is None else parts)
+        self._check_exists(input)
         if transcribe:
             ext = self._validated(ExtractAudioPayload, input=input, output=output)
             jobs.append(NewJob(JobType.EXTRACT_AUDIO, route(JobType.EXTRACT_AUDIO)[0], dump(ext), parent=0,
@@ -95,6 +96,7 @@ class Client:
             side = getattr(op, "url", None) or getattr(op, "image_url", None)
             if side is not None:
                 self._check_input(side)
+        self._check_exists(input)
         common = self._common(priority, priority_class, metadata)
         q, why = route(JobType.STUDIO, queue=queue)
         jobs = [NewJob(JobType.STUDIO, q, dump(payload), routing_reason=why, **common)]
@@ -166,6 +168,7 @@ class Client:
         self._check_output(output)
         common = self._common(priority, priority_class, metadata)
         ext = self._validated(ExtractAudioPayload, input=input, output=output)
+        self._check_exists(input)
         q, why = route(JobType.EXTRACT_AUDIO)
         jobs = [NewJob(JobType.EXTRACT_AUDIO, q, dump(ext), routing_reason=why, **common)]
         jobs.append(self._transcribe_job(output, language, model, formats, device, parent=0, common=common))
@@ -287,6 +290,19 @@ class Client:
                 raise ValidationError(f"invalid input: {exc}") from None
             except InvalidInputError:
                 pass
+
+    @staticmethod
+    def _check_exists(input: str | None) -> None:
+        """A local input must exist when submitted (after the root checks above): a missing file
+        would otherwise fail the parent on a worker and every child with it."""
+        if not isinstance(input, str) or not is_local(input):
+            return
+        try:
+            path = resolve_local_path(input, None, what="input")
+        except MediarunnerError as exc:
+            raise ValidationError(f"invalid input: {exc}") from None
+        if not path.is_file():
+            raise ValidationError(f"invalid input: {input!r} does not exist or is not a file")
 
     @staticmethod
     def _validated(schema: type[Any], /, **fields: Any) -> Any:

@@ -7,12 +7,20 @@ node_exporter textfile collector. Nothing is counted in-process, so any number o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import base64
+import hmac
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
+from prometheus_client import make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector, CollectorRegistry
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mediarunner.config import Settings
 from mediarunner.fleet import FleetService, Runner
@@ -48,8 +56,9 @@ class FleetCollector(Collector):
         jobs = GaugeMetricFamily("mediarunner_jobs", "Jobs in the table by queue, type and state",
                                  labels=["queue", "type", "state"])
         depth: dict[str, int] = {}
-        failures = CounterMetricFamily("mediarunner_job_failures", "Jobs that ended failed or timed out",
-                                       labels=["queue", "type", "state"])
+        # A gauge, not a counter: rows that a purge deletes leave it (the runners' counters below count).
+        failures = GaugeMetricFamily("mediarunner_failed_jobs", "Failed or timed-out jobs still in the table "
+                                     "(purging lowers it)", labels=["queue", "type", "state"])
         for queue, type_, state, n in by_state:
             jobs.add_metric([queue, type_.value, state.value], n)
             depth.setdefault(queue, 0)
@@ -105,6 +114,46 @@ class FleetCollector(Collector):
             done.add_metric(h, r.jobs_completed)
             bad.add_metric(h, r.jobs_failed)
         yield from (counts, up, age, running, concurrency, load, disk, done, bad)
+
+
+class MetricsAuth(BaseSettings):
+    """``MEDIARUNNER_METRICS_BASIC_AUTH=user:password``: basic auth for ``mediarunner metrics``."""
+
+    model_config = SettingsConfigDict(env_prefix="MEDIARUNNER_", env_file=".env", extra="ignore")
+    metrics_basic_auth: SecretStr | None = None
+
+
+Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def basic_auth(app: Wsgi, credentials: SecretStr) -> Wsgi:
+    """``app`` behind HTTP basic auth; the password is compared in constant time."""
+    expected = b"Basic " + base64.b64encode(credentials.get_secret_value().encode())
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        given = environ.get("HTTP_AUTHORIZATION", "").encode("latin-1", "replace")
+        if hmac.compare_digest(given, expected):
+            return app(environ, start_response)
+        start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="mediarunner metrics"'),
+                                            ("Content-Type", "text/plain")])
+        return [b"unauthorized\n"]
+
+    return guarded
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def serve(registry: CollectorRegistry, host: str, port: int, auth: SecretStr | None) -> ThreadingWSGIServer:
+    """Serve ``/metrics`` on ``host:port`` (behind basic auth when ``auth`` is set) in a daemon thread."""
+    app: Wsgi = make_wsgi_app(registry)
+    if auth is not None and auth.get_secret_value():
+        app = basic_auth(app, auth)
+    server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, daemon=True, name="metrics").start()
+    return server
 
 
 def registry_for(settings: Settings) -> CollectorRegistry:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from mediarunner.errors import ValidationError
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState, JobType
@@ -35,8 +38,10 @@ def test_bad_input_table(stack: Stack, tmp_path: Path) -> None:
 
     cases: dict[str, tuple[str, str]] = {}
     for name, expect in [("zero.mp4", "empty"), ("text.mp4", "text.mp4"), ("truncated.mp4", "truncated.mp4"),
-                         ("zero_size.y4m", "zero_size.y4m"), ("missing.mp4", "missing.mp4")]:
+                         ("zero_size.y4m", "zero_size.y4m")]:
         cases[name] = (client.submit_transcode(str(tmp_path / name), out).id, expect)
+    with pytest.raises(ValidationError, match=r"missing\.mp4"):  # a missing local input is refused at submit
+        client.submit_transcode(str(tmp_path / "missing.mp4"), out)
     cases["unknown scheme"] = (client.submit_transcode("gopher://example/x.mp4", out).id, "scheme")
     base = {"input": str(good), "output": out, "formats": ["hls"], "ladder": ladder}
     cases["output escapes roots"] = (raw_submit(stack, {**base, "output": "/etc/mediarunner-out"}), "escapes")

@@ -290,7 +290,7 @@ def test_prometheus_metrics(db_url: str) -> None:
     text = generate_latest(registry_for(Settings(database_url=db_url, broker_url="memory://"))).decode()
     assert 'mediarunner_queue_depth{queue="cpu"} 1.0' in text
     assert 'mediarunner_jobs{queue="cpu",state="completed",type="noop"} 1.0' in text
-    assert 'mediarunner_job_failures_total{queue="cpu",state="failed",type="noop"} 1.0' in text
+    assert 'mediarunner_failed_jobs{queue="cpu",state="failed",type="noop"} 1.0' in text  # a gauge: purges lower it
     assert 'mediarunner_job_duration_seconds_bucket{le="15.0",type="noop"} 1.0' in text
     assert 'mediarunner_job_duration_seconds_count{type="noop"} 1.0' in text
     assert 'mediarunner_runner_load1{runner="w@h"} 0.25' in text

@@ -6,15 +6,38 @@
 * :mod:`~mediarunner.cli.tokens`, :mod:`~mediarunner.cli.runners`, :mod:`~mediarunner.cli.overview`:
   ``tokens``, ``runners``, ``logs``, ``stats``, ``settings`` (through ``FleetService``);
 * :mod:`~mediarunner.cli.ui`: the console, colours and formatting they share.
+
+Errors: every command runs inside :class:`ErrorHandlingGroup`, the one place that turns the errors an
+operator can cause (a bad setting, an unreachable or unmigrated database, a refused request) into one
+line on stderr and exit code 2 (:func:`mediarunner.cli.errors.explain`), never a traceback.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
 
 from mediarunner.cli import db, jobs, overview, processes, runners, tokens
+from mediarunner.cli.errors import explain
 
-app = typer.Typer(help="Distributed media processing on Celery.", no_args_is_help=True)
+
+class ErrorHandlingGroup(TyperGroup):
+    """The root command group: known errors of any subcommand become one line and exit code 2."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            line = explain(exc)  # None for typer's own exits and usage errors, and for bugs
+            if line is None:
+                raise
+            typer.echo(f"error: {line}", err=True)
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(help="Distributed media processing on Celery.", no_args_is_help=True, cls=ErrorHandlingGroup)
 app.add_typer(db.db_app, name="db")
 app.add_typer(jobs.submit_app, name="submit")
 app.add_typer(jobs.jobs_app, name="jobs")

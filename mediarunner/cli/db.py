@@ -23,8 +23,15 @@ def db_upgrade(revision: str = "head") -> None:
 
 
 @db_app.command("downgrade")
-def db_downgrade(revision: str = typer.Argument(..., help="target revision, e.g. base")) -> None:
+def db_downgrade(revision: str = typer.Argument(..., help="target revision, e.g. base"),
+                 yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False
+                 ) -> None:
+    """Migrate the schema down to REVISION (``base`` drops every table: all jobs are lost)."""
+    if not yes and not typer.confirm(f"downgrade the database to {revision}? Tables and their rows may be "
+                                     "dropped", default=False):
+        raise ui.fail("not confirmed; nothing changed (pass --yes to skip the question)")
     migrate.downgrade(revision=revision)
+    ui.console.print("[green]database is at[/green]", revision)
 
 
 def _families(n: int) -> str:

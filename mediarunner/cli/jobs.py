@@ -99,9 +99,9 @@ def show_job(job: Job) -> None:
 
 @jobs_app.command("show")
 def jobs_show(job_id: str) -> None:
-    """A job with its children, artifacts and errors."""
+    """A job with its children, artifacts and errors (JOB_ID: the id or a unique prefix of it)."""
     try:
-        show_job(ui.client().get(job_id))
+        show_job(ui.client().get(ui.job_id(job_id)))
     except JobNotFoundError as exc:
         raise ui.fail(exc) from None
 

@@ -25,10 +25,10 @@ def show_events(events: list[ActivityEvent]) -> None:
 
 def logs(runner: Annotated[str | None, typer.Option(help="only this runner")] = None,
          type: Annotated[str | None, typer.Option("--type", help="only this event kind, e.g. job_failed")] = None,
-         job: Annotated[str | None, typer.Option(help="only this job id")] = None,
+         job: Annotated[str | None, typer.Option(help="only this job (its id or a unique prefix)")] = None,
          limit: Annotated[int, typer.Option("-n", "--limit")] = 50) -> None:
     """The activity log (newest last), colour-coded by event kind."""
-    show_events(ui.fleet().events(runner=runner, kind=type, job=job, limit=limit))
+    show_events(ui.fleet().events(runner=runner, kind=type, job=ui.job_id(job) if job else None, limit=limit))
 
 
 def stats(as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False) -> None:

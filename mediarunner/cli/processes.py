@@ -11,14 +11,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from prometheus_client import start_http_server, write_to_textfile
+from prometheus_client import write_to_textfile
 
 from mediarunner.cli import ui
 from mediarunner.cli.jobs import follow, show_job
 from mediarunner.config import Settings
-from mediarunner.metrics import registry_for
+from mediarunner.metrics import MetricsAuth, registry_for, serve
 from mediarunner.models import migrate
 from mediarunner.models.enums import JobState
+
+ROLE_ENV = "MEDIARUNNER_WORKER_ROLE"  # read by mediarunner.workers.app (not imported here: it loads every task)
 
 
 def _celery(*args: str) -> list[str]:
@@ -39,8 +41,13 @@ def worker(queues: Annotated[str, typer.Option("--queues", "-Q")] = "cpu",
 def beat(loglevel: str = "INFO", schedule: Path = Path("var/celerybeat-schedule")) -> None:
     """Run the scheduler: celery beat plus a one-process worker for the `scheduler` queue."""
     schedule.parent.mkdir(parents=True, exist_ok=True)
-    os.execv(sys.executable, _celery("worker", "-B", "-Q", "scheduler", "-c", "1", "--loglevel", loglevel,
-                                     "-n", "scheduler@%h", "--schedule", str(schedule)))
+    os.execve(sys.executable, _celery("worker", "-B", "-Q", "scheduler", "-c", "1", "--loglevel", loglevel,
+                                      "-n", "scheduler@%h", "--schedule", str(schedule)), _scheduler_env())
+
+
+def _scheduler_env() -> dict[str, str]:
+    """The scheduler worker loads only beat's tasks (``mediarunner.workers.app.modules_for``)."""
+    return {**os.environ, ROLE_ENV: "scheduler"}
 
 
 # ------------------------------------------------------------------------------ demo
@@ -63,8 +70,8 @@ def _start_fleet(workdir: Path) -> list[subprocess.Popen[bytes]]:
                        ("beat", ["worker", "-B", "-Q", "scheduler", "-c", "1", "-n", "scheduler@%h",
                                  "--schedule", str(workdir / "beat-schedule")])):
         with (logs / f"{name}.log").open("wb") as f:
-            procs.append(subprocess.Popen(_celery(*args, "--loglevel", "INFO"), stdout=f,
-                                          stderr=subprocess.STDOUT, start_new_session=True))
+            procs.append(subprocess.Popen(_celery(*args, "--loglevel", "INFO"), stdout=f, stderr=subprocess.STDOUT,
+                                          start_new_session=True, env=_scheduler_env() if name == "beat" else None))
     ui.console.print(f"started cpu and gpu workers and beat (logs in {logs})")
     return procs
 
@@ -141,15 +148,19 @@ def flower(port: int = 5555, address: str = "0.0.0.0",
 
 
 def metrics(port: Annotated[int, typer.Option(help="serve /metrics on this port")] = 9808,
-            address: str = "0.0.0.0",
+            host: Annotated[str, typer.Option("--host", "--address",
+                                              help="listen address (0.0.0.0: all; set basic auth)")] = "127.0.0.1",
             textfile: Annotated[Path | None, typer.Option(help="write the metrics to this file once and exit "
                                                                "(node_exporter textfile collector)")] = None) -> None:
-    """Prometheus metrics for jobs and runners, read from the database on each scrape."""
+    """Prometheus metrics for jobs and runners, read from the database on each scrape; basic auth with
+    MEDIARUNNER_METRICS_BASIC_AUTH=user:password."""
     registry = registry_for(ui.settings())
     if textfile is not None:
         write_to_textfile(str(textfile), registry)
         ui.console.print(f"wrote {textfile}")
         return
-    start_http_server(port, address, registry=registry)
-    ui.console.print(f"serving Prometheus metrics on http://{address}:{port}/metrics")
+    auth = MetricsAuth().metrics_basic_auth
+    serve(registry, host, port, auth)
+    ui.console.print(f"serving Prometheus metrics on http://{host}:{port}/metrics"
+                     + (" (basic auth)" if auth is not None else ""))
     threading.Event().wait()

@@ -19,8 +19,16 @@ from mediarunner.fleet import FleetError, TokenNotFound
 tokens_app = typer.Typer(help="Runner registration tokens.", no_args_is_help=True)
 
 
-def _write_secret(path: Path, secret: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def _open_secret_file(path: Path) -> int:
+    """The token file, opened (mode 600) before the token exists: a path that cannot be written
+    must not leave an active token whose secret nobody ever saw."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise ui.fail(f"cannot write the token to {path}: {exc.strerror}; no token was created") from None
+
+
+def _write_secret(fd: int, secret: str) -> None:
     with os.fdopen(fd, "w") as f:
         f.write(secret + "\n")
 
@@ -30,12 +38,16 @@ def tokens_create(name: Annotated[str, typer.Argument(help="a label, e.g. the si
                   output: Annotated[Path | None, typer.Option(help="write the token to this file (mode 600) "
                                                                        "instead of printing it")] = None) -> None:
     """Create a registration token; workers present it as MEDIARUNNER_WORKER_TOKEN."""
+    fd = _open_secret_file(output) if output is not None else None
     try:
         token = ui.fleet().create_token(name)
-    except FleetError as exc:
-        raise ui.fail(exc) from None
-    if output is not None:
-        _write_secret(output, token.secret)
+    except BaseException:  # refused (demo mode, database): no token, no file
+        if fd is not None and output is not None:
+            os.close(fd)
+            output.unlink(missing_ok=True)
+        raise
+    if fd is not None:
+        _write_secret(fd, token.secret)
         ui.console.print(f"created token [bold]{token.id}[/bold] ({name}); written to {output}")
         return
     ui.console.print(f"created token [bold]{token.id}[/bold] ({name}). It is shown only this once:")

@@ -13,6 +13,8 @@ from rich.console import Console
 
 from mediarunner.client import Client
 from mediarunner.config import Settings, get_settings
+from mediarunner.config.redact import mask_secrets
+from mediarunner.errors import ValidationError
 from mediarunner.fleet import FleetService
 from mediarunner.models.enums import Health, JobState, RunnerStatus
 
@@ -56,8 +58,27 @@ def fleet() -> FleetService:
     return FleetService(settings(), app=_worker_app, reply_timeout=REPLY_TIMEOUT)
 
 
+def job_id(text: str) -> str:
+    """The job id that ``text`` starts (the CLI prints 8-character prefixes); ``text`` itself when
+    no job matches (the command then says "no job"). An ambiguous prefix is an error."""
+    from sqlalchemy import select
+
+    from mediarunner.models.db import transaction
+    from mediarunner.models.tables import JobRow
+
+    ids = transaction(lambda s: list(s.scalars(select(JobRow.id).where(JobRow.id.startswith(text, autoescape=True))
+                                               .order_by(JobRow.id).limit(4))))
+    if text in ids or len(ids) == 0:
+        return text
+    if len(ids) > 1:
+        shown = ", ".join(ids[:3]) + (", ..." if len(ids) > 3 else "")
+        raise ValidationError(f"job id prefix {text!r} is ambiguous ({shown}): give more characters")
+    return ids[0]
+
+
 def fail(message: object, code: int = 2) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
+    """``raise ui.fail(...)``: one line on stderr (secrets masked), then exit with ``code``."""
+    typer.echo(f"error: {mask_secrets(' '.join(str(message).split()))}", err=True)
     return typer.Exit(code)
 
 

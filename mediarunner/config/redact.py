@@ -17,7 +17,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from kombu.utils.url import maybe_sanitize_url
 from pydantic import BaseModel, SecretStr
@@ -39,23 +39,72 @@ def is_secret_name(name: str) -> bool:
     return bool(SECRET_NAME.search(name)) and not name.lower().startswith(("require_", "min_", "max_"))
 
 
+# Query parameters that carry a live stream's secret although not named like one (SRT's stream id
+# often names the stream key and the publisher); every secret-named parameter is masked too.
+_SECRET_PARAMS = frozenset({"streamid"})
+_QUERY_PAIR = re.compile(r"([?&;])([^=&;?#]+)=([^&;]*)")
+_RTMP = re.compile(r"^(rtmp[a-z]*://[^/?#]+/[^?#]*/)([^/?#]+)", re.IGNORECASE)  # rtmp://host/app/KEY
+_TRAILING = re.compile(r"[.,:;)\]}]+$")  # punctuation after a URL in prose ("...?passphrase=x: refused")
+
+
+def is_secret_param(name: str) -> bool:
+    return name.lower() in _SECRET_PARAMS or is_secret_name(name)
+
+
+def _query_masked(url: str) -> str:
+    base, sep, query = url.partition("?")
+    if not sep:
+        return url
+    return base + _QUERY_PAIR.sub(lambda m: f"{m.group(1)}{m.group(2)}={MASK}" if is_secret_param(m.group(2))
+                                  else m.group(0), "?" + query)
+
+
 def mask_url(url: str) -> str:
-    """The password and secret-named query parameters masked; every other character kept as it was
-    (no re-assembly, which would turn ``sqlite:////srv/x.db`` into ``sqlite://srv/x.db``)."""
+    """The password, an RTMP stream key (the last path segment of ``rtmp://host/app/KEY``) and
+    secret query parameters (``passphrase``, ``streamid``, ``key``, ``token``, ``sig``...) masked;
+    every other character kept as it was (no re-assembly, which would turn ``sqlite:////srv/x.db``
+    into ``sqlite://srv/x.db``)."""
     try:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:
-        return url
+        return _query_masked(url)
     if password is not None:
         user_info = parts.netloc.rsplit("@", 1)[0]
         url = url.replace(f"//{user_info}@", f"//{parts.username or ''}:{MASK}@", 1)
-    if parts.query:
-        pairs = parse_qsl(parts.query, keep_blank_values=True)
-        if any(is_secret_name(k) for k, _ in pairs):
-            query = urlencode([(k, MASK if is_secret_name(k) else v) for k, v in pairs], safe="*")
-            url = url.replace(f"?{parts.query}", f"?{query}", 1)
-    return url
+    url = _RTMP.sub(lambda m: m.group(1) + MASK, url, count=1)
+    return _query_masked(url)
+
+
+def url_secrets(value: Any) -> set[str]:
+    """The literal secrets inside the URLs of a JSON-like value (a job's payload, a command line):
+    URL passwords, RTMP stream keys and secret query parameter values, so that text echoing them
+    without their URL (a tool's stderr) can be scrubbed too."""
+    found: set[str] = set()
+    if isinstance(value, Mapping):
+        value = list(value.values())
+    if isinstance(value, list | tuple | set | frozenset):
+        for v in value:
+            found |= url_secrets(v)
+        return found
+    if not isinstance(value, str) or "://" not in value:
+        return found
+    for m in _URL.finditer(value):
+        url = m.group(0)
+        found.add(_url_password(url) or "")
+        if key := _RTMP.match(url):
+            found.add(unquote(key.group(2)))
+        for q in _QUERY_PAIR.finditer(url.partition("?")[1] + url.partition("?")[2]):
+            if is_secret_param(q.group(2)):
+                found.update({q.group(3), unquote(q.group(3))})
+    return {s for s in found if len(s) >= _MIN_SECRET_LEN}
+
+
+def mask_secrets(text: str, *contexts: Any) -> str:
+    """The one masking function for text that is shown or recorded (job errors, log tails, log
+    lines, events): every URL masked (:func:`mask_url`) and every literal secret found in the
+    URLs of ``contexts`` (e.g. the job's payload, the command line) replaced by ``***``."""
+    return scrub(text, url_secrets(list(contexts))) if contexts else mask_urls_in(text)
 
 
 def mask_database_url(url: str) -> str:
@@ -75,8 +124,14 @@ def mask_broker_url(url: str) -> str:
         return mask_url(url)
 
 
+def _mask_found(m: re.Match[str]) -> str:
+    url = m.group(0)
+    tail = _TRAILING.search(url)
+    return mask_url(url[:tail.start()]) + tail.group(0) if tail else mask_url(url)
+
+
 def mask_urls_in(text: str) -> str:
-    return _URL.sub(lambda m: mask_url(m.group(0)), text)
+    return _URL.sub(_mask_found, text)
 
 
 def redact(value: Any, key: str = "") -> Any:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import IO
 
+from mediarunner.config.redact import mask_secrets
 from mediarunner.errors import (
     InvalidInputError,
     JobCancelled,
@@ -167,7 +168,13 @@ _INPUT_RULES: tuple[tuple[str, type[MediarunnerError], str], ...] = (
 
 
 def classify_failure(returncode: int, stderr_tail: str, args: Sequence[str]) -> MediarunnerError:
-    """Map a failed ffmpeg run to the error taxonomy (permanent = bad input, else transient)."""
+    """Map a failed ffmpeg run to the error taxonomy (permanent = bad input, else transient), with
+    the secrets of its URLs masked (ffmpeg's stderr echoes them: stream keys, SRT passphrases)."""
+    err = _classify(returncode, stderr_tail, args)
+    return type(err)(mask_secrets(err.message, list(args)))
+
+
+def _classify(returncode: int, stderr_tail: str, args: Sequence[str]) -> MediarunnerError:
     tail = stderr_tail.strip() or "(no stderr)"
     if returncode < 0:
         try:
@@ -280,7 +287,7 @@ def _supervise(
         if deadline is not None and now >= deadline:
             _terminate(proc)
             stderr.join(1.0)
-            raise ProcessingError(f"ffmpeg timed out after {timeout:g} s\n{stderr.text()}")
+            raise ProcessingError(mask_secrets(f"ffmpeg timed out after {timeout:g} s\n{stderr.text()}"))
         if stdout_done and proc.poll() is not None:
             return
         waits = [1.0]
@@ -341,7 +348,7 @@ def _run_capture(cmd: Sequence[str], timeout: float = 30) -> str:
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ProcessingError(f"cannot run {cmd[0]}: {exc}") from exc
     if res.returncode != 0:
-        raise ProcessingError(f"{' '.join(cmd)} failed: {res.stderr.strip()[-2000:]}")
+        raise ProcessingError(mask_secrets(f"{' '.join(cmd)} failed: {res.stderr.strip()[-2000:]}", list(cmd)))
     return res.stdout
 
 

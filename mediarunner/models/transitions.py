@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from mediarunner.config.redact import mask_secrets
 from mediarunner.models.enums import ACTIVE_STATES, RESTARTABLE_STATES, ErrorKind, JobState, JobType, Stage
 from mediarunner.models.queries import JOB_COLUMNS, family_of, get_job, job_from_mapping, tree
 from mediarunner.models.schemas import Job
@@ -106,7 +107,7 @@ def _cas(session: Session, job_id: str, states: Collection[JobState], values: di
 def record_event(session: Session, kind: str, now: datetime, message: str = "", *,
                  job_id: str | None = None, runner: str | None = None) -> None:
     session.execute(_INSERT_EVENT, {"at": now, "kind": kind, "job_id": job_id, "runner": runner,
-                                    "message": message[:2000]})
+                                    "message": mask_secrets(message)[:2000]})
 
 
 def _worker_of(session: Session, job_id: str) -> str | None:

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 
 from mediarunner.config import Settings
+from mediarunner.config.redact import mask_secrets
 from mediarunner.models import transitions
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
@@ -52,12 +53,13 @@ class JobContext:
         return self.job.payload
 
     def log(self, message: str) -> None:
+        message = mask_secrets(message, self.job.payload)  # stream keys, passphrases: never shown
         self.lines.append(message)
         log.info("job %s: %s", self.job.id, message)
 
     @property
     def log_tail(self) -> str:
-        return "\n".join(self.lines)
+        return mask_secrets("\n".join(self.lines), self.job.payload)
 
     def set_stage(self, stage: Stage) -> None:
         """Saved with the next heartbeat (at once if one is due): a job shorter than a heartbeat

@@ -17,6 +17,7 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 
 from mediarunner.config import Settings, get_settings
+from mediarunner.config.redact import mask_secrets
 from mediarunner.errors import JobCancelled, StaleAttemptError
 from mediarunner.models import runners, transitions
 from mediarunner.models.base import utcnow
@@ -131,7 +132,7 @@ def _lost(ctx: JobContext) -> str:
 def _failed(ctx: JobContext, exc: BaseException, settings: Settings) -> str:
     current = transaction(lambda s: get_job(s, ctx.job.id, with_children=False))
     decision = decide(exc, current, policy_from(settings))
-    message = f"{type(exc).__name__}: {exc}"
+    message = mask_secrets(f"{type(exc).__name__}: {exc}", ctx.job.payload)
     ctx.log(f"error: {message} -> {decision.reason}")
     now = utcnow()
     if decision.retry:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
@@ -13,6 +15,19 @@ from mediarunner.models.enums import Queue
 from mediarunner.workers import fleet
 
 TASK_MODULES = ["mediarunner.workers.tasks", "mediarunner.workers.beat"]
+# What a process loads, by role: `mediarunner beat` (the scheduler-queue worker with beat embedded)
+# sets MEDIARUNNER_WORKER_ROLE=scheduler and loads only beat's tasks, never the job tasks.
+ROLE_ENV = "MEDIARUNNER_WORKER_ROLE"
+ROLE_MODULES = {"jobs": TASK_MODULES, "scheduler": ["mediarunner.workers.beat"]}
+
+
+def modules_for(role: str | None) -> list[str]:
+    """The task modules a worker of ``role`` imports (no role: every task, as a job worker)."""
+    if not role:
+        return TASK_MODULES
+    if role not in ROLE_MODULES:
+        raise ValueError(f"{ROLE_ENV}={role!r}: expected one of {', '.join(ROLE_MODULES)}")
+    return ROLE_MODULES[role]
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -53,15 +68,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     )
 
 
-def create_app(settings: Settings | None = None) -> Celery:
+def create_app(settings: Settings | None = None, include: Sequence[str] | None = None) -> Celery:
     settings = settings or get_settings()
-    app = Celery("mediarunner", include=TASK_MODULES)
+    app = Celery("mediarunner", include=list(TASK_MODULES if include is None else include))
     app.conf.update(celery_config(settings))
     fleet.install(app)  # registration, heartbeats, self-steering (mediarunner.workers.fleet)
     return app
 
 
-app = create_app()
+app = create_app(include=modules_for(os.environ.get(ROLE_ENV)))
 
 
 @worker_process_init.connect

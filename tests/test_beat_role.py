@@ -1,0 +1,45 @@
+"""`mediarunner beat` (the scheduler-queue worker with beat embedded) loads only beat's tasks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from mediarunner.workers.app import ROLE_MODULES, create_app, modules_for
+from tests.support import ROOT, Stack, wait_for
+
+CLI = [sys.executable, "-c", "from mediarunner.cli import main; main()"]
+
+
+def test_roles_choose_the_task_modules() -> None:
+    assert modules_for(None) == ROLE_MODULES["jobs"]
+    assert modules_for("scheduler") == ["mediarunner.workers.beat"]
+    with pytest.raises(ValueError, match="MEDIARUNNER_WORKER_ROLE"):
+        modules_for("nope")
+    assert list(create_app(include=modules_for("scheduler")).conf.include) == ["mediarunner.workers.beat"]
+
+
+def test_beat_process_registers_no_job_task(stack: Stack) -> None:
+    log = stack.tmp / "beat.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([*CLI, "beat", "--schedule", str(stack.tmp / "beat-schedule")], cwd=ROOT,
+                                env={**os.environ, **stack.env}, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        wait_for(lambda: b"ready." in log.read_bytes() or proc.poll() is not None, 60, what="beat to be ready")
+        text = log.read_text()
+        assert proc.poll() is None, text[-3000:]
+        tasks = text.split("[tasks]", 1)[1].split("\n\n", 1)[0]
+        assert "mediarunner.scheduler.tick" in tasks, text[-3000:]
+        assert "mediarunner.transcode" not in tasks and "mediarunner.transcribe" not in tasks, tasks
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
