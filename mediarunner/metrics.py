@@ -20,7 +20,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector, CollectorRegistry
 from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mediarunner.config import Settings
 from mediarunner.fleet import FleetService, Runner
@@ -114,13 +113,6 @@ class FleetCollector(Collector):
             done.add_metric(h, r.jobs_completed)
             bad.add_metric(h, r.jobs_failed)
         yield from (counts, up, age, running, concurrency, load, disk, done, bad)
-
-
-class MetricsAuth(BaseSettings):
-    """``MEDIARUNNER_METRICS_BASIC_AUTH=user:password``: basic auth for ``mediarunner metrics``."""
-
-    model_config = SettingsConfigDict(env_prefix="MEDIARUNNER_", env_file=".env", extra="ignore")
-    metrics_basic_auth: SecretStr | None = None
 
 
 Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]

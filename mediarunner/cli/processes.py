@@ -16,7 +16,7 @@ from prometheus_client import write_to_textfile
 from mediarunner.cli import ui
 from mediarunner.cli.jobs import follow, show_job
 from mediarunner.config import Settings
-from mediarunner.metrics import MetricsAuth, registry_for, serve
+from mediarunner.metrics import registry_for, serve
 from mediarunner.models import migrate
 from mediarunner.models.enums import JobState
 
@@ -154,12 +154,13 @@ def metrics(port: Annotated[int, typer.Option(help="serve /metrics on this port"
                                                                "(node_exporter textfile collector)")] = None) -> None:
     """Prometheus metrics for jobs and runners, read from the database on each scrape; basic auth with
     MEDIARUNNER_METRICS_BASIC_AUTH=user:password."""
-    registry = registry_for(ui.settings())
+    settings = ui.settings()
+    registry = registry_for(settings)
     if textfile is not None:
         write_to_textfile(str(textfile), registry)
         ui.console.print(f"wrote {textfile}")
         return
-    auth = MetricsAuth().metrics_basic_auth
+    auth = settings.metrics_basic_auth
     serve(registry, host, port, auth)
     ui.console.print(f"serving Prometheus metrics on http://{host}:{port}/metrics"
                      + (" (basic auth)" if auth is not None else ""))

@@ -122,6 +122,7 @@ class Settings(BaseSettings):
     runner_warning_load_per_cpu: float = 2.0  # 1-minute load average per CPU above this: `warning`
     runner_warning_free_disk_mb: int = 2048  # free scratch space below this: `warning`
     flower_basic_auth: SecretStr | None = None  # `user:password[,user2:password2]` for `mediarunner flower`
+    metrics_basic_auth: SecretStr | None = None  # `user:password` for `mediarunner metrics` (unset: no auth)
     demo_mode: bool = False  # read-only fleet CLI (no token or runner changes), for demos and screenshots
 
     # --- storage (read as they are by the stores in mediarunner.storage)
