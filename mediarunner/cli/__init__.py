@@ -5,6 +5,7 @@
 * :mod:`~mediarunner.cli.processes`: ``worker``, ``beat``, ``demo``, ``flower``, ``metrics``;
 * :mod:`~mediarunner.cli.tokens`, :mod:`~mediarunner.cli.runners`, :mod:`~mediarunner.cli.overview`:
   ``tokens``, ``runners``, ``logs``, ``stats``, ``settings`` (through ``FleetService``);
+* :mod:`~mediarunner.cli.api`: ``api`` (the HTTP API server), ``api-keys``;
 * :mod:`~mediarunner.cli.ui`: the console, colours and formatting they share.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import typer
 
-from mediarunner.cli import db, jobs, overview, processes, runners, tokens
+from mediarunner.cli import api, db, jobs, overview, processes, runners, tokens
 
 app = typer.Typer(help="Distributed media processing on Celery.", no_args_is_help=True)
 app.add_typer(db.db_app, name="db")
@@ -29,6 +30,8 @@ app.command("stats")(overview.stats)
 app.command("flower")(processes.flower)
 app.command("metrics")(processes.metrics)
 app.command("settings")(overview.settings_cmd)
+app.command("api")(api.api)
+app.add_typer(api.api_keys_app, name="api-keys")
 
 
 def main() -> None:
