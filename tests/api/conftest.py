@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,9 +42,9 @@ class Api:
 def _keys(settings: Any) -> dict[str, str]:
     from mediarunner.api.keys import ApiKeys
 
-    keys = ApiKeys(settings)
+    keys, tag = ApiKeys(settings), uuid.uuid4().hex[:8]  # unique: the PostgreSQL database is per session
     scopes = {"read": ["read"], "submit": ["submit"], "rw": ["read", "submit"], "admin": ["admin"]}
-    return {who: keys.create(f"test-{who}", s)[1] for who, s in scopes.items()}
+    return {who: keys.create(f"test-{who}-{tag}", s)[1] for who, s in scopes.items()}
 
 
 @pytest.fixture
