@@ -7,6 +7,7 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -47,19 +48,32 @@ def _keys(settings: Any) -> dict[str, str]:
     return {who: keys.create(f"test-{who}-{tag}", s)[1] for who, s in scopes.items()}
 
 
-@pytest.fixture
-def api(tmp_path: Any, redis_server: RedisServer) -> Iterator[Api]:
-    """The app on a fresh SQLite database and the session's Redis (no worker: jobs stay pending)."""
+@contextmanager
+def _api(tmp_path: Any, redis_server: RedisServer, database_url: str) -> Iterator[Api]:
     import redis
 
     from mediarunner.api import create_app
 
     redis_server.ping() or redis_server.start()
     redis.Redis.from_url(redis_server.url).flushdb()
-    with make_stack(tmp_path, f"sqlite:///{tmp_path / 'mediarunner.db'}", redis_server.url, **API_ENV) as stack:
+    with make_stack(tmp_path, database_url, redis_server.url, **API_ENV) as stack:
         settings = stack.settings()
         with TestClient(create_app(settings, client=stack.client()), raise_server_exceptions=False) as http:
             yield Api(stack, http, _keys(settings))
+
+
+@pytest.fixture
+def api(tmp_path: Any, redis_server: RedisServer) -> Iterator[Api]:
+    """The app on a fresh SQLite database and the session's Redis (no worker: jobs stay pending)."""
+    with _api(tmp_path, redis_server, f"sqlite:///{tmp_path / 'mediarunner.db'}") as a:
+        yield a
+
+
+@pytest.fixture
+def pg_api(tmp_path: Any, redis_server: RedisServer, pg_url: str) -> Iterator[Api]:
+    """The same on the session's PostgreSQL database (shared: jobs of other tests are there too)."""
+    with _api(tmp_path, redis_server, pg_url) as a:
+        yield a
 
 
 @dataclass
