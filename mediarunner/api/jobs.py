@@ -58,7 +58,7 @@ def read_job(request: Request, job_id: str) -> JobJSON:
 def _submit(request: Request, response: Response, body: Submission, call: Callable[[Client], Job]) -> JobJSON:
     c = client(request)
     if body.notify_url is not None:
-        if c.settings.webhook_secret is None:
+        if not c.settings.webhook_secret:  # unset or empty
             raise ValidationError("notify_url needs MEDIARUNNER_WEBHOOK_SECRET set on the API server")
         webhooks.check_notify_url(body.notify_url, c.settings.allowed_networks)
     job = call(c)
