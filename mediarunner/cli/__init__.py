@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import typer
 
-from mediarunner.cli import api, db, jobs, overview, processes, runners, tokens
+from mediarunner.cli import api, db, jobs, overview, processes, runners, submit_more, tokens
 
 app = typer.Typer(help="Distributed media processing on Celery.", no_args_is_help=True)
 app.add_typer(db.db_app, name="db")
+app.callback()(submit_more.main_options)
+submit_more.register(jobs.submit_app)
 app.add_typer(jobs.submit_app, name="submit")
 app.add_typer(jobs.jobs_app, name="jobs")
 app.command()(processes.worker)

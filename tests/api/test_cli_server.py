@@ -16,8 +16,8 @@ from tests.support import ROOT, Stack, free_port, wait_for
 def test_mediarunner_api_serves(stack: Stack, tmp_path: Path) -> None:
     port = free_port()
     log = (tmp_path / "api.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-c", "from mediarunner.cli import main; main()", "api", "--port",
-                             str(port)], cwd=ROOT, env={**os.environ, **stack.env}, stdout=log, stderr=subprocess.STDOUT)
+    cmd = [sys.executable, "-c", "from mediarunner.cli import main; main()", "api", "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **stack.env}, stdout=log, stderr=subprocess.STDOUT)
     try:
         def up() -> bool:
             try:
