@@ -5,6 +5,7 @@
 * :mod:`~mediarunner.cli.processes`: ``worker``, ``beat``, ``demo``, ``flower``, ``metrics``;
 * :mod:`~mediarunner.cli.tokens`, :mod:`~mediarunner.cli.runners`, :mod:`~mediarunner.cli.overview`:
   ``tokens``, ``runners``, ``logs``, ``stats``, ``settings`` (through ``FleetService``);
+* :mod:`~mediarunner.cli.api`: ``api`` (the HTTP API server), ``api-keys``;
 * :mod:`~mediarunner.cli.ui`: the console, colours and formatting they share.
 
 Errors: every command runs inside :class:`ErrorHandlingGroup`, the one place that turns the errors an
@@ -19,7 +20,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from mediarunner.cli import db, jobs, overview, processes, runners, tokens
+from mediarunner.cli import api, db, jobs, overview, processes, runners, submit_more, tokens
 from mediarunner.cli.errors import explain
 
 
@@ -39,6 +40,8 @@ class ErrorHandlingGroup(TyperGroup):
 
 app = typer.Typer(help="Distributed media processing on Celery.", no_args_is_help=True, cls=ErrorHandlingGroup)
 app.add_typer(db.db_app, name="db")
+app.callback()(submit_more.main_options)
+submit_more.register(jobs.submit_app)
 app.add_typer(jobs.submit_app, name="submit")
 app.add_typer(jobs.jobs_app, name="jobs")
 app.command()(processes.worker)
@@ -52,6 +55,8 @@ app.command("stats")(overview.stats)
 app.command("flower")(processes.flower)
 app.command("metrics")(processes.metrics)
 app.command("settings")(overview.settings_cmd)
+app.command("api")(api.api)
+app.add_typer(api.api_keys_app, name="api-keys")
 
 
 def main() -> None:

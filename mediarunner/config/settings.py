@@ -147,6 +147,16 @@ class Settings(BaseSettings):
     # Live jobs run as long as their stream: they get this limit instead of job_time_limit_seconds.
     live_time_limit_seconds: float = 7 * 24 * 3600
 
+    # --- HTTP API and webhooks (`mediarunner api`)
+    api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)  # larger request bodies: 413
+    webhook_secret: SecretStr | None = None  # HMAC-SHA256 key of Mediarunner-Signature; never logged
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)  # per delivery attempt
+    webhook_retry_base_seconds: float = Field(default=10.0, gt=0)  # backoff doubles from this...
+    webhook_retry_max_seconds: float = Field(default=3600.0, gt=0)  # ...up to this between attempts
+    webhook_give_up_after_seconds: float = Field(default=24 * 3600.0, gt=0)  # then the delivery fails
+    # CIDRs a notify_url may point into although private, loopback or link-local (JSON list).
+    allowed_networks: list[str] = Field(default_factory=list)
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

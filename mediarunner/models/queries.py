@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, cast
 
-from sqlalchemy import RowMapping, Select, Table, bindparam, select
+from sqlalchemy import RowMapping, Select, Table, and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from mediarunner.errors import JobNotFoundError
@@ -102,3 +103,23 @@ def recent_events(session: Session, *, limit: int = 50, job_id: str | None = Non
     if kind:
         stmt = stmt.where(EventRow.kind == kind)
     return list(reversed(session.scalars(stmt).all()))
+
+
+def list_jobs_page(session: Session, *, state: JobState | None = None, type: JobType | None = None,
+                   priority_class: str | None = None, roots_only: bool = False, limit: int = 50,
+                   after: tuple[datetime, str] | None = None) -> list[Job]:
+    """Jobs newest first, by keyset pagination on (created_at, id): the page after ``after`` (the
+    last job of the previous page). Stable while jobs are added: new ones come before page one."""
+    stmt = select(JobRow).order_by(JobRow.created_at.desc(), JobRow.id.desc()).limit(limit)
+    if after is not None:
+        created, job_id = after
+        stmt = stmt.where(or_(JobRow.created_at < created, and_(JobRow.created_at == created, JobRow.id < job_id)))
+    if state is not None:
+        stmt = stmt.where(JobRow.state == state)
+    if type is not None:
+        stmt = stmt.where(JobRow.type == type)
+    if priority_class is not None:
+        stmt = stmt.where(JobRow.priority_class == priority_class)
+    if roots_only:
+        stmt = stmt.where(JobRow.parent_id.is_(None))
+    return [Job.from_row(r, rank=rank) for r, rank in session.execute(_ranked(stmt))]

@@ -17,7 +17,7 @@ from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import Queue
 from mediarunner.scheduler import fleet as fleet_ticks
-from mediarunner.scheduler import lease, ticks
+from mediarunner.scheduler import lease, ticks, webhooks
 from mediarunner.scheduler.dispatch import dispatch
 from mediarunner.scheduler.routing import QueueProbe
 from mediarunner.workers.app import app
@@ -85,6 +85,19 @@ def purge() -> int:
             return total
 
 
+@app.task(name="mediarunner.scheduler.webhooks")
+def deliver_webhooks() -> dict[str, Any]:
+    """Finished families' webhooks: fix their bodies, then send the due ones (signed, with backoff)."""
+    settings = get_settings()
+    if not _holding(ttl=max(10.0, settings.beat_interval_seconds * 10)):
+        return {"skipped": "not the lease holder"}
+    enqueued = webhooks.enqueue_finished(settings, utcnow())
+    states = webhooks.deliver_due(settings, utcnow())
+    if states:
+        log.info("webhooks: %s enqueued, %s sent: %s", enqueued, len(states), states)
+    return {"enqueued": enqueued, "sent": states}
+
+
 def beat_schedule() -> dict[str, dict[str, Any]]:
     s = get_settings()
     q = {"queue": Queue.SCHEDULER.value}
@@ -97,6 +110,8 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
         "fleet": {"task": "mediarunner.scheduler.fleet", "schedule": fleet_every,
                   "options": {**q, "expires": max(1.0, fleet_every * 2)}},
         "ranks": {"task": "mediarunner.scheduler.ranks", "schedule": 5.0, "options": {**q, "expires": 10}},
+        "webhooks": {"task": "mediarunner.scheduler.webhooks", "schedule": max(1.0, s.beat_interval_seconds),
+                     "options": {**q, "expires": max(2.0, s.beat_interval_seconds * 2)}},
         "purge": {"task": "mediarunner.scheduler.purge", "schedule": 3600.0, "options": {**q, "expires": 1800}},
     }
 

@@ -1,0 +1,148 @@
+"""``/v1/jobs``: submit (through ``Client.submit_*``), read, list, cancel, restart, events.
+
+Endpoints are plain ``def``: ``Client`` blocks, so FastAPI runs them in its threadpool.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+
+from mediarunner.api.auth import require
+from mediarunner.api.schemas import LiveRequest, StudioRequest, Submission, TranscodeRequest, TranscriptionRequest
+from mediarunner.client import Client
+from mediarunner.errors import ValidationError
+from mediarunner.models import webhooks
+from mediarunner.models.base import utcnow
+from mediarunner.models.db import transaction
+from mediarunner.models.enums import RESTARTABLE_STATES, JobState, JobType
+from mediarunner.models.queries import list_jobs_page
+from mediarunner.models.schemas import Job
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+JOB_ID = re.compile(r"^[0-9A-Za-z-]{1,36}$")
+Read = Depends(require("read"))
+Submit = Depends(require("submit"))
+JobJSON = dict[str, Any]
+
+
+def client(request: Request) -> Client:
+    return request.app.state.client
+
+
+def checked_id(job_id: str) -> str:
+    """An unknown job is a 404, whatever the id looks like (nothing odd reaches the database)."""
+    if not JOB_ID.match(job_id):
+        raise HTTPException(404, f"no job with id {job_id[:80]!r}")
+    return job_id
+
+
+def document(request: Request, job: Job) -> JobJSON:
+    """The job's JSON, with the family's webhook delivery (attempts, state, last error) if any."""
+    settings = client(request).settings
+    delivery = transaction(lambda s: webhooks.delivery_of(s, job.root_id), url=settings.database_url)
+    return {**webhooks.job_document(job), "webhook": delivery.public() if delivery else None}
+
+
+def read_job(request: Request, job_id: str) -> JobJSON:
+    return document(request, client(request).get(checked_id(job_id)))
+
+
+def _submit(request: Request, response: Response, body: Submission, call: Callable[[Client], Job]) -> JobJSON:
+    c = client(request)
+    if body.notify_url is not None:
+        if not c.settings.webhook_secret:  # unset or empty
+            raise ValidationError("notify_url needs MEDIARUNNER_WEBHOOK_SECRET set on the API server")
+        webhooks.check_notify_url(body.notify_url, c.settings.allowed_networks)
+    job = call(c)
+    if body.notify_url is not None:
+        url = body.notify_url
+        transaction(lambda s: webhooks.subscribe(s, job.id, url, utcnow()), url=c.settings.database_url)
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return document(request, job)
+
+
+@router.post("/transcode", status_code=201, dependencies=[Submit], summary="Submit a transcode (HLS + MP4 ladder)")
+def submit_transcode(body: TranscodeRequest, request: Request, response: Response) -> JobJSON:
+    return _submit(request, response, body, lambda c: c.submit_transcode(**body.arguments()))
+
+
+@router.post("/studio", status_code=201, dependencies=[Submit], summary="Submit a studio edit")
+def submit_studio(body: StudioRequest, request: Request, response: Response) -> JobJSON:
+    return _submit(request, response, body, lambda c: c.submit_studio(**body.arguments()))
+
+
+@router.post("/live", status_code=201, dependencies=[Submit], summary="Submit a live transcode")
+def submit_live(body: LiveRequest, request: Request, response: Response) -> JobJSON:
+    return _submit(request, response, body, lambda c: c.submit_live(**body.arguments()))
+
+
+@router.post("/transcription", status_code=201, dependencies=[Submit], summary="Submit a transcription")
+def submit_transcription(body: TranscriptionRequest, request: Request, response: Response) -> JobJSON:
+    return _submit(request, response, body, lambda c: c.submit_transcription(**body.arguments()))
+
+
+def encode_cursor(job: Job) -> str:
+    raw = json.dumps([job.created_at.isoformat(), job.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created, job_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        when = datetime.fromisoformat(created)
+        if when.tzinfo is None or not isinstance(job_id, str) or not JOB_ID.match(job_id):
+            raise ValueError(job_id)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):
+        raise HTTPException(400, "invalid cursor: pass next_cursor from the previous page as it is") from None
+    return when, job_id
+
+
+@router.get("", dependencies=[Read], summary="List jobs, newest first (cursor pagination)")
+def list_jobs(request: Request, state: JobState | None = None, type: JobType | None = None,
+              priority_class: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,32}$")] = None,
+              roots_only: bool = False, limit: Annotated[int, Query(ge=1, le=500)] = 50,
+              cursor: Annotated[str | None, Query(max_length=300)] = None) -> dict[str, Any]:
+    after = decode_cursor(cursor) if cursor else None
+    jobs = transaction(lambda s: list_jobs_page(s, state=state, type=type, priority_class=priority_class,
+                                                roots_only=roots_only, limit=limit + 1, after=after),
+                       url=client(request).settings.database_url)
+    page = jobs[:limit]
+    return {"items": [webhooks.job_document(j) for j in page],
+            "next_cursor": encode_cursor(page[-1]) if len(jobs) > limit else None}
+
+
+@router.get("/{job_id}", dependencies=[Read], summary="A job with its children, progress, artifacts and webhook")
+def get_job(job_id: str, request: Request) -> JobJSON:
+    return read_job(request, job_id)
+
+
+@router.post("/{job_id}/cancel", dependencies=[Submit], summary="Cancel a job and its unfinished descendants")
+def cancel_job(job_id: str, request: Request) -> JobJSON:
+    client(request).cancel(checked_id(job_id))
+    return read_job(request, job_id)
+
+
+@router.post("/{job_id}/restart", dependencies=[Submit], summary="Run a failed or cancelled job again")
+def restart_job(job_id: str, request: Request) -> JobJSON:
+    c = client(request)
+    job = c.get(checked_id(job_id))
+    if job.state not in RESTARTABLE_STATES:
+        raise HTTPException(409, f"job {job_id} is {job.state.value}; only failed, timed-out or cancelled jobs "
+                                 "can be restarted")
+    c.restart(job_id)
+    return read_job(request, job_id)
+
+
+@router.get("/{job_id}/events", dependencies=[Read], summary="The job's activity log, oldest first")
+def job_events(job_id: str, request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[Any]:
+    client(request).get(checked_id(job_id))
+    return [{"at": e.at.isoformat(), "kind": e.kind, "runner": e.runner, "job_id": e.job_id, "message": e.message}
+            for e in request.app.state.fleet.events(job=job_id, limit=limit)]
