@@ -22,7 +22,14 @@ from mediarunner.models import transitions
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState, JobType
-from mediarunner.models.locations import check_location, join_location, parse_location
+from mediarunner.models.locations import (
+    check_input_root,
+    check_live_input,
+    check_location,
+    is_local,
+    join_location,
+    parse_location,
+)
 from mediarunner.models.payloads import (
     STUDIO_OUTPUT,
     ExtractAudioPayload,
@@ -114,6 +121,7 @@ class Client:
         payload = self._validated(LivePayload, input_url=input_url, output=output, renditions=tuple(rungs),
                                   listen=listen, audio=audio)
         q, why = route(JobType.LIVE, queue=queue)
+        self._check_live_input(payload.input_url, listen)
         return self._submit([NewJob(JobType.LIVE, q, dump(payload), routing_reason=why,
                                     **self._common(priority, priority_class, metadata))])
 
@@ -136,6 +144,7 @@ class Client:
         of the submitted list) and one TRANSCODE_RENDITION child per lower rung; split into
         ``parts``, one child per part of every rung (the parent prunes those a short video needs not)."""
         rungs = self._rungs(renditions)
+        q, why = route(JobType.TRANSCODE, queue=queue)
         self._check_input(input)
         self._check_output(output)
         if isinstance(formats, str):
@@ -144,7 +153,6 @@ class Client:
             raise ValidationError("parts must be an integer")
         top = self._validated(TranscodePayload, input=input, output=output, formats=tuple(formats),
                               ladder=tuple(rungs), parts=parts)
-        q, why = route(JobType.TRANSCODE, queue=queue)
         jobs = [NewJob(JobType.TRANSCODE, q, dump(top), parent=parent, routing_reason=why, **common)]
         # Unsplit, the parent encodes the top rung it can fill and children the rest.
         children = [(rung, 0) for rung in rungs[1:]] if parts == 1 else \
@@ -164,6 +172,7 @@ class Client:
         """Speech to subtitles: ``extract_audio`` (cpu) then ``transcribe`` — on a GPU worker when one
         is online (or ``device="gpu"``), else on cpu; the job records where it ran and why."""
         self._check_output(output)
+        self._check_input(input)
         common = self._common(priority, priority_class, metadata)
         ext = self._validated(ExtractAudioPayload, input=input, output=output)
         q, why = route(JobType.EXTRACT_AUDIO)
@@ -276,17 +285,31 @@ class Client:
         except (InvalidOutputError, ValidationError) as exc:
             raise ValidationError(f"invalid output: {exc}") from None
 
-    @staticmethod
-    def _check_input(input: str) -> None:
-        """Reject credentials embedded in an input URL before they reach a row or a message.
-        Other problems (missing file, unknown scheme) fail the job on the worker, once."""
-        if isinstance(input, str) and "://" in input:
-            try:
+    def _check_input(self, input: str) -> None:
+        """Reject what can never be read before it reaches a row or a message: credentials embedded
+        in a URL, control characters, a local path outside the input roots (or any local path when
+        ``input_roots`` is empty). Other problems (missing file, unknown scheme) fail the job on the
+        worker, once."""
+        if not isinstance(input, str):
+            return  # the payload model reports the type
+        try:
+            if is_local(input):
+                check_input_root(input, self.settings.input_roots)
+            else:
                 parse_location(input, "input")
-            except ValidationError as exc:
-                raise ValidationError(f"invalid input: {exc}") from None
-            except InvalidInputError:
-                pass
+        except (ValidationError, InvalidInputError) as exc:
+            if isinstance(exc, InvalidInputError) and not is_local(input):
+                return  # an unknown scheme: the worker fails the job once, clearly
+            raise ValidationError(f"invalid input: {exc}") from None
+
+    def _check_live_input(self, input_url: str, listen: bool) -> None:
+        """The live input's root or network check, the same one the worker repeats before opening it."""
+        if isinstance(input_url, str):
+            try:
+                check_live_input(input_url, self.settings.input_roots, self.settings.allowed_networks,
+                                 listen=listen)
+            except (ValidationError, InvalidInputError) as exc:
+                raise ValidationError(f"invalid live input: {exc}") from None
 
     @staticmethod
     def _validated(schema: type[Any], /, **fields: Any) -> Any:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mediarunner.config.settings import Rendition
 from mediarunner.errors import MediarunnerError
+from mediarunner.models.locations import control_character
 from mediarunner.models.studio import Operation, parse_operations
 
 Format = Literal["hls", "mp4"]
@@ -30,6 +31,9 @@ def _check_url(value: str) -> str:
         raise ValueError("must not be empty")
     if "\x00" in value:
         raise ValueError("must not contain NUL bytes")
+    bad = control_character(value) or control_character(unquote(value))
+    if bad is not None:
+        raise ValueError(f"must not contain control characters (found {bad})")
     return value
 
 
@@ -63,6 +67,8 @@ class RenditionPayload(_Payload):
     part: int = Field(default=0, ge=0, lt=MAX_PARTS)  # of a split rendition (see TranscodePayload.parts)
     parts: int = Field(default=1, ge=1, le=MAX_PARTS)
 
+    _url = field_validator("input", "output")(_check_url)
+
     @model_validator(mode="after")
     def _part_in_range(self) -> RenditionPayload:
         if self.part >= self.parts:
@@ -90,6 +96,8 @@ class TranscribePayload(_Payload):
     formats: tuple[Subtitle, ...] = ("vtt", "srt", "json")
     device: Literal["auto", "gpu", "cpu"] = "auto"
 
+    _url = field_validator("output")(_check_url)
+
     @field_validator("formats")
     @classmethod
     def _formats(cls, v: tuple[str, ...]) -> tuple[str, ...]:
@@ -103,6 +111,11 @@ class NoopPayload(_Payload):
     output: str | None = Field(default=None, max_length=MAX_URL)
     # Diagnostics: raise a transient error on attempts <= fail_attempts (exercises retries end to end).
     fail_attempts: int = Field(default=0, ge=0, le=10)
+
+    @field_validator("output")
+    @classmethod
+    def _output(cls, v: str | None) -> str | None:
+        return None if v is None else _check_url(v)
 
 
 STUDIO_OUTPUT = "studio.mp4"  # the edited file, relative to a studio job's output directory

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mediarunner.errors import JobCancelled
 from mediarunner.models.enums import Stage
-from mediarunner.models.locations import join_location
+from mediarunner.models.locations import check_input_root, is_local, join_location
 from mediarunner.storage.local import check_free_space
 from mediarunner.storage.store import Published, Store, open_store
 from mediarunner.tasks.context import JobContext
@@ -47,6 +47,8 @@ def stage_input(ctx: JobContext, url: str) -> Path:
     if ctx.stage is not Stage.DOWNLOADING:
         ctx.set_stage(Stage.DOWNLOADING)
     ensure_scratch_space(ctx)
+    if is_local(url):  # empty input_roots refuse local inputs (the store alone would allow any path)
+        check_input_root(url, ctx.settings.input_roots)
     path = open_store(url, ctx.settings, "input").stage_in(ctx.scratch / "inputs")
     if path.is_relative_to(ctx.scratch):
         ctx.log(f"staged {path.stat().st_size} bytes from {url}")
