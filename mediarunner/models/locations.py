@@ -110,7 +110,7 @@ def parse_location(url: str, direction: Direction = "input") -> Location:
     """
     if not url or not url.strip():
         raise ValidationError("empty storage location")
-    bad = control_character(url) or control_character(unquote(url))
+    bad = control_character(url) or ("://" in url and control_character(unquote(url))) or None
     if bad is not None:
         raise ValidationError(f"storage location contains a control character ({bad})")
     if "://" not in url:

@@ -7,13 +7,14 @@ handlers parse them back with the same models, so a malformed payload is a perma
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
 
 from mediarunner.config.settings import Rendition
-from mediarunner.errors import MediarunnerError
+from mediarunner.errors import MediarunnerError, ValidationError
 from mediarunner.models.locations import control_character
 from mediarunner.models.studio import Operation, parse_operations
 
@@ -31,7 +32,7 @@ def _check_url(value: str) -> str:
         raise ValueError("must not be empty")
     if "\x00" in value:
         raise ValueError("must not contain NUL bytes")
-    bad = control_character(value) or control_character(unquote(value))
+    bad = control_character(value) or ("://" in value and control_character(unquote(value))) or None
     if bad is not None:
         raise ValueError(f"must not contain control characters (found {bad})")
     return value
@@ -168,6 +169,19 @@ class LivePayload(_Payload):
         if len({r.name for r in self.renditions}) != len(self.renditions):
             raise ValueError("rendition names must be unique")
         return self
+
+
+P = TypeVar("P", bound=BaseModel)
+
+
+def load(model: type[P], data: Any) -> P:
+    """Parse a stored payload (a handler's first step): a malformed one is a permanent
+    :class:`~mediarunner.errors.ValidationError` of one line, naming the fields and their problems."""
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in exc.errors())
+        raise ValidationError(f"invalid {model.__name__}: {problems}") from None
 
 
 def dump(model: BaseModel) -> dict[str, Any]:

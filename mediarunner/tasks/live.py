@@ -32,7 +32,7 @@ from mediarunner.media.ladder import PlannedRendition
 from mediarunner.media.live import MASTER_PLAYLIST, VARIANT_PLAYLIST, run_live
 from mediarunner.models.enums import Stage
 from mediarunner.models.locations import check_live_input
-from mediarunner.models.payloads import LivePayload
+from mediarunner.models.payloads import LivePayload, load
 from mediarunner.storage.store import Store
 from mediarunner.tasks import io
 from mediarunner.tasks.context import JobContext
@@ -50,7 +50,7 @@ def live_renditions(rungs: tuple[Rendition, ...], *, audio: bool) -> list[Planne
 
 
 def run_live_job(ctx: JobContext) -> Outcome:
-    p = LivePayload.model_validate(ctx.job.payload)
+    p = load(LivePayload, ctx.job.payload)
     s = ctx.settings
     # Inside the input roots, or a public (or allowed) network address: checked again here, right
     # before ffmpeg opens it, since the submitter's view of roots and DNS may differ from ours.
