@@ -102,6 +102,10 @@ class Client:
             side = getattr(op, "url", None) or getattr(op, "image_url", None)
             if side is not None:
                 self._check_input(side)
+        for op in payload.operations:
+            side = getattr(op, "url", None) or getattr(op, "image_url", None)
+            self._check_local_input(side)
+        self._check_local_input(input)
         common = self._common(priority, priority_class, metadata)
         q, why = route(JobType.STUDIO, queue=queue)
         jobs = [NewJob(JobType.STUDIO, q, dump(payload), routing_reason=why, **common)]
@@ -153,6 +157,7 @@ class Client:
             raise ValidationError("parts must be an integer")
         top = self._validated(TranscodePayload, input=input, output=output, formats=tuple(formats),
                               ladder=tuple(rungs), parts=parts)
+        self._check_local_input(input)
         jobs = [NewJob(JobType.TRANSCODE, q, dump(top), parent=parent, routing_reason=why, **common)]
         # Unsplit, the parent encodes the top rung it can fill and children the rest.
         children = [(rung, 0) for rung in rungs[1:]] if parts == 1 else \
@@ -175,6 +180,7 @@ class Client:
         self._check_input(input)
         common = self._common(priority, priority_class, metadata)
         ext = self._validated(ExtractAudioPayload, input=input, output=output)
+        self._check_local_input(input)
         q, why = route(JobType.EXTRACT_AUDIO)
         jobs = [NewJob(JobType.EXTRACT_AUDIO, q, dump(ext), routing_reason=why, **common)]
         jobs.append(self._transcribe_job(output, language, model, formats, device, parent=0, common=common))
@@ -285,22 +291,27 @@ class Client:
         except (InvalidOutputError, ValidationError) as exc:
             raise ValidationError(f"invalid output: {exc}") from None
 
-    def _check_input(self, input: str) -> None:
-        """Reject what can never be read before it reaches a row or a message: credentials embedded
-        in a URL, control characters, a local path outside the input roots (or any local path when
-        ``input_roots`` is empty). Other problems (missing file, unknown scheme) fail the job on the
-        worker, once."""
-        if not isinstance(input, str):
-            return  # the payload model reports the type
-        try:
-            if is_local(input):
-                check_input_root(input, self.settings.input_roots)
-            else:
+    @staticmethod
+    def _check_input(input: str) -> None:
+        """Reject credentials embedded in an input URL, and control characters, before they reach a
+        row or a message. Other problems (missing file, unknown scheme) fail the job on the worker,
+        once; the root check of a local input comes last (:meth:`_check_local_input`)."""
+        if isinstance(input, str) and input:
+            try:
                 parse_location(input, "input")
-        except (ValidationError, InvalidInputError) as exc:
-            if isinstance(exc, InvalidInputError) and not is_local(input):
-                return  # an unknown scheme: the worker fails the job once, clearly
-            raise ValidationError(f"invalid input: {exc}") from None
+            except ValidationError as exc:
+                raise ValidationError(f"invalid input: {exc}") from None
+            except InvalidInputError:
+                pass
+
+    def _check_local_input(self, input: str | None) -> None:
+        """A local input must lie inside ``input_roots`` (and none is read when they are empty); checked
+        after the other arguments, so that their own errors are the ones reported."""
+        if isinstance(input, str) and is_local(input):
+            try:
+                check_input_root(input, self.settings.input_roots)
+            except InvalidInputError as exc:
+                raise ValidationError(f"invalid input: {exc}") from None
 
     def _check_live_input(self, input_url: str, listen: bool) -> None:
         """The live input's root or network check, the same one the worker repeats before opening it."""

@@ -134,7 +134,7 @@ CASES: list[tuple[str, Callable[[Env, str], Any], str, str]] = [
     ("dot-dot path", transcode(lambda e: f"{e.inp}/../../{e.outside.name}/secret.mp4"), "submit", ".."),
     ("percent-encoded dot-dot", transcode(lambda e: f"file://{e.inp}/%2e%2e/x.mp4"), "submit", ".."),
     ("absolute path outside", transcode(lambda e: "/etc/passwd"), "submit", "escapes"),
-    ("file url with a host", transcode(lambda e: "file://evil.example/etc/passwd"), "submit", "remote host"),
+    ("file url with a host", transcode(lambda e: "file://evil.example/etc/passwd"), "submit", "local path"),
     ("worker: input outside the roots", raw_transcode(input=lambda e: str(e.outside / "secret.mp4")), "worker",
      "escapes"),
     ("studio intro outside the roots", studio(lambda e: [{"op": "intro", "url": str(e.outside / "secret.mp4")}]),
