@@ -215,3 +215,31 @@ def test_hostile_input_table(env: Env) -> None:
 
     ok = env.client.submit_transcode(str(env.inp / "good.mp4"), env.out("ok"), renditions=["240p"])
     assert env.client.wait(ok.id, timeout=90).state is JobState.COMPLETED  # the same worker still serves
+
+
+def test_every_resolved_address_is_checked() -> None:
+    from ipaddress import ip_network
+
+    from mediarunner.errors import InvalidInputError
+    from mediarunner.models.networks import check_network_target
+
+    def split_horizon(host: str, port: int | None) -> list[str]:
+        return ["93.184.216.34", "10.0.0.7"]  # one public answer must not hide a private one
+
+    with pytest.raises(InvalidInputError, match=r"private address \(10\.0\.0\.7\)"):
+        check_network_target("https://media.example/x.m3u8", resolve=split_horizon)
+    check_network_target("https://media.example/x.m3u8", [ip_network("10.0.0.0/8")], resolve=split_horizon)
+    check_network_target("rtmp://93.184.216.34/live/key")  # a public literal needs no resolver
+
+
+def test_concat_list_holds_only_fixed_names(tmp_path: Path) -> None:
+    from mediarunner.media import concat_parts, probe
+
+    hostile = tmp_path / "out\nfile '/etc/passwd'\n"  # what a newline in an output path used to inject
+    hostile.mkdir(parents=True)
+    parts = [make_clip(tmp_path / f"p{i}.mp4", seconds=1.0, size="160x120", audio=False).rename(hostile / f"p{i}.mp4")
+             for i in range(2)]
+    dst = tmp_path / "joined.mp4"
+    concat_parts(parts, None, dst)
+    assert 1.9 < probe(dst).duration < 2.2
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".joined")]  # the join directory is gone
