@@ -22,7 +22,15 @@ from mediarunner.models import transitions
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState, JobType
-from mediarunner.models.locations import check_location, is_local, join_location, parse_location, resolve_local_path
+from mediarunner.models.locations import (
+    check_input_root,
+    check_live_input,
+    check_location,
+    is_local,
+    join_location,
+    parse_location,
+    resolve_local_path,
+)
 from mediarunner.models.payloads import (
     STUDIO_OUTPUT,
     ExtractAudioPayload,
@@ -96,6 +104,10 @@ class Client:
             side = getattr(op, "url", None) or getattr(op, "image_url", None)
             if side is not None:
                 self._check_input(side)
+        for op in payload.operations:
+            side = getattr(op, "url", None) or getattr(op, "image_url", None)
+            self._check_local_input(side)
+        self._check_local_input(input)
         self._check_exists(input)
         common = self._common(priority, priority_class, metadata)
         q, why = route(JobType.STUDIO, queue=queue)
@@ -116,6 +128,7 @@ class Client:
         payload = self._validated(LivePayload, input_url=input_url, output=output, renditions=tuple(rungs),
                                   listen=listen, audio=audio)
         q, why = route(JobType.LIVE, queue=queue)
+        self._check_live_input(payload.input_url, listen)
         return self._submit([NewJob(JobType.LIVE, q, dump(payload), routing_reason=why,
                                     **self._common(priority, priority_class, metadata))])
 
@@ -138,6 +151,7 @@ class Client:
         of the submitted list) and one TRANSCODE_RENDITION child per lower rung; split into
         ``parts``, one child per part of every rung (the parent prunes those a short video needs not)."""
         rungs = self._rungs(renditions)
+        q, why = route(JobType.TRANSCODE, queue=queue)
         self._check_input(input)
         self._check_output(output)
         if isinstance(formats, str):
@@ -146,7 +160,7 @@ class Client:
             raise ValidationError("parts must be an integer")
         top = self._validated(TranscodePayload, input=input, output=output, formats=tuple(formats),
                               ladder=tuple(rungs), parts=parts)
-        q, why = route(JobType.TRANSCODE, queue=queue)
+        self._check_local_input(input)
         jobs = [NewJob(JobType.TRANSCODE, q, dump(top), parent=parent, routing_reason=why, **common)]
         # Unsplit, the parent encodes the top rung it can fill and children the rest.
         children = [(rung, 0) for rung in rungs[1:]] if parts == 1 else \
@@ -166,8 +180,10 @@ class Client:
         """Speech to subtitles: ``extract_audio`` (cpu) then ``transcribe`` — on a GPU worker when one
         is online (or ``device="gpu"``), else on cpu; the job records where it ran and why."""
         self._check_output(output)
+        self._check_input(input)
         common = self._common(priority, priority_class, metadata)
         ext = self._validated(ExtractAudioPayload, input=input, output=output)
+        self._check_local_input(input)
         self._check_exists(input)
         q, why = route(JobType.EXTRACT_AUDIO)
         jobs = [NewJob(JobType.EXTRACT_AUDIO, q, dump(ext), routing_reason=why, **common)]
@@ -281,15 +297,34 @@ class Client:
 
     @staticmethod
     def _check_input(input: str) -> None:
-        """Reject credentials embedded in an input URL before they reach a row or a message.
-        Other problems (missing file, unknown scheme) fail the job on the worker, once."""
-        if isinstance(input, str) and "://" in input:
+        """Reject credentials embedded in an input URL, and control characters, before they reach a
+        row or a message. Other problems (missing file, unknown scheme) fail the job on the worker,
+        once; the root check of a local input comes last (:meth:`_check_local_input`)."""
+        if isinstance(input, str) and input:
             try:
                 parse_location(input, "input")
             except ValidationError as exc:
                 raise ValidationError(f"invalid input: {exc}") from None
             except InvalidInputError:
                 pass
+
+    def _check_local_input(self, input: str | None) -> None:
+        """A local input must lie inside ``input_roots`` (and none is read when they are empty); checked
+        after the other arguments, so that their own errors are the ones reported."""
+        if isinstance(input, str) and is_local(input):
+            try:
+                check_input_root(input, self.settings.input_roots)
+            except InvalidInputError as exc:
+                raise ValidationError(f"invalid input: {exc}") from None
+
+    def _check_live_input(self, input_url: str, listen: bool) -> None:
+        """The live input's root or network check, the same one the worker repeats before opening it."""
+        if isinstance(input_url, str):
+            try:
+                check_live_input(input_url, self.settings.input_roots, self.settings.allowed_networks,
+                                 listen=listen)
+            except (ValidationError, InvalidInputError) as exc:
+                raise ValidationError(f"invalid live input: {exc}") from None
 
     @staticmethod
     def _check_exists(input: str | None) -> None:

@@ -19,4 +19,6 @@ if [ -z "${MEDIARUNNER_BROKER_URL:-}" ]; then
 fi
 trap '[ -n "$private" ] && [ -f "$private" ] && kill "$(cat "$private")" 2>/dev/null || true' EXIT
 export MEDIARUNNER_DATABASE_URL="${MEDIARUNNER_DATABASE_URL:-sqlite:///var/demo/mediarunner.db}"
+# The demo's generated clip lives in var/demo: the only local inputs it reads.
+export MEDIARUNNER_INPUT_ROOTS="${MEDIARUNNER_INPUT_ROOTS:-[\"$PWD/var/demo\"]}"
 .venv/bin/mediarunner demo "$@"

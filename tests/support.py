@@ -204,6 +204,7 @@ def make_stack(tmp: Path, database_url: str, broker_url: str, **overrides: str) 
         "MEDIARUNNER_BROKER_URL": broker_url,
         "MEDIARUNNER_SCRATCH_DIR": str(tmp / "scratch"),
         "MEDIARUNNER_OUTPUT_ROOTS": f'["{outputs}"]',
+        "MEDIARUNNER_INPUT_ROOTS": f'["{tmp.parent}"]',  # this test's files and the session fixtures' (siblings)
         "MEDIARUNNER_X264_PRESET": "ultrafast",
         "MEDIARUNNER_HEARTBEAT_SECONDS": "0.5",
         "MEDIARUNNER_CANCEL_POLL_SECONDS": "0.2",

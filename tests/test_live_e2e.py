@@ -25,6 +25,7 @@ LIVE_ENV = {
     ]),
     "MEDIARUNNER_LIVE_SEGMENT_SECONDS": "1",
     "MEDIARUNNER_LIVE_STALL_TIMEOUT_SECONDS": "10",
+    "MEDIARUNNER_ALLOWED_NETWORKS": '["127.0.0.0/8"]',  # the test's sources are on loopback
 }
 
 

@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -61,7 +61,11 @@ class Settings(BaseSettings):
     # --- files
     scratch_dir: Path = Path("var/scratch")
     output_roots: list[Path] = Field(default_factory=lambda: [Path("var/outputs")])
-    input_roots: list[Path] = Field(default_factory=list)  # empty: any local path may be read
+    # Local inputs are read only from these directories (and nothing local is read when empty).
+    input_roots: list[Path] = Field(default_factory=lambda: [Path("var/inputs")])
+    # Network targets (live inputs, webhook notify_url) in loopback, private, link-local, CGNAT,
+    # multicast or reserved ranges are refused unless inside one of these CIDRs.
+    allowed_networks: list[IPvAnyNetwork] = Field(default_factory=list)
     ffmpeg_path: str = "ffmpeg"
     ffprobe_path: str = "ffprobe"
     ffmpeg_threads: int = 0  # 0 lets ffmpeg choose
@@ -154,8 +158,6 @@ class Settings(BaseSettings):
     webhook_retry_base_seconds: float = Field(default=10.0, gt=0)  # backoff doubles from this...
     webhook_retry_max_seconds: float = Field(default=3600.0, gt=0)  # ...up to this between attempts
     webhook_give_up_after_seconds: float = Field(default=24 * 3600.0, gt=0)  # then the delivery fails
-    # CIDRs a notify_url may point into although private, loopback or link-local (JSON list).
-    allowed_networks: list[str] = Field(default_factory=list)
 
 
 @lru_cache(maxsize=1)

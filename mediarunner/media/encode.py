@@ -6,6 +6,7 @@ with the same ``segment_seconds`` cuts every segment exactly on a keyframe.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from mediarunner.media.encoders import (
     to_args,
 )
 from mediarunner.media.ffmpeg import run_ffmpeg
+from mediarunner.media.formats import CONCAT_FORMATS, file_input_options, option_args
 from mediarunner.media.hls import HlsVariant, describe_variant, render_master_playlist
 from mediarunner.media.ladder import PlannedRendition
 from mediarunner.media.probe import MediaInfo
@@ -39,6 +41,9 @@ __all__ = [
     "package_hls",
     "render_master_playlist",
 ]
+
+_JOIN_PART = "part_{:03d}.mp4"
+
 
 def _check_rendition(r: PlannedRendition, info: MediaInfo, segment_seconds: float) -> None:
     if segment_seconds <= 0:
@@ -55,7 +60,8 @@ def rendition_args(src: Path, dst_mp4: Path, r: PlannedRendition, info: MediaInf
                    segment_seconds: float, start: float, duration: float | None) -> list[str]:  # fmt: skip
     """The ffmpeg arguments of :func:`encode_rendition`, built with ffmpeg-python."""
     # 0:V excludes cover art; the streams match the ones probe() describes.
-    source = ffpy.input("file:" + str(src.resolve()), **({"ss": f"{start:.6f}"} if start > 0 else {}))
+    source = ffpy.input("file:" + str(src.resolve()), **file_input_options(),
+                        **({"ss": f"{start:.6f}"} if start > 0 else {}))
     streams: list[Any] = []
     opts: Options = {}
     if duration is not None:
@@ -135,12 +141,20 @@ def concat_parts(
     if not parts:
         raise ValidationError("no parts to join")
     dst_mp4.parent.mkdir(parents=True, exist_ok=True)
-    listing = dst_mp4.with_name(dst_mp4.name + ".parts.txt")
-    # The concat demuxer's quoting: a quote inside a path is written as '\''.
-    listing.write_text("".join("file '" + str(p.resolve()).replace("'", "'\\''") + "'\n" for p in parts))
-    args = ["-f", "concat", "-safe", "0", "-i", "file:" + str(listing)]
+    # The list names only fixed, relative names (links to the parts, in a private directory) and
+    # is read with -safe 1: no path we were given, whatever its characters, reaches the list.
+    work = dst_mp4.with_name(f".{dst_mp4.stem}.join")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    for i, p in enumerate(parts):
+        (work / _JOIN_PART.format(i)).symlink_to(p.resolve())
+    listing = work / "parts.ffconcat"
+    listing.write_text("ffconcat version 1.0\n" + "".join(f"file {_JOIN_PART.format(i)}\n" for i in range(len(parts))))
+    args = [*option_args(file_input_options(CONCAT_FORMATS)), "-f", "concat", "-safe", "1",
+            "-i", "file:" + str(listing)]
     if audio is not None:
-        args += ["-i", "file:" + str(audio.resolve()), "-map", "0:v:0", "-map", "1:a:0"]
+        args += [*option_args(file_input_options()), "-i", "file:" + str(audio.resolve()),
+                 "-map", "0:v:0", "-map", "1:a:0"]
     else:
         args += ["-map", "0:v:0"]
     args += ["-c", "copy", *to_args(MP4_OUTPUT), "file:" + str(dst_mp4.resolve())]
@@ -151,7 +165,7 @@ def concat_parts(
         remove_quietly(dst_mp4)
         raise
     finally:
-        remove_quietly(listing)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _segment_template(out_dir: Path) -> str:
@@ -179,7 +193,7 @@ def package_hls(
     for stale in [playlist, *out_dir.glob("seg_*.ts")]:
         remove_quietly(stale)
     args = [
-        "-i", "file:" + str(mp4.resolve()), "-map", "0", "-c", "copy",
+        *option_args(file_input_options()), "-i", "file:" + str(mp4.resolve()), "-map", "0", "-c", "copy",
         "-f", "hls", "-hls_time", f"{segment_seconds:g}", "-hls_playlist_type", "vod",
         "-hls_list_size", "0", "-hls_segment_type", "mpegts",
         "-hls_segment_filename", _segment_template(out_dir),

@@ -149,6 +149,21 @@ _GENERIC_RULES: tuple[tuple[re.Pattern[str], type[MediarunnerError], str], ...] 
     ),
 )
 
+# The input allow-lists (mediarunner.media.formats) refused a demuxer or a protocol: checked before
+# the per-input rules, whose "Invalid argument" line says less.
+_REFUSAL_RULES: tuple[tuple[re.Pattern[str], type[MediarunnerError], str], ...] = (
+    (
+        re.compile(r"\[(\w+) @ [^\]]*\] Format not on whitelist"),
+        InvalidInputError,
+        "input container is not an allowed media format",
+    ),
+    (
+        re.compile(r"Protocol '?([\w+.-]*)'? not on whitelist"),
+        InvalidInputError,
+        "input refers to another file or URL through a protocol that is not allowed",
+    ),
+)
+
 # Conditions of the machine, not of the input: they win over any input complaint in the tail
 # (a corrupt-frame warning must not turn a full disk into a permanent failure).
 _TRANSIENT_MARKERS = (
@@ -186,6 +201,10 @@ def _classify(returncode: int, stderr_tail: str, args: Sequence[str]) -> Mediaru
         if marker in stderr_tail:
             return ProcessingError(f"ffmpeg failed: {marker.lower()}\n{tail}")
     lines = stderr_tail.splitlines()
+    for pattern, cls, what in _REFUSAL_RULES:
+        for line in lines:
+            if m := pattern.search(line):
+                return cls(f"ffmpeg: {what} ({m.group(1)})\n{tail}")
     for url in _input_urls(args):
         for line in lines:
             if not line.startswith(f"{url}: "):

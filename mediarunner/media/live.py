@@ -34,6 +34,7 @@ import ffmpeg as ffpy  # ffmpeg-python builds the argument lists; run_ffmpeg run
 from mediarunner.errors import InvalidInputError, JobCancelled, ProcessingError, ValidationError
 from mediarunner.media.encoders import POLICY, Options, live_audio_options, live_video_options, threads_option
 from mediarunner.media.ffmpeg import run_ffmpeg
+from mediarunner.media.formats import file_input_options, network_input_options
 from mediarunner.media.ladder import PlannedRendition
 from mediarunner.storage.local import remove_quietly
 
@@ -109,13 +110,14 @@ def _input_options(
         path = Path(urlsplit(input_url).path if scheme else input_url)
         if not path.is_file():
             raise InvalidInputError(f"live input file not found: {path}")
-        return "file:" + str(path.resolve()), opts
+        return "file:" + str(path.resolve()), opts | file_input_options()
     if scheme not in _NETWORK_SCHEMES:
         raise InvalidInputError(
             f"unsupported live input scheme {scheme!r} (supported: {', '.join(_NETWORK_SCHEMES)}, file)"
         )
     if "@" in urlsplit(input_url).netloc:
         raise ValidationError("credentials must not be embedded in the live input URL")
+    opts |= network_input_options(input_url)
     if listen:
         if scheme not in ("rtmp", "rtmps"):
             raise ValidationError("listen=True needs an rtmp:// input URL (SRT listens via ?mode=listener)")

@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 from mediarunner.errors import InvalidInputError, ProcessingError, UnsupportedMediaError
+from mediarunner.media.formats import MEDIA_FORMATS, SUBTITLE_FORMATS, check_format, file_input_options, option_args
 
 __all__ = ["MediaInfo", "decodable_codecs", "media_info_from_ffprobe", "probe"]
 
@@ -181,17 +182,27 @@ def media_info_from_ffprobe(
 
 
 def _explain_rejection(stderr: str) -> str:
+    m = re.search(r"\[(\w+) @ [^\]]*\] Format not on whitelist", stderr)
+    if m:
+        return f"container {m.group(1)!r} is not an allowed media format"
+    if "not on whitelist" in stderr:
+        return "refers to another file or URL (not allowed)"
     if "moov atom not found" in stderr:
         return "not a valid MP4 (moov atom missing: truncated, unfinished, or not an MP4 at all)"
     if "Invalid data found when processing input" in stderr:
-        return "not a media file, or corrupt"
+        return "not a media file in an allowed container, or corrupt"
     if "Permission denied" in stderr:
         return "not readable (permission denied)"
     return "rejected by ffprobe"
 
 
-def probe(path: str | os.PathLike[str], *, ffprobe: str = "ffprobe", timeout: float = 60) -> MediaInfo:
-    """Describe a local media file; raise InvalidInputError / UnsupportedMediaError if unusable."""
+def probe(path: str | os.PathLike[str], *, ffprobe: str = "ffprobe", timeout: float = 60,
+          formats: tuple[str, ...] = MEDIA_FORMATS) -> MediaInfo:
+    """Describe a local media file; raise InvalidInputError / UnsupportedMediaError if unusable.
+
+    Only the demuxers in ``formats`` (see :mod:`mediarunner.media.formats`) may read it, and only
+    through the file protocol: a playlist, concat list or text file is refused, never followed.
+    (Subtitle files are read too, to be refused for what they are: no audio or video stream.)"""
     name = os.fspath(path)
     try:
         st = os.stat(name)
@@ -204,8 +215,8 @@ def probe(path: str | os.PathLike[str], *, ffprobe: str = "ffprobe", timeout: fl
     if st.st_size == 0:
         raise InvalidInputError(f"input file is empty (0 bytes): {name}")
 
-    cmd = [ffprobe, "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
-           _file_url(name)]  # fmt: skip
+    cmd = [ffprobe, "-v", "error", *option_args(file_input_options(formats + SUBTITLE_FORMATS)),
+           "-print_format", "json", "-show_format", "-show_streams", _file_url(name)]  # fmt: skip
     try:
         res = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -221,4 +232,6 @@ def probe(path: str | os.PathLike[str], *, ffprobe: str = "ffprobe", timeout: fl
         data = json.loads(res.stdout or b"{}")
     except json.JSONDecodeError as exc:
         raise ProcessingError(f"ffprobe printed invalid JSON for {name}: {exc}") from exc
-    return media_info_from_ffprobe(data, name, decodable_codecs(ffprobe))
+    info = media_info_from_ffprobe(data, name, decodable_codecs(ffprobe))
+    check_format(info.format_name, name, formats)
+    return info

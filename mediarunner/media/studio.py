@@ -22,6 +22,7 @@ import ffmpeg as ffpy  # ffmpeg-python builds the argument lists; run_ffmpeg run
 from mediarunner.errors import InvalidInputError
 from mediarunner.media.encoders import MP4_OUTPUT, POLICY, studio_options, threads_option
 from mediarunner.media.ffmpeg import run_ffmpeg
+from mediarunner.media.formats import IMAGE_FORMATS, file_input_options
 from mediarunner.media.probe import MediaInfo, probe
 from mediarunner.models.studio import Cut, Intro, Operation, Outro, Watermark, parse_operations
 from mediarunner.storage.local import remove_quietly
@@ -75,7 +76,7 @@ def cut_args(src: Path, info: MediaInfo, op: Cut, dst: Path, *, preset: str, crf
     length = end - op.start
     # Input seeking is frame-accurate when re-encoding (ffmpeg >= 2.1) and skips decoding the head;
     # the length is an output option (as an input option it lets one extra video frame through).
-    source = ffpy.input(_file(src), ss=f"{op.start:.6f}")
+    source = ffpy.input(_file(src), **file_input_options(), ss=f"{op.start:.6f}")
     streams = []
     if info.has_video:
         w, h = _need_video(info, "cut")
@@ -151,7 +152,7 @@ def concat_args(
     with_audio = any(info.has_audio for _, info in clips)
     for path, info in clips:
         _need_video(info, f"clip {path.name}")
-    sources = [ffpy.input(_file(path)) for path, _ in clips]
+    sources = [ffpy.input(_file(path), **file_input_options()) for path, _ in clips]
     videos = [_fit_video(v, w, h, fps) for v in _distinct([s["V:0"] for s in sources], "split")]
     parts: list[Any] = videos
     if with_audio:
@@ -186,8 +187,9 @@ def watermark_args(
 ) -> tuple[list[str], float]:
     """Overlay ``image`` on every frame of ``src``."""
     w, h = _need_video(info, "watermark")
-    main = ffpy.input(_file(src))
-    logo = _sized_image(ffpy.input(_file(image))["v"], w, h, op).filter("format", "rgba")
+    main = ffpy.input(_file(src), **file_input_options())
+    image_in = ffpy.input(_file(image), **file_input_options(IMAGE_FORMATS))  # one still image, never a sequence
+    logo = _sized_image(image_in["v"], w, h, op).filter("format", "rgba")
     x, y = (c.format(m=op.margin) for c in _POSITIONS[op.position])
     video = ffpy.filter([main["V:0"], logo], "overlay", x=x, y=y, eof_action="repeat", format="auto")
     if w % 2 or h % 2:

@@ -17,16 +17,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from mediarunner.errors import InvalidInputError, InvalidOutputError, PermanentError, ValidationError
+from mediarunner.models.networks import IpNetwork, check_network_target
 
 __all__ = [
     "DEFAULT_PORTS",
     "SCHEMES",
     "Direction",
     "Location",
+    "check_input_root",
+    "check_live_input",
     "check_location",
+    "control_character",
     "is_local",
     "join_location",
     "parse_location",
@@ -73,6 +77,21 @@ class Location:
         return replace(self, path=path, url=join_location(self.url, rel))
 
 
+# C0 controls (newline, CR, tab, NUL...), DEL and C1 controls: never part of a sane path or URL,
+# and a newline in a path can inject lines into the lists ffmpeg reads (concat, playlists).
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_NAMES = {"\x00": "NUL", "\t": "tab", "\n": "newline", "\r": "carriage return", "\x7f": "DEL"}
+
+
+def control_character(value: str) -> str | None:
+    """The name of the first control character in ``value`` (None: there is none)."""
+    m = _CONTROL_RE.search(value)
+    if m is None:
+        return None
+    c = m.group()
+    return _CONTROL_NAMES.get(c, f"U+{ord(c):04X}")
+
+
 def problem(direction: Direction, message: str) -> PermanentError:
     """The permanent error for a bad input (InvalidInputError) or output (InvalidOutputError)."""
     return InvalidInputError(message) if direction == "input" else InvalidOutputError(message)
@@ -91,6 +110,9 @@ def parse_location(url: str, direction: Direction = "input") -> Location:
     """
     if not url or not url.strip():
         raise ValidationError("empty storage location")
+    bad = control_character(url) or ("://" in url and control_character(unquote(url))) or None
+    if bad is not None:
+        raise ValidationError(f"storage location contains a control character ({bad})")
     if "://" not in url:
         return Location("file", "", None, url, url)
     try:
@@ -141,6 +163,9 @@ def resolve_local_path(url_or_path: str, roots: Sequence[Path] | None, *, what: 
     raw = url_or_path
     if not raw:
         raise problem(what, f"{what} location is empty")
+    bad = control_character(raw)  # before urlsplit, which silently drops tabs and newlines
+    if bad is not None and bad != "NUL":
+        raise problem(what, f"{what} location contains a control character ({bad})")
     m = _URL_RE.match(raw)
     if m or raw.lower().startswith("file:"):
         scheme = m.group(1).lower() if m else "file"
@@ -160,6 +185,9 @@ def resolve_local_path(url_or_path: str, roots: Sequence[Path] | None, *, what: 
 
     if "\x00" in path_str:
         raise problem(what, f"{what} location contains a NUL byte")
+    bad = control_character(path_str)
+    if bad is not None:
+        raise problem(what, f"{what} location contains a control character ({bad})")
     if ".." in re.split(r"[/\\]", path_str):
         raise problem(what, f"{what} location {raw!r} contains a '..' component")
 
@@ -170,6 +198,31 @@ def resolve_local_path(url_or_path: str, roots: Sequence[Path] | None, *, what: 
             allowed = ", ".join(str(r) for r in real_roots)
             raise problem(what, f"{what} location {raw!r} escapes the allowed roots ({allowed})")
     return real
+
+
+def check_input_root(url_or_path: str, roots: Sequence[Path]) -> Path:
+    """A local input's real path, inside ``roots`` (the ``input_roots`` setting). Empty roots
+    refuse every local input: "no roots" never means "read anything"."""
+    if not roots:
+        raise InvalidInputError("local inputs are disabled: MEDIARUNNER_INPUT_ROOTS is empty "
+                                "(set it to the directories inputs may be read from)")
+    return resolve_local_path(url_or_path, roots, what="input")
+
+
+def check_live_input(url: str, roots: Sequence[Path], allowed: Sequence[IpNetwork], *, listen: bool = False) -> str:
+    """The live input as the worker opens it, checked the same way at submit and on the worker
+    (InvalidInputError): a local file must lie inside the input roots (its real path is
+    returned); a network source must be a public address or in ``allowed`` (see
+    :mod:`mediarunner.models.networks`). A listen address (``listen``, SRT ``mode=listener``)
+    is where the worker binds, not a target, so only its syntax is checked."""
+    if is_local(url):
+        return str(check_input_root(url, roots))
+    parts = urlsplit(url)
+    modes = [v for k, v in parse_qsl(parts.query, keep_blank_values=True) if k == "mode"]
+    if listen or (parts.scheme.lower() == "srt" and modes == ["listener"]):
+        return url
+    check_network_target(url, allowed, what="live input")
+    return url
 
 
 def join_location(output: str, rel: str) -> str:
@@ -185,10 +238,14 @@ def check_location(url: str, direction: Direction, roots: Sequence[Path] | None)
     """Parse ``url`` and, for a local one, check it against ``roots`` (see :func:`resolve_local_path`).
 
     Remote locations are checked for syntax only (known scheme, no credentials): the workers hold
-    the keys. The returned location of a local path names its real path.
+    the keys. The returned location of a local path names its real path. Empty input roots refuse
+    every local input (:func:`check_input_root`); empty output roots put no restriction.
     """
     loc = parse_location(url, direction)
     if loc.scheme != "file":
         return loc
-    real = resolve_local_path(url, roots or None, what=direction)
+    if direction == "input":
+        real = check_input_root(url, roots or ())
+    else:
+        real = resolve_local_path(url, roots or None, what=direction)
     return Location("file", "", None, str(real), url)

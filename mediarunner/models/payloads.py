@@ -7,13 +7,15 @@ handlers parse them back with the same models, so a malformed payload is a perma
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Any, Literal, TypeVar
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
 
 from mediarunner.config.settings import Rendition
-from mediarunner.errors import MediarunnerError
+from mediarunner.errors import MediarunnerError, ValidationError
+from mediarunner.models.locations import control_character
 from mediarunner.models.studio import Operation, parse_operations
 
 Format = Literal["hls", "mp4"]
@@ -30,6 +32,9 @@ def _check_url(value: str) -> str:
         raise ValueError("must not be empty")
     if "\x00" in value:
         raise ValueError("must not contain NUL bytes")
+    bad = control_character(value) or ("://" in value and control_character(unquote(value))) or None
+    if bad is not None:
+        raise ValueError(f"must not contain control characters (found {bad})")
     return value
 
 
@@ -63,6 +68,8 @@ class RenditionPayload(_Payload):
     part: int = Field(default=0, ge=0, lt=MAX_PARTS)  # of a split rendition (see TranscodePayload.parts)
     parts: int = Field(default=1, ge=1, le=MAX_PARTS)
 
+    _url = field_validator("input", "output")(_check_url)
+
     @model_validator(mode="after")
     def _part_in_range(self) -> RenditionPayload:
         if self.part >= self.parts:
@@ -90,6 +97,8 @@ class TranscribePayload(_Payload):
     formats: tuple[Subtitle, ...] = ("vtt", "srt", "json")
     device: Literal["auto", "gpu", "cpu"] = "auto"
 
+    _url = field_validator("output")(_check_url)
+
     @field_validator("formats")
     @classmethod
     def _formats(cls, v: tuple[str, ...]) -> tuple[str, ...]:
@@ -103,6 +112,11 @@ class NoopPayload(_Payload):
     output: str | None = Field(default=None, max_length=MAX_URL)
     # Diagnostics: raise a transient error on attempts <= fail_attempts (exercises retries end to end).
     fail_attempts: int = Field(default=0, ge=0, le=10)
+
+    @field_validator("output")
+    @classmethod
+    def _output(cls, v: str | None) -> str | None:
+        return None if v is None else _check_url(v)
 
 
 STUDIO_OUTPUT = "studio.mp4"  # the edited file, relative to a studio job's output directory
@@ -155,6 +169,19 @@ class LivePayload(_Payload):
         if len({r.name for r in self.renditions}) != len(self.renditions):
             raise ValueError("rendition names must be unique")
         return self
+
+
+P = TypeVar("P", bound=BaseModel)
+
+
+def load(model: type[P], data: Any) -> P:
+    """Parse a stored payload (a handler's first step): a malformed one is a permanent
+    :class:`~mediarunner.errors.ValidationError` of one line, naming the fields and their problems."""
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in exc.errors())
+        raise ValidationError(f"invalid {model.__name__}: {problems}") from None
 
 
 def dump(model: BaseModel) -> dict[str, Any]:

@@ -11,7 +11,6 @@ the jobs' own state (``transitions``): a subscription only reads its family.
 from __future__ import annotations
 
 import ipaddress
-import socket
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,9 +21,10 @@ from urllib.parse import urlsplit
 from sqlalchemy import and_, exists, select, update
 from sqlalchemy.orm import Session
 
-from mediarunner.errors import ValidationError
+from mediarunner.errors import InvalidInputError, ValidationError
 from mediarunner.models.api_tables import WebhookDeliveryRow
 from mediarunner.models.enums import ACTIVE_STATES, JobState
+from mediarunner.models.networks import IpNetwork, check_network_target
 from mediarunner.models.schemas import Job
 from mediarunner.models.tables import JobRow
 
@@ -65,31 +65,15 @@ def _delivery(r: WebhookDeliveryRow) -> Delivery:
 
 # ------------------------------------------------------------------------------ the URL check
 
-def _allowed(addr: IPAddress, networks: Sequence[str]) -> bool:
-    for net in networks:
-        try:
-            if addr in ipaddress.ip_network(net, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
-
-
-def _public(addr: IPAddress) -> bool:
-    return not (addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_multicast
-                or addr.is_reserved or addr.is_unspecified or getattr(addr, "ipv4_mapped", None) is not None)
-
-
-def check_notify_url(url: str, allowed_networks: Sequence[str], *, resolve: bool = True) -> str:
-    """``url`` if it is an http(s) URL whose host resolves only to public addresses or to addresses
-    in ``allowed_networks`` (CIDRs, MEDIARUNNER_ALLOWED_NETWORKS); else :class:`ValidationError`.
-
-    The one place this rule lives: point it at the shared network allow-list when there is one."""
+def check_notify_url(url: str, allowed_networks: Sequence[IpNetwork]) -> str:
+    """``url`` if it is an http(s) URL without credentials whose host resolves only to public
+    addresses or to addresses in ``allowed_networks`` (MEDIARUNNER_ALLOWED_NETWORKS, the same rule
+    as live inputs: :func:`mediarunner.models.networks.check_network_target`); else ValidationError."""
     if not isinstance(url, str) or len(url) > MAX_URL:
         raise ValidationError(f"notify_url must be an http(s) URL of at most {MAX_URL} characters")
     try:
         parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        _ = parts.port
     except ValueError as exc:
         raise ValidationError(f"notify_url is not a valid URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -97,19 +81,9 @@ def check_notify_url(url: str, allowed_networks: Sequence[str], *, resolve: bool
     if parts.username is not None or parts.password is not None:
         raise ValidationError("notify_url must not carry credentials")
     try:
-        addrs = [ipaddress.ip_address(parts.hostname)]
-    except ValueError:
-        if not resolve:
-            return url
-        try:
-            infos = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
-        except (OSError, UnicodeError) as exc:
-            raise ValidationError(f"notify_url host {parts.hostname!r} does not resolve ({exc})") from None
-        addrs = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
-    for addr in addrs:
-        if not _public(addr) and not _allowed(addr, allowed_networks):
-            raise ValidationError(f"notify_url points to {addr}, a private, loopback, link-local or reserved "
-                                  "address (allow its network with MEDIARUNNER_ALLOWED_NETWORKS)")
+        check_network_target(url, allowed_networks, what="notify_url")
+    except InvalidInputError as exc:
+        raise ValidationError(str(exc)) from None
     return url
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mediarunner.errors import InvalidInputError, JobCancelled
+from mediarunner.media.formats import file_input_options, option_args
 
 SAMPLE_RATE = 16_000
 
@@ -33,6 +34,7 @@ def extract_audio_args(src: Path, dst_wav: Path) -> list[str]:
     as 16 kHz mono signed 16-bit PCM WAV to ``dst_wav``."""
     return [
         "-y",
+        *option_args(file_input_options()),  # real media containers only, and only this file
         "-i",
         _file_url(src),
         "-map",

@@ -31,7 +31,8 @@ from mediarunner.errors import InvalidInputError, JobCancelled, MediarunnerError
 from mediarunner.media.ladder import PlannedRendition
 from mediarunner.media.live import MASTER_PLAYLIST, VARIANT_PLAYLIST, run_live
 from mediarunner.models.enums import Stage
-from mediarunner.models.payloads import LivePayload
+from mediarunner.models.locations import check_live_input
+from mediarunner.models.payloads import LivePayload, load
 from mediarunner.storage.store import Store
 from mediarunner.tasks import io
 from mediarunner.tasks.context import JobContext
@@ -49,8 +50,11 @@ def live_renditions(rungs: tuple[Rendition, ...], *, audio: bool) -> list[Planne
 
 
 def run_live_job(ctx: JobContext) -> Outcome:
-    p = LivePayload.model_validate(ctx.job.payload)
+    p = load(LivePayload, ctx.job.payload)
     s = ctx.settings
+    # Inside the input roots, or a public (or allowed) network address: checked again here, right
+    # before ffmpeg opens it, since the submitter's view of roots and DNS may differ from ours.
+    input_url = check_live_input(p.input_url, s.input_roots, s.allowed_networks, listen=p.listen)
     renditions = live_renditions(p.renditions, audio=p.audio)
     # Attempt 1 starts a fresh stream; later attempts (failover, retry, restart) continue the output.
     resume = ctx.job.attempt > 1
@@ -71,7 +75,7 @@ def run_live_job(ctx: JobContext) -> Outcome:
     if sync is not None:
         sync.start()
     try:
-        run_live(p.input_url, out_dir, renditions, listen=p.listen, segment_seconds=s.live_segment_seconds,
+        run_live(input_url, out_dir, renditions, listen=p.listen, segment_seconds=s.live_segment_seconds,
                  ffmpeg=s.ffmpeg_path, preset=s.x264_preset, threads=s.ffmpeg_threads, resume=resume,
                  stall_timeout=s.live_stall_timeout_seconds, on_progress=on_progress, should_cancel=should_stop,
                  cancel_poll=s.cancel_poll_seconds)

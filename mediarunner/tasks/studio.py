@@ -15,7 +15,7 @@ from mediarunner.errors import InvalidInputError
 from mediarunner.media import probe
 from mediarunner.media.studio import apply_operations
 from mediarunner.models.enums import Stage
-from mediarunner.models.payloads import STUDIO_OUTPUT, StudioPayload
+from mediarunner.models.payloads import STUDIO_OUTPUT, StudioPayload, load
 from mediarunner.models.studio import Intro, Outro, Watermark
 from mediarunner.tasks import io
 from mediarunner.tasks.context import JobContext
@@ -24,7 +24,7 @@ from mediarunner.tasks.transcode import artifact
 
 
 def run_studio(ctx: JobContext) -> Outcome:
-    p = StudioPayload.model_validate(ctx.job.payload)
+    p = load(StudioPayload, ctx.job.payload)
     s = ctx.settings
     io.check_output(ctx, p.output)
     src = io.stage_input(ctx, p.input)

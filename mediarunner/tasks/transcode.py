@@ -36,7 +36,7 @@ from mediarunner.media import (
     render_master_playlist,
 )
 from mediarunner.models.enums import JobState, JobType, Stage
-from mediarunner.models.payloads import RenditionPayload, TranscodePayload
+from mediarunner.models.payloads import RenditionPayload, TranscodePayload, load
 from mediarunner.models.schemas import Job
 from mediarunner.tasks import io
 from mediarunner.tasks.context import JobContext
@@ -48,7 +48,7 @@ AUDIO_PART = "audio.m4a"  # a split rendition's audio, encoded once by part 0
 
 
 def run_transcode(ctx: JobContext) -> Outcome:
-    p = TranscodePayload.model_validate(ctx.job.payload)
+    p = load(TranscodePayload, ctx.job.payload)
     s = ctx.settings
     src = io.stage_input(ctx, p.input)
     ctx.set_stage(Stage.PROCESSING)
@@ -80,7 +80,7 @@ def run_transcode(ctx: JobContext) -> Outcome:
 
 
 def run_rendition(ctx: JobContext) -> Outcome:
-    p = RenditionPayload.model_validate(ctx.job.payload)
+    p = load(RenditionPayload, ctx.job.payload)
     parent = ctx.parent
     if parent is None or not parent.result:
         raise PermanentError("rendition job has no completed parent with a plan")

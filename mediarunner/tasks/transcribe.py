@@ -14,7 +14,7 @@ from typing import Any
 
 from mediarunner.errors import PermanentError
 from mediarunner.models.enums import Stage
-from mediarunner.models.payloads import ExtractAudioPayload, TranscribePayload
+from mediarunner.models.payloads import ExtractAudioPayload, TranscribePayload, load
 from mediarunner.speech import Transcript, engine_loads, engine_lock, extract_audio, get_engine
 from mediarunner.speech.subtitles import to_json, to_srt, to_webvtt
 from mediarunner.tasks import io
@@ -27,7 +27,7 @@ RENDER = {"vtt": to_webvtt, "srt": to_srt, "json": to_json}
 
 
 def run_extract_audio(ctx: JobContext) -> Outcome:
-    p = ExtractAudioPayload.model_validate(ctx.job.payload)
+    p = load(ExtractAudioPayload, ctx.job.payload)
     s = ctx.settings
     io.check_output(ctx, p.output)
     src = io.stage_input(ctx, p.input)
@@ -46,7 +46,7 @@ def run_extract_audio(ctx: JobContext) -> Outcome:
 
 
 def run_transcribe(ctx: JobContext) -> Outcome:
-    p = TranscribePayload.model_validate(ctx.job.payload)
+    p = load(TranscribePayload, ctx.job.payload)
     s = ctx.settings
     parent = ctx.parent.result if ctx.parent else None
     if parent is None:
