@@ -23,8 +23,9 @@ FAST: dict[str, Any] = {
 
 
 def storage_settings(**fields: Any) -> Settings:
-    """Worker settings for the stores: no roots (any local path), no .env file, ``fields`` on top."""
-    return Settings(_env_file=None, **{"input_roots": [], "output_roots": [], **fields})  # type: ignore[call-arg]
+    """Worker settings for the stores: roots that admit any local path ("/" for inputs: empty input
+    roots refuse every local input; none for outputs), no .env file, ``fields`` on top."""
+    return Settings(_env_file=None, **{"input_roots": [Path("/")], "output_roots": [], **fields})  # type: ignore[call-arg]
 
 
 def stage_in(settings: Settings, url: str, scratch: Path) -> Path:
