@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     failover_after_seconds: float = 60.0  # a running job silent this long is failed over
     job_time_limit_seconds: float = 6 * 3600
     redispatch_after_seconds: float = 300.0  # a pending job unclaimed this long is re-published
+    redispatch_max_seconds: float = 3600.0  # ... then after twice as long each time, up to this
     purge_after_days: float = 30.0  # <= 0 disables purging
     purge_batch_size: int = 1000
     beat_interval_seconds: float = 1.0

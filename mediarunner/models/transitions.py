@@ -326,8 +326,8 @@ def requeue(session: Session, job_id: str, attempt: int, error: str, run_after: 
     worker = _worker_of(session, job_id)  # cleared below; the event keeps it for the runner's log
     ok = _cas(session, job_id, [S.RUNNING], dict(
         state=S.PENDING, attempt=J.attempt + 1, failures=J.failures + 1, error=error[:4000],
-        error_kind=ErrorKind.TRANSIENT, run_after=run_after, dispatched_at=None, stage=None,
-        updated_at=now, worker=None,
+        error_kind=ErrorKind.TRANSIENT, run_after=run_after, dispatched_at=None, redispatches=0, stage=None,
+        updated_at=now, worker=None, worker_instance=None,
     ), attempt=attempt)
     if ok:
         record_event(session, event, now, f"attempt {attempt} -> {attempt + 1}: {error}", job_id=job_id,
@@ -339,7 +339,8 @@ def reroute(session: Session, job_id: str, attempt: int, queue: str, reason: str
     """Move a pending job to another queue. The attempt grows, so the message still waiting in
     the old queue is stale and will be dropped if a worker ever takes it."""
     ok = _cas(session, job_id, [S.PENDING], dict(
-        queue=queue, routing_reason=reason[:200], attempt=J.attempt + 1, dispatched_at=None, updated_at=now,
+        queue=queue, routing_reason=reason[:200], attempt=J.attempt + 1, dispatched_at=None, redispatches=0,
+        updated_at=now,
     ), attempt=attempt)
     if ok:
         record_event(session, "job_rerouted", now, f"-> {queue}: {reason}", job_id=job_id)
@@ -385,8 +386,8 @@ def restart(session: Session, job_id: str, now: datetime) -> bool:
 
 def _fresh_attempt(state: JobState, now: datetime) -> dict[str, Any]:
     return dict(state=state, attempt=J.attempt + 1, failures=0, error=None, error_kind=None,
-                result=None, run_after=None, dispatched_at=None, started_at=None, finished_at=None,
-                heartbeat_at=None, worker=None, stage=None, progress=0.0, updated_at=now)
+                result=None, run_after=None, dispatched_at=None, redispatches=0, started_at=None, finished_at=None,
+                heartbeat_at=None, worker=None, worker_instance=None, stage=None, progress=0.0, updated_at=now)
 
 
 def _cascade(session: Session, job_id: str, state: JobState, now: datetime, *,
