@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     job_time_limit_seconds: float = 6 * 3600
     redispatch_after_seconds: float = 300.0  # a pending job unclaimed this long is re-published
     redispatch_max_seconds: float = 3600.0  # ... then after twice as long each time, up to this
+    # A finished job waits this long for the database to record its completion (outputs are
+    # published); fences before publishing wait as long.
+    completion_retry_seconds: float = 900.0
+    parts_grace_seconds: float = 86400.0  # parts of split renditions whose jobs all ended: swept after this
     purge_after_days: float = 30.0  # <= 0 disables purging
     purge_batch_size: int = 1000
     beat_interval_seconds: float = 1.0

@@ -26,6 +26,8 @@ from mediarunner.models.retry import RetryPolicy, decide
 from mediarunner.models.schemas import Job
 from mediarunner.models.tables import EventRow, JobRow, RankRow
 
+PARTS_DIR = ".parts"  # where the parts of a split rendition wait to be joined (tasks.transcode)
+
 
 class WorkerLost(TransientError):
     """The worker running a job stopped heart-beating (killed, machine lost)."""
@@ -262,3 +264,35 @@ def _remove_scratch(scratch: Path, job_ids: set[str]) -> None:
     for d in scratch.iterdir():
         if d.name.rsplit("-", 1)[0] in job_ids:
             shutil.rmtree(d, ignore_errors=True)
+
+
+PARTS_SWEPT = "parts_swept"
+
+
+def sweep_parts(session: Session, now: datetime, settings: Settings, remove: Callable[[str, str], None],
+                limit: int = 100) -> list[str]:
+    """Remove ``.parts/<rung>`` of split renditions whose part jobs all ended more than
+    ``parts_grace_seconds`` ago (cancelled, failed, or a joiner that died before its cleanup),
+    with ``remove(output, rel)`` (the output store's ``remove``; beat opens the store). Each part
+    job gets a ``parts_swept`` event, so a rung is swept once.
+    Returns the locations swept (``<output>/.parts/<rung>``)."""
+    cutoff = now - timedelta(seconds=settings.parts_grace_seconds)
+    swept_already = exists().where(EventRow.job_id == JobRow.id, EventRow.kind == PARTS_SWEPT)
+    candidates = session.execute(select(JobRow.parent_id, JobRow.payload).where(
+        JobRow.type == JobType.TRANSCODE_RENDITION, JobRow.state.not_in(list(ACTIVE_STATES)),
+        JobRow.finished_at < cutoff, JobRow.payload["parts"].as_integer() > 1, ~swept_already)
+        .limit(limit)).tuples().all()
+    swept = []
+    for parent_id, rung in {(parent, str((payload or {}).get("rendition"))) for parent, payload in candidates}:
+        group = [(job_id, payload, state, finished) for job_id, payload, state, finished in session.execute(
+            select(JobRow.id, JobRow.payload, JobRow.state, JobRow.finished_at).where(
+                JobRow.parent_id == parent_id, JobRow.type == JobType.TRANSCODE_RENDITION)).tuples()
+            if (payload or {}).get("rendition") == rung]
+        if any(state in ACTIVE_STATES or finished is None or finished >= cutoff for _, _, state, finished in group):
+            continue  # a part still runs (or was restarted): its siblings' parts are needed
+        output = str(group[0][1]["output"])
+        remove(output, f"{PARTS_DIR}/{rung}")
+        for job_id, *_ in group:
+            transitions.record_event(session, PARTS_SWEPT, now, f"{PARTS_DIR}/{rung}", job_id=job_id)
+        swept.append(f"{output.rstrip('/')}/{PARTS_DIR}/{rung}")
+    return swept

@@ -25,6 +25,7 @@ from mediarunner.scheduler import fleet as fleet_ticks
 from mediarunner.scheduler import lease, ticks
 from mediarunner.scheduler.dispatch import dispatch
 from mediarunner.scheduler.routing import QueueProbe
+from mediarunner.storage.store import open_store
 from mediarunner.workers.app import app
 
 log = logging.getLogger(__name__)
@@ -140,11 +141,21 @@ def purge() -> int:
         return 0
     total = 0
     transaction(lambda s: fleet_ticks.purge_runner_events(s, utcnow(), settings))
+    try:
+        swept = transaction(lambda s: ticks.sweep_parts(s, utcnow(), settings, remove=_remove_output))
+        if swept:
+            log.info("swept the parts of %s split rendition(s): %s", len(swept), ", ".join(swept))
+    except Exception:  # a store that cannot be reached: the next purge tries again
+        log.exception("sweeping split rendition parts failed")
     while True:
         batch = transaction(lambda s: ticks.purge(s, utcnow(), settings))
         total += len(batch)
         if len(batch) < settings.purge_batch_size:
             return total
+
+
+def _remove_output(output: str, rel: str) -> None:
+    open_store(output, get_settings(), "output").remove(rel)
 
 
 def beat_schedule() -> dict[str, dict[str, Any]]:
