@@ -121,6 +121,7 @@ class Settings(BaseSettings):
 
     # --- fleet
     require_worker_token: bool = False  # workers without a valid MEDIARUNNER_WORKER_TOKEN refuse to start
+    worker_register_timeout_seconds: float = 120.0  # a worker waits this long for the database to register
     runner_heartbeat_seconds: float = 5.0  # how often a worker publishes its heartbeat and diagnostics
     runner_warning_after_seconds: float = 15.0  # heartbeat older than this: health `warning`
     runner_offline_after_seconds: float = 30.0  # older than this: `offline`, its running jobs fail over

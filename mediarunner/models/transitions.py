@@ -175,7 +175,8 @@ _CLAIM = (
     update(JOBS)
     .where(J.id == bindparam("job_id"), J.state == S.PENDING, J.attempt == bindparam("attempt_"),
            or_(J.run_after.is_(None), J.run_after <= bindparam("now", type_=J.run_after.type)))
-    .values(state=S.RUNNING, worker=bindparam("worker_"), celery_task_id=bindparam("task_id"),
+    .values(state=S.RUNNING, worker=bindparam("worker_"), worker_instance=bindparam("instance_"),
+            celery_task_id=bindparam("task_id"),
             started_at=bindparam("now"), heartbeat_at=bindparam("now"), updated_at=bindparam("now"),
             stage=None, progress=0.0, error=None, error_kind=None)
     .returning(*JOB_COLUMNS)
@@ -188,12 +189,13 @@ _CLAIM_LOGGED = _logged(_CLAIM.returning(exists().where(_CHILD.c.parent_id == J.
 
 
 def claim_job(session: Session, job_id: str, attempt: int, worker: str, task_id: str | None,
-              now: datetime, *, family: bool = True) -> Job | None:
+              now: datetime, *, family: bool = True, instance: str | None = None) -> Job | None:
     """pending -> running, for exactly this attempt (a duplicate or stale message loses here),
     returning the claimed job as written (with its descendants when ``family``),
     or None when this message lost. One ``UPDATE ... RETURNING``: claiming and loading a job is
-    one round trip."""
-    params = {"job_id": job_id, "attempt_": attempt, "worker_": worker, "task_id": task_id, "now": now}
+    one round trip. ``instance``: the worker process (failover of a runner is by instance)."""
+    params = {"job_id": job_id, "attempt_": attempt, "worker_": worker, "instance_": instance, "task_id": task_id,
+              "now": now}
     message = f"attempt {attempt}"
     if _postgres(session):
         row = session.execute(_CLAIM_LOGGED, {**params, "runner": worker, "message": message}).mappings().first()
