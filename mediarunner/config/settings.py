@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     failover_after_seconds: float = 60.0  # a running job silent this long is failed over
     job_time_limit_seconds: float = 6 * 3600
     redispatch_after_seconds: float = 300.0  # a pending job unclaimed this long is re-published
+    redispatch_max_seconds: float = 3600.0  # ... then after twice as long each time, up to this
+    # A finished job waits this long for the database to record its completion (outputs are
+    # published); fences before publishing wait as long.
+    completion_retry_seconds: float = 900.0
+    parts_grace_seconds: float = 86400.0  # parts of split renditions whose jobs all ended: swept after this
     purge_after_days: float = 30.0  # <= 0 disables purging
     purge_batch_size: int = 1000
     beat_interval_seconds: float = 1.0
@@ -120,6 +125,7 @@ class Settings(BaseSettings):
 
     # --- fleet
     require_worker_token: bool = False  # workers without a valid MEDIARUNNER_WORKER_TOKEN refuse to start
+    worker_register_timeout_seconds: float = 120.0  # a worker waits this long for the database to register
     runner_heartbeat_seconds: float = 5.0  # how often a worker publishes its heartbeat and diagnostics
     runner_warning_after_seconds: float = 15.0  # heartbeat older than this: health `warning`
     runner_offline_after_seconds: float = 30.0  # older than this: `offline`, its running jobs fail over

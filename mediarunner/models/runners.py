@@ -37,6 +37,7 @@ class RunnerInfo:
     concurrency: int
     version: str = ""
     capabilities: dict[str, Any] = field(default_factory=dict)
+    instance: str | None = None  # the worker process (a uuid made at its start)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ def register(session: Session, info: RunnerInfo, token_id: str | None, now: date
     values: dict[str, Any] = dict(
         queues=list(info.queues), concurrency=info.concurrency, version=info.version[:64],
         token_id=token_id, registered_at=now, last_heartbeat_at=now, offline_at=None, unregistered_at=None,
+        instance_id=info.instance,
     )
     if info.capabilities:  # else keep the last known ones until the first heartbeat brings fresh ones
         values["capabilities"] = info.capabilities

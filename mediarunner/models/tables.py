@@ -53,12 +53,17 @@ class JobRow(Base):
     log_tail: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # The worker process (a uuid made at its start): failover of a runner touches only the jobs
+    # of the process that is gone, never those of a live namesake or of the process itself.
+    worker_instance: Mapped[str | None] = mapped_column(String(64), nullable=True)
     celery_task_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     run_after: Mapped[datetime | None] = mapped_column(nullable=True)  # retry backoff
     dispatched_at: Mapped[datetime | None] = mapped_column(nullable=True)  # last broker publish
+    # Times the outbox re-published this attempt (its message presumed lost): backs off the next one.
+    redispatches: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     started_at: Mapped[datetime | None] = mapped_column(nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
@@ -138,6 +143,7 @@ class RunnerRow(Base):
     __tablename__ = "runners"
 
     hostname: Mapped[str] = mapped_column(String(255), primary_key=True)  # = jobs.worker
+    instance_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the process last registered
     token_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
     status: Mapped[RunnerStatus] = mapped_column(_enum(RunnerStatus, "runner_status"))
     status_generation: Mapped[int] = mapped_column(Integer, default=0)  # +1 per status change (see runners)

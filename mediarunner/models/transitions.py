@@ -176,7 +176,8 @@ _CLAIM = (
     update(JOBS)
     .where(J.id == bindparam("job_id"), J.state == S.PENDING, J.attempt == bindparam("attempt_"),
            or_(J.run_after.is_(None), J.run_after <= bindparam("now", type_=J.run_after.type)))
-    .values(state=S.RUNNING, worker=bindparam("worker_"), celery_task_id=bindparam("task_id"),
+    .values(state=S.RUNNING, worker=bindparam("worker_"), worker_instance=bindparam("instance_"),
+            celery_task_id=bindparam("task_id"),
             started_at=bindparam("now"), heartbeat_at=bindparam("now"), updated_at=bindparam("now"),
             stage=None, progress=0.0, error=None, error_kind=None)
     .returning(*JOB_COLUMNS)
@@ -189,12 +190,13 @@ _CLAIM_LOGGED = _logged(_CLAIM.returning(exists().where(_CHILD.c.parent_id == J.
 
 
 def claim_job(session: Session, job_id: str, attempt: int, worker: str, task_id: str | None,
-              now: datetime, *, family: bool = True) -> Job | None:
+              now: datetime, *, family: bool = True, instance: str | None = None) -> Job | None:
     """pending -> running, for exactly this attempt (a duplicate or stale message loses here),
     returning the claimed job as written (with its descendants when ``family``),
     or None when this message lost. One ``UPDATE ... RETURNING``: claiming and loading a job is
-    one round trip."""
-    params = {"job_id": job_id, "attempt_": attempt, "worker_": worker, "task_id": task_id, "now": now}
+    one round trip. ``instance``: the worker process (failover of a runner is by instance)."""
+    params = {"job_id": job_id, "attempt_": attempt, "worker_": worker, "instance_": instance, "task_id": task_id,
+              "now": now}
     message = f"attempt {attempt}"
     if _postgres(session):
         row = session.execute(_CLAIM_LOGGED, {**params, "runner": worker, "message": message}).mappings().first()
@@ -327,8 +329,8 @@ def requeue(session: Session, job_id: str, attempt: int, error: str, run_after: 
     worker = _worker_of(session, job_id)  # cleared below; the event keeps it for the runner's log
     ok = _cas(session, job_id, [S.RUNNING], dict(
         state=S.PENDING, attempt=J.attempt + 1, failures=J.failures + 1, error=error[:4000],
-        error_kind=ErrorKind.TRANSIENT, run_after=run_after, dispatched_at=None, stage=None,
-        updated_at=now, worker=None,
+        error_kind=ErrorKind.TRANSIENT, run_after=run_after, dispatched_at=None, redispatches=0, stage=None,
+        updated_at=now, worker=None, worker_instance=None,
     ), attempt=attempt)
     if ok:
         record_event(session, event, now, f"attempt {attempt} -> {attempt + 1}: {error}", job_id=job_id,
@@ -340,7 +342,8 @@ def reroute(session: Session, job_id: str, attempt: int, queue: str, reason: str
     """Move a pending job to another queue. The attempt grows, so the message still waiting in
     the old queue is stale and will be dropped if a worker ever takes it."""
     ok = _cas(session, job_id, [S.PENDING], dict(
-        queue=queue, routing_reason=reason[:200], attempt=J.attempt + 1, dispatched_at=None, updated_at=now,
+        queue=queue, routing_reason=reason[:200], attempt=J.attempt + 1, dispatched_at=None, redispatches=0,
+        updated_at=now,
     ), attempt=attempt)
     if ok:
         record_event(session, "job_rerouted", now, f"-> {queue}: {reason}", job_id=job_id)
@@ -386,8 +389,8 @@ def restart(session: Session, job_id: str, now: datetime) -> bool:
 
 def _fresh_attempt(state: JobState, now: datetime) -> dict[str, Any]:
     return dict(state=state, attempt=J.attempt + 1, failures=0, error=None, error_kind=None,
-                result=None, run_after=None, dispatched_at=None, started_at=None, finished_at=None,
-                heartbeat_at=None, worker=None, stage=None, progress=0.0, updated_at=now)
+                result=None, run_after=None, dispatched_at=None, redispatches=0, started_at=None, finished_at=None,
+                heartbeat_at=None, worker=None, worker_instance=None, stage=None, progress=0.0, updated_at=now)
 
 
 def _cascade(session: Session, job_id: str, state: JobState, now: datetime, *,

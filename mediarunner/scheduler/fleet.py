@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from mediarunner.config import Settings
@@ -30,12 +30,24 @@ class RunnerCheck:
     failed: list[str] = field(default_factory=list)
 
 
-def fail_over_runner(session: Session, hostname: str, now: datetime, reason: str) -> FailoverResult:
+def fail_over_runner(session: Session, hostname: str, now: datetime, reason: str, *, instance: str | None = None,
+                     other_than: str | None = None, silent_since: datetime | None = None) -> FailoverResult:
     """Every job running on ``hostname`` goes back to pending (attempt+1), or fails when out of
-    attempts. The attempt fence makes a still-alive worker drop its results."""
+    attempts. The attempt fence makes a still-alive worker drop its results.
+
+    ``instance``: only the jobs of that worker process; ``other_than``: only those of other
+    processes (a worker starting never fails over its own jobs), and with ``silent_since`` only
+    those whose heartbeat stopped before then (a live namesake's jobs keep beating)."""
     requeued: list[str] = []
     failed: list[str] = []
-    ids = session.scalars(select(JobRow.id).where(JobRow.state == JobState.RUNNING, JobRow.worker == hostname)).all()
+    where = [JobRow.state == JobState.RUNNING, JobRow.worker == hostname]
+    if instance is not None:
+        where.append(JobRow.worker_instance == instance)
+    if other_than is not None:
+        where.append(or_(JobRow.worker_instance.is_(None), JobRow.worker_instance != other_than))
+    if silent_since is not None:
+        where.append(or_(JobRow.heartbeat_at.is_(None), JobRow.heartbeat_at < silent_since))
+    ids = session.scalars(select(JobRow.id).where(*where)).all()
     for job_id in ids:
         job = get_job(session, job_id, with_children=False)
         outcome = fail_over_job(session, job, WorkerLost(f"runner {hostname}: {reason}"), now)

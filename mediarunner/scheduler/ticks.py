@@ -6,12 +6,13 @@ Each returns what it did; ``mediarunner.workers.beat`` wires them to Celery beat
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, delete, exists, func, literal, or_, select, text
+from sqlalchemy import ColumnElement, Select, and_, case, delete, exists, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
@@ -25,6 +26,8 @@ from mediarunner.models.retry import RetryPolicy, decide
 from mediarunner.models.schemas import Job
 from mediarunner.models.tables import EventRow, JobRow, RankRow
 
+PARTS_DIR = ".parts"  # where the parts of a split rendition wait to be joined (tasks.transcode)
+
 
 class WorkerLost(TransientError):
     """The worker running a job stopped heart-beating (killed, machine lost)."""
@@ -37,21 +40,72 @@ class FailoverResult:
     timed_out: list[str]
 
 
-def due_for_dispatch(session: Session, now: datetime, settings: Settings, limit: int = 500) -> list[str]:
-    """Pending jobs with no live message: never published, retry backoff over, or stuck unclaimed."""
-    stale = now - timedelta(seconds=settings.redispatch_after_seconds)
-    return list(session.scalars(
-        select(JobRow.id).where(
+#: How many messages wait in each of the given broker queues (None: the broker cannot say).
+Backlog = Callable[[Collection[str]], Mapping[str, int] | None]
+
+
+def due_for_dispatch(session: Session, now: datetime, settings: Settings, limit: int = 500, *,
+                     backlog: Backlog | None = None) -> list[str]:
+    """Pending jobs with no live message: never published, retry backoff over, or stuck unclaimed.
+
+    A published job unclaimed for ``redispatch_after_seconds`` is presumed lost and published
+    again, each time after twice as long (``redispatches``), up to ``redispatch_max_seconds``.
+    ``backlog``: the broker's queue lengths; a queue that still holds a message for every
+    published pending job lost nothing (it has no consumer, or a slow one), so nothing in it is
+    published again and an unconsumed queue does not grow."""
+    rows = session.execute(
+        select(JobRow.id, JobRow.queue, JobRow.dispatched_at.is_(None)).where(
             JobRow.state == JobState.PENDING,
             or_(JobRow.run_after.is_(None), JobRow.run_after <= now),
-            or_(JobRow.dispatched_at.is_(None), JobRow.dispatched_at < stale),
-        ).order_by(JobRow.priority.desc(), JobRow.created_at).limit(limit)
-    ))
+            or_(JobRow.dispatched_at.is_(None), _presumed_lost(now, settings)),
+        ).order_by(JobRow.priority.desc(), JobRow.created_at).limit(limit)).all()
+    lost_in = {queue for _, queue, never in rows if not never}
+    intact = _intact_queues(session, lost_in, backlog) if lost_in and backlog is not None else set()
+    return [job_id for job_id, queue, never in rows if never or queue not in intact]
 
 
-def fail_over(session: Session, now: datetime, settings: Settings) -> FailoverResult:
+def _presumed_lost(now: datetime, settings: Settings) -> ColumnElement[bool]:
+    """Published long enough ago: ``redispatch_after_seconds * 2**redispatches``, capped."""
+    base = settings.redispatch_after_seconds
+    cap = max(base, settings.redispatch_max_seconds)
+    terms = []
+    n = 0
+    while n < 30 and base * 2**n < cap:
+        terms.append(and_(JobRow.redispatches == n, JobRow.dispatched_at < now - timedelta(seconds=base * 2**n)))
+        n += 1
+    terms.append(and_(JobRow.redispatches >= n, JobRow.dispatched_at < now - timedelta(seconds=cap)))
+    return or_(*terms)
+
+
+def _intact_queues(session: Session, queues: Collection[str], backlog: Backlog) -> set[str]:
+    counts = backlog(sorted(queues))
+    if counts is None:
+        return set()
+    published = dict(session.execute(select(JobRow.queue, func.count()).where(
+        JobRow.state == JobState.PENDING, JobRow.dispatched_at.is_not(None), JobRow.queue.in_(list(queues)))
+        .group_by(JobRow.queue)).tuples().all())
+    return {q for q in queues if q in counts and counts[q] >= published.get(q, 0)}
+
+
+def take_due(session: Session, now: datetime, settings: Settings, *, backlog: Backlog | None = None,
+             limit: int = 500) -> list[str]:
+    """:func:`due_for_dispatch`, counting the re-publications (so the next one backs off)."""
+    due = due_for_dispatch(session, now, settings, limit, backlog=backlog)
+    if due:
+        session.execute(update(JobRow).where(JobRow.id.in_(due), JobRow.state == JobState.PENDING,
+                                             JobRow.dispatched_at.is_not(None))
+                        .values(redispatches=JobRow.redispatches + 1).execution_options(synchronize_session=False))
+    return due
+
+
+def fail_over(session: Session, now: datetime, settings: Settings, *,
+              steady_since: datetime | None = None) -> FailoverResult:
     """Running jobs whose heartbeat went silent go back to pending (attempt+1), or fail for good;
-    jobs past their time limit become ``timeout``."""
+    jobs past their time limit become ``timeout``.
+
+    ``steady_since``: since when the scheduler has reached the database without a break. Silence
+    counts only once that is ``failover_after_seconds`` ago: during an outage no worker could
+    write its heartbeat, and a job that kept working must not be punished for it."""
     requeued: list[str] = []
     failed: list[str] = []
     timed_out: list[str] = []
@@ -64,6 +118,8 @@ def fail_over(session: Session, now: datetime, settings: Settings) -> FailoverRe
             if transitions.time_out(session, job_id, attempt, now, f"ran longer than {seconds:.0f}s"):
                 timed_out.append(job_id)
     silent_since = now - timedelta(seconds=settings.failover_after_seconds)
+    if steady_since is not None and steady_since > silent_since:
+        return FailoverResult(requeued, failed, timed_out)
     for job_id in session.scalars(select(JobRow.id).where(
             JobRow.state == JobState.RUNNING, JobRow.heartbeat_at < silent_since)).all():
         job = get_job(session, job_id, with_children=False)
@@ -208,3 +264,35 @@ def _remove_scratch(scratch: Path, job_ids: set[str]) -> None:
     for d in scratch.iterdir():
         if d.name.rsplit("-", 1)[0] in job_ids:
             shutil.rmtree(d, ignore_errors=True)
+
+
+PARTS_SWEPT = "parts_swept"
+
+
+def sweep_parts(session: Session, now: datetime, settings: Settings, remove: Callable[[str, str], None],
+                limit: int = 100) -> list[str]:
+    """Remove ``.parts/<rung>`` of split renditions whose part jobs all ended more than
+    ``parts_grace_seconds`` ago (cancelled, failed, or a joiner that died before its cleanup),
+    with ``remove(output, rel)`` (the output store's ``remove``; beat opens the store). Each part
+    job gets a ``parts_swept`` event, so a rung is swept once.
+    Returns the locations swept (``<output>/.parts/<rung>``)."""
+    cutoff = now - timedelta(seconds=settings.parts_grace_seconds)
+    swept_already = exists().where(EventRow.job_id == JobRow.id, EventRow.kind == PARTS_SWEPT)
+    candidates = session.execute(select(JobRow.parent_id, JobRow.payload).where(
+        JobRow.type == JobType.TRANSCODE_RENDITION, JobRow.state.not_in(list(ACTIVE_STATES)),
+        JobRow.finished_at < cutoff, JobRow.payload["parts"].as_integer() > 1, ~swept_already)
+        .limit(limit)).tuples().all()
+    swept = []
+    for parent_id, rung in {(parent, str((payload or {}).get("rendition"))) for parent, payload in candidates}:
+        group = [(job_id, payload, state, finished) for job_id, payload, state, finished in session.execute(
+            select(JobRow.id, JobRow.payload, JobRow.state, JobRow.finished_at).where(
+                JobRow.parent_id == parent_id, JobRow.type == JobType.TRANSCODE_RENDITION)).tuples()
+            if (payload or {}).get("rendition") == rung]
+        if any(state in ACTIVE_STATES or finished is None or finished >= cutoff for _, _, state, finished in group):
+            continue  # a part still runs (or was restarted): its siblings' parts are needed
+        output = str(group[0][1]["output"])
+        remove(output, f"{PARTS_DIR}/{rung}")
+        for job_id, *_ in group:
+            transitions.record_event(session, PARTS_SWEPT, now, f"{PARTS_DIR}/{rung}", job_id=job_id)
+        swept.append(f"{output.rstrip('/')}/{PARTS_DIR}/{rung}")
+    return swept

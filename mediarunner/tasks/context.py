@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from mediarunner.config import Settings
 from mediarunner.config.redact import mask_secrets
+from mediarunner.errors import JobCancelled, StaleAttemptError
 from mediarunner.models import transitions
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
@@ -41,6 +42,7 @@ class JobContext:
     _last_write: float = field(default_factory=time.monotonic)  # the claim wrote the first heartbeat
     _lost: bool = field(default=False)
     _pulsing: bool = field(default=False)  # a heartbeat thread keeps the row fresh (see `heartbeating`)
+    _due: bool = field(default=False)  # the thread writes at its next pulse (a new stage)
 
     @property
     def scratch(self) -> Path:
@@ -67,7 +69,9 @@ class JobContext:
         self.stage = stage
         self.lines.append(f"stage {stage.value}")  # in the job's log tail; the process log has it at DEBUG
         log.debug("job %s: stage %s", self.job.id, stage.value)
-        if time.monotonic() - self._last_write >= self.settings.heartbeat_seconds:
+        if self._pulsing:  # the thread writes it: the handler never waits on the database
+            self._due = True
+        elif time.monotonic() - self._last_write >= self.settings.heartbeat_seconds:
             self.beat(force=True)
 
     def progress(self, percent: float) -> None:
@@ -134,7 +138,8 @@ class JobContext:
         period = min(self.settings.cancel_poll_seconds, self.settings.heartbeat_seconds)
         while not self._lost and not stop.wait(period):
             try:
-                self._check(force=False)
+                due, self._due = self._due, False
+                self._check(force=due)
             except Exception as exc:  # database unreachable past transaction()'s retries: keep working
                 log.warning("job %s: heartbeat failed (%s); will try again", self.job.id, type(exc).__name__)
 
@@ -145,6 +150,22 @@ class JobContext:
         self._lost = not ok
         return ok
 
+    def fence(self) -> None:
+        """Strict fence before anything irreversible (publishing, removing, rewriting a master):
+        a synchronous read, not the heartbeat thread's last finding. Raises JobCancelled or
+        StaleAttemptError unless this attempt still runs. Rides out a database outage for as
+        long as a finished job waits to record its completion."""
+        row = transaction(lambda s: s.execute(
+            select(JobRow.state, JobRow.attempt).where(JobRow.id == self.job.id)).first(),
+            retry_for=self.settings.completion_retry_seconds)
+        if row is not None and row[0] == JobState.RUNNING and row[1] == self.job.attempt:
+            return
+        self._lost = True
+        if row is not None and row[0] in (JobState.CANCELLED, JobState.PARENT_CANCELLED):
+            raise JobCancelled("cancelled")
+        raise StaleAttemptError(f"attempt {self.job.attempt} was superseded"
+                                + (f" (the job is {row[0]}, attempt {row[1]})" if row is not None else ""))
+
     def prune_children(self, keep: set[str]) -> list[str]:
         """Drop waiting children not in ``keep`` (the parent planned less work than submitted)."""
         return transaction(lambda s: transitions.prune_children(s, self.job.id, self.job.attempt, keep))
@@ -154,7 +175,8 @@ class JobContext:
         family lock (see ``transitions.record_part_encoded``), or None when the attempt is over."""
         self.notes["part_encoded"] = True  # kept by later heartbeats too
         family = transaction(lambda s: transitions.record_part_encoded(
-            s, self.job.id, self.job.attempt, self.job.root_id, utcnow()))
+            s, self.job.id, self.job.attempt, self.job.root_id, utcnow()),
+            retry_for=self.settings.completion_retry_seconds)
         self._lost = family is None
         return family
 

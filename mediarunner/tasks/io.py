@@ -11,7 +11,6 @@ from __future__ import annotations
 import posixpath
 from pathlib import Path
 
-from mediarunner.errors import JobCancelled
 from mediarunner.models.enums import Stage
 from mediarunner.models.locations import join_location
 from mediarunner.storage.local import check_free_space
@@ -21,6 +20,7 @@ from mediarunner.tasks.context import JobContext
 __all__ = [
     "Published",
     "check_output",
+    "discard_after_completion",
     "ensure_scratch_space",
     "fetch_output",
     "join_location",
@@ -63,14 +63,13 @@ def publish_output(ctx: JobContext, local: Path, output: str, rel: str = "") -> 
     """Publish a scratch file or directory tree at ``output``/``rel`` so readers never see partial files.
 
     A directory keeps its relative layout; playlists go last. Sources may be consumed (renamed
-    into place). Raises JobCancelled when the job was cancelled meanwhile, before anything
-    becomes visible.
+    into place). Raises JobCancelled (StaleAttemptError) when the job was cancelled (this attempt
+    superseded) meanwhile, before anything becomes visible.
     """
     if ctx.stage is not Stage.UPLOADING:
         ctx.set_stage(Stage.UPLOADING)
     store = output_store(ctx, output, moving="upload")
-    if ctx.should_cancel():  # last fence before anything becomes visible
-        raise JobCancelled("cancelled before publishing")
+    ctx.fence()  # last fence before anything becomes visible
     return store.publish(local, rel)
 
 
@@ -80,7 +79,9 @@ def publish_text(ctx: JobContext, text: str, output: str, rel: str = "") -> Publ
     staging.mkdir(parents=True, exist_ok=True)
     src = staging / (posixpath.basename(rel) or posixpath.basename(output.rstrip("/")) or "output.txt")
     src.write_text(text, encoding="utf-8")
-    (published,) = output_store(ctx, output).publish(src, rel)
+    store = output_store(ctx, output)
+    ctx.fence()
+    (published,) = store.publish(src, rel)
     return published
 
 
@@ -93,5 +94,14 @@ def fetch_output(ctx: JobContext, output: str, rel: str) -> Path:
 
 
 def remove_output(ctx: JobContext, output: str, rel: str) -> None:
-    """Delete ``output``/``rel`` (a file or a directory tree of intermediate files); gone is fine."""
+    """Delete ``output``/``rel`` (a file or a directory tree of intermediate files); gone is fine.
+    Fenced: a superseded attempt never deletes what the live one works with."""
+    store = output_store(ctx, output)
+    ctx.fence()
+    store.remove(rel)
+
+
+def discard_after_completion(ctx: JobContext, output: str, rel: str) -> None:
+    """Delete intermediate files once this attempt's completion is recorded (an ``Outcome.cleanup``):
+    only the attempt that completed the work may remove what it was made from."""
     output_store(ctx, output).remove(rel)

@@ -30,14 +30,21 @@ from mediarunner.tasks.context import JobContext
 
 log = logging.getLogger(__name__)
 
+#: This worker process's instance id (set by the fleet agent at start, inherited by the pool):
+#: stored on the jobs it claims, so failing over a runner never touches a live namesake's jobs.
+WORKER_INSTANCE: str | None = None
+
 
 @dataclass(frozen=True)
 class Outcome:
     """What a handler returns. ``finalize`` runs after the job is marked completed, under a lock
-    on its family, with the family's jobs as committed so far (e.g. to rewrite an HLS master)."""
+    on its family, with the family's jobs as committed so far (e.g. to rewrite an HLS master).
+    ``cleanup`` runs once the completion is committed (e.g. removing the parts a split rendition
+    was joined from): only the attempt that completed the work removes its sources."""
 
     result: dict[str, Any]
     finalize: Callable[[Job], None] | None = None
+    cleanup: Callable[[], None] | None = None
 
 
 Handler = Callable[[JobContext], Outcome]
@@ -76,9 +83,13 @@ def execute(handler: Handler, job_id: str, attempt: int, *, worker: str, task_id
             outcome = handler(ctx)
         # `complete` is fenced by the attempt: a cancelled or superseded attempt matches no row.
         # Without a finalize step, completing is one statement on PostgreSQL (transitions.complete).
-        if not transaction(lambda s: _complete(s, ctx, outcome), single_statement=outcome.finalize is None):
+        # The outputs are published: a database outage is waited out (completion_retry_seconds),
+        # and beat does not fail the job over meanwhile (see ticks.fail_over's steady_since).
+        if not transaction(lambda s: _complete(s, ctx, outcome), single_statement=outcome.finalize is None,
+                           retry_for=max(60.0, settings.completion_retry_seconds)):
             return _lost(ctx)
         ctx.log("completed")
+        _clean_up(ctx, outcome)
         return RunStatus.COMPLETED
     except (JobCancelled, StaleAttemptError):
         return _lost(ctx)
@@ -94,7 +105,7 @@ def execute(handler: Handler, job_id: str, attempt: int, *, worker: str, task_id
 
 def _claim(session: Any, job_id: str, attempt: int, worker: str,
            task_id: str | None) -> tuple[Job, Job | None] | None:
-    job = transitions.claim_job(session, job_id, attempt, worker, task_id, utcnow())
+    job = transitions.claim_job(session, job_id, attempt, worker, task_id, utcnow(), instance=WORKER_INSTANCE)
     if job is None:
         return None
     return job, load_job(session, job.parent_id) if job.parent_id else None
@@ -117,6 +128,15 @@ def _complete(session: Any, ctx: JobContext, outcome: Outcome) -> bool:
     if outcome.finalize is not None:
         outcome.finalize(get_job(session, ctx.job.root_id))
     return True
+
+
+def _clean_up(ctx: JobContext, outcome: Outcome) -> None:
+    if outcome.cleanup is None:
+        return
+    try:
+        outcome.cleanup()
+    except Exception as exc:  # the work is done and recorded; beat sweeps what is left
+        log.warning("job %s: cleanup after completion failed (%s: %s)", ctx.job.id, type(exc).__name__, exc)
 
 
 def _lost(ctx: JobContext) -> str:

@@ -5,7 +5,8 @@ Output layout under the job's output directory::
     <name>.mp4 | audio.m4a      web MP4 (faststart) per rendition, when "mp4" is asked
     hls/<name>/index.m3u8       VOD media playlist + seg_00000.ts ..., when "hls" is asked
     master.m3u8                 master playlist, rewritten (atomically) as renditions complete
-    .parts/<name>/part_NNN.mp4  split renditions only: encoded parts (and audio.m4a), removed once joined
+    .parts/<name>/part_NNN.mp4  split renditions only: encoded parts (and audio.m4a), removed once the
+                                joiner's completion is recorded (or by beat's sweep after a grace period)
 
 A split rendition (``parts`` > 1) is encoded by one child per time part, in parallel; each
 publishes its video-only part under ``.parts/`` (part 0 also the audio of the whole video) and
@@ -142,8 +143,10 @@ def _run_part(ctx: JobContext, p: RenditionPayload, src: Path, info: MediaInfo, 
     concat_parts(chunks, audio_in, mp4, ffmpeg=s.ffmpeg_path, duration=info.duration, on_progress=ctx.span(60, 75),
                  should_cancel=ctx.should_cancel, cancel_poll=s.cancel_poll_seconds)
     result.update(publish_rendition(ctx, mp4, info, r, p.output, p.formats, span=(75, 100)), joined=parts)
-    io.remove_output(ctx, p.output, where)
-    return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats))
+    # The parts go only once this attempt's completion is recorded: a superseded joiner must
+    # never delete what the live attempt joins from (parts of failed families: beat's sweep).
+    return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats),
+                   cleanup=lambda: io.discard_after_completion(ctx, p.output, where))
 
 
 def _part_name(part: int) -> str:

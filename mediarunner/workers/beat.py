@@ -10,7 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Collection
+from datetime import datetime
 from typing import Any
+
+from amqp.exceptions import ChannelError
+from celery import Celery
 
 from mediarunner.config import get_settings
 from mediarunner.models.base import utcnow
@@ -20,15 +25,71 @@ from mediarunner.scheduler import fleet as fleet_ticks
 from mediarunner.scheduler import lease, ticks, webhooks
 from mediarunner.scheduler.dispatch import dispatch
 from mediarunner.scheduler.routing import QueueProbe
+from mediarunner.storage.store import open_store
 from mediarunner.workers.app import app
 
 log = logging.getLogger(__name__)
 HOLDER = f"{socket.gethostname()}:{os.getpid()}"
 LEASE = "scheduler"
+LEASE_RETRY_SECONDS = 2.0  # a tick that cannot reach the database gives up soon (the next one comes)
+
+
+class _Steadiness:
+    """Since when this scheduler process has reached the database at every tick.
+
+    A job's heartbeat cannot be written while the database is down, so silence is evidence of a
+    lost worker only once beat itself has been reaching the database for the whole silence
+    threshold: after an outage (or a pause of this process) nothing is failed over until the
+    workers have had the threshold's time to write again."""
+
+    def __init__(self) -> None:
+        self.since: datetime | None = None
+        self.last_ok: datetime | None = None
+
+    def failed(self) -> None:
+        self.since = None
+
+    def reached(self, started: datetime, now: datetime, interval: float) -> None:
+        gap = max(5.0, interval * 5)
+        if (self.since is None or self.last_ok is None or (now - self.last_ok).total_seconds() > gap
+                or (now - started).total_seconds() > max(1.0, interval)):  # a slow lease: the database stalled
+            self.since = now
+        self.last_ok = now
+
+    def steady_for(self, seconds: float, now: datetime) -> bool:
+        return self.since is not None and (now - self.since).total_seconds() >= seconds
+
+
+STEADY = _Steadiness()
 
 
 def _holding(ttl: float) -> bool:
-    return transaction(lambda s: lease.acquire(s, LEASE, HOLDER, utcnow(), ttl))
+    settings = get_settings()
+    started = utcnow()
+    try:
+        held = transaction(lambda s: lease.acquire(s, LEASE, HOLDER, utcnow(), ttl), retry_for=LEASE_RETRY_SECONDS)
+    except Exception:
+        STEADY.failed()
+        raise
+    STEADY.reached(started, utcnow(), settings.beat_interval_seconds)
+    return held
+
+
+def broker_backlog(queues: Collection[str], *, celery: Celery = app) -> dict[str, int] | None:
+    """Messages waiting in each queue (None when the broker cannot be asked)."""
+    counts: dict[str, int] = {}
+    try:
+        with celery.connection_for_read() as conn:
+            channel = conn.default_channel
+            for q in queues:
+                try:
+                    counts[q] = int(channel.queue_declare(queue=q, passive=True).message_count)
+                except ChannelError:  # no such queue (yet): nothing waits in it
+                    counts[q] = 0
+    except Exception as exc:
+        log.warning("cannot read the broker's queue lengths (%s): re-publishing by age only", type(exc).__name__)
+        return None
+    return counts
 
 
 @app.task(name="mediarunner.scheduler.tick")
@@ -38,11 +99,11 @@ def tick() -> dict[str, Any]:
     if not _holding(ttl=max(10.0, settings.beat_interval_seconds * 10)):
         return {"skipped": "not the lease holder"}
     now = utcnow()
-    fo = transaction(lambda s: ticks.fail_over(s, now, settings))
+    fo = transaction(lambda s: ticks.fail_over(s, now, settings, steady_since=STEADY.since or now))
     if transaction(lambda s: ticks.has_stranded_candidates(s, now, settings)):
         online = QueueProbe(app, timeout=settings.gpu_probe_timeout_seconds).consumed()
         transaction(lambda s: ticks.reroute_stranded(s, now, settings, online))
-    due = transaction(lambda s: ticks.due_for_dispatch(s, now, settings))
+    due = transaction(lambda s: ticks.take_due(s, now, settings, backlog=broker_backlog))
     published = sum(dispatch(job_id, app=app) for job_id in due)
     if fo.requeued or fo.failed or fo.timed_out or published:
         log.info("tick: failed over %s, failed %s, timed out %s, published %s/%s", len(fo.requeued),
@@ -56,6 +117,8 @@ def fleet() -> dict[str, Any]:
     settings = get_settings()
     if not _holding(ttl=max(10.0, settings.beat_interval_seconds * 10)):
         return {"skipped": "not the lease holder"}
+    if not STEADY.steady_for(settings.runner_offline_after_seconds, utcnow()):
+        return {"skipped": "the database was unreachable lately: runners could not beat"}
     result = transaction(lambda s: fleet_ticks.check_runners(s, utcnow(), settings))
     if result.offline:
         log.warning("runners offline: %s; failed over %s, failed %s", ", ".join(result.offline),
@@ -78,6 +141,12 @@ def purge() -> int:
         return 0
     total = 0
     transaction(lambda s: fleet_ticks.purge_runner_events(s, utcnow(), settings))
+    try:
+        swept = transaction(lambda s: ticks.sweep_parts(s, utcnow(), settings, remove=_remove_output))
+        if swept:
+            log.info("swept the parts of %s split rendition(s): %s", len(swept), ", ".join(swept))
+    except Exception:  # a store that cannot be reached: the next purge tries again
+        log.exception("sweeping split rendition parts failed")
     while True:
         batch = transaction(lambda s: ticks.purge(s, utcnow(), settings))
         total += len(batch)
@@ -96,6 +165,10 @@ def deliver_webhooks() -> dict[str, Any]:
     if states:
         log.info("webhooks: %s enqueued, %s sent: %s", enqueued, len(states), states)
     return {"enqueued": enqueued, "sent": states}
+
+
+def _remove_output(output: str, rel: str) -> None:
+    open_store(output, get_settings(), "output").remove(rel)
 
 
 def beat_schedule() -> dict[str, dict[str, Any]]:

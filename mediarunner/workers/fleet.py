@@ -6,8 +6,13 @@ Wired into every worker by :func:`install` (called from ``mediarunner.workers.ap
   token (when ``MEDIARUNNER_REQUIRE_WORKER_TOKEN`` is true), an unknown or a revoked one stops
   the process with exit code 78 and a message saying what to fix. Nothing is consumed.
 * a consumer bootstep, after the task consumer exists and before the event loop runs: register
-  the runner, and if the operator left it in maintenance/disabled, cancel its queues before a
-  single message is fetched; then start the heartbeat thread.
+  the runner (retried with backoff while the database is down, for up to
+  ``worker_register_timeout_seconds``; then the worker exits with code 75 and says why: it never
+  consumes unregistered), and if the operator left it in maintenance/disabled, cancel its queues
+  before a single message is fetched; then start the heartbeat thread.
+* every worker process has an instance id (a uuid made at start), stored on its runner row and
+  on every job it claims: a worker starting fails over only the jobs of *other*, silent
+  processes under its name, and a warm shutdown only its own; never a live namesake's.
 * the heartbeat thread (not a task: a task could queue behind a long job) publishes diagnostics
   every ``runner_heartbeat_seconds`` and applies the answer: stop consuming when the runner is in
   maintenance, disabled or unregistered; consume again when enabled. It steers through Celery
@@ -23,6 +28,8 @@ import logging
 import sys
 import threading
 import time
+import uuid
+from datetime import timedelta
 from typing import Any
 
 from celery import Celery, bootsteps
@@ -37,10 +44,12 @@ from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.runners import Directive, RunnerInfo
 from mediarunner.scheduler.fleet import fail_over_runner
+from mediarunner.tasks import runtime
 from mediarunner.workers.diagnostics import capabilities, diagnostics
 
 log = logging.getLogger(__name__)
 EX_CONFIG = 78  # sysexits.h: configuration error (a supervisor should not restart in a loop)
+EX_TEMPFAIL = 75  # sysexits.h: temporary failure (the database stayed unreachable at start)
 
 
 class RegistrationRefused(Exception):
@@ -75,6 +84,7 @@ class FleetAgent:
         self.hostname = hostname
         self.settings = settings
         self.token_id = token_id
+        self.instance = uuid.uuid4().hex
         self.consumer: Any = None
         self.app: Celery | None = None
         self.queues: tuple[str, ...] = ()
@@ -94,7 +104,12 @@ class FleetAgent:
         if self._thread is not None:
             return
         self.queues = tuple(sorted(consumer.app.amqp.queues.consume_from))
-        directive = self._register()
+        directive = self._register(retry_for=self.settings.worker_register_timeout_seconds)
+        if directive is None:  # never consume unregistered: our jobs could not be told from orphans
+            print(f"mediarunner: worker {self.hostname} could not register: the database stayed unreachable for "
+                  f"{self.settings.worker_register_timeout_seconds:g}s (MEDIARUNNER_WORKER_REGISTER_TIMEOUT_SECONDS); "
+                  "check MEDIARUNNER_DATABASE_URL and start it again", file=sys.stderr, flush=True)
+            raise SystemExit(EX_TEMPFAIL)
         if directive is not None:
             self.generation = directive.generation
             if not directive.consume:  # before the event loop: not one message gets fetched
@@ -121,14 +136,14 @@ class FleetAgent:
 
     # ------------------------------------------------------------------ heartbeat thread
 
-    def _register(self) -> Directive | None:
+    def _register(self, retry_for: float = 5.0) -> Directive | None:
         # Capabilities (ffmpeg probes, model scans: ~0.5 s) come with the first heartbeat, off the
         # start-up path (registration only tells the worker whether it may consume), and a worker
         # crash-looping faster than one heartbeat does not spend them at all.
         info = RunnerInfo(hostname=self.hostname, queues=self.queues, concurrency=self.pool_size(),
-                          version=__version__)
+                          version=__version__, instance=self.instance)
         try:
-            directive = transaction(lambda s: self._register_tx(s, info), retry_for=5)
+            directive = transaction(lambda s: self._register_tx(s, info), retry_for=retry_for)
         except Exception as exc:
             log.error("runner %s could not register (%s); retrying with the next heartbeat", self.hostname,
                       type(exc).__name__)
@@ -140,9 +155,13 @@ class FleetAgent:
     def _register_tx(self, session: Any, info: RunnerInfo) -> Directive:
         if self.token_id is not None and not tokens.is_valid(session, self.token_id):
             return Directive(runners.R.DISABLED, None, unregistered=True)  # revoked while starting
-        # A fresh process runs nothing: jobs still marked running under this name were orphaned
-        # by a previous incarnation (killed, then restarted before beat noticed).
-        fail_over_runner(session, self.hostname, utcnow(), "worker restarted")
+        # Jobs of another process under this name whose heartbeats stopped were orphaned by a
+        # previous incarnation (killed, then restarted before beat noticed). Never our own jobs
+        # (registering again after the database came back), never a live namesake's (it beats).
+        now = utcnow()
+        quiet = max(3 * self.settings.heartbeat_seconds, 5.0)
+        fail_over_runner(session, self.hostname, now, "worker restarted", other_than=self.instance,
+                         silent_since=now - timedelta(seconds=min(quiet, self.settings.failover_after_seconds)))
         return runners.register(session, info, self.token_id, utcnow())
 
     def _loop(self) -> None:
@@ -222,7 +241,7 @@ class FleetAgent:
 
         def tx(session: Any) -> None:
             now = utcnow()
-            fail_over_runner(session, self.hostname, now, "worker stopped while the job ran")
+            fail_over_runner(session, self.hostname, now, "worker stopped while the job ran", instance=self.instance)
             runners.mark_stopped(session, self.hostname, now)
 
         try:
@@ -253,6 +272,7 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         print(f"mediarunner: worker {hostname} refused to start: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(EX_CONFIG) from None
     AGENT = FleetAgent(hostname, settings, token_id)
+    runtime.WORKER_INSTANCE = AGENT.instance  # before the pool forks: its processes claim as this instance
 
 
 @worker_shutdown.connect
