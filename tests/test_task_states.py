@@ -28,8 +28,10 @@ class Events:
         self._recv: Any = None
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._ready = threading.Event()
+        self.seen = 0
 
     def _on(self, event: dict[str, Any]) -> None:
+        self.seen += 1
         uuid = event.get("uuid")
         if uuid:
             if event["type"] == "task-received":
@@ -43,8 +45,10 @@ class Events:
             self._recv.capture(limit=None, timeout=None, wakeup=False)
 
     def __enter__(self) -> Events:
+        """Returns once the receiver gets events (a worker's heartbeat): none sent later is missed."""
         self._thread.start()
         self._ready.wait(10)
+        wait_for(lambda: self.seen > 0, 30, what="the event receiver to be consuming")
         return self
 
     def __exit__(self, *_: object) -> None:
