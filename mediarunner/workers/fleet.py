@@ -239,14 +239,14 @@ def _active_jobs() -> int:
     return len(state.active_requests)
 
 
-AGENT: FleetAgent | None = None
+# By worker hostname: a process may host several workers (the tests' in-process workers do).
+AGENTS: dict[str, FleetAgent] = {}
 
 
 # ------------------------------------------------------------------------------ Celery wiring
 
 @worker_init.connect
 def _on_worker_init(sender: Any = None, **_: Any) -> None:
-    global AGENT
     settings = get_settings()
     hostname = getattr(sender, "hostname", None) or "unknown"
     try:
@@ -254,13 +254,14 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     except RegistrationRefused as exc:
         print(f"mediarunner: worker {hostname} refused to start: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(EX_CONFIG) from None
-    AGENT = FleetAgent(hostname, settings, token_id)
+    AGENTS[hostname] = FleetAgent(hostname, settings, token_id)
 
 
 @worker_shutdown.connect
-def _on_worker_shutdown(**_: Any) -> None:
-    if AGENT is not None:
-        AGENT.stop()
+def _on_worker_shutdown(sender: Any = None, **_: Any) -> None:
+    agent = AGENTS.pop(getattr(sender, "hostname", None) or "unknown", None)
+    if agent is not None:
+        agent.stop()
 
 
 @after_setup_logger.connect
@@ -275,8 +276,9 @@ class FleetStep(bootsteps.StartStopStep):
     requires = ("celery.worker.consumer.tasks:Tasks",)
 
     def start(self, c: Any) -> None:
-        if AGENT is not None:
-            AGENT.attach(c)
+        agent = AGENTS.get(c.hostname)
+        if agent is not None:
+            agent.attach(c)
 
 
 @inspect_command()
