@@ -106,7 +106,8 @@ def test_worker_without_or_with_bad_token_refuses_to_start(fleet: Stack) -> None
 
 def test_valid_token_registers_and_heartbeats_with_sane_diagnostics(fleet: Stack) -> None:
     token_id, secret = make_token()
-    w = fleet.inproc_worker("tok", extra_env={"MEDIARUNNER_REQUIRE_WORKER_TOKEN": "true", "MEDIARUNNER_WORKER_TOKEN": secret})
+    w = fleet.inproc_worker("tok", extra_env={"MEDIARUNNER_REQUIRE_WORKER_TOKEN": "true",
+                                              "MEDIARUNNER_WORKER_TOKEN": secret})
     r = wait_for(lambda: (x := runner(w.hostname)) and "disk_free_mb" in x.diagnostics and x, 30,
                  what="first heartbeat with diagnostics")
     assert r.token_id == token_id and r.status is RunnerStatus.ENABLED and r.queues == ("cpu",)
