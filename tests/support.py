@@ -174,8 +174,8 @@ class Stack:
             os.environ[k] = v
         get_settings.cache_clear()
         w = InprocWorker(name=name, queues=queues, concurrency=concurrency, log=self.tmp / f"worker-{name}.log")
+        self.inproc_workers.append(w)  # first: the stack's teardown cleans up after a failed start too
         w.start()
-        self.inproc_workers.append(w)
         return w
 
     def stop_all(self) -> None:
@@ -322,6 +322,7 @@ class InprocWorker:
         # A worker takes kombu's current event loop if there is one: each in-process worker needs its own.
         set_event_loop(None)
         try:
+            # A refusal at start-up (worker_init: a bad token) exits the process; here it fails the test.
             self.controller = TestWorkController(
                 app=app, hostname=self.hostname, queues=self.queues.split(","), concurrency=self.concurrency,
                 pool=_inproc_pool(), loglevel="INFO", without_mingle=True, without_gossip=True, ready_callback=None)
@@ -329,7 +330,13 @@ class InprocWorker:
             self.thread.start()
             thread = self.thread
             wait_for(lambda: ready.is_set() or not thread.is_alive(), 30, what=f"in-process worker {self.name}")
-            assert ready.is_set(), f"in-process worker {self.name} died:\n{self.log.read_text()[-3000:]}"
+            if not ready.is_set():
+                tail = self.log.read_text()[-3000:]
+                self.join()
+                raise AssertionError(f"in-process worker {self.name} died:\n{tail}")
+        except SystemExit as exc:
+            self.join()
+            raise AssertionError(f"in-process worker {self.name} refused to start (exit code {exc.code})") from None
         finally:
             test_worker_started.disconnect(on_started, sender=app)
 
@@ -354,11 +361,11 @@ class InprocWorker:
         self.controller.app.control.broadcast("shutdown", destination=[self.hostname], reply=False)
 
     def join(self, timeout: float = 20.0) -> None:
-        if self.thread is None:
-            return
-        self.thread.join(timeout)
-        alive = self.thread.is_alive()
-        self.thread = None
+        alive = False
+        if self.thread is not None:
+            self.thread.join(timeout)
+            alive = self.thread.is_alive()
+            self.thread = None
         root = logging.getLogger()
         if self._log_handler is not None:
             root.removeHandler(self._log_handler)

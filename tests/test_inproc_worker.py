@@ -4,6 +4,8 @@ and each stops on its own."""
 
 from __future__ import annotations
 
+import pytest
+
 from mediarunner.config import get_settings
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
@@ -51,3 +53,9 @@ def test_two_workers_side_by_side_and_one_stops_alone(stack: Stack) -> None:
     assert (r := _runner(b.hostname)) is not None and r.offline_at is not None  # type: ignore[attr-defined]
     on_cpu = client.submit_noop(duration=0)
     assert client.wait(on_cpu.id, timeout=30).worker == a.hostname
+
+
+def test_a_refused_start_fails_the_test_not_the_session(stack: Stack) -> None:
+    with pytest.raises(AssertionError, match="refused to start"):
+        stack.inproc_worker("notoken", extra_env={"MEDIARUNNER_REQUIRE_WORKER_TOKEN": "true"})
+    assert _runner(stack.inproc_workers[0].hostname) is None
