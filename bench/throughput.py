@@ -41,6 +41,7 @@ from bench.common import (
     production_overrides,
     start_workers,
     stop_workers,
+    wait_for,
 )
 from bench.raw_app import RAW_QUEUE, TASK_NAME, create_raw_app
 from mediarunner.client import Client
@@ -78,14 +79,6 @@ def _submit_all(n: int, threads: int, submit: Callable[[], Any]) -> float:
     return time.perf_counter() - t0
 
 
-def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.05)
-
-
 def measure_raw(redis_url: str, n: int, threads: int, timeout: float) -> dict[str, float]:
     app = create_raw_app(Settings(broker_url=redis_url))
     r = redis.Redis.from_url(redis_url)
@@ -93,7 +86,7 @@ def measure_raw(redis_url: str, n: int, threads: int, timeout: float) -> dict[st
     sig = app.signature(TASK_NAME, args=(key,), queue=RAW_QUEUE, priority=4, immutable=True)
     first = time.time()
     submit_s = _submit_all(n, threads, lambda: sig.apply_async(retry=False))
-    _wait(lambda: r.llen(key) >= n, timeout, f"{n} raw Celery tasks")
+    wait_for(lambda: r.llen(key) >= n, timeout, 0.05, f"{n} raw Celery tasks", max_interval=0.05)
     last = max(float(x) for x in r.lrange(key, 0, -1))
     r.delete(key)
     app.close()
@@ -110,7 +103,7 @@ def measure_mediarunner(client: Client, url: str, queue: str, n: int, threads: i
                 JobRow.created_at >= first, JobRow.state.in_(list(TERMINAL_STATES)))).one()), url=url)
 
     submit_s = _submit_all(n, threads, lambda: client.submit_noop(queue=queue))
-    _wait(lambda: done()[0] >= n, timeout, f"{n} mediarunner no-op jobs")
+    wait_for(lambda: done()[0] >= n, timeout, 0.05, f"{n} mediarunner no-op jobs", max_interval=0.05)
     failed = transaction(lambda s: s.scalar(select(func.count()).where(
         JobRow.created_at >= first, JobRow.state != JobState.COMPLETED)), url=url)
     if failed:

@@ -50,7 +50,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def stack(tmp_path: Path, pg_url: str, redis_server: RedisServer) -> Iterator[Stack]:
-    """PostgreSQL + a private Redis; start workers with ``stack.worker(name, queues)``."""
+    """PostgreSQL + a private Redis; start workers with ``stack.inproc_worker(name, queues)`` (in this
+    process: fast) or ``stack.worker(name, queues)`` (a ``celery worker`` process: for fault tests)."""
     redis_server.ping() or redis_server.start()
     import redis
 

@@ -1,15 +1,28 @@
 """Test support: real services (a private redis-server, PostgreSQL databases, SQLite files)
-and real Celery worker processes. Waiting is always on a condition with a deadline."""
+and real Celery workers. Waiting is always on a condition with a deadline (:func:`wait_for`).
+
+Two kinds of worker, both running mediarunner's real app, tasks and fleet bootstep:
+
+* ``stack.worker(...)``: a ``celery worker`` subprocess (prefork pool). For tests whose point is a
+  process: kills, restarts, beat, exit codes, logs of one process, per-worker environments.
+* ``stack.inproc_worker(...)``: Celery's embedded test worker (``celery.contrib.testing.worker``,
+  the worker behind pytest-celery's in-process fixtures) in a thread of the test process, with a
+  ``threads`` pool (ffmpeg runs in subprocesses either way). It starts in a fraction of a second
+  instead of seconds, and runs the same path: claim -> handler -> complete, job heartbeats, cancel
+  polling, runner registration and heartbeats. It shares the test's environment and cannot be killed.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,8 +39,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN = os.environ.get("MEDIARUNNER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def wait_for(cond: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, what: str = "condition") -> T:
-    """Poll ``cond`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+def wait_for(cond: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, what: str = "condition",
+             max_interval: float = 0.25) -> T:
+    """Poll ``cond`` until it returns something truthy and return that; fail with ``what`` after
+    ``timeout``. The pause grows from ``interval`` to ``max_interval`` (pass both equal for a steady
+    rate). The one polling helper of the tests and benchmarks: no fixed sleeps anywhere else."""
     deadline = time.monotonic() + timeout
     delay = interval
     while True:
@@ -37,7 +53,7 @@ def wait_for(cond: Callable[[], T], timeout: float = 30.0, interval: float = 0.0
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(delay)
-        delay = min(delay * 1.5, 0.5)
+        delay = min(delay * 1.5, max_interval)
 
 
 def free_port() -> int:
@@ -119,6 +135,8 @@ class Stack:
     env: dict[str, str]
     tmp: Path
     workers: list[Worker] = field(default_factory=list)
+    inproc_workers: list[InprocWorker] = field(default_factory=list)
+    _saved_env: dict[str, str | None] = field(default_factory=dict)  # what in-process workers changed
 
     def settings(self) -> Any:
         from mediarunner.config import Settings
@@ -140,10 +158,41 @@ class Stack:
         self.workers.append(w)
         return w
 
+    def inproc_worker(self, name: str, queues: str = "cpu", concurrency: int = 1,
+                      extra_env: dict[str, str] | None = None) -> InprocWorker:
+        """A worker in this process (see the module docstring). ``extra_env`` is applied to this
+        process's environment until the stack ends, so every in-process worker of a test (and the
+        test itself) sees it: two in-process workers with different settings are refused."""
+        from mediarunner.config import get_settings
+
+        for k, v in (extra_env or {}).items():
+            if os.environ.get(k) == v:
+                continue
+            if k in self._saved_env or self.inproc_workers:
+                raise ValueError(f"in-process workers share one environment: {k} differs; use stack.worker()")
+            self._saved_env[k] = os.environ.get(k)
+            os.environ[k] = v
+        get_settings.cache_clear()
+        w = InprocWorker(name=name, queues=queues, concurrency=concurrency, log=self.tmp / f"worker-{name}.log")
+        self.inproc_workers.append(w)  # first: the stack's teardown cleans up after a failed start too
+        w.start()
+        return w
+
     def stop_all(self) -> None:
         for w in self.workers:
             w.stop()
         self.workers.clear()
+        for iw in self.inproc_workers:
+            iw.request_stop(fail_over=True)
+        for iw in reversed(self.inproc_workers):
+            iw.join()
+        self.inproc_workers.clear()
+        for k, v in self._saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        self._saved_env.clear()
 
 
 @dataclass
@@ -190,6 +239,140 @@ class Worker:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def bind_app(settings: Any) -> Any:
+    """mediarunner's worker app (``mediarunner.workers.app.app``, created at import with the settings
+    of that moment), configured for ``settings`` and with its tasks registered."""
+    import mediarunner.workers.tasks  # noqa: F401  (registers the tasks on the app)
+    from mediarunner.workers.app import app, celery_config
+
+    config = celery_config(settings)
+    # A closing consumer waits for its blocking pop to return: 0.1 s instead of kombu's 1 s apiece.
+    config["broker_transport_options"] = {**config["broker_transport_options"], "polling_interval": 0.1}
+    if any(app.conf.get(k) != v for k, v in config.items() if k != "task_queues"):
+        app.conf.update(config)
+        app._pool = None  # the app's (cached) pool of connections to the broker it was created for
+        app.amqp._producer_pool = None
+    app.finalize()
+    return app
+
+
+def _inproc_pool() -> type:
+    """Celery's threads pool, but a task's ``request.hostname`` is its own worker's name: Celery's
+    non-prefork trace uses the machine's name (or one name per process, set up by ``celery worker``),
+    and several in-process workers share this process."""
+    from celery.app.trace import fast_trace_task
+    from celery.concurrency.thread import TaskPool
+    from kombu.serialization import prepare_accept_content
+
+    class InprocPool(TaskPool):
+        def on_apply(self, target: Any, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+            app = self.app
+
+            def trace(name: str, uuid: str, request: dict[str, Any], *rest: Any, **kw: Any) -> Any:
+                loc = [app._tasks, prepare_accept_content(app.conf.accept_content), request["hostname"]]
+                return fast_trace_task(name, uuid, request, *rest, _loc=loc, **kw)
+
+            return super().on_apply(trace, args, kwargs, **options)
+
+    return InprocPool
+
+
+@dataclass
+class InprocWorker:
+    """A Celery worker in a thread of this process: ``stack.inproc_worker(...)`` starts one."""
+
+    name: str
+    queues: str
+    concurrency: int
+    log: Path
+    controller: Any = None
+    thread: threading.Thread | None = None
+    _log_handler: logging.Handler | None = None
+    _root_level: int = logging.WARNING
+
+    @property
+    def hostname(self) -> str:
+        return f"{self.name}@{socket.gethostname()}"
+
+    def start(self) -> None:
+        from celery.contrib.testing.worker import TestWorkController, test_worker_started
+        from kombu.asynchronous import set_event_loop
+
+        from mediarunner.config import get_settings
+
+        app = bind_app(get_settings())
+        app.set_current()
+        root = logging.getLogger()
+        self._root_level = root.level
+        self._log_handler = logging.FileHandler(self.log)
+        self._log_handler.setFormatter(logging.Formatter("[%(asctime)s: %(levelname)s/%(threadName)s] %(message)s"))
+        self._log_handler.setLevel(logging.INFO)
+        root.addHandler(self._log_handler)
+        if root.getEffectiveLevel() > logging.INFO:
+            root.setLevel(logging.INFO)
+        ready = threading.Event()
+
+        def on_started(worker: Any = None, **_: Any) -> None:
+            if worker is self.controller:
+                ready.set()
+
+        test_worker_started.connect(on_started, sender=app, weak=False)
+        # A worker takes kombu's current event loop if there is one: each in-process worker needs its own.
+        set_event_loop(None)
+        try:
+            # A refusal at start-up (worker_init: a bad token) exits the process; here it fails the test.
+            self.controller = TestWorkController(
+                app=app, hostname=self.hostname, queues=self.queues.split(","), concurrency=self.concurrency,
+                pool=_inproc_pool(), loglevel="INFO", without_mingle=True, without_gossip=True, ready_callback=None)
+            self.thread = threading.Thread(target=self.controller.start, name=f"worker-{self.name}", daemon=True)
+            self.thread.start()
+            thread = self.thread
+            wait_for(lambda: ready.is_set() or not thread.is_alive(), 30, what=f"in-process worker {self.name}")
+            if not ready.is_set():
+                tail = self.log.read_text()[-3000:]
+                self.join()
+                raise AssertionError(f"in-process worker {self.name} died:\n{tail}")
+        except SystemExit as exc:
+            self.join()
+            raise AssertionError(f"in-process worker {self.name} refused to start (exit code {exc.code})") from None
+        finally:
+            test_worker_started.disconnect(on_started, sender=app)
+
+    def stop(self, timeout: float = 20.0, fail_over: bool = False) -> None:
+        """Warm shutdown, as SIGTERM gives a subprocess: running jobs finish first. ``fail_over``
+        (the stack's teardown) first fails over this runner's running jobs, so they stop at once."""
+        self.request_stop(fail_over)
+        self.join(timeout)
+
+    def request_stop(self, fail_over: bool = False) -> None:
+        if self.thread is None or not self.thread.is_alive():
+            return
+        if fail_over:
+            from mediarunner.models.base import utcnow
+            from mediarunner.models.db import transaction
+            from mediarunner.scheduler.fleet import fail_over_runner
+
+            with contextlib.suppress(Exception):
+                transaction(lambda s: fail_over_runner(s, self.hostname, utcnow(), "test over"))
+        # Remote-control shutdown is handled on the worker's own event loop (WorkerShutdown), like
+        # SIGTERM for a process: it stops this worker only, not the others in this process.
+        self.controller.app.control.broadcast("shutdown", destination=[self.hostname], reply=False)
+
+    def join(self, timeout: float = 20.0) -> None:
+        alive = False
+        if self.thread is not None:
+            self.thread.join(timeout)
+            alive = self.thread.is_alive()
+            self.thread = None
+        root = logging.getLogger()
+        if self._log_handler is not None:
+            root.removeHandler(self._log_handler)
+            self._log_handler.close()
+            self._log_handler = None
+        root.setLevel(self._root_level)
+        assert not alive, f"in-process worker {self.name} did not stop within {timeout}s"
 
 
 @contextmanager

@@ -34,7 +34,7 @@ def test_bad_input_table(stack: Stack, tmp_path: Path) -> None:
     out = str(stack.tmp / "outputs" / "bad")
     ladder = [{"name": "240p", "height": 240, "video_bitrate_k": 400, "audio_bitrate_k": 64}]
     client = stack.client()
-    stack.worker("a")
+    stack.inproc_worker("a")
 
     cases: dict[str, tuple[str, str]] = {}
     for name, expect in [("zero.mp4", "empty"), ("text.mp4", "text.mp4"), ("truncated.mp4", "truncated.mp4"),

@@ -107,7 +107,8 @@ def test_worker_without_or_with_bad_token_refuses_to_start(fleet: Stack) -> None
 
 def test_valid_token_registers_and_heartbeats_with_sane_diagnostics(fleet: Stack) -> None:
     token_id, secret = make_token()
-    w = fleet.worker("tok", extra_env={"MEDIARUNNER_REQUIRE_WORKER_TOKEN": "true", "MEDIARUNNER_WORKER_TOKEN": secret})
+    w = fleet.inproc_worker("tok", extra_env={"MEDIARUNNER_REQUIRE_WORKER_TOKEN": "true",
+                                              "MEDIARUNNER_WORKER_TOKEN": secret})
     r = wait_for(lambda: (x := runner(w.hostname)) and "disk_free_mb" in x.diagnostics and x, 30,
                  what="first heartbeat with diagnostics")
     assert r.token_id == token_id and r.status is RunnerStatus.ENABLED and r.queues == ("cpu",)
@@ -133,7 +134,7 @@ def test_valid_token_registers_and_heartbeats_with_sane_diagnostics(fleet: Stack
 
 def test_revoking_a_token_stops_consumption_and_fails_over_jobs(fleet: Stack) -> None:
     token_id, secret = make_token()
-    w = fleet.worker("rev", extra_env={"MEDIARUNNER_WORKER_TOKEN": secret})
+    w = fleet.inproc_worker("rev", extra_env={"MEDIARUNNER_WORKER_TOKEN": secret})
     client = fleet.client()
     job = client.submit_noop(duration=30)
     wait_for(lambda: job_state(fleet, job.id) == (JobState.RUNNING, 1, w.hostname), 30, what="job running")
@@ -168,7 +169,7 @@ def test_revoking_a_token_stops_consumption_and_fails_over_jobs(fleet: Stack) ->
 # ------------------------------------------------------------------------------ steering
 
 def test_maintenance_finishes_running_job_and_takes_no_new_one(fleet: Stack) -> None:
-    w = fleet.worker("maint")
+    w = fleet.inproc_worker("maint")
     client = fleet.client()
     first = client.submit_noop(duration=2.0)
     wait_for(lambda: job_state(fleet, first.id)[0] is JobState.RUNNING, 30, what="first job running")

@@ -86,7 +86,7 @@ def assert_complete(out: Path, seconds: float) -> None:
 def test_rtmp_publish_to_live_job(live: Stack, publishers: list[subprocess.Popen[bytes]]) -> None:
     port, url = rtmp()
     out = live.tmp / "outputs" / "live"
-    live.worker("a")
+    live.inproc_worker("a")
     client = live.client()
     job = client.submit_live(url, str(out), listen=True)
     wait_for(lambda: is_listening(port), 30, what="the live job to listen for the publisher")
@@ -109,7 +109,7 @@ def test_rtmp_publish_to_live_job(live: Stack, publishers: list[subprocess.Popen
 def test_cancel_stops_live_job_within_two_seconds(live: Stack, publishers: list[subprocess.Popen[bytes]]) -> None:
     port, url = rtmp()
     out = live.tmp / "outputs" / "cancel"
-    live.worker("a")
+    live.inproc_worker("a")
     client = live.client()
     job = client.submit_live(url, str(out), listen=True)
     wait_for(lambda: is_listening(port), 30, what="the live job to listen")
@@ -127,7 +127,7 @@ def test_live_to_s3_publishes_while_running(live: Stack, s3_endpoint: str,
                                             publishers: list[subprocess.Popen[bytes]]) -> None:
     s3: Remote = s3_remote(s3_endpoint)
     port, url = rtmp()
-    live.worker("a", extra_env=s3.env)
+    live.inproc_worker("a", extra_env=s3.env)
     client = live.client()
     job = client.submit_live(url, f"{s3.prefix}/live/show", listen=True)
     wait_for(lambda: is_listening(port), 30, what="the live job to listen")

@@ -145,7 +145,7 @@ def scratch_is_clean(stack: Stack) -> bool:
 def test_s3_transcode_round_trip(stack: Stack, s3: Remote, tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "clip.mp4", seconds=2.0, size="640x360")
     s3.client.upload_file(str(clip), s3.bucket, "in/clip.mp4")
-    stack.worker("a", extra_env=s3.env)
+    stack.inproc_worker("a", extra_env=s3.env)
     client = stack.client()
     job = client.wait(client.submit_transcode(f"{s3.prefix}/in/clip.mp4", f"{s3.prefix}/out/talk",
                                               renditions=["360p", "240p"]).id, timeout=180)
@@ -167,8 +167,8 @@ def test_s3_split_transcode_joins_remote_parts_and_removes_them(stack: Stack, s3
     clip = make_clip(tmp_path / "clip.mp4", seconds=8.0, size="640x360")
     s3.client.upload_file(str(clip), s3.bucket, "in/long.mp4")
     env = {**s3.env, "MEDIARUNNER_TRANSCODE_PART_MIN_SECONDS": "2"}
-    stack.worker("a", extra_env=env)
-    stack.worker("b", extra_env=env)
+    stack.inproc_worker("a", extra_env=env)
+    stack.inproc_worker("b", extra_env=env)
     client = stack.client()
     job = client.wait(client.submit_transcode(f"{s3.prefix}/in/long.mp4", f"{s3.prefix}/out/split",
                                               renditions=["240p"], parts=2).id, timeout=180)
@@ -187,7 +187,7 @@ def test_sftp_and_ftp_transcode_round_trip(scheme: str, request: pytest.FixtureR
     assert remote.root is not None
     (remote.root / "in").mkdir()
     make_clip(remote.root / "in" / "my clip.mp4", seconds=2.0, size="640x360")
-    stack.worker("a", extra_env=remote.env)
+    stack.inproc_worker("a", extra_env=remote.env)
     client = stack.client()
     job = client.wait(client.submit_transcode(f"{remote.prefix}/in/my%20clip.mp4", f"{remote.prefix}/out/job1",
                                               renditions=["240p"]).id, timeout=180)
@@ -223,7 +223,7 @@ def test_upload_interrupted_is_retried_and_never_partially_visible(scheme: str, 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     remote.server.faults.drop_after_bytes = 60_000  # the connection dies in the middle of the uploads
-    stack.worker("a", extra_env=remote.env)
+    stack.inproc_worker("a", extra_env=remote.env)
     client = stack.client()
     try:
         job = client.wait(client.submit_transcode(str(clip), f"{remote.prefix}/out", renditions=["360p"]).id,

@@ -78,7 +78,7 @@ def test_every_operation_through_a_worker(stack: Stack, media: dict[str, Path],
                                           ftp_intro: tuple[str, dict[str, str]]) -> None:
     intro_url, ftp_env = ftp_intro
     out = stack.tmp / "outputs"
-    stack.worker("a", extra_env=ftp_env)
+    stack.inproc_worker("a", extra_env=ftp_env)
     client = stack.client()
     main = str(media["main"])
     ops = {
@@ -128,7 +128,7 @@ def test_every_operation_through_a_worker(stack: Stack, media: dict[str, Path],
 def test_studio_feeds_a_transcode_ladder(stack: Stack, tmp_path: Path) -> None:
     src = make_clip(tmp_path / "in.mp4", seconds=3.0, size="640x360")
     out = stack.tmp / "outputs" / "edit"
-    stack.worker("a")
+    stack.inproc_worker("a")
     client = stack.client()
     job = client.submit_studio(str(src), str(out), [{"op": "cut", "start": 0.5, "end": 2.5}], transcode=True,
                                renditions=["360p", "240p"])
@@ -149,7 +149,7 @@ def test_studio_feeds_a_transcode_ladder(stack: Stack, tmp_path: Path) -> None:
 
 
 def test_bad_side_input_fails_once(stack: Stack, media: dict[str, Path]) -> None:
-    stack.worker("a")
+    stack.inproc_worker("a")
     client = stack.client()
     out = stack.tmp / "outputs" / "bad"
     job = client.wait(client.submit_studio(str(media["main"]), str(out), [

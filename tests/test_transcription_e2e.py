@@ -41,7 +41,7 @@ def cue_times(text: str) -> list[tuple[float, float]]:
 
 
 def test_speech_to_subtitles_with_cpu_fallback(stack: Stack, speech: Path) -> None:
-    stack.worker("cpu1", queues="cpu")
+    stack.inproc_worker("cpu1", queues="cpu")
     client = stack.client()
     out = stack.tmp / "outputs" / "speech"
     job = client.submit_transcription(str(speech), str(out), language="en")
@@ -78,8 +78,8 @@ def test_speech_to_subtitles_with_cpu_fallback(stack: Stack, speech: Path) -> No
 
 
 def test_routes_to_gpu_when_a_gpu_worker_is_online(stack: Stack, speech: Path) -> None:
-    stack.worker("cpu1", queues="cpu")
-    stack.worker("gpu1", queues="gpu")  # a GPU-queue worker (CPU engine here: no GPU in CI)
+    stack.inproc_worker("cpu1", queues="cpu")
+    stack.inproc_worker("gpu1", queues="gpu")  # a GPU-queue worker (CPU engine here: no GPU in CI)
     client = stack.client()
     job = client.submit_transcription(str(speech), str(stack.tmp / "outputs" / "g"))
     assert job.children[0].queue == "gpu" and job.children[0].routing_reason == "a gpu worker is online"
@@ -94,7 +94,7 @@ def test_no_audio_silence_and_corrupt(stack: Stack, tmp_path: Path) -> None:
                     str(silent)], check=True)
     bad = tmp_path / "bad.mp4"
     bad.write_text("garbage" * 100)
-    stack.worker("cpu1", queues="cpu")
+    stack.inproc_worker("cpu1", queues="cpu")
     client = stack.client()
     ids = {name: client.submit_transcription(str(src), str(stack.tmp / "outputs" / name), device="cpu").id
            for name, src in (("mute", mute), ("silent", silent), ("bad", bad))}
@@ -110,7 +110,7 @@ def test_no_audio_silence_and_corrupt(stack: Stack, tmp_path: Path) -> None:
 
 
 def test_transcode_with_transcription_branch(stack: Stack, speech: Path) -> None:
-    stack.worker("cpu1", queues="cpu")
+    stack.inproc_worker("cpu1", queues="cpu")
     client = stack.client()
     out = stack.tmp / "outputs" / "both"
     job = client.submit_transcode(str(speech), str(out), renditions=["240p"], transcribe=True, language="en",

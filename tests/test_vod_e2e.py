@@ -1,4 +1,4 @@
-"""VOD ladder end to end: real Redis, real PostgreSQL, real ffmpeg, real worker processes."""
+"""VOD ladder end to end: real Redis, real PostgreSQL, real ffmpeg, real (in-process) workers."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ def outputs(stack: Stack, name: str) -> Path:
 
 def test_full_ladder(stack: Stack, tmp_path: Path) -> None:
     src = make_clip(tmp_path / "in.mp4", seconds=2.0, size="1920x1080")
-    stack.worker("a")
-    stack.worker("b")
+    stack.inproc_worker("a")
+    stack.inproc_worker("b")
     client = stack.client()
     job = client.submit_transcode(str(src), str(outputs(stack, "full")))
     job = client.wait(job.id, timeout=240)
@@ -54,7 +54,7 @@ def test_full_ladder(stack: Stack, tmp_path: Path) -> None:
 
 def test_no_upscale_for_360p_source(stack: Stack, tmp_path: Path) -> None:
     src = make_clip(tmp_path / "small.mp4", seconds=2.0, size="640x360")
-    stack.worker("a")
+    stack.inproc_worker("a")
     client = stack.client()
     job = client.wait(client.submit_transcode(str(src), str(outputs(stack, "small"))).id, timeout=120)
     assert all(j.state is DONE for j in job.family)
@@ -67,7 +67,7 @@ def test_no_upscale_for_360p_source(stack: Stack, tmp_path: Path) -> None:
 def test_audio_only_and_video_without_audio(stack: Stack, tmp_path: Path) -> None:
     audio = make_clip(tmp_path / "audio.m4a", seconds=2.0, video=False)
     silent_video = make_clip(tmp_path / "mute.mp4", seconds=2.0, size="640x360", audio=False)
-    stack.worker("a")
+    stack.inproc_worker("a")
     client = stack.client()
     a = client.submit_transcode(str(audio), str(outputs(stack, "audio")))
     v = client.submit_transcode(str(silent_video), str(outputs(stack, "mute")), renditions=["360p"])
@@ -85,8 +85,8 @@ def test_audio_only_and_video_without_audio(stack: Stack, tmp_path: Path) -> Non
 
 def test_children_run_concurrently_on_two_workers(stack: Stack, tmp_path: Path) -> None:
     src = make_clip(tmp_path / "in.mp4", seconds=6.0, size="1280x720")
-    stack.worker("a")
-    stack.worker("b")
+    stack.inproc_worker("a")
+    stack.inproc_worker("b")
     client = stack.client()
     job = client.wait(client.submit_transcode(str(src), str(outputs(stack, "par")),
                                               renditions=["720p", "480p", "360p", "240p"]).id, timeout=240)
@@ -106,7 +106,7 @@ def _ffmpeg_running_for(scratch: Path) -> bool:
 
 def test_cancel_running_job_kills_ffmpeg_and_leaves_nothing(stack: Stack, tmp_path: Path) -> None:
     src = make_clip(tmp_path / "long.mp4", seconds=40.0, size="1280x720")
-    stack.worker("a", extra_env={"MEDIARUNNER_X264_PRESET": "medium"})
+    stack.inproc_worker("a", extra_env={"MEDIARUNNER_X264_PRESET": "medium"})
     client = stack.client()
     job = client.submit_transcode(str(src), str(outputs(stack, "cancel")), renditions=["720p", "360p"])
     scratch = Path(stack.env["MEDIARUNNER_SCRATCH_DIR"])
@@ -125,7 +125,7 @@ def test_cancel_running_job_kills_ffmpeg_and_leaves_nothing(stack: Stack, tmp_pa
 def test_corrupt_input_fails_once_with_clear_error(stack: Stack, tmp_path: Path) -> None:
     bad = tmp_path / "corrupt.mp4"
     bad.write_text("this is not a video\n" * 100)
-    stack.worker("a")
+    stack.inproc_worker("a")
     client = stack.client()
     job = client.wait(client.submit_transcode(str(bad), str(outputs(stack, "bad"))).id, timeout=60)
     assert job.state is JobState.FAILED
@@ -165,7 +165,7 @@ def test_invalid_arguments_rejected_before_enqueue(stack: Stack, redis_server: o
 
 def test_sqlite_backend_end_to_end(sqlite_stack: Stack, tmp_path: Path) -> None:
     src = make_clip(tmp_path / "in.mp4", seconds=1.0, size="640x360")
-    sqlite_stack.worker("a", concurrency=2)
+    sqlite_stack.inproc_worker("a", concurrency=2)
     client = sqlite_stack.client()
     job = client.wait(client.submit_transcode(str(src), str(outputs(sqlite_stack, "lite"))).id, timeout=120)
     assert [j.state for j in job.family] == [DONE, DONE]

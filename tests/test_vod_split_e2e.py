@@ -25,8 +25,8 @@ def frame_times(path: Path, keyframes_only: bool = False) -> list[float]:
 
 def test_split_ladder_joins_parts_into_the_unsplit_outputs(stack: Stack, tmp_path: Path) -> None:
     src = make_clip(tmp_path / "in.mp4", seconds=12.0, size="854x480")
-    stack.worker("a", extra_env=SPLIT_ENV)
-    stack.worker("b", extra_env=SPLIT_ENV)
+    stack.inproc_worker("a", extra_env=SPLIT_ENV)
+    stack.inproc_worker("b", extra_env=SPLIT_ENV)
     client = stack.client()
     out, ref = stack.tmp / "outputs" / "split", stack.tmp / "outputs" / "whole"
     job = client.submit_transcode(str(src), str(out), renditions=["480p", "360p"], parts=3)
@@ -67,7 +67,7 @@ def test_split_ladder_joins_parts_into_the_unsplit_outputs(stack: Stack, tmp_pat
 
 def test_a_short_video_is_not_split(stack: Stack, tmp_path: Path) -> None:
     src = make_clip(tmp_path / "short.mp4", seconds=4.0, size="640x360")
-    stack.worker("a", extra_env=SPLIT_ENV)
+    stack.inproc_worker("a", extra_env=SPLIT_ENV)
     client = stack.client()
     out = stack.tmp / "outputs" / "short"
     job = client.wait(client.submit_transcode(str(src), str(out), renditions=["360p", "240p"], parts=4).id,

@@ -30,9 +30,9 @@ from mediarunner.tasks.context import JobContext
 
 log = logging.getLogger(__name__)
 
-#: This worker process's instance id (set by the fleet agent at start, inherited by the pool):
-#: stored on the jobs it claims, so failing over a runner never touches a live namesake's jobs.
-WORKER_INSTANCE: str | None = None
+#: Each worker's instance id by its hostname (set by the fleet agent at start, inherited by the
+#: pool): stored on the jobs it claims, so failing over a runner never touches a live namesake's jobs.
+WORKER_INSTANCES: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,8 @@ def execute(handler: Handler, job_id: str, attempt: int, *, worker: str, task_id
 
 def _claim(session: Any, job_id: str, attempt: int, worker: str,
            task_id: str | None) -> tuple[Job, Job | None] | None:
-    job = transitions.claim_job(session, job_id, attempt, worker, task_id, utcnow(), instance=WORKER_INSTANCE)
+    job = transitions.claim_job(session, job_id, attempt, worker, task_id, utcnow(),
+                                 instance=WORKER_INSTANCES.get(worker))
     if job is None:
         return None
     return job, load_job(session, job.parent_id) if job.parent_id else None

@@ -256,14 +256,14 @@ def _active_jobs() -> int:
     return len(state.active_requests)
 
 
-AGENT: FleetAgent | None = None
+# By worker hostname: a process may host several workers (the tests' in-process workers do).
+AGENTS: dict[str, FleetAgent] = {}
 
 
 # ------------------------------------------------------------------------------ Celery wiring
 
 @worker_init.connect
 def _on_worker_init(sender: Any = None, **_: Any) -> None:
-    global AGENT
     settings = get_settings()
     hostname = getattr(sender, "hostname", None) or "unknown"
     try:
@@ -271,14 +271,15 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     except RegistrationRefused as exc:
         print(f"mediarunner: worker {hostname} refused to start: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(EX_CONFIG) from None
-    AGENT = FleetAgent(hostname, settings, token_id)
-    runtime.WORKER_INSTANCE = AGENT.instance  # before the pool forks: its processes claim as this instance
+    agent = AGENTS[hostname] = FleetAgent(hostname, settings, token_id)
+    runtime.WORKER_INSTANCES[hostname] = agent.instance  # before the pool forks: its processes claim as it
 
 
 @worker_shutdown.connect
-def _on_worker_shutdown(**_: Any) -> None:
-    if AGENT is not None:
-        AGENT.stop()
+def _on_worker_shutdown(sender: Any = None, **_: Any) -> None:
+    agent = AGENTS.pop(getattr(sender, "hostname", None) or "unknown", None)
+    if agent is not None:
+        agent.stop()
 
 
 @after_setup_logger.connect
@@ -293,8 +294,9 @@ class FleetStep(bootsteps.StartStopStep):
     requires = ("celery.worker.consumer.tasks:Tasks",)
 
     def start(self, c: Any) -> None:
-        if AGENT is not None:
-            AGENT.attach(c)
+        agent = AGENTS.get(c.hostname)
+        if agent is not None:
+            agent.attach(c)
 
 
 @inspect_command()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -40,19 +39,3 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     a = d / "audio_only.m4a"
     ffmpeg_gen("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=2", *_AAC, str(a))
     return {"av": av, "video": v, "audio": a}
-
-
-@pytest.fixture
-def wait_until() -> Callable[..., bool]:
-    """Poll a condition with a deadline instead of sleeping a fixed time."""
-    import time
-
-    def _wait(cond: Callable[[], bool], timeout: float = 5.0, interval: float = 0.02) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if cond():
-                return True
-            time.sleep(interval)
-        return cond()
-
-    return _wait

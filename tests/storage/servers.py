@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -186,14 +186,3 @@ class FTPServer:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(10)
-
-
-def wait_for(cond: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(interval)
-    return cond()

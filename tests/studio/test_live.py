@@ -6,7 +6,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import pytest
 from mediarunner.errors import InvalidInputError, JobCancelled, ProcessingError, ValidationError
 from mediarunner.media.ladder import PlannedRendition
 from mediarunner.media.live import live_args, plan_resume, run_live
+from tests.support import wait_for
 
 from .conftest import X264, ffmpeg_gen
 
@@ -38,15 +39,6 @@ LADDER = [
         has_audio=True,
     ),
 ]
-
-
-def wait_for(cond: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(interval)
-    return cond()
 
 
 def free_port() -> int:
