@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 EXTRAS ?= test,transcribe,s3,sftp
 
-.PHONY: all venv system-deps demo test test-fast test-whisperx lint bench bench-smoke clean
+.PHONY: all venv system-deps demo test test-fast test-soak test-whisperx lint bench bench-smoke clean
 
 all: test
 
@@ -23,7 +23,10 @@ demo: venv system-deps
 	@bash scripts/demo.sh
 
 test: venv system-deps
-	@bash scripts/with-services.sh $(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
+	@bash scripts/with-services.sh $(BIN)/python -m pytest -q -ra -m "not soak" $(PYTEST_ARGS)
+
+test-soak: venv system-deps
+	@bash scripts/with-services.sh $(BIN)/python -m pytest -q -ra -m soak $(PYTEST_ARGS)
 
 test-fast: venv
 	$(BIN)/python -m pytest -q -x -m "not slow" $(PYTEST_ARGS)

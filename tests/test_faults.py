@@ -146,6 +146,7 @@ def test_postgres_restart_while_workers_run(tmp_path: Path, private_pg: PgServer
         assert [j.state for j in jobs] == [DONE] * 12, [(j.state, j.error) for j in jobs]
 
 
+@pytest.mark.soak
 def test_soak_300_jobs_with_random_worker_kills(tmp_path: Path, pg_url: str, redis_server: RedisServer) -> None:
     import redis
 
