@@ -23,6 +23,7 @@ from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState, JobType
 from mediarunner.models.locations import (
+    INPUT_ONLY_SCHEMES,
     check_input_root,
     check_live_input,
     check_location,
@@ -31,6 +32,7 @@ from mediarunner.models.locations import (
     parse_location,
     resolve_local_path,
 )
+from mediarunner.models.networks import check_network_target
 from mediarunner.models.payloads import (
     STUDIO_OUTPUT,
     ExtractAudioPayload,
@@ -295,18 +297,24 @@ class Client:
         except (InvalidOutputError, ValidationError) as exc:
             raise ValidationError(f"invalid output: {exc}") from None
 
-    @staticmethod
-    def _check_input(input: str) -> None:
+    def _check_input(self, input: str) -> None:
         """Reject credentials embedded in an input URL, and control characters, before they reach a
-        row or a message. Other problems (missing file, unknown scheme) fail the job on the worker,
-        once; the root check of a local input comes last (:meth:`_check_local_input`)."""
-        if isinstance(input, str) and input:
+        row or a message; an http(s) input's host must pass the network allow-list (the worker checks
+        it again before connecting). Other problems (missing file, unknown scheme) fail the job on the
+        worker, once; the root check of a local input comes last (:meth:`_check_local_input`)."""
+        if not isinstance(input, str) or not input:
+            return
+        try:
+            loc = parse_location(input, "input")
+        except ValidationError as exc:
+            raise ValidationError(f"invalid input: {exc}") from None
+        except InvalidInputError:
+            return
+        if loc.scheme in INPUT_ONLY_SCHEMES:
             try:
-                parse_location(input, "input")
-            except ValidationError as exc:
+                check_network_target(input, self.settings.allowed_networks, what="input")
+            except InvalidInputError as exc:
                 raise ValidationError(f"invalid input: {exc}") from None
-            except InvalidInputError:
-                pass
 
     def _check_local_input(self, input: str | None) -> None:
         """A local input must lie inside ``input_roots`` (and none is read when they are empty); checked

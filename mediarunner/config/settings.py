@@ -152,6 +152,8 @@ class Settings(BaseSettings):
     transfer_backoff_seconds: float = Field(default=1.0, ge=0)
     transfer_backoff_max_seconds: float = Field(default=30.0, ge=0)
     transfer_timeout_seconds: float = Field(default=30.0, gt=0)
+    # http(s) inputs larger than this fail the job (permanently) before or while downloading.
+    http_max_input_bytes: int = Field(default=50 * 2**30, ge=1)
     live_segment_seconds: float = Field(default=2.0, ge=0.5, le=60)
     live_stall_timeout_seconds: float = 30.0  # no media this long: the attempt fails (and resumes)
     # Live jobs run as long as their stream: they get this limit instead of job_time_limit_seconds.

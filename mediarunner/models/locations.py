@@ -5,7 +5,9 @@ The one place that decides what a location means. Pure: no Celery, no SQL, no ne
 * plain paths and ``file:///abs/path`` are local; they must resolve (symlinks followed) inside the
   configured roots, and ``..`` components are refused;
 * ``s3://bucket/key``, ``sftp://host[:port]/abs/path``, ``ftp://host[:port]/abs/path`` are remote;
-  credentials never come from URLs.
+  credentials never come from URLs;
+* ``http://`` and ``https://`` URLs are inputs only (a query is kept: signed URLs); publishing to
+  one is refused.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from mediarunner.errors import InvalidInputError, InvalidOutputError, PermanentError, ValidationError
 from mediarunner.models.networks import IpNetwork, check_network_target
 
 __all__ = [
     "DEFAULT_PORTS",
+    "INPUT_ONLY_SCHEMES",
     "SCHEMES",
     "Direction",
     "Location",
@@ -39,7 +42,9 @@ __all__ = [
 ]
 
 Direction = Literal["input", "output"]
-SCHEMES = ("file", "s3", "sftp", "ftp")
+SCHEMES = ("file", "s3", "sftp", "ftp", "http", "https")
+#: Schemes that can only be read from (never published to).
+INPUT_ONLY_SCHEMES = ("http", "https")
 DEFAULT_PORTS = {"sftp": 22, "ftp": 21}
 
 
@@ -47,11 +52,18 @@ DEFAULT_PORTS = {"sftp": 22, "ftp": 21}
 class Location:
     """A parsed storage URL."""
 
-    scheme: str  # "file", "s3", "sftp" or "ftp"
+    scheme: str  # "file", "s3", "sftp", "ftp", "http" or "https"
     host: str  # the bucket for s3, "" for file
     port: int | None
-    path: str  # local path (file), key without leading "/" (s3), absolute path (sftp, ftp)
+    path: str  # local path (file), key without leading "/" (s3), absolute path (sftp, ftp, http)
     url: str  # the URL as given
+
+    @property
+    def display(self) -> str:
+        """The URL without its query (which may hold a signature or a token): safe to show."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        netloc = host if self.port is None else f"{host}:{self.port}"
+        return f"{self.scheme}://{netloc}{self.path}" if self.scheme != "file" else self.path
 
     @property
     def fs_path(self) -> str:
@@ -126,6 +138,8 @@ def parse_location(url: str, direction: Direction = "input") -> Location:
         raise ValidationError(f"credentials must not be embedded in {scheme}:// URLs; configure them in the settings")
     if scheme not in SCHEMES:
         raise problem(direction, f"unsupported storage scheme {scheme!r} (supported: {', '.join(SCHEMES)})")
+    if scheme in INPUT_ONLY_SCHEMES:
+        return _parse_http(parts, url, direction)
     if parts.query or parts.fragment:
         raise ValidationError(f"{scheme}:// URLs take no query or fragment (percent-encode '?' and '#' in paths)")
     path = unquote(parts.path)
@@ -147,6 +161,20 @@ def parse_location(url: str, direction: Direction = "input") -> Location:
     if not path.startswith("/"):
         path = "/" + path
     return Location(scheme, host, port, path, url)
+
+
+def _parse_http(parts: SplitResult, url: str, direction: Direction) -> Location:
+    """An http(s) input: a host, a path naming a file; a query is kept (signed URLs), a fragment refused."""
+    scheme = parts.scheme.lower()
+    if direction == "output":
+        raise problem(direction, f"{scheme}:// locations are input-only: outputs cannot be published over "
+                                 "HTTP (use a local path, s3://, sftp:// or ftp://)")
+    host = parts.hostname or ""
+    if not host:
+        raise ValidationError(f"{scheme}:// URL without a host")
+    if parts.fragment:
+        raise ValidationError(f"{scheme}:// input URLs take no fragment")
+    return Location(scheme, host, parts.port, unquote(parts.path) or "/", url)
 
 
 # "scheme://..." is a URL. A bare "name:rest" stays a (relative) path: colons are legal in names.

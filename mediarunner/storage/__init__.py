@@ -4,6 +4,7 @@
                  local from remote);
 * ``remote``     the remote store (fsspec: S3, SFTP, FTP); ``connection`` (retries with tenacity),
                  ``openers`` (one filesystem opener per scheme), ``classify`` (what a failure means);
+* ``http``       http(s) inputs (input-only): size cap, resume with Range, allow-list, no redirects;
 * ``local``      atomic local publishing (temporary sibling, fsync, rename) and free space;
 * ``layout``     publish order (playlists and manifests last: ``DEFAULT_LAST``) and ``Published``.
 

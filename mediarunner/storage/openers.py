@@ -1,4 +1,5 @@
-"""One fsspec filesystem per remote scheme, configured from :class:`~mediarunner.config.Settings`.
+"""One fsspec filesystem per remote scheme (an httpx client for http(s) inputs), configured from
+:class:`~mediarunner.config.Settings`.
 
 Credentials never come from URLs: S3 keys, SFTP and FTP logins (keyed by ``host:port`` or
 ``host``), known_hosts and timeouts are read from the settings.
@@ -105,7 +106,17 @@ def _open_ftp(s: Settings, loc: Location, direction: Direction) -> Any:
     )
 
 
+def _open_http(s: Settings, loc: Location, direction: Direction) -> Any:
+    """An httpx client (see :mod:`mediarunner.storage.http`): redirects not followed, timeouts set."""
+    import httpx
+
+    return httpx.Client(follow_redirects=False, timeout=httpx.Timeout(s.transfer_timeout_seconds),
+                        headers={"Accept-Encoding": "identity"})
+
+
 _OPENERS: dict[str, Callable[[Settings, Location, Direction], Any]] = {
+    "http": _open_http,
+    "https": _open_http,
     "s3": _open_s3,
     "sftp": _open_sftp,
     "ftp": _open_ftp,
@@ -121,8 +132,10 @@ def open_filesystem(settings: Settings, loc: Location, direction: Direction) -> 
 
 
 def close_filesystem(fs: Any, scheme: str) -> None:
-    """Close the connection an SFTP or FTP filesystem holds (S3 clients hold no session)."""
-    if scheme == "sftp":
+    """Close the connection an SFTP or FTP filesystem or an HTTP client holds (S3 clients hold no session)."""
+    if scheme in ("http", "https"):
+        fs.close()
+    elif scheme == "sftp":
         fs.client.close()
     elif scheme == "ftp":
         fs.ftp.close()

@@ -9,7 +9,8 @@ Every handler moves files through a store opened on the job's input or output lo
 
 Local locations (plain paths and ``file://`` URLs) must resolve inside the configured roots
 (``input_roots`` / ``output_roots``); inputs are read in place, outputs published by renames.
-Remote ones (``s3://``, ``sftp://``, ``ftp://``) go through :class:`~mediarunner.storage.remote.RemoteStore`.
+Remote ones (``s3://``, ``sftp://``, ``ftp://``) go through :class:`~mediarunner.storage.remote.RemoteStore`;
+``http://`` / ``https://`` inputs through :class:`~mediarunner.storage.http.HttpStore` (input-only).
 Settings (endpoints, credentials, retries, roots) are read from :class:`~mediarunner.config.Settings`.
 """
 
@@ -21,7 +22,8 @@ from typing import Protocol
 
 from mediarunner.config.settings import Settings
 from mediarunner.errors import InvalidInputError, ProcessingError, StorageError
-from mediarunner.models.locations import Direction, Location, check_location
+from mediarunner.models.locations import INPUT_ONLY_SCHEMES, Direction, Location, check_location
+from mediarunner.storage.http import HttpStore
 from mediarunner.storage.layout import DEFAULT_LAST, Published, tree_files
 from mediarunner.storage.local import free_bytes, publish_file, publish_tree, remove_quietly
 from mediarunner.storage.remote import RemoteStore
@@ -69,6 +71,8 @@ def open_store(location: str, settings: Settings, direction: Direction = "output
     loc = check_location(location, direction, settings.input_roots if direction == "input" else settings.output_roots)
     if loc.scheme == "file":
         return LocalStore(loc, direction)
+    if loc.scheme in INPUT_ONLY_SCHEMES:
+        return HttpStore(loc, settings, report)
     return RemoteStore(loc, settings, report)
 
 
