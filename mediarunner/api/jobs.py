@@ -44,11 +44,16 @@ def checked_id(job_id: str) -> str:
     return job_id
 
 
-def document(request: Request, job: Job) -> JobJSON:
-    """The job's JSON, with the family's webhook delivery (attempts, state, last error) if any."""
-    settings = client(request).settings
-    delivery = transaction(lambda s: webhooks.delivery_of(s, job.root_id), url=settings.database_url)
+def job_json(job: Job, database_url: str) -> JobJSON:
+    """The JSON of ``GET /v1/jobs/{id}`` (also ``mediarunner jobs show --json``): the job, with the
+    family's webhook delivery (attempts, state, last error) if any."""
+    delivery = transaction(lambda s: webhooks.delivery_of(s, job.root_id), url=database_url)
     return {**webhooks.job_document(job), "webhook": delivery.public() if delivery else None}
+
+
+def document(request: Request, job: Job) -> JobJSON:
+    """The job's JSON (:func:`job_json`) with this app's database."""
+    return job_json(job, client(request).settings.database_url)
 
 
 def read_job(request: Request, job_id: str) -> JobJSON:

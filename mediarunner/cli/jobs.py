@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mediarunner.cli import ui
+from mediarunner.config.redact import mask_url
 from mediarunner.errors import JobNotFoundError, MediarunnerError
 from mediarunner.models.enums import JobState, JobType
 from mediarunner.models.schemas import Job
@@ -69,13 +72,27 @@ def follow(job_id: str, timeout: float | None = None) -> Job:
             time.sleep(0.25)
 
 
+JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON (as the HTTP API shows it)")]
+
+
+def print_json(doc: Any) -> None:
+    """JSON on standard output as it is (no rich markup or wrapping)."""
+    typer.echo(json.dumps(doc, indent=2))
+
+
 @jobs_app.command("ls")
 def jobs_ls(state: Annotated[JobState | None, typer.Option()] = None,
             type: Annotated[JobType | None, typer.Option()] = None,
-            limit: Annotated[int, typer.Option("-n", "--limit")] = 50) -> None:
-    """List jobs, newest first."""
+            limit: Annotated[int, typer.Option("-n", "--limit")] = 50, as_json: JsonFlag = False) -> None:
+    """List jobs, newest first (--json: the items of the API's GET /v1/jobs, as a list)."""
+    jobs = ui.client().list(state=state, type=type, limit=limit)
+    if as_json:
+        from mediarunner.models.webhooks import job_document
+
+        print_json([job_document(j) for j in jobs])
+        return
     table = Table("id", "type", "state", "stage", "progress", "queue", "rank", "attempt", "worker", "created")
-    for j in ui.client().list(state=state, type=type, limit=limit):
+    for j in jobs:
         table.add_row(j.id, j.type.value, f"[{ui.STATE_STYLE[j.state]}]{j.state.value}[/]",
                       j.stage.value if j.stage else "", f"{j.progress:.0f}%", j.queue,
                       str(j.rank or ""), str(j.attempt), j.worker or "", f"{j.created_at:%Y-%m-%d %H:%M:%S}")
@@ -98,12 +115,40 @@ def show_job(job: Job) -> None:
 
 
 @jobs_app.command("show")
-def jobs_show(job_id: str) -> None:
-    """A job with its children, artifacts and errors (JOB_ID: the id or a unique prefix of it)."""
+def jobs_show(job_id: str, as_json: JsonFlag = False) -> None:
+    """A job with its children, artifacts, errors and webhook delivery (JOB_ID: the id or a unique
+    prefix of it); --json: the same JSON as the API's GET /v1/jobs/{id}."""
+    from mediarunner.api.jobs import job_json
+
+    client = ui.client()
     try:
-        show_job(ui.client().get(ui.job_id(job_id)))
+        job = client.get(ui.job_id(job_id))
     except JobNotFoundError as exc:
         raise ui.fail(exc) from None
+    doc = job_json(job, client.settings.database_url)
+    if as_json:
+        print_json(doc)
+        return
+    show_job(job)
+    show_webhook(doc["webhook"])
+
+
+def show_webhook(hook: dict[str, Any] | None) -> None:
+    """The family's webhook delivery, when it has one (the ``webhook`` of the API's job JSON)."""
+    if hook is None:
+        return
+    url = escape(mask_url(hook["url"]))
+    line = f"  webhook [bold]{escape(hook['state'])}[/bold] -> {url} ({hook['attempts']} attempt(s)"
+    if hook["last_status"] is not None:
+        line += f", last status {hook['last_status']}"
+    lines = [line + ")"]
+    if hook["last_error"]:
+        lines.append(f"    last error: {escape(hook['last_error'])}")
+    if hook["delivered_at"]:
+        lines.append(f"    delivered at {hook['delivered_at']}")
+    elif hook["next_attempt_at"]:
+        lines.append(f"    next attempt at {hook['next_attempt_at']}")
+    ui.console.print("\n".join(lines), highlight=False, soft_wrap=True)
 
 
 @jobs_app.command("cancel")

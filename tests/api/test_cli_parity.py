@@ -6,7 +6,9 @@ import json
 
 from typer.testing import CliRunner
 
-from tests.api.conftest import Api
+from mediarunner.models.base import utcnow
+from mediarunner.scheduler import webhooks
+from tests.api.conftest import Api, Receiver
 
 
 def test_submit_the_other_types_and_version(api: Api) -> None:
@@ -26,3 +28,47 @@ def test_submit_the_other_types_and_version(api: Api) -> None:
     assert run(app, ["submit", "live", "rtmp://x/y", "/etc/nope"]).exit_code != 0
     version = run(app, ["--version"])
     assert version.exit_code == 0 and version.output.startswith("mediarunner ")
+
+
+def test_jobs_ls_and_show_json_match_the_api(api: Api, receiver: Receiver) -> None:
+    from mediarunner.cli import app
+
+    run = CliRunner().invoke
+    r = api.http.post("/v1/jobs/transcode", headers=api.h(), json={
+        "input": api.input, "output": api.outputs + "/j", "renditions": ["240p"], "notify_url": receiver.url})
+    assert r.status_code == 201, r.text
+    job_id = r.json()["id"]
+    plain = api.http.post("/v1/jobs/transcode", headers=api.h(), json={
+        "input": api.input, "output": api.outputs + "/p", "renditions": ["240p"]}).json()["id"]
+
+    shown = run(app, ["jobs", "show", job_id, "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output) == api.http.get(f"/v1/jobs/{job_id}", headers=api.h()).json()
+    assert json.loads(shown.output)["webhook"]["state"] == "waiting"
+
+    listed = run(app, ["jobs", "ls", "--json", "-n", "500"])
+    assert listed.exit_code == 0, listed.output
+    items = api.http.get("/v1/jobs?limit=500", headers=api.h()).json()["items"]
+    assert json.loads(listed.output) == items and {job_id, plain} <= {j["id"] for j in items}
+
+
+def test_jobs_show_prints_the_webhook_delivery(api: Api, receiver: Receiver) -> None:
+    from mediarunner.cli import app
+
+    run = CliRunner().invoke
+    receiver.statuses = [500]
+    job_id = api.http.post("/v1/jobs/transcode", headers=api.h(), json={
+        "input": api.input, "output": api.outputs + "/w", "renditions": ["240p"],
+        "notify_url": receiver.url + "?token=hush"}).json()["id"]
+    assert "webhook" not in run(app, ["jobs", "show", api.http.post(
+        "/v1/jobs/transcode", headers=api.h(),
+        json={"input": api.input, "output": api.outputs + "/n"}).json()["id"]]).output
+    waiting = run(app, ["jobs", "show", job_id])
+    assert waiting.exit_code == 0 and "webhook waiting" in waiting.output and "hush" not in waiting.output
+    assert api.http.post(f"/v1/jobs/{job_id}/cancel", headers=api.h()).status_code == 200
+    settings = api.stack.settings()
+    webhooks.enqueue_finished(settings, utcnow())
+    webhooks.deliver_due(settings, utcnow())
+    retrying = run(app, ["jobs", "show", job_id[:8]])
+    assert retrying.exit_code == 0, retrying.output
+    assert "1 attempt(s), last status 500" in retrying.output and "next attempt at" in retrying.output
