@@ -150,7 +150,7 @@ def run(smoke: bool = False, jobs: int | None = None, concurrency: int = 2, subm
         measure_raw(srv.url, warmup, submitters, timeout)  # warm-up: pool processes, connections
         clients = {}
         for kind, url in urls.items():
-            settings = Settings(database_url=url, broker_url=srv.url)
+            settings = Settings(database_url=url, broker_url=srv.url, job_queues=[f"noop-{kind}"])
             clients[kind] = Client(settings, app=create_app(settings))
             measure_mediarunner(clients[kind], url, f"noop-{kind}", warmup, submitters, timeout)
         # Rounds of raw | ours...: every measurement of ours sits between two of raw Celery, whose

@@ -112,7 +112,7 @@ class Client:
         self._check_local_input(input)
         self._check_exists(input)
         common = self._common(priority, priority_class, metadata)
-        q, why = route(JobType.STUDIO, queue=queue)
+        q, why = route(JobType.STUDIO, queue=queue, allowed=self.settings.job_queues)
         jobs = [NewJob(JobType.STUDIO, q, dump(payload), routing_reason=why, **common)]
         if transcode:
             jobs += self._ladder_jobs(join_location(output, STUDIO_OUTPUT), output, renditions, formats, common,
@@ -129,7 +129,7 @@ class Client:
         rungs = self._rungs(renditions)
         payload = self._validated(LivePayload, input_url=input_url, output=output, renditions=tuple(rungs),
                                   listen=listen, audio=audio)
-        q, why = route(JobType.LIVE, queue=queue)
+        q, why = route(JobType.LIVE, queue=queue, allowed=self.settings.job_queues)
         self._check_live_input(payload.input_url, listen)
         return self._submit([NewJob(JobType.LIVE, q, dump(payload), routing_reason=why,
                                     **self._common(priority, priority_class, metadata))])
@@ -153,7 +153,7 @@ class Client:
         of the submitted list) and one TRANSCODE_RENDITION child per lower rung; split into
         ``parts``, one child per part of every rung (the parent prunes those a short video needs not)."""
         rungs = self._rungs(renditions)
-        q, why = route(JobType.TRANSCODE, queue=queue)
+        q, why = route(JobType.TRANSCODE, queue=queue, allowed=self.settings.job_queues)
         self._check_input(input)
         self._check_output(output)
         if isinstance(formats, str):
@@ -167,7 +167,7 @@ class Client:
         # Unsplit, the parent encodes the top rung it can fill and children the rest.
         children = [(rung, 0) for rung in rungs[1:]] if parts == 1 else \
             [(rung, part) for rung in rungs for part in range(parts)]
-        cq, cwhy = route(JobType.TRANSCODE_RENDITION, queue=queue)
+        cq, cwhy = route(JobType.TRANSCODE_RENDITION, queue=queue, allowed=self.settings.job_queues)
         for rung, part in children:
             child = self._validated(RenditionPayload, input=input, output=output, formats=top.formats,
                                     rendition=rung.name, part=part, parts=parts)
@@ -215,7 +215,7 @@ class Client:
         if output is not None:
             self._check_output(output)
         payload = self._validated(NoopPayload, duration=duration, output=output, fail_attempts=fail_attempts)
-        q, why = route(JobType.NOOP, queue=queue)
+        q, why = route(JobType.NOOP, queue=queue, allowed=self.settings.job_queues)
         return self._submit([NewJob(JobType.NOOP, q, dump(payload), routing_reason=why,
                                     **self._common(priority, "default", metadata))])
 

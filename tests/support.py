@@ -173,6 +173,10 @@ class Stack:
             self._saved_env[k] = os.environ.get(k)
             os.environ[k] = v
         get_settings.cache_clear()
+        if not self.inproc_workers:  # a fresh worker process would start with no model loaded
+            from mediarunner.speech import clear_engine_cache
+
+            clear_engine_cache()
         w = InprocWorker(name=name, queues=queues, concurrency=concurrency, log=self.tmp / f"worker-{name}.log")
         self.inproc_workers.append(w)  # first: the stack's teardown cleans up after a failed start too
         w.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from mediarunner.models import transitions as t
 from mediarunner.models.enums import JobState
 from mediarunner.scheduler import ticks
 from tests import rows as fixtures
-from tests.support import RedisServer, make_stack
+from tests.support import RedisServer, create_pg_database, drop_pg_database, make_stack
 from tests.test_scheduler_ticks import job, new, settings, tx
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -93,10 +94,20 @@ def test_failover_waits_after_a_database_outage(db_url: str) -> None:
     assert tx(db_url, ticks.fail_over, at(81), s, steady_since=at(50)).requeued == [a]
 
 
-def test_an_unconsumed_queue_does_not_grow(tmp_path: Path, pg_url: str, redis_server: RedisServer) -> None:
+@pytest.fixture
+def own_pg() -> Iterator[str]:
+    """A database of this test's own: the session's shared one holds other tests' pending jobs."""
+    url = create_pg_database()
+    yield url
+    drop_pg_database(url)
+
+
+def test_an_unconsumed_queue_does_not_grow(tmp_path: Path, own_pg: str, redis_server: RedisServer) -> None:
     """No worker consumes ``cpu``: over many simulated redispatch periods the queue keeps one
     message per job; a message really lost (the broker flushed) is published once more."""
     import redis
+
+    pg_url = own_pg
 
     from mediarunner.scheduler.dispatch import dispatch
 

@@ -35,3 +35,13 @@ def test_deeply_nested_metadata_is_a_validation_error(client: Client) -> None:
         deep = [deep]
     with pytest.raises(ValidationError, match="nested too deeply"):
         client.submit_noop(metadata={"x": deep})
+
+
+def test_scheduler_can_never_be_a_job_queue(tmp_path: Path) -> None:
+    import pydantic
+
+    with pytest.raises(pydantic.ValidationError, match="beat's ticks"):
+        Settings(job_queues=["cpu", "scheduler"])
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", job_queues=["cpu", "batch"])
+    with pytest.raises(ValidationError, match="unknown job queue 'gpu'"):
+        Client(settings).submit_noop(queue="gpu")

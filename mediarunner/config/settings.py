@@ -112,6 +112,15 @@ class Settings(BaseSettings):
     whisper_diarize_model_dir: Path | None = None  # whisperx diarization, optional
     gpu_probe_timeout_seconds: float = 1.0  # how long submission asks Celery whether a GPU worker is up
     reroute_after_seconds: float = 30.0  # a job waiting on an empty gpu queue this long moves to cpu
+    # Queues a submitter may name (`queue=`); `scheduler` carries beat's ticks only and is never one.
+    job_queues: list[str] = Field(default_factory=lambda: ["cpu", "gpu"], min_length=1)
+
+    @field_validator("job_queues")
+    @classmethod
+    def _job_queues(cls, v: list[str]) -> list[str]:
+        if "scheduler" in v:
+            raise ValueError("'scheduler' carries beat's ticks: it cannot be a job queue")
+        return v
 
     @field_validator("max_attempts")
     @classmethod

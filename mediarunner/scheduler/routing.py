@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from celery import Celery
 
@@ -25,16 +25,14 @@ _DEFAULT: dict[JobType, Queue] = {
 }
 
 
-#: Queues jobs may be sent to (``scheduler`` carries beat's ticks only: a job there would block them).
-JOB_QUEUES: tuple[str, ...] = tuple(q.value for q in Queue if q is not Queue.SCHEDULER)
-
-
-def route(job_type: JobType, *, queue: str | None = None) -> tuple[str, str]:
-    """Return (queue, reason). An explicit ``queue`` wins (one of :data:`JOB_QUEUES`); otherwise
-    the job type decides."""
+def route(job_type: JobType, *, queue: str | None = None, allowed: Sequence[str] = ("cpu", "gpu")) -> tuple[str, str]:
+    """Return (queue, reason). An explicit ``queue`` wins if it is one of ``allowed`` (the
+    ``job_queues`` setting: never ``scheduler``, whose ticks a job would block); otherwise the
+    job type decides."""
     if queue is not None:
-        if queue not in JOB_QUEUES:
-            raise ValidationError(f"unknown job queue {queue!r}; jobs run on one of: {', '.join(JOB_QUEUES)}")
+        if queue not in allowed:
+            raise ValidationError(f"unknown job queue {queue!r}; jobs run on one of: {', '.join(allowed)} "
+                                  "(MEDIARUNNER_JOB_QUEUES)")
         return queue, f"queue {queue!r} requested"
     q = _DEFAULT[job_type]
     return q.value, f"{job_type.value} jobs run on {q.value}"
