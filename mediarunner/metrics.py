@@ -16,7 +16,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import make_wsgi_app
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector, CollectorRegistry
 from pydantic import SecretStr
@@ -68,8 +68,11 @@ class FleetCollector(Collector):
         queue_depth = GaugeMetricFamily("mediarunner_queue_depth", "Pending jobs per queue", labels=["queue"])
         for queue, n in sorted(depth.items()):
             queue_depth.add_metric([queue], n)
-        hist = HistogramMetricFamily("mediarunner_job_duration_seconds",
-                                     "Processing time (started to finished) of completed jobs", labels=["type"])
+        # A gauge histogram: read from the jobs still in the table, so a purge lowers it (a
+        # Prometheus histogram's _count/_sum are counters and must never go down).
+        hist = GaugeHistogramMetricFamily("mediarunner_job_duration_seconds",
+                                          "Processing time (started to finished) of completed jobs still in the "
+                                          "table", labels=["type"])
         for d in durations:
             buckets = [(str(b), float(c)) for b, c in d.buckets] + [("+Inf", float(d.count))]
             hist.add_metric([d.type.value], buckets, d.sum)

@@ -292,7 +292,7 @@ def test_prometheus_metrics(db_url: str) -> None:
     assert 'mediarunner_jobs{queue="cpu",state="completed",type="noop"} 1.0' in text
     assert 'mediarunner_failed_jobs{queue="cpu",state="failed",type="noop"} 1.0' in text  # a gauge: purges lower it
     assert 'mediarunner_job_duration_seconds_bucket{le="15.0",type="noop"} 1.0' in text
-    assert 'mediarunner_job_duration_seconds_count{type="noop"} 1.0' in text
+    assert 'mediarunner_job_duration_seconds_gcount{type="noop"} 1.0' in text  # a gauge histogram: purge lowers it
     assert 'mediarunner_runner_load1{runner="w@h"} 0.25' in text
     assert 'mediarunner_runner_disk_free_bytes{runner="w@h"} 1.048576e+09' in text
     assert 'mediarunner_runners{health="offline",status="enabled"} 1.0' in text  # NOW is long ago
