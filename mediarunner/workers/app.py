@@ -48,9 +48,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "queue_order_strategy": "priority",
             "priority_steps": list(range(10)),
             "sep": ":",
-            # A refused connection fails a publish at once (kombu would retry for the connect
-            # timeout): submitting never waits on a dead broker, the outbox re-publishes later.
-            "max_retries": 0,
         },
         broker_connection_retry_on_startup=True,
         # Publishing must fail fast when the broker is down: the outbox re-publishes later.
