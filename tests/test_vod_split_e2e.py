@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mediarunner.models.enums import JobState, JobType
 from tests.media_checks import duration, master_variants, media_playlist_duration, streams
-from tests.support import Stack, make_clip
+from tests.support import Stack, make_clip, wait_for
 
 DONE = JobState.COMPLETED
 SPLIT_ENV = {"MEDIARUNNER_TRANSCODE_PART_MIN_SECONDS": "3"}  # the stack's segments are 2 s
@@ -62,7 +62,8 @@ def test_split_ladder_joins_parts_into_the_unsplit_outputs(stack: Stack, tmp_pat
             "#EXTINF") == 6
     assert sorted(uri for _, uri in master_variants(out / "master.m3u8")) == \
         ["hls/360p/index.m3u8", "hls/480p/index.m3u8"]
-    assert not (out / ".parts").exists()  # joined parts removed
+    # joined parts are removed right after each joiner's completion is committed
+    wait_for(lambda: not (out / ".parts").exists(), 10, what="the joined parts to be removed")
 
 
 def test_a_short_video_is_not_split(stack: Stack, tmp_path: Path) -> None:
