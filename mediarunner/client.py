@@ -58,6 +58,7 @@ class Client:
         self.settings = settings or get_settings()
         self._app = app
         self._probe: QueueProbe | None = None
+        self._broker_down_until = 0.0  # monotonic time before which submissions skip the broker
 
     @property
     def app(self) -> Celery:
@@ -268,8 +269,13 @@ class Client:
         # transaction per submit. If publishing fails the stamp is cleared and the outbox
         # publishes the job at its next tick; if this process dies in between, the outbox
         # re-publishes it once the stamp is `redispatch_after_seconds` old.
-        job = transaction(lambda s: transitions.insert_jobs(s, jobs, utcnow(), publishing=True), url=url)
-        return publish_submitted(job, app=self.app, database_url=url)
+        # After a failed publish the broker is skipped for `publish_pause_seconds`: submissions
+        # during an outage return at once, unpublished, and the outbox publishes them when it is back.
+        publishing = time.monotonic() >= self._broker_down_until
+        job = transaction(lambda s: transitions.insert_jobs(s, jobs, utcnow(), publishing=publishing), url=url)
+        if publishing and not publish_submitted(job, app=self.app, database_url=url):
+            self._broker_down_until = time.monotonic() + self.settings.publish_pause_seconds
+        return job
 
     def _common(self, priority: int, priority_class: str, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
         if not isinstance(priority, int) or isinstance(priority, bool) or not -1000 <= priority <= 1000:

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState
-from mediarunner.models.tables import EventRow
+from mediarunner.models.tables import EventRow, JobRow
 from tests.media_checks import duration
 from tests.support import PgServer, RedisServer, Stack, make_clip, make_stack, wait_for
 
@@ -30,6 +31,18 @@ FAST_SCHEDULER = {
     "MEDIARUNNER_HEARTBEAT_SECONDS": "0.5",
     "MEDIARUNNER_RETRY_BASE_SECONDS": "0.5",
 }
+
+
+def unfinished(url: str, ids: list[str]) -> list[dict[str, object]]:
+    """What a stuck job's row and events say (for the failure message of an outage test)."""
+    def read(s: Session) -> list[dict[str, object]]:
+        rows = s.execute(select(JobRow.id, JobRow.state, JobRow.attempt, JobRow.dispatched_at,
+                                JobRow.redispatches, JobRow.worker).where(
+            JobRow.id.in_(ids), JobRow.state != DONE)).all()
+        return [dict(r._mapping, events=[(e.kind, f"{e.at:%H:%M:%S.%f}") for e in s.scalars(
+            select(EventRow).where(EventRow.job_id == r.id).order_by(EventRow.id))]) for r in rows]
+
+    return transaction(read, url=url)
 
 
 def claims(url: str) -> Counter[str]:
@@ -101,9 +114,14 @@ def test_redis_outage_during_submissions_loses_nothing(tmp_path: Path, pg_url: s
                 ids.append(job.id)
             wait_for(lambda: time.monotonic() >= outage_end, 15, what="the 10 s outage to pass")
             broker.start()
-            jobs = [client.wait(i, timeout=120) for i in ids]
+            url = st.env["MEDIARUNNER_DATABASE_URL"]
+            try:
+                wait_for(lambda: all(client.get(i).done for i in ids), 120, what="all 50 jobs to finish")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; unfinished: {unfinished(url, ids)}") from None
+            jobs = [client.get(i) for i in ids]
             assert [j.state for j in jobs] == [DONE] * 50
-            c = claims(st.env["MEDIARUNNER_DATABASE_URL"])
+            c = claims(url)
             assert all(c[i] == 1 for i in ids), "a job ran twice"
             assert len(list(out.glob("n*.txt"))) == 50
     finally:

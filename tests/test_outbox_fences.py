@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -149,3 +150,25 @@ def test_beat_steadiness_restarts_after_a_gap(gap: float) -> None:
     assert not st.steady_for(2, at(60))
     st.failed()
     assert not st.steady_for(0, at(100))
+
+
+def test_submissions_skip_a_broker_that_just_failed(tmp_path: Path, own_pg: str) -> None:
+    """After one failed publish a client stops trying the broker for ``PUBLISH_PAUSE_SECONDS``:
+    the next submissions return at once, pending and unpublished, for the outbox to publish."""
+    from mediarunner.models.db import transaction
+    from mediarunner.models.tables import JobRow
+    from tests.support import free_port
+
+    dead_broker = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    with make_stack(tmp_path, own_pg, dead_broker, MEDIARUNNER_PUBLISH_PAUSE_SECONDS="600") as st:
+        client = st.client()
+        first = client.submit_noop()
+        started = time.monotonic()
+        later = [client.submit_noop() for _ in range(5)]
+        assert time.monotonic() - started < 2.0, "submissions kept trying a broker known to be down"
+        ids = [first.id] + [j.id for j in later]
+        stamps = transaction(lambda s: [s.get(JobRow, i).dispatched_at for i in ids], url=own_pg)
+        assert stamps == [None] * 6  # the outbox's next tick publishes every one of them
+        assert all(client.get(i).state is JobState.PENDING for i in ids)
+        due = tx(own_pg, ticks.take_due, datetime.now(UTC), st.settings())
+        assert sorted(due) == sorted(ids)

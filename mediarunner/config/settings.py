@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = 2.0  # how often a running job touches its row
     failover_after_seconds: float = 60.0  # a running job silent this long is failed over
     job_time_limit_seconds: float = 6 * 3600
+    publish_pause_seconds: float = 5.0  # after a failed publish, submits skip the broker (the outbox publishes)
     redispatch_after_seconds: float = 300.0  # a pending job unclaimed this long is re-published
     redispatch_max_seconds: float = 3600.0  # ... then after twice as long each time, up to this
     # A finished job waits this long for the database to record its completion (outputs are

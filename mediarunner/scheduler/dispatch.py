@@ -83,11 +83,12 @@ def dispatch_loaded(job: Job, *, app: Celery, database_url: str | None = None) -
     return transaction(record, url=database_url)
 
 
-def publish_submitted(job: Job, *, app: Celery, database_url: str | None = None) -> Job:
+def publish_submitted(job: Job, *, app: Celery, database_url: str | None = None) -> bool:
     """Publish a family just inserted with ``dispatched_at`` stamped (``insert_jobs(publishing=True)``).
     On failure the stamp is cleared so that the outbox's next tick publishes it, not one
-    ``redispatch_after_seconds`` later. Returns ``job`` (``dispatched_at`` is not part of it)."""
-    if not publish(app, job):
-        ids = list(_ids(job))
-        transaction(lambda s: transitions.clear_dispatched(s, ids), url=database_url)
-    return job
+    ``redispatch_after_seconds`` later. Returns whether the broker took the message."""
+    if publish(app, job):
+        return True
+    ids = list(_ids(job))
+    transaction(lambda s: transitions.clear_dispatched(s, ids), url=database_url)
+    return False
