@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from mediarunner.errors import MediarunnerError, ValidationError
@@ -25,6 +25,10 @@ def _check_url(url: str) -> str:
     except MediarunnerError as exc:
         raise ValueError(str(exc)) from None
     return url
+
+
+#: A side input of an operation (a clip, an image): checked like any input location.
+MediaUrl = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_check_url)]
 
 
 class _Op(BaseModel):
@@ -51,24 +55,14 @@ class Intro(_Op):
     """Prepend a clip, scaled and padded to the current video's size and frame rate."""
 
     op: Literal["intro"] = "intro"
-    url: str = Field(min_length=1, max_length=4096)
-
-    @field_validator("url")
-    @classmethod
-    def _valid_url(cls, v: str) -> str:
-        return _check_url(v)
+    url: MediaUrl
 
 
 class Outro(_Op):
     """Append a clip, scaled and padded to the current video's size and frame rate."""
 
     op: Literal["outro"] = "outro"
-    url: str = Field(min_length=1, max_length=4096)
-
-    @field_validator("url")
-    @classmethod
-    def _valid_url(cls, v: str) -> str:
-        return _check_url(v)
+    url: MediaUrl
 
 
 class Watermark(_Op):
@@ -79,15 +73,10 @@ class Watermark(_Op):
     """
 
     op: Literal["watermark"] = "watermark"
-    image_url: str = Field(min_length=1, max_length=4096)
+    image_url: MediaUrl
     position: Position = "bottom-right"
     margin: int = Field(default=16, ge=0, le=4096)
     scale: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
-
-    @field_validator("image_url")
-    @classmethod
-    def _valid_url(cls, v: str) -> str:
-        return _check_url(v)
 
 
 Operation = Annotated[Cut | Intro | Outro | Watermark, Field(discriminator="op")]

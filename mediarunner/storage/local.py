@@ -20,7 +20,6 @@ from mediarunner.errors import InsufficientResourcesError, InvalidOutputError
 from mediarunner.storage.layout import DEFAULT_LAST, publish_order, tree_files
 
 __all__ = [
-    "atomic_write_text",
     "check_free_space",
     "free_bytes",
     "publish_file",
@@ -79,23 +78,6 @@ def publish_file(src: Path, dst: Path) -> None:
             remove_quietly(tmp)
             raise
         remove_quietly(src)
-    _sweep_stale_temps(dst)
-    _fsync_dir(dst.parent)
-
-
-def atomic_write_text(dst: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``dst`` so that readers never see a partial file."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_sibling(dst)
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        remove_quietly(tmp)
-        raise
     _sweep_stale_temps(dst)
     _fsync_dir(dst.parent)
 

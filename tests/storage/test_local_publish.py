@@ -9,7 +9,7 @@ import pytest
 from mediarunner.errors import InvalidInputError, InvalidOutputError
 from mediarunner.models.locations import resolve_local_path
 from mediarunner.storage import local as publish
-from mediarunner.storage.local import atomic_write_text, publish_file, publish_tree, remove_quietly
+from mediarunner.storage.local import publish_file, publish_tree, remove_quietly
 
 
 @pytest.fixture
@@ -158,18 +158,6 @@ def test_publish_tree_publishes_playlists_last(tmp_path: Path, monkeypatch: pyte
     assert all((dst / rel).read_text() == text for rel, text in files.items())
 
 
-def test_atomic_write_text(tmp_path: Path) -> None:
-    dst = tmp_path / "x" / "master.m3u8"
-    atomic_write_text(dst, "one\n")
-    atomic_write_text(dst, "twö\n")
-    assert dst.read_text(encoding="utf-8") == "twö\n"
-    assert _leftovers(dst.parent) == []
-    (tmp_path / "x" / "dir").mkdir()
-    with pytest.raises(OSError):
-        atomic_write_text(tmp_path / "x" / "dir", "nope")
-    assert _leftovers(dst.parent) == []
-
-
 def test_remove_quietly(tmp_path: Path) -> None:
     f = tmp_path / "f"
     f.write_text("x")
@@ -188,12 +176,13 @@ def test_remove_quietly(tmp_path: Path) -> None:
 
 
 def test_publishing_sweeps_temp_files_left_by_a_killed_writer(tmp_path: Path) -> None:
-    from mediarunner.storage.local import atomic_write_text
-
     dst = tmp_path / "out.txt"
     stale = tmp_path / ".out.txt.deadbeef0000.tmp"
     stale.write_text("half")
     other = tmp_path / ".other.txt.deadbeef0000.tmp"
     other.write_text("not ours")
-    atomic_write_text(dst, "whole")
+    src = tmp_path / "staged" / "out.txt"
+    src.parent.mkdir()
+    src.write_text("whole")
+    publish_file(src, dst)
     assert dst.read_text() == "whole" and not stale.exists() and other.exists()
