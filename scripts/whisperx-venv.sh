@@ -45,8 +45,19 @@ up_to_date() {
     && "$VENV/bin/python" -c "import whisperx" >/dev/null 2>&1
 }
 
+
+# mediarunner's own runtime dependencies (the speech code imports media, models and config):
+# synced on every run, cheap when already satisfied; the heavy whisperx stack is what the stamp covers.
+sync_project_deps() {
+  local root
+  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  mapfile -t deps < <("$VENV/bin/python" -c 'import sys, tomllib; print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))' "$root/pyproject.toml")
+  "$VENV/bin/python" -m pip install --quiet "${deps[@]}" >&2 || { loud "ERROR: installing mediarunner's dependencies into $VENV failed"; exit 4; }
+}
+
 if up_to_date; then
   echo "whisperx-venv: up to date at $VENV" >&2
+  sync_project_deps
   echo "$VENV"
   exit 0
 fi
@@ -58,6 +69,7 @@ if command -v flock >/dev/null 2>&1; then
   flock 9
   if up_to_date; then
     echo "whisperx-venv: up to date at $VENV (built by another run)" >&2
+    sync_project_deps
     echo "$VENV"
     exit 0
   fi
@@ -95,5 +107,6 @@ if ! "$VENV/bin/python" -m pip install --quiet "${REQUIREMENTS[@]}"; then
 fi
 "$VENV/bin/python" -c "import whisperx" || { loud "ERROR: whisperx does not import in $VENV"; exit 5; }
 printf '%s' "$WANT" > "$STAMP"
+sync_project_deps
 echo "whisperx-venv: built in $(( $(date +%s) - start ))s, size $(du -sh "$VENV" | cut -f1)" >&2
 echo "$VENV"

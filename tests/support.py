@@ -220,10 +220,11 @@ class Worker:
         if self.beat:
             cmd += ["-B", "--schedule", str(self.log.with_suffix(".beat"))]
         with self.log.open("ab") as out:
+            offset = out.tell()  # a restart appends: only this run's lines say it is ready
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **self.env}, stdout=out,
                                          stderr=subprocess.STDOUT, start_new_session=True)
         if wait:
-            wait_for(lambda: b"ready." in self.log.read_bytes() or self._died(), 60,
+            wait_for(lambda: b"ready." in self.log.read_bytes()[offset:] or self._died(), 60,
                      what=f"worker {self.name} to be ready")
             assert not self._died(), self.log.read_text()[-3000:]
 

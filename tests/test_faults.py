@@ -192,7 +192,8 @@ def test_soak_300_jobs_with_random_worker_kills(tmp_path: Path, pg_url: str, red
             victim = rng.choice(workers)
             victim.kill()
             kills += 1
-            victim.start()  # waits until it is ready again
+            # Not waiting for it to be ready: a worker is also killed in the middle of its start-up.
+            victim.start(wait=False)
             # Polled at most every 0.5 s (the cadence this soak was written for): a faster poll kills
             # a freshly restarted worker before its first jobs can finish, over and over.
             wait_for(lambda: all_done() or any(j.state is JobState.RUNNING for j in client.list(limit=400)), 30,
