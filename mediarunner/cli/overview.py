@@ -12,6 +12,7 @@ from rich.text import Text
 
 from mediarunner.cli import ui
 from mediarunner.config.redact import MASK, settings_view
+from mediarunner.config.sources import setting_sources
 from mediarunner.fleet import ActivityEvent
 
 
@@ -51,8 +52,11 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="machine-readable
 
 
 def settings_cmd() -> None:
-    """Effective settings, secrets masked (safe to show in a demo)."""
-    table = Table("setting", "value")
+    """Effective settings, secrets masked (safe to show in a demo), and where each came from
+    (env, .env, a secret file, or the default)."""
+    table = Table("setting", "value", "from")
+    sources = setting_sources(type(ui.settings()))
     for name, value in settings_view(ui.settings()).items():
-        table.add_row(f"MEDIARUNNER_{name.upper()}", Text(value, style="dim" if value == MASK else ""))
+        table.add_row(f"MEDIARUNNER_{name.upper()}", Text(value, style="dim" if value == MASK else ""),
+                      Text(sources.get(name, "default"), style="dim"))
     ui.console.print(table)

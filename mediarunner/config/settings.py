@@ -1,16 +1,29 @@
-"""All configuration, read from ``MEDIARUNNER_*`` environment variables (or a ``.env`` file).
+"""All configuration, read from ``MEDIARUNNER_*`` environment variables, a ``.env`` file, or one file per
+setting in the secrets directory (``/run/secrets/mediarunner_<name>``: compose/Kubernetes secrets).
 
 Every field is documented in the README's settings table; keep the two in step.
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SecretsSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from mediarunner.errors import MissingSecretError
+
+#: Where secret files are read from (``MEDIARUNNER_SECRETS_DIR`` overrides; read only if it exists).
+SECRETS_DIR_ENV = "MEDIARUNNER_SECRETS_DIR"
+DEFAULT_SECRETS_DIR = Path("/run/secrets")
+
+
+def secrets_dir() -> Path:
+    return Path(os.environ.get(SECRETS_DIR_ENV) or DEFAULT_SECRETS_DIR)
 
 
 class Rendition(BaseModel):
@@ -50,8 +63,25 @@ class Settings(BaseSettings):
         env_prefix="MEDIARUNNER_", env_file=".env", extra="ignore", env_nested_delimiter="__"
     )
 
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Precedence: arguments, environment, ``.env``, then secret files (the directory is looked up
+        at each construction, so ``MEDIARUNNER_SECRETS_DIR`` may change; a missing one is skipped)."""
+        folder = secrets_dir()
+        files = SecretsSettingsSource(settings_cls, secrets_dir=folder) if folder.is_dir() else file_secret_settings
+        return init_settings, env_settings, dotenv_settings, files
+
     # --- state and messaging
     database_url: str = "sqlite:///var/mediarunner.db"
+    # Put into DATABASE_URL when that has no password of its own (a secret file keeps it out of the URL).
+    database_password: SecretStr | None = None
+    # Settings that must be set (e.g. ["database_password", "webhook_secret"]): a process refuses to start
+    # without them, naming the missing one.
+    required_secrets: list[str] = Field(default_factory=list)
     broker_url: str = "redis://127.0.0.1:6379/0"
     result_backend: str | None = None
     # Redis re-delivers an unacked message after this many seconds. Must exceed the longest job;
@@ -129,6 +159,23 @@ class Settings(BaseSettings):
             raise ValueError("must be >= 1")
         return v
 
+    @model_validator(mode="after")
+    def _secrets(self) -> Settings:
+        for name in self.required_secrets:
+            field = name.lower().removeprefix("mediarunner_")
+            if field not in type(self).model_fields:
+                raise ValueError(f"REQUIRED_SECRETS names {name!r}, which is no setting")
+            value = getattr(self, field)
+            if value is None or (isinstance(value, SecretStr) and not value.get_secret_value()) or value in ("", {}):
+                raise MissingSecretError(f"required secret MEDIARUNNER_{field.upper()} is missing: put it in "
+                                 f"{secrets_dir() / ('mediarunner_' + field)} or set MEDIARUNNER_{field.upper()}")
+        if self.database_password is not None:
+            url = make_url(self.database_url)
+            if url.password is None and not url.drivername.startswith("sqlite"):
+                secret = self.database_password.get_secret_value()
+                self.database_url = url.set(password=secret).render_as_string(hide_password=False)
+        return self
+
     def ladder_by_name(self) -> dict[str, Rendition]:
         return {r.name: r for r in self.renditions}
 
@@ -138,6 +185,11 @@ class Settings(BaseSettings):
     runner_heartbeat_seconds: float = 5.0  # how often a worker publishes its heartbeat and diagnostics
     runner_warning_after_seconds: float = 15.0  # heartbeat older than this: health `warning`
     runner_offline_after_seconds: float = 30.0  # older than this: `offline`, its running jobs fail over
+    # Offline (or unregistered) longer than this: removed from the registry, history kept (<= 0: never).
+    runner_prune_after_seconds: float = 7 * 86400.0
+    # This worker's runner name; `{n}` is replaced by the lowest free ordinal (e.g. `cpu@worker-cpu-{n}`),
+    # so a recreated container takes its predecessor's name back. Unset: `--name`, else Celery's `celery@host`.
+    worker_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.@{}-]{1,200}$")
     runner_warning_load_per_cpu: float = 2.0  # 1-minute load average per CPU above this: `warning`
     runner_warning_free_disk_mb: int = 2048  # free scratch space below this: `warning`
     flower_basic_auth: SecretStr | None = None  # `user:password[,user2:password2]` for `mediarunner flower`

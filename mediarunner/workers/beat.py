@@ -123,7 +123,10 @@ def fleet() -> dict[str, Any]:
     if result.offline:
         log.warning("runners offline: %s; failed over %s, failed %s", ", ".join(result.offline),
                     len(result.requeued), len(result.failed))
-    return {"offline": result.offline, "requeued": result.requeued, "failed": result.failed}
+    if result.pruned:
+        log.info("runners pruned from the registry (offline too long): %s", ", ".join(result.pruned))
+    return {"offline": result.offline, "requeued": result.requeued, "failed": result.failed,
+            "pruned": result.pruned}
 
 
 @app.task(name="mediarunner.scheduler.ranks")
