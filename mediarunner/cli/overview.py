@@ -1,4 +1,4 @@
-"""``logs`` (the activity log), ``stats`` (the dashboard numbers) and ``settings``."""
+"""``logs`` (the activity log), ``stats`` (the dashboard numbers), ``settings`` and ``check``."""
 
 from __future__ import annotations
 
@@ -7,13 +7,17 @@ from dataclasses import asdict
 from typing import Annotated
 
 import typer
+from kombu import Connection
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy import select
 
 from mediarunner.cli import ui
 from mediarunner.config.redact import MASK, settings_view
 from mediarunner.config.sources import setting_sources
 from mediarunner.fleet import ActivityEvent
+from mediarunner.models.db import transaction
+from mediarunner.models.tables import JobRow
 
 
 def show_events(events: list[ActivityEvent]) -> None:
@@ -60,3 +64,14 @@ def settings_cmd() -> None:
         table.add_row(f"MEDIARUNNER_{name.upper()}", Text(value, style="dim" if value == MASK else ""),
                       Text(sources.get(name, "default"), style="dim"))
     ui.console.print(table)
+
+
+def check(broker: Annotated[bool, typer.Option(help="also connect to the broker")] = True) -> None:
+    """Readiness (the image's HEALTHCHECK): settings valid with every required secret, the database
+    reachable and migrated, the broker reachable. One line and exit code 2 when not."""
+    settings = ui.settings()
+    transaction(lambda s: s.execute(select(JobRow.id).limit(1)).all(), retry_for=2.0)
+    if broker:
+        with Connection(settings.broker_url, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1)
+    typer.echo("ok")
