@@ -39,6 +39,8 @@ def secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (folder / "mediarunner_webhook_secret").write_text("whsec-from-file-1234\n")  # compose files end in a newline
     (folder / "mediarunner_database_password").write_text("pg-pass-from-file\n")
     (folder / "mediarunner_sftp_credentials").write_text('{"sftp.example:22": {"username": "u", "password": "sp-1"}}')
+    (folder / "mediarunner_ftp_credentials").write_text("")  # compose needs a file per secret: empty is unset
+    (folder / "mediarunner_s3_access_key_id").write_text("\n")
     for k in [k for k in os.environ if k.startswith("MEDIARUNNER_")]:
         monkeypatch.delenv(k)
     monkeypatch.setenv("MEDIARUNNER_SECRETS_DIR", str(folder))
@@ -50,6 +52,7 @@ def test_secrets_come_from_files_and_the_environment_wins(secrets: Path, monkeyp
     assert s.webhook_secret is not None and s.webhook_secret.get_secret_value() == "whsec-from-file-1234"
     assert s.database_url == "postgresql+psycopg://mediarunner:pg-pass-from-file@postgres:5432/mediarunner"
     assert s.sftp_credentials["sftp.example:22"].password.get_secret_value() == "sp-1"  # type: ignore[union-attr]
+    assert s.ftp_credentials == {} and s.s3_access_key_id is None
     # a URL with its own password keeps it; the environment beats a file
     assert Settings(database_url="postgresql+psycopg://u:own@h/db").database_url == "postgresql+psycopg://u:own@h/db"
     monkeypatch.setenv("MEDIARUNNER_WEBHOOK_SECRET", "from-env-5678")

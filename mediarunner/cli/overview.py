@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import asdict
 from typing import Annotated
 
+import httpx
 import typer
 from kombu import Connection
 from rich.table import Table
@@ -66,12 +68,23 @@ def settings_cmd() -> None:
     ui.console.print(table)
 
 
-def check(broker: Annotated[bool, typer.Option(help="also connect to the broker")] = True) -> None:
+def check(database: Annotated[bool, typer.Option(help="connect to the database (and see it migrated)")] = True,
+          broker: Annotated[bool, typer.Option(help="connect to the broker")] = True,
+          url: Annotated[str | None, typer.Option(help="also GET this local URL (basic auth: METRICS_BASIC_AUTH)")]
+          = None) -> None:
     """Readiness (the image's HEALTHCHECK): settings valid with every required secret, the database
-    reachable and migrated, the broker reachable. One line and exit code 2 when not."""
+    reachable and migrated, the broker reachable, a served URL answering. One line and exit 2 if not."""
     settings = ui.settings()
-    transaction(lambda s: s.execute(select(JobRow.id).limit(1)).all(), retry_for=2.0)
+    if database:
+        transaction(lambda s: s.execute(select(JobRow.id).limit(1)).all(), retry_for=2.0)
     if broker:
         with Connection(settings.broker_url, connect_timeout=3) as conn:
             conn.ensure_connection(max_retries=1)
+    if url is not None:
+        auth = settings.metrics_basic_auth.get_secret_value() if settings.metrics_basic_auth else ""
+        headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
+        try:
+            httpx.get(url, headers=headers, timeout=5).raise_for_status()
+        except httpx.HTTPError as exc:
+            raise ui.fail(f"{url}: {exc}") from None
     typer.echo("ok")

@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SecretsSettingsSource, SettingsConfigDict
-from sqlalchemy.engine import make_url
 
 from mediarunner.errors import MissingSecretError
 
@@ -24,6 +25,15 @@ DEFAULT_SECRETS_DIR = Path("/run/secrets")
 
 def secrets_dir() -> Path:
     return Path(os.environ.get(SECRETS_DIR_ENV) or DEFAULT_SECRETS_DIR)
+
+
+class SecretFiles(SecretsSettingsSource):
+    """One file per setting (``mediarunner_<name>``); an empty file is unset (compose needs a file
+    for every secret it declares, used or not)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        value, key, is_complex = super().get_field_value(field, field_name)
+        return (None if isinstance(value, str) and not value.strip() else value), key, is_complex
 
 
 class Rendition(BaseModel):
@@ -72,7 +82,7 @@ class Settings(BaseSettings):
         """Precedence: arguments, environment, ``.env``, then secret files (the directory is looked up
         at each construction, so ``MEDIARUNNER_SECRETS_DIR`` may change; a missing one is skipped)."""
         folder = secrets_dir()
-        files = SecretsSettingsSource(settings_cls, secrets_dir=folder) if folder.is_dir() else file_secret_settings
+        files = SecretFiles(settings_cls, secrets_dir=folder) if folder.is_dir() else file_secret_settings
         return init_settings, env_settings, dotenv_settings, files
 
     # --- state and messaging
@@ -83,6 +93,7 @@ class Settings(BaseSettings):
     # without them, naming the missing one.
     required_secrets: list[str] = Field(default_factory=list)
     broker_url: str = "redis://127.0.0.1:6379/0"
+    broker_password: SecretStr | None = None  # put into BROKER_URL when that has no password of its own
     result_backend: str | None = None
     # Redis re-delivers an unacked message after this many seconds. Must exceed the longest job;
     # quicker recovery from a dead worker comes from heartbeat failover, not from this.
@@ -170,10 +181,9 @@ class Settings(BaseSettings):
                 raise MissingSecretError(f"required secret MEDIARUNNER_{field.upper()} is missing: put it in "
                                  f"{secrets_dir() / ('mediarunner_' + field)} or set MEDIARUNNER_{field.upper()}")
         if self.database_password is not None:
-            url = make_url(self.database_url)
-            if url.password is None and not url.drivername.startswith("sqlite"):
-                secret = self.database_password.get_secret_value()
-                self.database_url = url.set(password=secret).render_as_string(hide_password=False)
+            self.database_url = _with_password(self.database_url, self.database_password)
+        if self.broker_password is not None:
+            self.broker_url = _with_password(self.broker_url, self.broker_password)
         return self
 
     def ladder_by_name(self) -> dict[str, Rendition]:
@@ -227,6 +237,16 @@ class Settings(BaseSettings):
     webhook_retry_base_seconds: float = Field(default=10.0, gt=0)  # backoff doubles from this...
     webhook_retry_max_seconds: float = Field(default=3600.0, gt=0)  # ...up to this between attempts
     webhook_give_up_after_seconds: float = Field(default=24 * 3600.0, gt=0)  # then the delivery fails
+
+
+def _with_password(url: str, password: SecretStr) -> str:
+    """``url`` with ``password`` in it, unless it has one already (or is a file URL such as SQLite's)."""
+    parts = urlsplit(url)
+    if not parts.hostname or parts.password is not None or not password.get_secret_value():
+        return url
+    host = parts.netloc.rsplit("@", 1)[-1]
+    netloc = f"{parts.username or ''}:{quote(password.get_secret_value(), safe='')}@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @lru_cache(maxsize=1)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic_settings import DotEnvSettingsSource, EnvSettingsSource, SecretsSettingsSource
+from pydantic_settings import DotEnvSettingsSource, EnvSettingsSource
 
-from mediarunner.config.settings import Settings, secrets_dir
+from mediarunner.config.settings import SecretFiles, Settings, secrets_dir
 
 
 def _secret_file(folder: Path, field: str) -> Path | None:
@@ -25,7 +25,7 @@ def setting_sources(settings_cls: type[Settings] = Settings) -> dict[str, str]:
     from_env = EnvSettingsSource(settings_cls)()
     from_dotenv = DotEnvSettingsSource(settings_cls)()
     folder = secrets_dir()
-    from_files = SecretsSettingsSource(settings_cls, secrets_dir=folder)() if folder.is_dir() else {}
+    from_files = SecretFiles(settings_cls, secrets_dir=folder)() if folder.is_dir() else {}
     out: dict[str, str] = {}
     for field in settings_cls.model_fields:
         if field in from_env:
