@@ -4,6 +4,7 @@ each setting came from, stable runner names across container recreation, and pru
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from mediarunner.config import Settings
 from mediarunner.models import runners
@@ -20,7 +21,7 @@ from mediarunner.models.migrate import upgrade
 from mediarunner.models.runners import RunnerInfo
 from mediarunner.models.tables import EventRow, RunnerRow
 from mediarunner.scheduler.fleet import check_runners
-from tests.support import ROOT, create_pg_database, drop_pg_database
+from tests.support import ROOT, Stack, create_pg_database, drop_pg_database, wait_for
 
 CLI = [sys.executable, "-c", "from mediarunner.cli import main; main()"]
 _CLEAN = {k: v for k, v in os.environ.items() if not k.startswith("MEDIARUNNER_")}
@@ -142,3 +143,41 @@ def test_runners_offline_too_long_are_pruned_with_their_history_kept(pg: str) ->
     off = Settings(database_url=pg, runner_prune_after_seconds=0)
     transaction(lambda x: runners.mark_stopped(x, "cpu@fresh", day), url=pg)
     assert transaction(lambda x: check_runners(x, day + timedelta(days=365), off), url=pg).pruned == []
+
+
+def _worker(stack: Stack, tag: str) -> tuple[subprocess.Popen[bytes], Path]:
+    name_file = stack.tmp / f"{tag}.name"
+    with (stack.tmp / f"{tag}.log").open("wb") as out:
+        proc = subprocess.Popen([*CLI, "worker", "-Q", "cpu", "-c", "1", "--name", "cpu@stable-{n}",
+                                 "--name-file", str(name_file)], cwd=ROOT, env={**os.environ, **stack.env},
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    return proc, name_file
+
+
+def _online(url: str) -> set[str]:
+    return set(transaction(lambda s: s.scalars(select(RunnerRow.hostname).where(
+        RunnerRow.offline_at.is_(None))).all(), url=url))
+
+
+def test_mediarunner_worker_takes_a_stable_name_back_after_recreation(stack: Stack) -> None:
+    url = stack.env["MEDIARUNNER_DATABASE_URL"]
+    procs = []
+    try:
+        (a, a_name), (b, b_name) = _worker(stack, "a"), _worker(stack, "b")
+        procs += [a, b]
+        wait_for(lambda: _online(url) == {"cpu@stable-1", "cpu@stable-2"}, 90, what="two runners registered")
+        first = a if a_name.read_text().strip() == "cpu@stable-1" else b
+        assert {a_name.read_text().strip(), b_name.read_text().strip()} == {"cpu@stable-1", "cpu@stable-2"}
+        os.killpg(first.pid, signal.SIGTERM)  # `docker compose up` recreating the container: a warm stop
+        first.wait(60)
+        assert _online(url) == {"cpu@stable-2"}
+        c, c_name = _worker(stack, "c")
+        procs.append(c)
+        wait_for(lambda: _online(url) == {"cpu@stable-1", "cpu@stable-2"}, 90, what="the recreated runner")
+        assert c_name.read_text().strip() == "cpu@stable-1"
+        assert transaction(lambda s: s.scalar(select(func.count()).select_from(RunnerRow)), url=url) == 2
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(10)
