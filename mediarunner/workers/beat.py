@@ -65,6 +65,12 @@ class _Steadiness:
 STEADY = _Steadiness()
 
 
+def lease_ttl(settings: Settings) -> float:
+    """One lease length for every scheduler task: a longer one taken by a rare task (the hourly purge)
+    would make a takeover after the holder's death wait that long."""
+    return max(10.0, settings.beat_interval_seconds * 10)
+
+
 def _holding(ttl: float) -> bool:
     settings = get_settings()
     started = utcnow()
@@ -99,7 +105,7 @@ def broker_backlog(queues: Collection[str], *, celery: Celery = app) -> dict[str
 def tick() -> dict[str, Any]:
     """Failover, timeouts and the outbox: re-publish jobs that have no live message."""
     settings = get_settings()
-    ttl = max(10.0, settings.beat_interval_seconds * 10)
+    ttl = lease_ttl(settings)
     if not _holding(ttl=ttl):
         return {"skipped": "not the lease holder"}
     now = utcnow()
@@ -153,7 +159,7 @@ def _publish_holding(due: list[str], ttl: float) -> int:
 def fleet() -> dict[str, Any]:
     """Runners silent too long go offline; their running jobs fail over at once."""
     settings = get_settings()
-    if not _holding(ttl=max(10.0, settings.beat_interval_seconds * 10)):
+    if not _holding(ttl=lease_ttl(settings)):
         return {"skipped": "not the lease holder"}
     if not STEADY.steady_for(settings.runner_offline_after_seconds, utcnow()):
         return {"skipped": "the database was unreachable lately: runners could not beat"}
@@ -170,7 +176,7 @@ def fleet() -> dict[str, Any]:
 @app.task(name="mediarunner.scheduler.ranks")
 def ranks() -> int:
     settings = get_settings()
-    if not _holding(ttl=60):
+    if not _holding(ttl=lease_ttl(settings)):
         return 0
     return transaction(lambda s: ticks.update_ranks(s, settings))
 
@@ -178,7 +184,8 @@ def ranks() -> int:
 @app.task(name="mediarunner.scheduler.purge")
 def purge() -> int:
     settings = get_settings()
-    if not _holding(ttl=600):
+    ttl = lease_ttl(settings)
+    if not _holding(ttl=ttl):
         return 0
     total = 0
     transaction(lambda s: fleet_ticks.purge_runner_events(s, utcnow(), settings))
@@ -188,18 +195,19 @@ def purge() -> int:
             log.info("swept the parts of %s split rendition(s): %s", len(swept), ", ".join(swept))
     except Exception:  # a store that cannot be reached: the next purge tries again
         log.exception("sweeping split rendition parts failed")
-    while True:
+    while _holding(ttl=ttl):  # renewed per batch: a long purge never outlives the lease
         batch = transaction(lambda s: ticks.purge(s, utcnow(), settings))
         total += len(batch)
         if len(batch) < settings.purge_batch_size:
             return total
+    return total
 
 
 @app.task(name="mediarunner.scheduler.webhooks")
 def deliver_webhooks() -> dict[str, Any]:
     """Finished families' webhooks: fix their bodies, then send the due ones (signed, with backoff)."""
     settings = get_settings()
-    if not _holding(ttl=max(10.0, settings.beat_interval_seconds * 10)):
+    if not _holding(ttl=lease_ttl(settings)):
         return {"skipped": "not the lease holder"}
     enqueued = webhooks.enqueue_finished(settings, utcnow())
     states = webhooks.deliver_due(settings, utcnow())
