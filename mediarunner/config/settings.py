@@ -178,8 +178,9 @@ class Settings(BaseSettings):
                 raise ValueError(f"REQUIRED_SECRETS names {name!r}, which is no setting")
             value = getattr(self, field)
             if value is None or (isinstance(value, SecretStr) and not value.get_secret_value()) or value in ("", {}):
-                raise MissingSecretError(f"required secret MEDIARUNNER_{field.upper()} is missing: put it in "
-                                 f"{secrets_dir() / ('mediarunner_' + field)} or set MEDIARUNNER_{field.upper()}")
+                env = f"MEDIARUNNER_{field.upper()}"
+                raise MissingSecretError(f"required secret {env} is missing: put it in "
+                                         f"{secrets_dir() / ('mediarunner_' + field)} or set {env}")
         if self.database_password is not None:
             self.database_url = _with_password(self.database_url, self.database_password)
         if self.broker_password is not None:
@@ -199,7 +200,7 @@ class Settings(BaseSettings):
     runner_prune_after_seconds: float = 7 * 86400.0
     # This worker's runner name; `{n}` is replaced by the lowest free ordinal (e.g. `cpu@worker-cpu-{n}`),
     # so a recreated container takes its predecessor's name back. Unset: `--name`, else Celery's `celery@host`.
-    worker_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.@{}-]{1,200}$")
+    worker_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.@{}%-]{1,200}$")  # %h: Celery expands it
     runner_warning_load_per_cpu: float = 2.0  # 1-minute load average per CPU above this: `warning`
     runner_warning_free_disk_mb: int = 2048  # free scratch space below this: `warning`
     flower_basic_auth: SecretStr | None = None  # `user:password[,user2:password2]` for `mediarunner flower`
