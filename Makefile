@@ -3,16 +3,28 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 EXTRAS ?= test,transcribe,s3,sftp
+UV     ?= uv
+# Locks (requirements/*.lock): pinned with hashes for Linux x86-64, Python 3.11; `make lock` after a dependency change.
+LOCK   := $(UV) pip compile --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes \
+          --no-header --annotation-style line --quiet
 
-.PHONY: all venv system-deps demo test test-fast test-soak test-whisperx lint bench bench-smoke clean
+.PHONY: all venv lock system-deps demo test test-fast test-soak test-whisperx lint bench bench-smoke clean
 
 all: test
 
-$(BIN)/.installed: pyproject.toml
+# The locked versions first (dev.lock: the test, transcribe, s3 and sftp extras), then mediarunner itself.
+$(BIN)/.installed: pyproject.toml requirements/dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q --require-hashes -r requirements/dev.lock
 	$(BIN)/pip install -q -e '.[$(EXTRAS)]'
 	touch $@
+
+lock:
+	$(LOCK) pyproject.toml --extra s3 --extra sftp --extra transcribe -o requirements/runtime.lock
+	$(LOCK) pyproject.toml --extra s3 --extra sftp --extra transcribe --extra whisperx -o requirements/gpu.lock
+	$(LOCK) pyproject.toml --extra test --extra s3 --extra sftp --extra transcribe -o requirements/dev.lock
+	$(LOCK) requirements/build.in -o requirements/build.lock
 
 venv: $(BIN)/.installed
 

@@ -75,3 +75,7 @@ class StaleAttemptError(MediarunnerError):
 
 class JobNotFoundError(MediarunnerError):
     """No job with that id."""
+
+
+class MissingSecretError(MediarunnerError):
+    """A secret named in ``MEDIARUNNER_REQUIRED_SECRETS`` is not set: the process refuses to start."""

@@ -58,7 +58,7 @@ def test_purge_dry_run(stack: Stack) -> None:
 
 def _settings_table(output: str) -> dict[str, str]:
     cells = ([c.strip() for c in line.split("│")[1:-1]] for line in output.splitlines() if "│" in line)
-    return {c[0]: c[1] for c in cells if len(c) == 2 and c[0].startswith("MEDIARUNNER_")}
+    return {c[0]: c[1] for c in cells if len(c) == 3 and c[0].startswith("MEDIARUNNER_")}  # setting, value, from
 
 
 def test_settings_show_urls_as_given_and_mask_only_secrets(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -55,6 +55,7 @@ app.command("stats")(overview.stats)
 app.command("flower")(processes.flower)
 app.command("metrics")(processes.metrics)
 app.command("settings")(overview.settings_cmd)
+app.command("check")(overview.check)
 app.command("api")(api.api)
 app.add_typer(api.api_keys_app, name="api-keys")
 

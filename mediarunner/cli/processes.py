@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +19,9 @@ from mediarunner.cli import ui
 from mediarunner.cli.jobs import follow, show_job
 from mediarunner.config import Settings
 from mediarunner.metrics import registry_for, serve
-from mediarunner.models import migrate
+from mediarunner.models import migrate, runners
+from mediarunner.models.base import utcnow
+from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState
 
 ROLE_ENV = "MEDIARUNNER_WORKER_ROLE"  # read by mediarunner.workers.app (not imported here: it loads every task)
@@ -27,19 +31,39 @@ def _celery(*args: str) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "mediarunner.workers.app", *args]
 
 
+def runner_name(settings: Settings, name: str | None) -> str | None:
+    """``--name``, else ``MEDIARUNNER_WORKER_NAME``; a ``{n}`` in it becomes the lowest free ordinal
+    (claimed in the database), so a recreated container gets its predecessor's name back."""
+    template = name or settings.worker_name
+    if not template or "{n}" not in template:
+        return template
+    now = utcnow()
+    live_since = now - timedelta(seconds=settings.runner_offline_after_seconds)
+    ttl = settings.worker_register_timeout_seconds + settings.runner_offline_after_seconds
+    holder = f"{socket.gethostname()}:{os.getpid()}"
+    return transaction(lambda s: runners.claim_name(s, template, holder, now, live_since=live_since, ttl=ttl),
+                       retry_for=settings.worker_register_timeout_seconds)
+
+
 def worker(queues: Annotated[str, typer.Option("--queues", "-Q")] = "cpu",
            concurrency: Annotated[int, typer.Option("--concurrency", "-c")] = 1,
-           name: Annotated[str | None, typer.Option("--name", "-n")] = None,
+           name: Annotated[str | None, typer.Option("--name", "-n", help="runner name; {n}: a stable ordinal")] = None,
+           name_file: Annotated[Path | None, typer.Option(help="write the runner name here (for health checks)")]
+           = None,
            loglevel: str = "INFO") -> None:
-    """Run a worker (a thin wrapper over `celery worker`)."""
+    """Run a worker (a thin wrapper over `celery worker`); settings and required secrets are checked first."""
     args = ["worker", "-Q", queues, "-c", str(concurrency), "--loglevel", loglevel, "-E"]
-    if name:
-        args += ["-n", name]
+    node = runner_name(ui.settings(), name)
+    if node:
+        args += ["-n", node]
+    if name_file is not None:
+        name_file.write_text((node or f"celery@{socket.gethostname()}") + "\n")
     os.execv(sys.executable, _celery(*args))
 
 
 def beat(loglevel: str = "INFO", schedule: Path = Path("var/celerybeat-schedule")) -> None:
     """Run the scheduler: celery beat plus a one-process worker for the `scheduler` queue."""
+    ui.settings()  # a bad setting or a missing required secret: one line, before Celery starts
     schedule.parent.mkdir(parents=True, exist_ok=True)
     os.execve(sys.executable, _celery("worker", "-B", "-Q", "scheduler", "-c", "1", "--loglevel", loglevel,
                                       "-n", "scheduler@%h", "--schedule", str(schedule)), _scheduler_env())

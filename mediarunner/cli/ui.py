@@ -33,7 +33,7 @@ EVENT_STYLE = {  # activity log colours: green good, red bad, yellow retried, cy
     "job_failed": "red", "job_timeout": "red", "heartbeat_lost": "red", "token_revoked": "red",
     "runner_unregistered": "red", "job_retried": "yellow", "job_failed_over": "yellow",
     "job_assigned": "cyan", "job_submitted": "blue", "status_changed": "magenta",
-    "concurrency_changed": "magenta", "token_created": "magenta", "runner_stopped": "dim",
+    "concurrency_changed": "magenta", "token_created": "magenta", "runner_stopped": "dim", "runner_pruned": "dim",
     "job_cancelled": "magenta", "job_restarted": "blue",
 }
 

@@ -1,16 +1,39 @@
-"""All configuration, read from ``MEDIARUNNER_*`` environment variables (or a ``.env`` file).
+"""All configuration, read from ``MEDIARUNNER_*`` environment variables, a ``.env`` file, or one file per
+setting in the secrets directory (``/run/secrets/mediarunner_<name>``: compose/Kubernetes secrets).
 
 Every field is documented in the README's settings table; keep the two in step.
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SecretsSettingsSource, SettingsConfigDict
+
+from mediarunner.errors import MissingSecretError
+
+#: Where secret files are read from (``MEDIARUNNER_SECRETS_DIR`` overrides; read only if it exists).
+SECRETS_DIR_ENV = "MEDIARUNNER_SECRETS_DIR"
+DEFAULT_SECRETS_DIR = Path("/run/secrets")
+
+
+def secrets_dir() -> Path:
+    return Path(os.environ.get(SECRETS_DIR_ENV) or DEFAULT_SECRETS_DIR)
+
+
+class SecretFiles(SecretsSettingsSource):
+    """One file per setting (``mediarunner_<name>``); an empty file is unset (compose needs a file
+    for every secret it declares, used or not)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        value, key, is_complex = super().get_field_value(field, field_name)
+        return (None if isinstance(value, str) and not value.strip() else value), key, is_complex
 
 
 class Rendition(BaseModel):
@@ -50,9 +73,27 @@ class Settings(BaseSettings):
         env_prefix="MEDIARUNNER_", env_file=".env", extra="ignore", env_nested_delimiter="__"
     )
 
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Precedence: arguments, environment, ``.env``, then secret files (the directory is looked up
+        at each construction, so ``MEDIARUNNER_SECRETS_DIR`` may change; a missing one is skipped)."""
+        folder = secrets_dir()
+        files = SecretFiles(settings_cls, secrets_dir=folder) if folder.is_dir() else file_secret_settings
+        return init_settings, env_settings, dotenv_settings, files
+
     # --- state and messaging
     database_url: str = "sqlite:///var/mediarunner.db"
+    # Put into DATABASE_URL when that has no password of its own (a secret file keeps it out of the URL).
+    database_password: SecretStr | None = None
+    # Settings that must be set (e.g. ["database_password", "webhook_secret"]): a process refuses to start
+    # without them, naming the missing one.
+    required_secrets: list[str] = Field(default_factory=list)
     broker_url: str = "redis://127.0.0.1:6379/0"
+    broker_password: SecretStr | None = None  # put into BROKER_URL when that has no password of its own
     result_backend: str | None = None
     # Redis re-delivers an unacked message after this many seconds. Must exceed the longest job;
     # quicker recovery from a dead worker comes from heartbeat failover, not from this.
@@ -130,6 +171,23 @@ class Settings(BaseSettings):
             raise ValueError("must be >= 1")
         return v
 
+    @model_validator(mode="after")
+    def _secrets(self) -> Settings:
+        for name in self.required_secrets:
+            field = name.lower().removeprefix("mediarunner_")
+            if field not in type(self).model_fields:
+                raise ValueError(f"REQUIRED_SECRETS names {name!r}, which is no setting")
+            value = getattr(self, field)
+            if value is None or (isinstance(value, SecretStr) and not value.get_secret_value()) or value in ("", {}):
+                env = f"MEDIARUNNER_{field.upper()}"
+                raise MissingSecretError(f"required secret {env} is missing: put it in "
+                                         f"{secrets_dir() / ('mediarunner_' + field)} or set {env}")
+        if self.database_password is not None:
+            self.database_url = _with_password(self.database_url, self.database_password)
+        if self.broker_password is not None:
+            self.broker_url = _with_password(self.broker_url, self.broker_password)
+        return self
+
     def ladder_by_name(self) -> dict[str, Rendition]:
         return {r.name: r for r in self.renditions}
 
@@ -139,6 +197,11 @@ class Settings(BaseSettings):
     runner_heartbeat_seconds: float = 5.0  # how often a worker publishes its heartbeat and diagnostics
     runner_warning_after_seconds: float = 15.0  # heartbeat older than this: health `warning`
     runner_offline_after_seconds: float = 30.0  # older than this: `offline`, its running jobs fail over
+    # Offline (or unregistered) longer than this: removed from the registry, history kept (<= 0: never).
+    runner_prune_after_seconds: float = 7 * 86400.0
+    # This worker's runner name; `{n}` is replaced by the lowest free ordinal (e.g. `cpu@worker-cpu-{n}`),
+    # so a recreated container takes its predecessor's name back. Unset: `--name`, else Celery's `celery@host`.
+    worker_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.@{}%-]{1,200}$")  # %h: Celery expands it
     runner_warning_load_per_cpu: float = 2.0  # 1-minute load average per CPU above this: `warning`
     runner_warning_free_disk_mb: int = 2048  # free scratch space below this: `warning`
     flower_basic_auth: SecretStr | None = None  # `user:password[,user2:password2]` for `mediarunner flower`
@@ -176,6 +239,16 @@ class Settings(BaseSettings):
     webhook_retry_base_seconds: float = Field(default=10.0, gt=0)  # backoff doubles from this...
     webhook_retry_max_seconds: float = Field(default=3600.0, gt=0)  # ...up to this between attempts
     webhook_give_up_after_seconds: float = Field(default=24 * 3600.0, gt=0)  # then the delivery fails
+
+
+def _with_password(url: str, password: SecretStr) -> str:
+    """``url`` with ``password`` in it, unless it has one already (or is a file URL such as SQLite's)."""
+    parts = urlsplit(url)
+    if not parts.hostname or parts.password is not None or not password.get_secret_value():
+        return url
+    host = parts.netloc.rsplit("@", 1)[-1]
+    netloc = f"{parts.username or ''}:{quote(password.get_secret_value(), safe='')}@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @lru_cache(maxsize=1)

@@ -12,17 +12,18 @@ Functions take a Session (the caller owns the transaction) and ``now``.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mediarunner.models.enums import RunnerStatus
-from mediarunner.models.tables import RunnerRow
+from mediarunner.models.tables import LockRow, RunnerRow
 from mediarunner.models.transitions import BUMP_COMPLETED, BUMP_FAILED, record_event
 
 R = RunnerStatus
@@ -167,3 +168,58 @@ def unregister_by_token(session: Session, token_id: str, now: datetime, reason: 
 def count_outcome(session: Session, hostname: str, *, completed: bool) -> None:
     """Lifetime counters (not a state change): one more attempt completed or failed on this runner."""
     session.execute(BUMP_COMPLETED if completed else BUMP_FAILED, {"runner": hostname})
+
+
+def prune(session: Session, offline_before: datetime, now: datetime) -> list[str]:
+    """Runners offline (or unregistered) since before ``offline_before`` leave the registry; their
+    history stays in the activity log, which gets a ``runner_pruned`` event for each."""
+    gone = or_(RunnerRow.offline_at < offline_before, RunnerRow.unregistered_at < offline_before)
+    hosts: Sequence[str] = session.scalars(select(RunnerRow.hostname).where(gone)).all()
+    pruned = []
+    for host in hosts:
+        res = session.execute(delete(RunnerRow).where(RunnerRow.hostname == host, gone)
+                              .execution_options(synchronize_session=False))
+        if cast(CursorResult[Any], res).rowcount == 1:
+            record_event(session, "runner_pruned", now, f"offline since before {offline_before:%Y-%m-%d %H:%M}",
+                         runner=host)
+            pruned.append(host)
+    return pruned
+
+
+def _live(row: RunnerRow | None, live_since: datetime) -> bool:
+    return (row is not None and row.offline_at is None and row.unregistered_at is None
+            and row.last_heartbeat_at is not None and row.last_heartbeat_at >= live_since)
+
+
+def _claim(session: Session, name: str, holder: str, now: datetime, ttl: float) -> bool:
+    """Compare-and-set the name's claim: free when unclaimed, expired, or used by a registration since."""
+    key = "runner-name:" + hashlib.sha1(name.encode()).hexdigest()[:40]
+    lock = session.get(LockRow, key, populate_existing=True)
+    row = session.get(RunnerRow, name, populate_existing=True)
+    values = dict(holder=holder, expires_at=now + timedelta(seconds=ttl))
+    if lock is None:
+        try:
+            with session.begin_nested():
+                session.add(LockRow(name=key, **values))
+            return True
+        except IntegrityError:
+            return False
+    claimed_at = lock.expires_at - timedelta(seconds=ttl)
+    if lock.expires_at >= now and lock.holder != holder and (row is None or row.registered_at < claimed_at):
+        return False  # claimed by another starting worker that has not registered yet
+    res = session.execute(update(LockRow).where(LockRow.name == key, LockRow.expires_at == lock.expires_at)
+                          .values(**values).execution_options(synchronize_session=False))
+    return cast(CursorResult[Any], res).rowcount == 1
+
+
+def claim_name(session: Session, template: str, holder: str, now: datetime, *, live_since: datetime,
+               ttl: float, limit: int = 1000) -> str:
+    """The runner name for a starting worker: ``template`` with ``{n}`` replaced by the lowest ordinal
+    whose runner is not live (heartbeat since ``live_since``) and not being claimed by another starting
+    worker (for ``ttl`` seconds or until it registers). A recreated container takes its old name back."""
+    for n in range(1, limit + 1):
+        name = template.replace("{n}", str(n))
+        if not _live(session.get(RunnerRow, name, populate_existing=True), live_since) and \
+                _claim(session, name, holder, now, ttl):
+            return name
+    raise RuntimeError(f"no free runner name for {template!r} among {limit}")

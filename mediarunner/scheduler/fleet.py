@@ -28,6 +28,7 @@ class RunnerCheck:
     offline: list[str] = field(default_factory=list)
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)
 
 
 def fail_over_runner(session: Session, hostname: str, now: datetime, reason: str, *, instance: str | None = None,
@@ -68,6 +69,9 @@ def check_runners(session: Session, now: datetime, settings: Settings) -> Runner
             fo = fail_over_runner(session, hostname, now, "heartbeat lost")
             result.requeued.extend(fo.requeued)
             result.failed.extend(fo.failed)
+    if settings.runner_prune_after_seconds > 0:
+        gone_since = now - timedelta(seconds=settings.runner_prune_after_seconds)
+        result.pruned.extend(runners.prune(session, gone_since, now))
     return result
 
 

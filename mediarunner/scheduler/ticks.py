@@ -99,13 +99,16 @@ def take_due(session: Session, now: datetime, settings: Settings, *, backlog: Ba
 
 
 def fail_over(session: Session, now: datetime, settings: Settings, *,
-              steady_since: datetime | None = None) -> FailoverResult:
+              steady_since: datetime | None = None, limit: int | None = None) -> FailoverResult:
     """Running jobs whose heartbeat went silent go back to pending (attempt+1), or fail for good;
     jobs past their time limit become ``timeout``.
 
     ``steady_since``: since when the scheduler has reached the database without a break. Silence
     counts only once that is ``failover_after_seconds`` ago: during an outage no worker could
-    write its heartbeat, and a job that kept working must not be punished for it."""
+    write its heartbeat, and a job that kept working must not be punished for it.
+
+    ``limit``: at most this many jobs of each kind (timed out, silent), so that a caller holding a
+    lease can renew it between batches."""
     requeued: list[str] = []
     failed: list[str] = []
     timed_out: list[str] = []
@@ -114,14 +117,14 @@ def fail_over(session: Session, now: datetime, settings: Settings, *,
         limit_start = now - timedelta(seconds=seconds)
         for job_id, attempt in session.execute(
                 select(JobRow.id, JobRow.attempt).where(JobRow.state == JobState.RUNNING, types,
-                                                        JobRow.started_at < limit_start)).all():
+                                                        JobRow.started_at < limit_start).limit(limit)).all():
             if transitions.time_out(session, job_id, attempt, now, f"ran longer than {seconds:.0f}s"):
                 timed_out.append(job_id)
     silent_since = now - timedelta(seconds=settings.failover_after_seconds)
     if steady_since is not None and steady_since > silent_since:
         return FailoverResult(requeued, failed, timed_out)
     for job_id in session.scalars(select(JobRow.id).where(
-            JobRow.state == JobState.RUNNING, JobRow.heartbeat_at < silent_since)).all():
+            JobRow.state == JobState.RUNNING, JobRow.heartbeat_at < silent_since).limit(limit)).all():
         job = get_job(session, job_id, with_children=False)
         error = WorkerLost(f"worker {job.worker} silent since {job.heartbeat_at:%H:%M:%S}")
         outcome = fail_over_job(session, job, error, now)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Collection
 from datetime import datetime
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from amqp.exceptions import ChannelError
 from celery import Celery
 
-from mediarunner.config import get_settings
+from mediarunner.config import Settings, get_settings
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import Queue
@@ -31,6 +32,7 @@ from mediarunner.workers.app import app
 log = logging.getLogger(__name__)
 HOLDER = f"{socket.gethostname()}:{os.getpid()}"
 LEASE = "scheduler"
+FAILOVER_BATCH = 50  # silent jobs failed over per transaction (the lease is renewed between batches)
 LEASE_RETRY_SECONDS = 2.0  # a tick that cannot reach the database gives up soon (the next one comes)
 
 
@@ -63,11 +65,18 @@ class _Steadiness:
 STEADY = _Steadiness()
 
 
+def lease_ttl(settings: Settings) -> float:
+    """One lease length for every scheduler task: a longer one taken by a rare task (the hourly purge)
+    would make a takeover after the holder's death wait that long."""
+    return max(10.0, settings.beat_interval_seconds * 10)
+
+
 def _holding(ttl: float) -> bool:
     settings = get_settings()
     started = utcnow()
     try:
-        held = transaction(lambda s: lease.acquire(s, LEASE, HOLDER, utcnow(), ttl), retry_for=LEASE_RETRY_SECONDS)
+        held = transaction(lambda s: lease.acquire(s, LEASE, HOLDER, lease.database_now(s), ttl),
+                           retry_for=LEASE_RETRY_SECONDS)
     except Exception:
         STEADY.failed()
         raise
@@ -96,26 +105,61 @@ def broker_backlog(queues: Collection[str], *, celery: Celery = app) -> dict[str
 def tick() -> dict[str, Any]:
     """Failover, timeouts and the outbox: re-publish jobs that have no live message."""
     settings = get_settings()
-    if not _holding(ttl=max(10.0, settings.beat_interval_seconds * 10)):
+    ttl = lease_ttl(settings)
+    if not _holding(ttl=ttl):
         return {"skipped": "not the lease holder"}
     now = utcnow()
-    fo = transaction(lambda s: ticks.fail_over(s, now, settings, steady_since=STEADY.since or now))
+    fo = _fail_over_holding(settings, now, ttl)
+    if fo is None:  # the lease ran out (a stalled database): another beat works now
+        return {"skipped": "lease lost during the tick"}
     if transaction(lambda s: ticks.has_stranded_candidates(s, now, settings)):
         online = QueueProbe(app, timeout=settings.gpu_probe_timeout_seconds).consumed()
         transaction(lambda s: ticks.reroute_stranded(s, now, settings, online))
     due = transaction(lambda s: ticks.take_due(s, now, settings, backlog=broker_backlog))
-    published = sum(dispatch(job_id, app=app) for job_id in due)
+    published = _publish_holding(due, ttl)
     if fo.requeued or fo.failed or fo.timed_out or published:
         log.info("tick: failed over %s, failed %s, timed out %s, published %s/%s", len(fo.requeued),
                  len(fo.failed), len(fo.timed_out), published, len(due))
     return {"requeued": fo.requeued, "failed": fo.failed, "timed_out": fo.timed_out, "published": published}
 
 
+def _fail_over_holding(settings: Settings, now: datetime, ttl: float) -> ticks.FailoverResult | None:
+    """Failover in batches (each its own transaction), renewing the lease after each: hundreds of
+    silent jobs never keep one tick past the lease. None when the lease was lost on the way."""
+    total = ticks.FailoverResult([], [], [])
+    while True:
+        fo = transaction(lambda s: ticks.fail_over(s, now, settings, steady_since=STEADY.since or now,
+                                                   limit=FAILOVER_BATCH))
+        for mine, got in ((total.requeued, fo.requeued), (total.failed, fo.failed), (total.timed_out, fo.timed_out)):
+            mine.extend(got)
+        if not _holding(ttl=ttl):
+            log.warning("lost the scheduler lease mid-tick after failing over %s job(s)", len(total.requeued))
+            return None
+        if max(len(fo.requeued) + len(fo.failed), len(fo.timed_out)) < FAILOVER_BATCH:
+            return total
+
+
+def _publish_holding(due: list[str], ttl: float) -> int:
+    """Publish ``due``, renewing the lease every third of its TTL: a long batch (hundreds of jobs on a
+    slow database) never outlives the lease, and stops when another beat took it, which would publish
+    the rest too (this one's unpublished jobs are still due there: nothing is lost or sent twice)."""
+    published = 0
+    renewed = time.monotonic()
+    for i, job_id in enumerate(due):
+        if time.monotonic() - renewed > ttl / 3:
+            if not _holding(ttl=ttl):
+                log.warning("lost the scheduler lease mid-tick: %s job(s) left to the new holder", len(due) - i)
+                break
+            renewed = time.monotonic()
+        published += dispatch(job_id, app=app)
+    return published
+
+
 @app.task(name="mediarunner.scheduler.fleet")
 def fleet() -> dict[str, Any]:
     """Runners silent too long go offline; their running jobs fail over at once."""
     settings = get_settings()
-    if not _holding(ttl=max(10.0, settings.beat_interval_seconds * 10)):
+    if not _holding(ttl=lease_ttl(settings)):
         return {"skipped": "not the lease holder"}
     if not STEADY.steady_for(settings.runner_offline_after_seconds, utcnow()):
         return {"skipped": "the database was unreachable lately: runners could not beat"}
@@ -123,13 +167,16 @@ def fleet() -> dict[str, Any]:
     if result.offline:
         log.warning("runners offline: %s; failed over %s, failed %s", ", ".join(result.offline),
                     len(result.requeued), len(result.failed))
-    return {"offline": result.offline, "requeued": result.requeued, "failed": result.failed}
+    if result.pruned:
+        log.info("runners pruned from the registry (offline too long): %s", ", ".join(result.pruned))
+    return {"offline": result.offline, "requeued": result.requeued, "failed": result.failed,
+            "pruned": result.pruned}
 
 
 @app.task(name="mediarunner.scheduler.ranks")
 def ranks() -> int:
     settings = get_settings()
-    if not _holding(ttl=60):
+    if not _holding(ttl=lease_ttl(settings)):
         return 0
     return transaction(lambda s: ticks.update_ranks(s, settings))
 
@@ -137,7 +184,8 @@ def ranks() -> int:
 @app.task(name="mediarunner.scheduler.purge")
 def purge() -> int:
     settings = get_settings()
-    if not _holding(ttl=600):
+    ttl = lease_ttl(settings)
+    if not _holding(ttl=ttl):
         return 0
     total = 0
     transaction(lambda s: fleet_ticks.purge_runner_events(s, utcnow(), settings))
@@ -147,18 +195,19 @@ def purge() -> int:
             log.info("swept the parts of %s split rendition(s): %s", len(swept), ", ".join(swept))
     except Exception:  # a store that cannot be reached: the next purge tries again
         log.exception("sweeping split rendition parts failed")
-    while True:
+    while _holding(ttl=ttl):  # renewed per batch: a long purge never outlives the lease
         batch = transaction(lambda s: ticks.purge(s, utcnow(), settings))
         total += len(batch)
         if len(batch) < settings.purge_batch_size:
             return total
+    return total
 
 
 @app.task(name="mediarunner.scheduler.webhooks")
 def deliver_webhooks() -> dict[str, Any]:
     """Finished families' webhooks: fix their bodies, then send the due ones (signed, with backoff)."""
     settings = get_settings()
-    if not _holding(ttl=max(10.0, settings.beat_interval_seconds * 10)):
+    if not _holding(ttl=lease_ttl(settings)):
         return {"skipped": "not the lease holder"}
     enqueued = webhooks.enqueue_finished(settings, utcnow())
     states = webhooks.deliver_due(settings, utcnow())
