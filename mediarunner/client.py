@@ -43,6 +43,7 @@ from mediarunner.models.payloads import (
     TranscodePayload,
     TranscribePayload,
     dump,
+    rendition_name,
 )
 from mediarunner.models.queries import get_job, list_jobs
 from mediarunner.models.schemas import Job
@@ -74,14 +75,18 @@ class Client:
                          formats: Sequence[str] = ("hls", "mp4"), priority: int = 0,
                          metadata: Mapping[str, Any] | None = None, *, priority_class: str = "default",
                          queue: str | None = None, transcribe: bool = False, language: str | None = None,
-                         transcribe_device: str = "auto", parts: int | None = None) -> Job:
+                         transcribe_device: str = "auto", parts: int | None = None,
+                         video_codecs: Sequence[str] = ("h264",)) -> Job:
         """Transcode ``input`` into an HLS + MP4 ladder under the directory ``output``; with
         ``transcribe=True`` also subtitles (an extract_audio -> transcribe branch after the parent).
         ``parts`` (default: the ``transcode_parts`` setting): split every rung of a long video into
-        that many time parts, encoded by several workers at once (fewer for a short video)."""
+        that many time parts, encoded by several workers at once (fewer for a short video).
+        ``video_codecs`` (``h264``, ``hevc``, ``av1``, ``vp9``): one ladder per codec, all in one master
+        playlist (renditions named ``720p``, ``720p_hevc``, ``720p_av1``...)."""
         common = self._common(priority, priority_class, metadata)
         jobs = self._ladder_jobs(input, output, renditions, formats, common, queue=queue,
-                                 parts=self.settings.transcode_parts if parts is None else parts)
+                                 parts=self.settings.transcode_parts if parts is None else parts,
+                                 video_codecs=video_codecs)
         self._check_exists(input)
         if transcribe:
             ext = self._validated(ExtractAudioPayload, input=input, output=output)
@@ -148,7 +153,8 @@ class Client:
 
     def _ladder_jobs(self, input: str, output: str, renditions: Sequence[str] | None, formats: Sequence[str],
                      common: dict[str, Any], *, queue: str | None, parent: int | None = None,
-                     index: int = 0, parts: int = 1) -> builtins.list[NewJob]:
+                     index: int = 0, parts: int = 1,
+                     video_codecs: Sequence[str] = ("h264",)) -> builtins.list[NewJob]:
         """The jobs of a transcode ladder: the TRANSCODE parent (child of ``parent``, placed at ``index``
         of the submitted list) and one TRANSCODE_RENDITION child per lower rung; split into
         ``parts``, one child per part of every rung (the parent prunes those a short video needs not)."""
@@ -156,21 +162,22 @@ class Client:
         q, why = route(JobType.TRANSCODE, queue=queue, allowed=self.settings.job_queues)
         self._check_input(input)
         self._check_output(output)
-        if isinstance(formats, str):
-            raise ValidationError("formats must be a sequence such as ('hls', 'mp4')")
+        if isinstance(formats, str) or isinstance(video_codecs, str):
+            raise ValidationError("formats and video_codecs must be sequences such as ('hls', 'mp4'), ('h264',)")
         if not isinstance(parts, int) or isinstance(parts, bool):
             raise ValidationError("parts must be an integer")
         top = self._validated(TranscodePayload, input=input, output=output, formats=tuple(formats),
-                              ladder=tuple(rungs), parts=parts)
+                              ladder=tuple(rungs), parts=parts, video_codecs=tuple(video_codecs))
         self._check_local_input(input)
         jobs = [NewJob(JobType.TRANSCODE, q, dump(top), parent=parent, routing_reason=why, **common)]
-        # Unsplit, the parent encodes the top rung it can fill and children the rest.
-        children = [(rung, 0) for rung in rungs[1:]] if parts == 1 else \
-            [(rung, part) for rung in rungs for part in range(parts)]
+        # Unsplit, the parent encodes the top rung (of the first codec) it can fill and children the rest.
+        names = [rendition_name(rung.name, codec) for codec in top.video_codecs for rung in rungs]
+        children = [(name, 0) for name in names[1:]] if parts == 1 else \
+            [(name, part) for name in names for part in range(parts)]
         cq, cwhy = route(JobType.TRANSCODE_RENDITION, queue=queue, allowed=self.settings.job_queues)
-        for rung, part in children:
+        for name, part in children:
             child = self._validated(RenditionPayload, input=input, output=output, formats=top.formats,
-                                    rendition=rung.name, part=part, parts=parts)
+                                    rendition=name, part=part, parts=parts)
             jobs.append(NewJob(JobType.TRANSCODE_RENDITION, cq, dump(child), parent=index, routing_reason=cwhy,
                                **common))
         return jobs

@@ -79,6 +79,8 @@ class TranscodeRequest(Submission):
     language: str | None = Field(default=None, max_length=16)
     transcribe_device: Literal["auto", "cpu", "gpu"] = "auto"
     parts: int | None = Field(default=None, ge=1, le=64)
+    video_codecs: list[str] = Field(default=["h264"], min_length=1, max_length=4,
+                                    description="one ladder per codec: h264, hevc, av1, vp9")
 
 
 class StudioRequest(Submission):

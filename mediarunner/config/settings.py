@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     ffprobe_path: str = "ffprobe"
     ffmpeg_threads: int = 0  # 0 lets ffmpeg choose
     x264_preset: str = "veryfast"
+    # The other codecs' speed settings (see media/encoders.py): x265 preset, SVT-AV1 preset
+    # (0 slowest .. 13 fastest), libvpx-vp9 cpu-used (0 slowest .. 8 fastest; deadline "good").
+    x265_preset: str = "fast"
+    svtav1_preset: int = Field(default=10, ge=0, le=13)
+    vp9_cpu_used: int = Field(default=4, ge=0, le=8)
     hls_segment_seconds: float = 4.0
     # Long videos: each rung split into this many time parts, encoded by as many workers at once
     # (1: one job per rung). A part is never shorter than transcode_part_min_seconds.

@@ -1,4 +1,4 @@
-"""The x264/AAC encoder policy, declared once.
+"""The encoder policy, declared once: H.264 (x264), HEVC (x265), AV1 (SVT-AV1), VP9 (libvpx) + AAC.
 
 Every encode takes its codec settings from :data:`POLICY`: a VOD rung (:mod:`.encode`), the
 live ladder (:mod:`.live`) and each studio step (:mod:`.studio`). The functions here return
@@ -9,6 +9,15 @@ through :func:`to_args`, for a plain argument list.
 Keyframe alignment: keyframes are forced every ``segment_seconds`` with scene-cut detection off,
 and the GOP limit (in frames) is loose enough never to fire between two forced keyframes, so
 an HLS packager cutting every ``segment_seconds`` always cuts on a keyframe.
+
+Across codecs (one master playlist with an H.264, an HEVC, an AV1 and a VP9 ladder, so that a
+player may switch between them) every codec gets its keyframes on the same grid: x264, x265 and
+libvpx honour the forced keyframes (closed GOPs: x265 with ``forced-idr``, no open GOP); SVT-AV1
+1.4 (Debian's) ignores forced keyframes, so its keyframe interval is fixed to exactly
+``fps x segment_seconds`` frames (exact whenever that product is a whole number of frames, as it is
+for integer rates; for 29.97 fps the AV1 grid drifts by less than a frame per segment).
+Per-codec settings (see :data:`CODECS`): constant quality (CRF) capped at the rung's bitrate,
+speed from a setting (``x264_preset``, ``x265_preset``, ``svtav1_preset``, ``vp9_cpu_used``).
 """
 
 from __future__ import annotations
@@ -17,13 +26,20 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from mediarunner.config.settings import Settings
 from mediarunner.errors import ValidationError
 
 __all__ = [
+    "CODECS",
     "MP4_OUTPUT",
     "POLICY",
+    "CodecSpec",
     "EncoderPolicy",
     "Options",
+    "codec_spec",
+    "codec_speed",
+    "codec_video_options",
+    "copy_tag_options",
     "h264_level",
     "keyframe_options",
     "live_audio_options",
@@ -200,3 +216,67 @@ def studio_options(preset: str, crf: int, *, audio: bool, policy: EncoderPolicy 
             "ac": str(policy.audio_channels),
         }
     return opts
+
+
+# --------------------------------------------------------------------------- codecs per ladder
+
+
+@dataclass(frozen=True)
+class CodecSpec:
+    """One video codec of a VOD ladder: its encoder, its quality target, its HLS segment type."""
+
+    name: str  # as asked for: "h264", "hevc", "av1", "vp9" (also ffprobe's codec_name)
+    encoder: str  # the software encoder
+    crf: int  # constant-quality target (each encoder's own scale), capped by the rung's bitrate
+    tag: str  # the MP4 sample entry players expect (hvc1, not hev1, for Safari)
+    segment_type: str  # HLS segments: "mpegts" (H.264, as always) or "fmp4" (CMAF) for the newer codecs
+    default_speed: str  # preset / cpu-used when no setting is given (the settings' defaults)
+
+
+CODECS: dict[str, CodecSpec] = {
+    "h264": CodecSpec("h264", "libx264", POLICY.rung_crf, "avc1", "mpegts", "veryfast"),
+    "hevc": CodecSpec("hevc", "libx265", 28, "hvc1", "fmp4", "fast"),  # x265 CRF 28 ~ x264 CRF 23 (x265 docs)
+    "av1": CodecSpec("av1", "libsvtav1", 35, "av01", "fmp4", "10"),
+    "vp9": CodecSpec("vp9", "libvpx-vp9", 33, "vp09", "fmp4", "4"),
+}
+
+
+def codec_spec(codec: str) -> CodecSpec:
+    try:
+        return CODECS[codec]
+    except KeyError:
+        raise ValidationError(f"unknown video codec {codec!r}; valid: {', '.join(CODECS)}") from None
+
+
+def codec_speed(settings: Settings, codec: str) -> str:
+    """The speed/quality trade-off of ``codec``'s encoder, from its setting."""
+    return {"h264": settings.x264_preset, "hevc": settings.x265_preset, "av1": str(settings.svtav1_preset),
+            "vp9": str(settings.vp9_cpu_used)}[codec_spec(codec).name]
+
+
+def copy_tag_options(codec: str | None) -> Options:
+    """Stream-copy options that keep the sample entry players expect (``hvc1`` for HEVC)."""
+    return {"tag:v": "hvc1"} if codec == "hevc" else {}
+
+
+def codec_video_options(codec: str, width: int, height: int, fps: float, bitrate_k: int, *, speed: str,
+                        segment_seconds: float, policy: EncoderPolicy = POLICY) -> Options:  # fmt: skip
+    """One VOD rung's video in ``codec``: CRF capped at ``bitrate_k``, keyframes on the segment grid
+    shared by every codec (see the module docstring)."""
+    spec = codec_spec(codec)
+    if spec.name == "h264":
+        return rung_video_options(width, height, fps, bitrate_k, preset=speed, segment_seconds=segment_seconds,
+                                  policy=policy)  # fmt: skip
+    cap: Options = {"maxrate": f"{bitrate_k}k", "bufsize": f"{policy.bufsize_factor * bitrate_k}k"}
+    keys = keyframe_options(segment_seconds, fps, policy)
+    if spec.name == "hevc":
+        params = f"log-level=error:scenecut=0:open-gop=0:keyint={keys['g']}:min-keyint=1:forced-idr=1"
+        return {"c:v": spec.encoder, "preset": speed, "profile:v": "main", "crf": str(spec.crf), **cap,
+                "tag:v": spec.tag, "force_key_frames": keys["force_key_frames"], "x265-params": params}
+    if spec.name == "av1":  # forced keyframes are ignored: a fixed interval of one segment
+        gop = max(1, round(fps * segment_seconds))
+        return {"c:v": spec.encoder, "preset": speed, "crf": str(spec.crf), **cap, "g": str(gop),
+                "svtav1-params": "scd=0"}
+    # VP9: constrained quality (CRF with -b:v as the ceiling), multi-threaded rows.
+    return {"c:v": spec.encoder, "deadline": "good", "cpu-used": speed, "row-mt": "1", "crf": str(spec.crf),
+            "b:v": f"{bitrate_k}k", **cap, **keys}

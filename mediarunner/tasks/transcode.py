@@ -36,6 +36,7 @@ from mediarunner.media import (
     probe,
     render_master_playlist,
 )
+from mediarunner.media.encoders import codec_speed
 from mediarunner.models.enums import JobState, JobType, Stage
 from mediarunner.models.payloads import RenditionPayload, TranscodePayload, load
 from mediarunner.models.schemas import Job
@@ -54,16 +55,17 @@ def run_transcode(ctx: JobContext) -> Outcome:
     src = io.stage_input(ctx, p.input)
     ctx.set_stage(Stage.PROCESSING)
     info = probe(src, ffprobe=s.ffprobe_path)
-    plan = plan_ladder(info, p.ladder)
+    plan = plan_ladder(info, p.ladder, codecs=p.video_codecs)
     parts = effective_parts(info.duration, p.parts, min_part_seconds=s.transcode_part_min_seconds,
                             segment_seconds=s.hls_segment_seconds) if p.parts > 1 else 1
     ctx.log(f"probed {info.width}x{info.height} {info.duration:.2f}s; plan: {[r.name for r in plan]}"
             + (f"; {parts} part(s) per rendition" if p.parts > 1 else ""))
     child_rungs = {c.payload.get("rendition") for c in ctx.job.children if c.type is JobType.TRANSCODE_RENDITION}
-    # Unsplit, the parent encodes the top rung; split, the children encode every rung. A plan that
-    # names no child's rung (a source smaller than every rung, audio only) is encoded here, whole.
-    own = plan[0] if p.parts == 1 or plan[0].name not in child_rungs else None
-    rungs = {r.name for r in plan if r is not own}
+    # Unsplit, the parent encodes the top rung of the first codec; split, the children encode every
+    # rung. A planned rendition no child was made for (a source smaller than every rung, audio
+    # only) is encoded here, whole.
+    own = [r for i, r in enumerate(plan) if (i == 0 and p.parts == 1) or r.name not in child_rungs]
+    rungs = {r.name for r in plan if r not in own}
     # Children were created for every rung (and part); keep those the source can fill (never
     # upscale) and the parts a video this long is split into.
     keep = {c.id for c in ctx.job.children
@@ -73,11 +75,16 @@ def run_transcode(ctx: JobContext) -> Outcome:
     if dropped:
         ctx.log(f"dropped {len(dropped)} child job(s): rungs that would upscale or parts not needed")
     ctx.progress(5)
-    result: dict[str, Any] = {}
-    if own is not None:
-        result = encode_and_publish(ctx, src, info, own, p.output, p.formats, span=(5, 100))
+    done: list[dict[str, Any]] = []
+    for i, r in enumerate(own):
+        step = 95 / len(own)
+        done.append(encode_and_publish(ctx, src, info, r, p.output, p.formats, span=(5 + i * step, 5 + (i + 1) * step)))
+    result: dict[str, Any] = dict(done[0]) if done else {}
+    if len(done) > 1:
+        result["also"] = done[1:]  # the other renditions this job encoded (their variants)
+        result["artifacts"] = [a for d in done for a in d["artifacts"]]
     result.update(plan=[r.model_dump() for r in plan], media=dataclasses.asdict(info), parts=parts)
-    return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats) if own is not None else None)
+    return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats) if own else None)
 
 
 def run_rendition(ctx: JobContext) -> Outcome:
@@ -110,7 +117,7 @@ def _run_part(ctx: JobContext, p: RenditionPayload, src: Path, info: MediaInfo, 
     chunk = ctx.scratch / _part_name(p.part)
     with_audio = p.part == 0 and r.has_audio
     encode_rendition(src, chunk, r.model_copy(update={"has_audio": False}), info, ffmpeg=s.ffmpeg_path,
-                     preset=s.x264_preset, threads=s.ffmpeg_threads, segment_seconds=s.hls_segment_seconds,
+                     preset=codec_speed(s, r.codec), threads=s.ffmpeg_threads, segment_seconds=s.hls_segment_seconds,
                      on_progress=ctx.span(0, 55 if with_audio else 60), should_cancel=ctx.should_cancel,
                      cancel_poll=s.cancel_poll_seconds, start=start, duration=length)
     io.publish_output(ctx, chunk, p.output, f"{PARTS_DIR}/{r.name}/{chunk.name}")
@@ -141,7 +148,7 @@ def _run_part(ctx: JobContext, p: RenditionPayload, src: Path, info: MediaInfo, 
     audio_in = io.fetch_output(ctx, p.output, f"{where}/{AUDIO_PART}") if r.has_audio else None
     mp4 = ctx.scratch / f"{r.name}.mp4"
     concat_parts(chunks, audio_in, mp4, ffmpeg=s.ffmpeg_path, duration=info.duration, on_progress=ctx.span(60, 75),
-                 should_cancel=ctx.should_cancel, cancel_poll=s.cancel_poll_seconds)
+                 should_cancel=ctx.should_cancel, cancel_poll=s.cancel_poll_seconds, codec=r.codec)
     result.update(publish_rendition(ctx, mp4, info, r, p.output, p.formats, span=(75, 100)), joined=parts)
     # The parts go only once this attempt's completion is recorded: a superseded joiner must
     # never delete what the live attempt joins from (parts of failed families: beat's sweep).
@@ -163,7 +170,7 @@ def encode_and_publish(ctx: JobContext, src: Path, info: MediaInfo, r: PlannedRe
     mp4 = ctx.scratch / f"{r.name}.{ext}"
     lo, hi = span
     encode_end = lo + (hi - lo) * 0.85
-    encode_rendition(src, mp4, r, info, ffmpeg=s.ffmpeg_path, preset=s.x264_preset, threads=s.ffmpeg_threads,
+    encode_rendition(src, mp4, r, info, ffmpeg=s.ffmpeg_path, preset=codec_speed(s, r.codec), threads=s.ffmpeg_threads,
                      segment_seconds=s.hls_segment_seconds, on_progress=ctx.span(lo, encode_end),
                      should_cancel=ctx.should_cancel, cancel_poll=s.cancel_poll_seconds)
     return publish_rendition(ctx, mp4, info, r, output, formats, span=(encode_end, hi))
@@ -178,7 +185,8 @@ def publish_rendition(ctx: JobContext, mp4: Path, info: MediaInfo, r: PlannedRen
     hls_dir = None
     if "hls" in formats:
         playlist = package_hls(mp4, ctx.scratch / "hls" / r.name, ffmpeg=s.ffmpeg_path,
-                               segment_seconds=s.hls_segment_seconds, should_cancel=ctx.should_cancel)
+                               segment_seconds=s.hls_segment_seconds, should_cancel=ctx.should_cancel,
+                               codec=r.codec if r.has_video else None)
         hls_dir = playlist.parent
         variant = describe_variant(mp4, f"hls/{r.name}/index.m3u8", ffprobe=s.ffprobe_path,
                                    segment_seconds=s.hls_segment_seconds, media_playlist=playlist)
@@ -188,13 +196,13 @@ def publish_rendition(ctx: JobContext, mp4: Path, info: MediaInfo, r: PlannedRen
     artifacts: list[dict[str, Any]] = []
     if hls_dir is not None:  # io.publish_output fences cancellation before anything becomes visible
         for f in io.publish_output(ctx, hls_dir, output, f"hls/{r.name}"):
-            kind = "hls_playlist" if f.local.suffix == ".m3u8" else "hls_segment"
+            kind = {".m3u8": "hls_playlist", ".mp4": "hls_init"}.get(f.local.suffix, "hls_segment")
             artifacts.append({**artifact(kind, f.local), "path": f.location})
     if "mp4" in formats:
         (f,) = io.publish_output(ctx, mp4, output, mp4.name)
         artifacts.append({**artifact("mp4" if r.has_video else "audio", f.local, info.duration,
-                                      "h264" if r.has_video else "aac"), "path": f.location})
-    result["artifacts"] = [a for a in artifacts if a["kind"] != "hls_segment"]
+                                      r.codec if r.has_video else "aac"), "path": f.location})
+    result["artifacts"] = [a for a in artifacts if a["kind"] not in ("hls_segment", "hls_init")]
     result["segments"] = sum(1 for a in artifacts if a["kind"] == "hls_segment")
     return result
 
@@ -220,8 +228,9 @@ def _master_writer(ctx: JobContext, output: str, formats: tuple[str, ...]) -> An
     def write_master(root: Job) -> None:
         # Runs under the family lock, so concurrent completions write in commit order and the
         # master always lists every rendition completed so far (a valid playlist at all times).
-        variants = [HlsVariant.from_dict(j.result["variant"]) for j in root.family
-                    if j.state is JobState.COMPLETED and j.result and "variant" in j.result]
+        variants = [HlsVariant.from_dict(r["variant"]) for j in root.family
+                    if j.state is JobState.COMPLETED and j.result
+                    for r in [j.result, *j.result.get("also", [])] if "variant" in r]
         io.publish_text(ctx, render_master_playlist(variants), output, MASTER)  # local or remote
 
     return write_master
