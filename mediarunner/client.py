@@ -18,6 +18,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from mediarunner.config import Settings, get_settings
 from mediarunner.errors import InvalidInputError, InvalidOutputError, MediarunnerError, ValidationError
+from mediarunner.media.probe import probe
 from mediarunner.models import transitions
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
@@ -39,6 +40,7 @@ from mediarunner.models.payloads import (
     LivePayload,
     NoopPayload,
     RenditionPayload,
+    StoryboardPayload,
     StudioPayload,
     TranscodePayload,
     TranscribePayload,
@@ -76,18 +78,22 @@ class Client:
                          metadata: Mapping[str, Any] | None = None, *, priority_class: str = "default",
                          queue: str | None = None, transcribe: bool = False, language: str | None = None,
                          transcribe_device: str = "auto", parts: int | None = None,
-                         video_codecs: Sequence[str] = ("h264",)) -> Job:
+                         video_codecs: Sequence[str] = ("h264",), storyboard: bool = False,
+                         thumbnails: int = 0) -> Job:
         """Transcode ``input`` into an HLS + MP4 ladder under the directory ``output``; with
         ``transcribe=True`` also subtitles (an extract_audio -> transcribe branch after the parent).
         ``parts`` (default: the ``transcode_parts`` setting): split every rung of a long video into
         that many time parts, encoded by several workers at once (fewer for a short video).
         ``video_codecs`` (``h264``, ``hevc``, ``av1``, ``vp9``): one ladder per codec, all in one master
-        playlist (renditions named ``720p``, ``720p_hevc``, ``720p_av1``...)."""
+        playlist (renditions named ``720p``, ``720p_hevc``, ``720p_av1``...). ``storyboard=True`` and/or
+        ``thumbnails=N`` add a ``storyboard`` child: a sprite sheet + WebVTT track, N images and a poster."""
         common = self._common(priority, priority_class, metadata)
         jobs = self._ladder_jobs(input, output, renditions, formats, common, queue=queue,
                                  parts=self.settings.transcode_parts if parts is None else parts,
                                  video_codecs=video_codecs)
         self._check_exists(input)
+        if storyboard or thumbnails:
+            jobs.append(self._storyboard_job(input, output, storyboard, thumbnails, common, queue=queue))
         if transcribe:
             ext = self._validated(ExtractAudioPayload, input=input, output=output)
             jobs.append(NewJob(JobType.EXTRACT_AUDIO, route(JobType.EXTRACT_AUDIO)[0], dump(ext), parent=0,
@@ -181,6 +187,24 @@ class Client:
             jobs.append(NewJob(JobType.TRANSCODE_RENDITION, cq, dump(child), parent=index, routing_reason=cwhy,
                                **common))
         return jobs
+
+    def _storyboard_job(self, input: str, output: str, storyboard: bool, thumbnails: int, common: dict[str, Any],
+                        *, queue: str | None) -> NewJob:
+        """The ``storyboard`` child of a transcode parent (index 0). A local input is probed now, so
+        that an audio-only one is refused before anything is written (a remote one: by the job)."""
+        if not isinstance(thumbnails, int) or isinstance(thumbnails, bool):
+            raise ValidationError("thumbnails must be an integer")
+        payload = self._validated(StoryboardPayload, input=input, output=output, storyboard=bool(storyboard),
+                                  thumbnails=thumbnails)
+        if is_local(input):
+            try:
+                info = probe(resolve_local_path(input, None, what="input"), ffprobe=self.settings.ffprobe_path)
+            except MediarunnerError as exc:
+                raise ValidationError(f"invalid input: {exc}") from None
+            if not info.has_video:
+                raise ValidationError(f"storyboard and thumbnails need a video stream; {input!r} is audio only")
+        q, why = route(JobType.STORYBOARD, queue=queue, allowed=self.settings.job_queues)
+        return NewJob(JobType.STORYBOARD, q, dump(payload), parent=0, routing_reason=why, **common)
 
     def submit_transcription(self, input: str, output: str, language: str | None = None, model: str | None = None,
                              formats: Sequence[str] = ("vtt", "srt", "json"), priority: int = 0,

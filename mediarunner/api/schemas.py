@@ -81,6 +81,8 @@ class TranscodeRequest(Submission):
     parts: int | None = Field(default=None, ge=1, le=64)
     video_codecs: list[str] = Field(default=["h264"], min_length=1, max_length=4,
                                     description="one ladder per codec: h264, hevc, av1, vp9")
+    storyboard: bool = Field(default=False, description="a sprite sheet and a WebVTT thumbnails track")
+    thumbnails: int = Field(default=0, ge=0, le=50, description="N preview images and a poster")
 
 
 class StudioRequest(Submission):

@@ -80,6 +80,15 @@ class Settings(BaseSettings):
     # (1: one job per rung). A part is never shorter than transcode_part_min_seconds.
     transcode_parts: int = Field(default=1, ge=1, le=64)
     transcode_part_min_seconds: float = Field(default=60.0, gt=0)
+    # Storyboards (PeerTube's generate-video-storyboard): a tile every storyboard_min_interval_seconds
+    # or more, at most storyboard_max_tiles, storyboard_columns wide; thumbnails and the poster.
+    storyboard_tile_width: int = Field(default=192, ge=16, le=1920)
+    storyboard_max_tiles: int = Field(default=100, ge=1, le=1000)
+    storyboard_min_interval_seconds: float = Field(default=1.0, gt=0)
+    storyboard_columns: int = Field(default=10, ge=1, le=100)
+    storyboard_image: Literal["jpg", "webp"] = "jpg"
+    thumbnail_width: int = Field(default=320, ge=16, le=3840)
+    poster_width: int = Field(default=1280, ge=16, le=7680)
     renditions: list[Rendition] = Field(default_factory=lambda: list(DEFAULT_LADDER))
 
     # --- jobs and scheduling

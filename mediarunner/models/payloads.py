@@ -94,6 +94,27 @@ class RenditionPayload(_Payload):
         return self
 
 
+MAX_THUMBNAILS = 50
+
+
+class StoryboardPayload(_Payload):
+    """Previews of a video (a child of its transcode): a storyboard (sprite + WebVTT) and/or
+    ``thumbnails`` preview images and a poster."""
+
+    input: str = Field(max_length=MAX_URL)
+    output: str = Field(max_length=MAX_URL)
+    storyboard: bool = True
+    thumbnails: int = Field(default=0, ge=0, le=MAX_THUMBNAILS)
+
+    _url = field_validator("input", "output")(_check_url)
+
+    @model_validator(mode="after")
+    def _something(self) -> StoryboardPayload:
+        if not self.storyboard and not self.thumbnails:
+            raise ValueError("asks for neither a storyboard nor thumbnails")
+        return self
+
+
 Subtitle = Literal["vtt", "srt", "json"]
 
 
