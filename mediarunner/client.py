@@ -18,6 +18,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from mediarunner.config import Settings, get_settings
 from mediarunner.errors import InvalidInputError, InvalidOutputError, MediarunnerError, ValidationError
+from mediarunner.media.cover import probe_image
 from mediarunner.media.probe import probe
 from mediarunner.models import transitions
 from mediarunner.models.base import utcnow
@@ -79,19 +80,22 @@ class Client:
                          queue: str | None = None, transcribe: bool = False, language: str | None = None,
                          transcribe_device: str = "auto", parts: int | None = None,
                          video_codecs: Sequence[str] = ("h264",), storyboard: bool = False,
-                         thumbnails: int = 0) -> Job:
+                         thumbnails: int = 0, cover_image: str | None = None) -> Job:
         """Transcode ``input`` into an HLS + MP4 ladder under the directory ``output``; with
         ``transcribe=True`` also subtitles (an extract_audio -> transcribe branch after the parent).
         ``parts`` (default: the ``transcode_parts`` setting): split every rung of a long video into
         that many time parts, encoded by several workers at once (fewer for a short video).
         ``video_codecs`` (``h264``, ``hevc``, ``av1``, ``vp9``): one ladder per codec, all in one master
         playlist (renditions named ``720p``, ``720p_hevc``, ``720p_av1``...). ``storyboard=True`` and/or
-        ``thumbnails=N`` add a ``storyboard`` child: a sprite sheet + WebVTT track, N images and a poster."""
+        ``thumbnails=N`` add a ``storyboard`` child: a sprite sheet + WebVTT track, N images and a poster.
+        ``cover_image`` (a path or URL of a still image; ``input`` an audio file): the video ladder of
+        that image over the audio (PeerTube's audio merge)."""
         common = self._common(priority, priority_class, metadata)
         jobs = self._ladder_jobs(input, output, renditions, formats, common, queue=queue,
                                  parts=self.settings.transcode_parts if parts is None else parts,
-                                 video_codecs=video_codecs)
+                                 video_codecs=video_codecs, cover_image=cover_image)
         self._check_exists(input)
+        self._check_cover(input, cover_image)
         if storyboard or thumbnails:
             jobs.append(self._storyboard_job(input, output, storyboard, thumbnails, common, queue=queue))
         if transcribe:
@@ -160,7 +164,8 @@ class Client:
     def _ladder_jobs(self, input: str, output: str, renditions: Sequence[str] | None, formats: Sequence[str],
                      common: dict[str, Any], *, queue: str | None, parent: int | None = None,
                      index: int = 0, parts: int = 1,
-                     video_codecs: Sequence[str] = ("h264",)) -> builtins.list[NewJob]:
+                     video_codecs: Sequence[str] = ("h264",),
+                     cover_image: str | None = None) -> builtins.list[NewJob]:
         """The jobs of a transcode ladder: the TRANSCODE parent (child of ``parent``, placed at ``index``
         of the submitted list) and one TRANSCODE_RENDITION child per lower rung; split into
         ``parts``, one child per part of every rung (the parent prunes those a short video needs not)."""
@@ -173,7 +178,8 @@ class Client:
         if not isinstance(parts, int) or isinstance(parts, bool):
             raise ValidationError("parts must be an integer")
         top = self._validated(TranscodePayload, input=input, output=output, formats=tuple(formats),
-                              ladder=tuple(rungs), parts=parts, video_codecs=tuple(video_codecs))
+                              ladder=tuple(rungs), parts=parts, video_codecs=tuple(video_codecs),
+                              cover_image=cover_image)
         self._check_local_input(input)
         jobs = [NewJob(JobType.TRANSCODE, q, dump(top), parent=parent, routing_reason=why, **common)]
         # Unsplit, the parent encodes the top rung (of the first codec) it can fill and children the rest.
@@ -183,10 +189,27 @@ class Client:
         cq, cwhy = route(JobType.TRANSCODE_RENDITION, queue=queue, allowed=self.settings.job_queues)
         for name, part in children:
             child = self._validated(RenditionPayload, input=input, output=output, formats=top.formats,
-                                    rendition=name, part=part, parts=parts)
+                                    rendition=name, part=part, parts=parts, cover_image=cover_image)
             jobs.append(NewJob(JobType.TRANSCODE_RENDITION, cq, dump(child), parent=index, routing_reason=cwhy,
                                **common))
         return jobs
+
+    def _check_cover(self, input: str, cover: str | None) -> None:
+        """A cover image lies in the input roots (or is an allowed URL); a local one must be an image,
+        and a local input with it must be audio only."""
+        if cover is None:
+            return
+        self._check_input(cover)
+        self._check_local_input(cover)
+        self._check_exists(cover)
+        try:
+            if is_local(cover):
+                probe_image(resolve_local_path(cover, None, what="input"), ffprobe=self.settings.ffprobe_path)
+            if is_local(input) and probe(resolve_local_path(input, None, what="input"),
+                                         ffprobe=self.settings.ffprobe_path).has_video:
+                raise ValidationError(f"{input!r} already has video; a cover image is for an audio-only input")
+        except MediarunnerError as exc:
+            raise ValidationError(f"invalid cover_image: {exc}") from None
 
     def _storyboard_job(self, input: str, output: str, storyboard: bool, thumbnails: int, common: dict[str, Any],
                         *, queue: str | None) -> NewJob:

@@ -83,6 +83,8 @@ class TranscodeRequest(Submission):
                                     description="one ladder per codec: h264, hevc, av1, vp9")
     storyboard: bool = Field(default=False, description="a sprite sheet and a WebVTT thumbnails track")
     thumbnails: int = Field(default=0, ge=0, le=50, description="N preview images and a poster")
+    cover_image: str | None = Field(default=None, max_length=4096,
+                                    description="a still image: with an audio input, the video of the ladder")
 
 
 class StudioRequest(Submission):

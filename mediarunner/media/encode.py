@@ -14,6 +14,7 @@ from typing import Any
 import ffmpeg as ffpy  # ffmpeg-python builds the encode arguments; run_ffmpeg runs them
 
 from mediarunner.errors import ValidationError
+from mediarunner.media.cover import image_demuxer
 from mediarunner.media.encoders import (
     MP4_OUTPUT,
     POLICY,
@@ -24,11 +25,12 @@ from mediarunner.media.encoders import (
     h264_level,
     rung_audio_options,
     rung_fps,
+    still_image_options,
     threads_option,
     to_args,
 )
 from mediarunner.media.ffmpeg import run_ffmpeg
-from mediarunner.media.formats import CONCAT_FORMATS, file_input_options, option_args
+from mediarunner.media.formats import CONCAT_FORMATS, IMAGE_FORMATS, file_input_options, option_args
 from mediarunner.media.hls import HlsVariant, describe_variant, render_master_playlist
 from mediarunner.media.ladder import PlannedRendition
 from mediarunner.media.probe import MediaInfo
@@ -58,19 +60,29 @@ def _check_rendition(r: PlannedRendition, info: MediaInfo, segment_seconds: floa
         raise ValidationError(f"rendition {r.name!r} has neither audio nor video")
 
 
+def _picture(source: Any, cover: Path | None, info: MediaInfo) -> Any:
+    """The video to scale: the source's first real video stream (0:V excludes cover art, as probe()
+    does), or a cover image looped at the policy's rate (an audio file + cover image)."""
+    if cover is None:
+        return source["V:0"]
+    still = ffpy.input("file:" + str(cover.resolve()), loop=1, framerate=f"{info.fps or POLICY.cover_fps:g}",
+                       f=image_demuxer(cover), **file_input_options(IMAGE_FORMATS))  # one still, never a sequence
+    return still["v:0"]
+
+
 def rendition_args(src: Path, dst_mp4: Path, r: PlannedRendition, info: MediaInfo, *, preset: str | None, threads: int,
-                   segment_seconds: float, start: float, duration: float | None) -> list[str]:  # fmt: skip
+                   segment_seconds: float, start: float, duration: float | None,
+                   cover: Path | None = None) -> list[str]:  # fmt: skip
     """The ffmpeg arguments of :func:`encode_rendition`, built with ffmpeg-python."""
-    # 0:V excludes cover art; the streams match the ones probe() describes.
     source = ffpy.input("file:" + str(src.resolve()), **file_input_options(),
                         **({"ss": f"{start:.6f}"} if start > 0 else {}))
     streams: list[Any] = []
     opts: Options = {}
-    if duration is not None:
-        opts["t"] = f"{duration:.6f}"
+    if duration is not None or cover is not None:  # a looped cover runs for as long as the audio
+        opts["t"] = f"{duration if duration is not None else max(0.0, info.duration - start):.6f}"
     if r.has_video:
         assert r.width and r.height and r.video_bitrate_k  # checked by _check_rendition
-        video = source["V:0"]
+        video = _picture(source, cover, info)
         if info.fps and info.fps > POLICY.max_fps:
             video = video.filter("fps", f"{POLICY.max_fps:g}")
         streams.append(video.filter("scale", r.width, r.height, flags="bicubic").filter("setsar", 1)
@@ -78,6 +90,7 @@ def rendition_args(src: Path, dst_mp4: Path, r: PlannedRendition, info: MediaInf
         opts |= codec_video_options(r.codec, r.width, r.height, rung_fps(info.fps), r.video_bitrate_k,
                                     speed=preset or codec_spec(r.codec).default_speed,
                                     segment_seconds=segment_seconds)  # fmt: skip
+        opts |= still_image_options(r.codec) if cover is not None else {}
     else:
         opts["vn"] = None
     if r.has_audio:
@@ -104,10 +117,12 @@ def encode_rendition(
     cancel_poll: float = 0.5,
     start: float = 0.0,
     duration: float | None = None,
+    cover: Path | None = None,
 ) -> None:
     """Encode ``src`` to a progressive-download MP4 (``r.codec`` video + AAC, or AAC only).
     ``preset``: the codec's speed setting (x264/x265 preset, SVT-AV1 preset, VP9 cpu-used);
-    None: the policy's default for that codec.
+    None: the policy's default for that codec. ``cover``: a still image that is the video (``src``
+    is then audio only and ``info`` is :func:`~mediarunner.media.cover.with_cover`'s).
 
     ``start``/``duration``: encode only that span of the source (a part of a split rendition,
     see :mod:`mediarunner.media.parts`): the seek is frame-accurate and the output's
@@ -116,7 +131,7 @@ def encode_rendition(
     """
     _check_rendition(r, info, segment_seconds)
     args = rendition_args(src, dst_mp4, r, info, preset=preset, threads=threads, segment_seconds=segment_seconds,
-                          start=start, duration=duration)  # fmt: skip
+                          start=start, duration=duration, cover=cover if r.has_video else None)  # fmt: skip
     dst_mp4.parent.mkdir(parents=True, exist_ok=True)
     try:
         run_ffmpeg(args, ffmpeg=ffmpeg, duration=duration if duration is not None else max(0.0, info.duration - start),

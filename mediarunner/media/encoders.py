@@ -47,6 +47,7 @@ __all__ = [
     "rung_audio_options",
     "rung_fps",
     "rung_video_options",
+    "still_image_options",
     "studio_options",
     "threads_option",
     "to_args",
@@ -72,6 +73,7 @@ class EncoderPolicy:
     audio_channels: int = 2  # at most: web players play stereo
     audio_bitrate_k: int = 128  # a rung that names no audio bitrate
     studio_audio_bitrate_k: int = 192  # studio steps are intermediates: keep audio generous
+    cover_fps: float = 25.0  # an audio file + cover image: the still is looped at this rate
 
 
 POLICY = EncoderPolicy()
@@ -252,6 +254,11 @@ def codec_speed(settings: Settings, codec: str) -> str:
     """The speed/quality trade-off of ``codec``'s encoder, from its setting."""
     return {"h264": settings.x264_preset, "hevc": settings.x265_preset, "av1": str(settings.svtav1_preset),
             "vp9": str(settings.vp9_cpu_used)}[codec_spec(codec).name]
+
+
+def still_image_options(codec: str) -> Options:
+    """A looped cover image: x264's ``stillimage`` tuning (the other encoders have no such switch)."""
+    return {"tune": "stillimage"} if codec_spec(codec).name == "h264" else {}
 
 
 def copy_tag_options(codec: str | None) -> Options:

@@ -63,8 +63,10 @@ class TranscodePayload(_Payload):
     ladder: tuple[Rendition, ...] = Field(min_length=1, max_length=16)  # snapshot at submission
     parts: int = Field(default=1, ge=1, le=MAX_PARTS)  # time parts per rung asked for (fewer for short videos)
     video_codecs: tuple[VideoCodec, ...] = ("h264",)  # one ladder per codec
+    cover_image: str | None = Field(default=None, max_length=MAX_URL)  # audio input + still image -> video
 
     _url = field_validator("input", "output")(_check_url)
+    _cover = field_validator("cover_image")(lambda v: None if v is None else _check_url(v))
     _video_codecs = field_validator("video_codecs")(_codecs)
 
     @field_validator("formats")
@@ -84,8 +86,10 @@ class RenditionPayload(_Payload):
     rendition: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")  # rendition_name(rung, codec)
     part: int = Field(default=0, ge=0, lt=MAX_PARTS)  # of a split rendition (see TranscodePayload.parts)
     parts: int = Field(default=1, ge=1, le=MAX_PARTS)
+    cover_image: str | None = Field(default=None, max_length=MAX_URL)  # see TranscodePayload
 
     _url = field_validator("input", "output")(_check_url)
+    _cover = field_validator("cover_image")(lambda v: None if v is None else _check_url(v))
 
     @model_validator(mode="after")
     def _part_in_range(self) -> RenditionPayload:

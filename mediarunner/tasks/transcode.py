@@ -36,6 +36,7 @@ from mediarunner.media import (
     probe,
     render_master_playlist,
 )
+from mediarunner.media.cover import probe_image, with_cover
 from mediarunner.media.encoders import codec_speed
 from mediarunner.models.enums import JobState, JobType, Stage
 from mediarunner.models.payloads import RenditionPayload, TranscodePayload, load
@@ -53,8 +54,12 @@ def run_transcode(ctx: JobContext) -> Outcome:
     p = load(TranscodePayload, ctx.job.payload)
     s = ctx.settings
     src = io.stage_input(ctx, p.input)
+    cover = _stage_cover(ctx, p.cover_image)
     ctx.set_stage(Stage.PROCESSING)
     info = probe(src, ffprobe=s.ffprobe_path)
+    if cover is not None:
+        info = with_cover(info, probe_image(cover, ffprobe=s.ffprobe_path))
+        ctx.log(f"audio + cover image: a {info.width}x{info.height} video of {info.duration:.2f}s")
     plan = plan_ladder(info, p.ladder, codecs=p.video_codecs)
     parts = effective_parts(info.duration, p.parts, min_part_seconds=s.transcode_part_min_seconds,
                             segment_seconds=s.hls_segment_seconds) if p.parts > 1 else 1
@@ -78,7 +83,8 @@ def run_transcode(ctx: JobContext) -> Outcome:
     done: list[dict[str, Any]] = []
     for i, r in enumerate(own):
         step = 95 / len(own)
-        done.append(encode_and_publish(ctx, src, info, r, p.output, p.formats, span=(5 + i * step, 5 + (i + 1) * step)))
+        done.append(encode_and_publish(ctx, src, info, r, p.output, p.formats, span=(5 + i * step, 5 + (i + 1) * step),
+                                       cover=cover))
     result: dict[str, Any] = dict(done[0]) if done else {}
     if len(done) > 1:
         result["also"] = done[1:]  # the other renditions this job encoded (their variants)
@@ -100,15 +106,21 @@ def run_rendition(ctx: JobContext) -> Outcome:
         raise PermanentError(f"part {p.part} of {p.rendition!r}, which the parent split into {parts}")
     info = MediaInfo(**parent.result["media"])
     src = io.stage_input(ctx, p.input)
+    cover = _stage_cover(ctx, p.cover_image)
     ctx.set_stage(Stage.PROCESSING)
     if parts > 1:
-        return _run_part(ctx, p, src, info, plan[p.rendition], parts)
-    result = encode_and_publish(ctx, src, info, plan[p.rendition], p.output, p.formats, span=(0, 100))
+        return _run_part(ctx, p, src, info, plan[p.rendition], parts, cover)
+    result = encode_and_publish(ctx, src, info, plan[p.rendition], p.output, p.formats, span=(0, 100), cover=cover)
     return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats))
 
 
+def _stage_cover(ctx: JobContext, url: str | None) -> Path | None:
+    """The cover image of an audio + cover job, staged beside the input (None without one)."""
+    return None if url is None else io.stage_input(ctx, url)
+
+
 def _run_part(ctx: JobContext, p: RenditionPayload, src: Path, info: MediaInfo, r: PlannedRendition,
-              parts: int) -> Outcome:
+              parts: int, cover: Path | None) -> Outcome:
     """Encode one time part of a split rendition (part 0 also the audio of the whole video, so
     that joining is a stream copy); the last part to finish joins them all."""
     s = ctx.settings
@@ -119,7 +131,7 @@ def _run_part(ctx: JobContext, p: RenditionPayload, src: Path, info: MediaInfo, 
     encode_rendition(src, chunk, r.model_copy(update={"has_audio": False}), info, ffmpeg=s.ffmpeg_path,
                      preset=codec_speed(s, r.codec), threads=s.ffmpeg_threads, segment_seconds=s.hls_segment_seconds,
                      on_progress=ctx.span(0, 55 if with_audio else 60), should_cancel=ctx.should_cancel,
-                     cancel_poll=s.cancel_poll_seconds, start=start, duration=length)
+                     cancel_poll=s.cancel_poll_seconds, start=start, duration=length, cover=cover)
     io.publish_output(ctx, chunk, p.output, f"{PARTS_DIR}/{r.name}/{chunk.name}")
     if with_audio:
         audio = ctx.scratch / AUDIO_PART
@@ -163,7 +175,8 @@ def _part_name(part: int) -> str:
 # --------------------------------------------------------------------------- steps
 
 def encode_and_publish(ctx: JobContext, src: Path, info: MediaInfo, r: PlannedRendition, output: str,
-                       formats: tuple[str, ...], span: tuple[float, float]) -> dict[str, Any]:
+                       formats: tuple[str, ...], span: tuple[float, float],
+                       cover: Path | None = None) -> dict[str, Any]:
     s = ctx.settings
     io.check_output(ctx, output)
     ext = "mp4" if r.has_video else "m4a"
@@ -172,7 +185,7 @@ def encode_and_publish(ctx: JobContext, src: Path, info: MediaInfo, r: PlannedRe
     encode_end = lo + (hi - lo) * 0.85
     encode_rendition(src, mp4, r, info, ffmpeg=s.ffmpeg_path, preset=codec_speed(s, r.codec), threads=s.ffmpeg_threads,
                      segment_seconds=s.hls_segment_seconds, on_progress=ctx.span(lo, encode_end),
-                     should_cancel=ctx.should_cancel, cancel_poll=s.cancel_poll_seconds)
+                     should_cancel=ctx.should_cancel, cancel_poll=s.cancel_poll_seconds, cover=cover)
     return publish_rendition(ctx, mp4, info, r, output, formats, span=(encode_end, hi))
 
 
