@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # (1: one job per rung). A part is never shorter than transcode_part_min_seconds.
     transcode_parts: int = Field(default=1, ge=1, le=64)
     transcode_part_min_seconds: float = Field(default=60.0, gt=0)
+    # A rung the source already fits (codec, size, bitrate cap, keyframes on the segment grid) is
+    # packaged by stream copy instead of re-encoded (media/passthrough.py); False: always encode.
+    transcode_passthrough: bool = True
     # Storyboards (PeerTube's generate-video-storyboard): a tile every storyboard_min_interval_seconds
     # or more, at most storyboard_max_tiles, storyboard_columns wide; thumbnails and the poster.
     storyboard_tile_width: int = Field(default=192, ge=16, le=1920)

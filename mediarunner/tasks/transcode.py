@@ -38,6 +38,7 @@ from mediarunner.media import (
 )
 from mediarunner.media.cover import probe_image, with_cover
 from mediarunner.media.encoders import codec_speed
+from mediarunner.media.passthrough import check_passthrough, copy_rendition
 from mediarunner.models.enums import JobState, JobType, Stage
 from mediarunner.models.payloads import RenditionPayload, TranscodePayload, load
 from mediarunner.models.schemas import Job
@@ -183,10 +184,22 @@ def encode_and_publish(ctx: JobContext, src: Path, info: MediaInfo, r: PlannedRe
     mp4 = ctx.scratch / f"{r.name}.{ext}"
     lo, hi = span
     encode_end = lo + (hi - lo) * 0.85
-    encode_rendition(src, mp4, r, info, ffmpeg=s.ffmpeg_path, preset=codec_speed(s, r.codec), threads=s.ffmpeg_threads,
-                     segment_seconds=s.hls_segment_seconds, on_progress=ctx.span(lo, encode_end),
-                     should_cancel=ctx.should_cancel, cancel_poll=s.cancel_poll_seconds, cover=cover)
-    return publish_rendition(ctx, mp4, info, r, output, formats, span=(encode_end, hi))
+    verdict = None
+    if s.transcode_passthrough and cover is None and r.has_video:
+        verdict = check_passthrough(src, info, r, segment_seconds=s.hls_segment_seconds, ffprobe=s.ffprobe_path)
+        ctx.log(f"{r.name}: {'passthrough' if verdict.fits else 'encode'} ({verdict.reason})")
+    if verdict is not None and verdict.fits:
+        copy_rendition(src, mp4, r, info, ffmpeg=s.ffmpeg_path, should_cancel=ctx.should_cancel,
+                       on_progress=ctx.span(lo, encode_end))
+    else:
+        encode_rendition(src, mp4, r, info, ffmpeg=s.ffmpeg_path, preset=codec_speed(s, r.codec),
+                         threads=s.ffmpeg_threads, segment_seconds=s.hls_segment_seconds,
+                         on_progress=ctx.span(lo, encode_end), should_cancel=ctx.should_cancel,
+                         cancel_poll=s.cancel_poll_seconds, cover=cover)
+    result = publish_rendition(ctx, mp4, info, r, output, formats, span=(encode_end, hi))
+    if verdict is not None:
+        result["passthrough"] = {"used": verdict.fits, "reason": verdict.reason}
+    return result
 
 
 def publish_rendition(ctx: JobContext, mp4: Path, info: MediaInfo, r: PlannedRendition, output: str,
