@@ -85,6 +85,7 @@ class TranscodeRequest(Submission):
     thumbnails: int = Field(default=0, ge=0, le=50, description="N preview images and a poster")
     cover_image: str | None = Field(default=None, max_length=4096,
                                     description="a still image: with an audio input, the video of the ladder")
+    hardware: Literal["auto", "nvenc", "qsv", "vaapi", "none"] = "none"
 
 
 class StudioRequest(Submission):

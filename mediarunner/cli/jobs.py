@@ -32,6 +32,7 @@ def submit_transcode(
     storyboard: Annotated[bool, typer.Option("--storyboard", help="a sprite sheet + WebVTT thumbnails")] = False,
     thumbnails: Annotated[int, typer.Option(help="N preview images and a poster")] = 0,
     cover_image: Annotated[str | None, typer.Option(help="a still image: INPUT (audio) becomes a video")] = None,
+    hardware: Annotated[str, typer.Option(help="auto, nvenc, qsv, vaapi or none (software)")] = "none",
     parts: Annotated[int | None, typer.Option(help="split each rung of a long video into N time parts "
                                               "(default: the TRANSCODE_PARTS setting)")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="show progress until done")] = False,
@@ -42,7 +43,7 @@ def submit_transcode(
         job = ui.client().submit_transcode(input, output, renditions=rendition or None,
                                            formats=tuple(format or ("hls", "mp4")), priority=priority, parts=parts,
                                            video_codecs=tuple(video_codec or ("h264",)), storyboard=storyboard,
-                                           thumbnails=thumbnails, cover_image=cover_image)
+                                           thumbnails=thumbnails, cover_image=cover_image, hardware=hardware)
     except MediarunnerError as exc:
         raise ui.fail(exc) from None
     ui.console.print(f"submitted [bold]{job.id}[/bold] ({len(job.children)} child job(s))")

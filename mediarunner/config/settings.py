@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     # A rung the source already fits (codec, size, bitrate cap, keyframes on the segment grid) is
     # packaged by stream copy instead of re-encoded (media/passthrough.py); False: always encode.
     transcode_passthrough: bool = True
+    vaapi_device: str = "/dev/dri/renderD128"  # the DRM render node VAAPI encodes (and the start-up probe) use
     # Storyboards (PeerTube's generate-video-storyboard): a tile every storyboard_min_interval_seconds
     # or more, at most storyboard_max_tiles, storyboard_columns wide; thumbnails and the poster.
     storyboard_tile_width: int = Field(default=192, ge=16, le=1920)

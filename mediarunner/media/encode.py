@@ -23,6 +23,9 @@ from mediarunner.media.encoders import (
     codec_video_options,
     copy_tag_options,
     h264_level,
+    hardware_input_options,
+    hardware_scale,
+    hardware_video_options,
     rung_audio_options,
     rung_fps,
     still_image_options,
@@ -70,17 +73,37 @@ def _picture(source: Any, cover: Path | None, info: MediaInfo) -> Any:
     return still["v:0"]
 
 
+def _hardware_video(source: Any, r: PlannedRendition, info: MediaInfo, hardware: str, segment_seconds: float,
+                    gpu_decode: bool) -> tuple[Any, Options]:  # fmt: skip
+    """The video stream and options of a hardware encode (see :func:`.encoders.hardware_scale`)."""
+    assert r.width and r.height and r.video_bitrate_k
+    video = source["V:0"]
+    if info.fps and info.fps > POLICY.max_fps:  # a software filter: only without GPU decode
+        video = video.filter("fps", f"{POLICY.max_fps:g}")
+    for name, kwargs in hardware_scale(hardware, r.width, r.height, gpu_decode=gpu_decode):
+        video = video.filter(name, **kwargs)
+    return video, hardware_video_options(hardware, r.codec, rung_fps(info.fps), r.video_bitrate_k,
+                                         segment_seconds=segment_seconds)
+
+
 def rendition_args(src: Path, dst_mp4: Path, r: PlannedRendition, info: MediaInfo, *, preset: str | None, threads: int,
-                   segment_seconds: float, start: float, duration: float | None,
-                   cover: Path | None = None) -> list[str]:  # fmt: skip
-    """The ffmpeg arguments of :func:`encode_rendition`, built with ffmpeg-python."""
-    source = ffpy.input("file:" + str(src.resolve()), **file_input_options(),
+                   segment_seconds: float, start: float, duration: float | None, cover: Path | None = None,
+                   hardware: str | None = None, vaapi_device: str = "/dev/dri/renderD128") -> list[str]:  # fmt: skip
+    """The ffmpeg arguments of :func:`encode_rendition`, built with ffmpeg-python. ``hardware``: a
+    family of :data:`.encoders.HARDWARE_ENCODERS` (not with a cover image)."""
+    gpu_decode = bool(hardware) and cover is None and r.has_video and not (info.fps and info.fps > POLICY.max_fps)
+    hw_in = hardware_input_options(hardware, gpu_decode=gpu_decode, vaapi_device=vaapi_device) if hardware else {}
+    source = ffpy.input("file:" + str(src.resolve()), **file_input_options(), **hw_in,
                         **({"ss": f"{start:.6f}"} if start > 0 else {}))
     streams: list[Any] = []
     opts: Options = {}
     if duration is not None or cover is not None:  # a looped cover runs for as long as the audio
         opts["t"] = f"{duration if duration is not None else max(0.0, info.duration - start):.6f}"
-    if r.has_video:
+    if r.has_video and hardware and cover is None:
+        video, video_opts = _hardware_video(source, r, info, hardware, segment_seconds, gpu_decode)
+        streams.append(video)
+        opts |= video_opts
+    elif r.has_video:
         assert r.width and r.height and r.video_bitrate_k  # checked by _check_rendition
         video = _picture(source, cover, info)
         if info.fps and info.fps > POLICY.max_fps:
@@ -118,6 +141,8 @@ def encode_rendition(
     start: float = 0.0,
     duration: float | None = None,
     cover: Path | None = None,
+    hardware: str | None = None,
+    vaapi_device: str = "/dev/dri/renderD128",
 ) -> None:
     """Encode ``src`` to a progressive-download MP4 (``r.codec`` video + AAC, or AAC only).
     ``preset``: the codec's speed setting (x264/x265 preset, SVT-AV1 preset, VP9 cpu-used);
@@ -131,7 +156,8 @@ def encode_rendition(
     """
     _check_rendition(r, info, segment_seconds)
     args = rendition_args(src, dst_mp4, r, info, preset=preset, threads=threads, segment_seconds=segment_seconds,
-                          start=start, duration=duration, cover=cover if r.has_video else None)  # fmt: skip
+                          start=start, duration=duration, cover=cover if r.has_video else None,
+                          hardware=hardware if r.has_video else None, vaapi_device=vaapi_device)  # fmt: skip
     dst_mp4.parent.mkdir(parents=True, exist_ok=True)
     try:
         run_ffmpeg(args, ffmpeg=ffmpeg, duration=duration if duration is not None else max(0.0, info.duration - start),

@@ -31,6 +31,8 @@ from mediarunner.errors import ValidationError
 
 __all__ = [
     "CODECS",
+    "HARDWARE_ENCODERS",
+    "HW_BITRATE_FACTOR",
     "MP4_OUTPUT",
     "POLICY",
     "CodecSpec",
@@ -41,6 +43,9 @@ __all__ = [
     "codec_video_options",
     "copy_tag_options",
     "h264_level",
+    "hardware_input_options",
+    "hardware_scale",
+    "hardware_video_options",
     "keyframe_options",
     "live_audio_options",
     "live_video_options",
@@ -287,3 +292,66 @@ def codec_video_options(codec: str, width: int, height: int, fps: float, bitrate
     # VP9: constrained quality (CRF with -b:v as the ceiling), multi-threaded rows.
     return {"c:v": spec.encoder, "deadline": "good", "cpu-used": speed, "row-mt": "1", "crf": str(spec.crf),
             "b:v": f"{bitrate_k}k", **cap, **keys}
+
+
+# --------------------------------------------------------------------------- hardware encoders
+
+#: The hardware encoder of each family for each codec (Debian's ffmpeg 5.1 has no AV1 hardware encoder).
+HARDWARE_ENCODERS: dict[str, dict[str, str]] = {
+    "nvenc": {"h264": "h264_nvenc", "hevc": "hevc_nvenc"},
+    "qsv": {"h264": "h264_qsv", "hevc": "hevc_qsv", "vp9": "vp9_qsv"},
+    "vaapi": {"h264": "h264_vaapi", "hevc": "hevc_vaapi", "vp9": "vp9_vaapi"},
+}
+#: Quality parity with x264 (PeerTube #6042): at the same cap NVENC/QSV/VAAPI give visibly less
+#: quality than x264, so a hardware rung's cap (maxrate) is this much higher than the ladder's, and
+#: constant-quality targets sit a little below the x264 CRF. Measure with ``bench/codecs.py --hardware``
+#: on a GPU machine (BENCHMARKS.md) before changing them.
+HW_BITRATE_FACTOR = 1.25
+_HW_QUALITY = {"h264": 23, "hevc": 25, "vp9": 30}
+
+
+def hardware_input_options(kind: str, *, gpu_decode: bool, vaapi_device: str = "/dev/dri/renderD128") -> Options:
+    """Input (and global device) options: NVENC and VAAPI decode on the GPU when ``gpu_decode``
+    (frames stay in GPU memory for ``scale_cuda`` / ``scale_vaapi``); QSV gets its device."""
+    if kind == "nvenc":
+        return {"hwaccel": "cuda", "hwaccel_output_format": "cuda"} if gpu_decode else {}
+    if kind == "vaapi":
+        opts: Options = {"vaapi_device": vaapi_device}
+        return opts | ({"hwaccel": "vaapi", "hwaccel_output_format": "vaapi"} if gpu_decode else {})
+    return {"init_hw_device": "qsv=hw", "filter_hw_device": "hw"}
+
+
+def hardware_scale(kind: str, width: int, height: int, *, gpu_decode: bool) -> list[tuple[str, dict[str, str]]]:
+    """The scaling filters (name, arguments) for a hardware encode: on the GPU after a GPU decode,
+    else in software and uploaded where the encoder wants GPU frames (VAAPI, QSV)."""
+    if kind == "nvenc" and gpu_decode:
+        return [("scale_cuda", {"w": str(width), "h": str(height), "format": "yuv420p"})]
+    if kind == "vaapi" and gpu_decode:
+        return [("scale_vaapi", {"w": str(width), "h": str(height), "format": "nv12"})]
+    soft = [("scale", {"w": str(width), "h": str(height), "flags": "bicubic"}), ("setsar", {"r": "1"})]
+    if kind == "nvenc":
+        return [*soft, ("format", {"pix_fmts": POLICY.pix_fmt})]
+    upload = {"extra_hw_frames": "64"} if kind == "qsv" else {}
+    return [*soft, ("format", {"pix_fmts": "nv12"}), ("hwupload", upload)]
+
+
+def hardware_video_options(kind: str, codec: str, fps: float, bitrate_k: int, *, segment_seconds: float,
+                           policy: EncoderPolicy = POLICY) -> Options:  # fmt: skip
+    """One VOD rung's video on a hardware encoder: constant quality capped at ``HW_BITRATE_FACTOR`` x
+    the rung's bitrate, IDR keyframes forced on the segment grid shared with the software codecs."""
+    encoder = HARDWARE_ENCODERS[kind].get(codec)
+    if encoder is None:
+        raise ValidationError(f"no {kind} encoder for {codec}")
+    cap = round(bitrate_k * HW_BITRATE_FACTOR)
+    keys = keyframe_options(segment_seconds, fps, policy)
+    common: Options = {"c:v": encoder, "maxrate": f"{cap}k", "bufsize": f"{policy.bufsize_factor * cap}k",
+                       "force_key_frames": keys["force_key_frames"], "g": keys["g"],
+                       **({"tag:v": "hvc1"} if codec == "hevc" else {})}  # fmt: skip
+    quality = str(_HW_QUALITY[codec])
+    if kind == "nvenc":  # p5 + hq: the quality end of NVENC's presets at well above real time
+        return {**common, "preset": "p5", "tune": "hq", "rc": "vbr", "cq": quality, "b:v": "0",
+                "profile:v": "high" if codec == "h264" else "main", "forced-idr": "1", "no-scenecut": "1",
+                "spatial-aq": "1", "bf": "3"}  # fmt: skip
+    if kind == "qsv":
+        return {**common, "preset": "medium", "global_quality": quality, "look_ahead": "0"}
+    return {**common, "rc_mode": "QVBR", "global_quality": quality, "b:v": f"{cap}k"}  # VAAPI

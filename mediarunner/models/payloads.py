@@ -22,6 +22,8 @@ Format = Literal["hls", "mp4"]
 #: Video codecs of a VOD ladder (one ladder per codec, all in one master playlist).
 VideoCodec = Literal["h264", "hevc", "av1", "vp9"]
 VIDEO_CODECS: tuple[str, ...] = ("h264", "hevc", "av1", "vp9")
+#: Hardware encoding asked for by a job (media/hardware.py): "auto" takes any family that opens.
+Hardware = Literal["auto", "nvenc", "qsv", "vaapi", "none"]
 MAX_URL = 4096
 MAX_PARTS = 64  # time parts of one split rendition
 
@@ -64,6 +66,7 @@ class TranscodePayload(_Payload):
     parts: int = Field(default=1, ge=1, le=MAX_PARTS)  # time parts per rung asked for (fewer for short videos)
     video_codecs: tuple[VideoCodec, ...] = ("h264",)  # one ladder per codec
     cover_image: str | None = Field(default=None, max_length=MAX_URL)  # audio input + still image -> video
+    hardware: Hardware = "none"  # software unless asked; a worker without it falls back (recorded)
 
     _url = field_validator("input", "output")(_check_url)
     _cover = field_validator("cover_image")(lambda v: None if v is None else _check_url(v))
@@ -87,6 +90,7 @@ class RenditionPayload(_Payload):
     part: int = Field(default=0, ge=0, lt=MAX_PARTS)  # of a split rendition (see TranscodePayload.parts)
     parts: int = Field(default=1, ge=1, le=MAX_PARTS)
     cover_image: str | None = Field(default=None, max_length=MAX_URL)  # see TranscodePayload
+    hardware: Hardware = "none"
 
     _url = field_validator("input", "output")(_check_url)
     _cover = field_validator("cover_image")(lambda v: None if v is None else _check_url(v))

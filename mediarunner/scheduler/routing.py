@@ -72,3 +72,4 @@ class QueueProbe:
 
     def online(self, queue: str) -> bool:
         return queue in self.consumed()
+

@@ -37,7 +37,8 @@ from mediarunner.media import (
     render_master_playlist,
 )
 from mediarunner.media.cover import probe_image, with_cover
-from mediarunner.media.encoders import codec_speed
+from mediarunner.media.encoders import HARDWARE_ENCODERS, codec_spec, codec_speed
+from mediarunner.media.hardware import choose_encoder, usable_encoders
 from mediarunner.media.passthrough import check_passthrough, copy_rendition
 from mediarunner.models.enums import JobState, JobType, Stage
 from mediarunner.models.payloads import RenditionPayload, TranscodePayload, load
@@ -85,7 +86,7 @@ def run_transcode(ctx: JobContext) -> Outcome:
     for i, r in enumerate(own):
         step = 95 / len(own)
         done.append(encode_and_publish(ctx, src, info, r, p.output, p.formats, span=(5 + i * step, 5 + (i + 1) * step),
-                                       cover=cover))
+                                       cover=cover, hardware=p.hardware))
     result: dict[str, Any] = dict(done[0]) if done else {}
     if len(done) > 1:
         result["also"] = done[1:]  # the other renditions this job encoded (their variants)
@@ -111,7 +112,8 @@ def run_rendition(ctx: JobContext) -> Outcome:
     ctx.set_stage(Stage.PROCESSING)
     if parts > 1:
         return _run_part(ctx, p, src, info, plan[p.rendition], parts, cover)
-    result = encode_and_publish(ctx, src, info, plan[p.rendition], p.output, p.formats, span=(0, 100), cover=cover)
+    result = encode_and_publish(ctx, src, info, plan[p.rendition], p.output, p.formats, span=(0, 100), cover=cover,
+                                hardware=p.hardware)
     return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats))
 
 
@@ -129,10 +131,12 @@ def _run_part(ctx: JobContext, p: RenditionPayload, src: Path, info: MediaInfo, 
     start, length = part_span(info.duration, p.part, parts, segment_seconds=s.hls_segment_seconds)
     chunk = ctx.scratch / _part_name(p.part)
     with_audio = p.part == 0 and r.has_audio
+    kind, why = choose_hardware(ctx, p.hardware, r, cover)
     encode_rendition(src, chunk, r.model_copy(update={"has_audio": False}), info, ffmpeg=s.ffmpeg_path,
                      preset=codec_speed(s, r.codec), threads=s.ffmpeg_threads, segment_seconds=s.hls_segment_seconds,
                      on_progress=ctx.span(0, 55 if with_audio else 60), should_cancel=ctx.should_cancel,
-                     cancel_poll=s.cancel_poll_seconds, start=start, duration=length, cover=cover)
+                     cancel_poll=s.cancel_poll_seconds, start=start, duration=length, cover=cover, hardware=kind,
+                     vaapi_device=s.vaapi_device)
     io.publish_output(ctx, chunk, p.output, f"{PARTS_DIR}/{r.name}/{chunk.name}")
     if with_audio:
         audio = ctx.scratch / AUDIO_PART
@@ -146,7 +150,7 @@ def _run_part(ctx: JobContext, p: RenditionPayload, src: Path, info: MediaInfo, 
     siblings = [j for j in family.family if j.parent_id == ctx.job.parent_id
                 and j.type is JobType.TRANSCODE_RENDITION and j.payload.get("rendition") == r.name]
     result: dict[str, Any] = {"rendition": r.name, "part": p.part, "parts": parts, "start": start,
-                              "part_encoded": True}
+                              "part_encoded": True, "encoder": encoder_record(p.hardware, r, kind, why)}
     if len(siblings) != parts or not all((j.result or {}).get("part_encoded") for j in siblings):
         ctx.log(f"part {p.part + 1}/{parts} of {r.name} encoded ({start:g}s +{length or 'end'}); "
                 "another part joins them")
@@ -177,7 +181,7 @@ def _part_name(part: int) -> str:
 
 def encode_and_publish(ctx: JobContext, src: Path, info: MediaInfo, r: PlannedRendition, output: str,
                        formats: tuple[str, ...], span: tuple[float, float],
-                       cover: Path | None = None) -> dict[str, Any]:
+                       cover: Path | None = None, hardware: str = "none") -> dict[str, Any]:
     s = ctx.settings
     io.check_output(ctx, output)
     ext = "mp4" if r.has_video else "m4a"
@@ -192,14 +196,35 @@ def encode_and_publish(ctx: JobContext, src: Path, info: MediaInfo, r: PlannedRe
         copy_rendition(src, mp4, r, info, ffmpeg=s.ffmpeg_path, should_cancel=ctx.should_cancel,
                        on_progress=ctx.span(lo, encode_end))
     else:
+        kind, why = choose_hardware(ctx, hardware, r, cover)
         encode_rendition(src, mp4, r, info, ffmpeg=s.ffmpeg_path, preset=codec_speed(s, r.codec),
                          threads=s.ffmpeg_threads, segment_seconds=s.hls_segment_seconds,
                          on_progress=ctx.span(lo, encode_end), should_cancel=ctx.should_cancel,
-                         cancel_poll=s.cancel_poll_seconds, cover=cover)
+                         cancel_poll=s.cancel_poll_seconds, cover=cover, hardware=kind, vaapi_device=s.vaapi_device)
     result = publish_rendition(ctx, mp4, info, r, output, formats, span=(encode_end, hi))
+    if r.has_video and not (verdict is not None and verdict.fits):
+        result["encoder"] = encoder_record(hardware, r, kind, why)
     if verdict is not None:
         result["passthrough"] = {"used": verdict.fits, "reason": verdict.reason}
     return result
+
+
+def choose_hardware(ctx: JobContext, asked: str, r: PlannedRendition, cover: Path | None) -> tuple[str | None, str]:
+    """The hardware family this worker uses for ``r`` (None: software) and why, logged."""
+    if asked == "none" or not r.has_video:
+        return None, "software"
+    if cover is not None:
+        kind, why = None, f"software {codec_spec(r.codec).encoder}: a cover image is encoded in software"
+    else:
+        kind, why = choose_encoder(asked, r.codec, usable_encoders(ctx.settings.ffmpeg_path, ctx.settings.vaapi_device))
+    ctx.log(f"{r.name}: {why}")
+    return kind, why
+
+
+def encoder_record(asked: str, r: PlannedRendition, kind: str | None, why: str) -> dict[str, Any]:
+    """What the job result says about a rendition's encoder: asked for, used, and why."""
+    used = HARDWARE_ENCODERS[kind][r.codec] if kind else codec_spec(r.codec).encoder
+    return {"asked": asked, "used": used, "hardware": kind, "reason": why}
 
 
 def publish_rendition(ctx: JobContext, mp4: Path, info: MediaInfo, r: PlannedRendition, output: str,
