@@ -104,3 +104,17 @@ def test_unknown_codec_is_refused_before_anything_is_written(stack: Stack, tmp_p
         with pytest.raises(ValidationError, match="video_codecs"):
             client.submit_transcode(str(src), str(stack.tmp / "outputs" / "bad"), video_codecs=bad)
     assert len(client.list(limit=1000)) == before and not (stack.tmp / "outputs" / "bad").exists()
+
+
+def test_quality_numbers_recorded_when_asked(stack: Stack, tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "in.mp4", seconds=2.0, size="640x360")
+    stack.inproc_worker("a", extra_env={**FAST, "MEDIARUNNER_QUALITY_METRICS": "true",
+                                        "MEDIARUNNER_QUALITY_SAMPLE_EVERY": "5"})
+    client = stack.client()
+    job = client.submit_transcode(str(src), str(stack.tmp / "outputs" / "q"), renditions=["240p"],
+                                  video_codecs=("h264", "vp9"))
+    job = client.wait(job.id, timeout=120)
+    assert all(j.state is DONE for j in job.family), [(j.state, j.error) for j in job.family]
+    for j in job.family:
+        q = (j.result or {})["quality"]
+        assert 25.0 < q["psnr"] < 100.0 and 0.8 < q["ssim"] <= 1.0 and q["every"] == 5

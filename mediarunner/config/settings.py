@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     # A rung the source already fits (codec, size, bitrate cap, keyframes on the segment grid) is
     # packaged by stream copy instead of re-encoded (media/passthrough.py); False: always encode.
     transcode_passthrough: bool = True
+    # PSNR/SSIM of every video rendition against its source in the job result (media/quality.py):
+    # off by default (it decodes both again); every quality_sample_every-th frame is compared.
+    quality_metrics: bool = False
+    quality_sample_every: int = Field(default=10, ge=1, le=1000)
     vaapi_device: str = "/dev/dri/renderD128"  # the DRM render node VAAPI encodes (and the start-up probe) use
     # Storyboards (PeerTube's generate-video-storyboard): a tile every storyboard_min_interval_seconds
     # or more, at most storyboard_max_tiles, storyboard_columns wide; thumbnails and the poster.

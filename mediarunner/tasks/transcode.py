@@ -40,6 +40,7 @@ from mediarunner.media.cover import probe_image, with_cover
 from mediarunner.media.encoders import HARDWARE_ENCODERS, codec_spec, codec_speed
 from mediarunner.media.hardware import choose_encoder, usable_encoders
 from mediarunner.media.passthrough import check_passthrough, copy_rendition
+from mediarunner.media.quality import measure_quality
 from mediarunner.models.enums import JobState, JobType, Stage
 from mediarunner.models.payloads import RenditionPayload, TranscodePayload, load
 from mediarunner.models.schemas import Job
@@ -166,7 +167,8 @@ def _run_part(ctx: JobContext, p: RenditionPayload, src: Path, info: MediaInfo, 
     mp4 = ctx.scratch / f"{r.name}.mp4"
     concat_parts(chunks, audio_in, mp4, ffmpeg=s.ffmpeg_path, duration=info.duration, on_progress=ctx.span(60, 75),
                  should_cancel=ctx.should_cancel, cancel_poll=s.cancel_poll_seconds, codec=r.codec)
-    result.update(publish_rendition(ctx, mp4, info, r, p.output, p.formats, span=(75, 100)), joined=parts)
+    result.update(publish_rendition(ctx, mp4, info, r, p.output, p.formats, span=(75, 100),
+                                    quality=None if cover is not None else src), joined=parts)
     # The parts go only once this attempt's completion is recorded: a superseded joiner must
     # never delete what the live attempt joins from (parts of failed families: beat's sweep).
     return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats),
@@ -201,7 +203,8 @@ def encode_and_publish(ctx: JobContext, src: Path, info: MediaInfo, r: PlannedRe
                          threads=s.ffmpeg_threads, segment_seconds=s.hls_segment_seconds,
                          on_progress=ctx.span(lo, encode_end), should_cancel=ctx.should_cancel,
                          cancel_poll=s.cancel_poll_seconds, cover=cover, hardware=kind, vaapi_device=s.vaapi_device)
-    result = publish_rendition(ctx, mp4, info, r, output, formats, span=(encode_end, hi))
+    result = publish_rendition(ctx, mp4, info, r, output, formats, span=(encode_end, hi),
+                               quality=None if cover is not None else src)
     if r.has_video and not (verdict is not None and verdict.fits):
         result["encoder"] = encoder_record(hardware, r, kind, why)
     if verdict is not None:
@@ -228,11 +231,16 @@ def encoder_record(asked: str, r: PlannedRendition, kind: str | None, why: str) 
 
 
 def publish_rendition(ctx: JobContext, mp4: Path, info: MediaInfo, r: PlannedRendition, output: str,
-                      formats: tuple[str, ...], span: tuple[float, float]) -> dict[str, Any]:
-    """Package an encoded rendition as HLS (when asked) and publish it with its MP4."""
+                      formats: tuple[str, ...], span: tuple[float, float],
+                      quality: Path | None = None) -> dict[str, Any]:
+    """Package an encoded rendition as HLS (when asked) and publish it with its MP4; with the
+    ``quality_metrics`` setting, its PSNR/SSIM against ``quality`` (the source) are recorded first."""
     s = ctx.settings
     lo, hi = span
     result: dict[str, Any] = {"rendition": r.name}
+    if s.quality_metrics and quality is not None and r.has_video:
+        result["quality"] = measure_quality(mp4, quality, info, every=s.quality_sample_every, ffmpeg=s.ffmpeg_path)
+        ctx.log(f"{r.name}: PSNR {result['quality']['psnr']} dB, SSIM {result['quality']['ssim']}")
     hls_dir = None
     if "hls" in formats:
         playlist = package_hls(mp4, ctx.scratch / "hls" / r.name, ffmpeg=s.ffmpeg_path,

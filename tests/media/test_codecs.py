@@ -148,3 +148,14 @@ def test_payload_refuses_unknown_codec() -> None:
     for bad in (["h266"], []):
         with pytest.raises(ValueError):
             TranscodePayload.model_validate({**base, "video_codecs": bad})
+
+
+def test_quality_numbers_against_the_source(clip: Path, renditions: dict[str, dict]) -> None:
+    from mediarunner.media.quality import measure_quality
+
+    info = probe(clip)
+    numbers = {codec: measure_quality(got["mp4"], clip, info, every=5) for codec, got in renditions.items()}
+    for q in numbers.values():
+        assert 25.0 < q["psnr"] < 100.0 and 0.8 < q["ssim"] <= 1.0 and q["every"] == 5
+    same = measure_quality(clip, clip, info, every=5)
+    assert same["psnr"] == 100.0 and same["ssim"] == 1.0  # the source against itself
