@@ -18,10 +18,15 @@ from pydantic import ValidationError as PydanticValidationError
 
 from mediarunner.config import Settings, get_settings
 from mediarunner.errors import InvalidInputError, InvalidOutputError, MediarunnerError, ValidationError
+from mediarunner.media.cover import probe_image
+from mediarunner.media.hardware import route_hardware
+from mediarunner.media.probe import probe
 from mediarunner.models import transitions
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
-from mediarunner.models.enums import JobState, JobType
+from mediarunner.models.enums import Health, JobState, JobType
+from mediarunner.models.fleet_queries import list_runners
+from mediarunner.models.health import HealthThresholds
 from mediarunner.models.locations import (
     INPUT_ONLY_SCHEMES,
     check_input_root,
@@ -39,10 +44,12 @@ from mediarunner.models.payloads import (
     LivePayload,
     NoopPayload,
     RenditionPayload,
+    StoryboardPayload,
     StudioPayload,
     TranscodePayload,
     TranscribePayload,
     dump,
+    rendition_name,
 )
 from mediarunner.models.queries import get_job, list_jobs
 from mediarunner.models.schemas import Job
@@ -75,15 +82,28 @@ class Client:
                          formats: Sequence[str] = ("hls", "mp4"), priority: int = 0,
                          metadata: Mapping[str, Any] | None = None, *, priority_class: str = "default",
                          queue: str | None = None, transcribe: bool = False, language: str | None = None,
-                         transcribe_device: str = "auto", parts: int | None = None) -> Job:
+                         transcribe_device: str = "auto", parts: int | None = None,
+                         video_codecs: Sequence[str] = ("h264",), storyboard: bool = False,
+                         thumbnails: int = 0, cover_image: str | None = None, hardware: str = "none") -> Job:
         """Transcode ``input`` into an HLS + MP4 ladder under the directory ``output``; with
         ``transcribe=True`` also subtitles (an extract_audio -> transcribe branch after the parent).
         ``parts`` (default: the ``transcode_parts`` setting): split every rung of a long video into
-        that many time parts, encoded by several workers at once (fewer for a short video)."""
+        that many time parts, encoded by several workers at once (fewer for a short video).
+        ``video_codecs`` (``h264``, ``hevc``, ``av1``, ``vp9``): one ladder per codec, all in one master
+        playlist (renditions named ``720p``, ``720p_hevc``, ``720p_av1``...). ``storyboard=True`` and/or
+        ``thumbnails=N`` add a ``storyboard`` child: a sprite sheet + WebVTT track, N images and a poster.
+        ``cover_image`` (a path or URL of a still image; ``input`` an audio file): the video ladder of
+        that image over the audio (PeerTube's audio merge). ``hardware`` (``auto``, ``nvenc``, ``qsv``,
+        ``vaapi``; default ``none``): encode on a worker whose GPU encoder opens, else in software
+        (the routing reason and each rendition's ``encoder`` record say which and why)."""
         common = self._common(priority, priority_class, metadata)
         jobs = self._ladder_jobs(input, output, renditions, formats, common, queue=queue,
-                                 parts=self.settings.transcode_parts if parts is None else parts)
+                                 parts=self.settings.transcode_parts if parts is None else parts,
+                                 video_codecs=video_codecs, cover_image=cover_image, hardware=hardware)
         self._check_exists(input)
+        self._check_cover(input, cover_image)
+        if storyboard or thumbnails:
+            jobs.append(self._storyboard_job(input, output, storyboard, thumbnails, common, queue=queue))
         if transcribe:
             ext = self._validated(ExtractAudioPayload, input=input, output=output)
             jobs.append(NewJob(JobType.EXTRACT_AUDIO, route(JobType.EXTRACT_AUDIO)[0], dump(ext), parent=0,
@@ -149,7 +169,9 @@ class Client:
 
     def _ladder_jobs(self, input: str, output: str, renditions: Sequence[str] | None, formats: Sequence[str],
                      common: dict[str, Any], *, queue: str | None, parent: int | None = None,
-                     index: int = 0, parts: int = 1) -> builtins.list[NewJob]:
+                     index: int = 0, parts: int = 1,
+                     video_codecs: Sequence[str] = ("h264",),
+                     cover_image: str | None = None, hardware: str = "none") -> builtins.list[NewJob]:
         """The jobs of a transcode ladder: the TRANSCODE parent (child of ``parent``, placed at ``index``
         of the submitted list) and one TRANSCODE_RENDITION child per lower rung; split into
         ``parts``, one child per part of every rung (the parent prunes those a short video needs not)."""
@@ -157,24 +179,74 @@ class Client:
         q, why = route(JobType.TRANSCODE, queue=queue, allowed=self.settings.job_queues)
         self._check_input(input)
         self._check_output(output)
-        if isinstance(formats, str):
-            raise ValidationError("formats must be a sequence such as ('hls', 'mp4')")
+        if isinstance(formats, str) or isinstance(video_codecs, str):
+            raise ValidationError("formats and video_codecs must be sequences such as ('hls', 'mp4'), ('h264',)")
         if not isinstance(parts, int) or isinstance(parts, bool):
             raise ValidationError("parts must be an integer")
         top = self._validated(TranscodePayload, input=input, output=output, formats=tuple(formats),
-                              ladder=tuple(rungs), parts=parts)
+                              ladder=tuple(rungs), parts=parts, video_codecs=tuple(video_codecs),
+                              cover_image=cover_image, hardware=hardware)
         self._check_local_input(input)
-        jobs = [NewJob(JobType.TRANSCODE, q, dump(top), parent=parent, routing_reason=why, **common)]
-        # Unsplit, the parent encodes the top rung it can fill and children the rest.
-        children = [(rung, 0) for rung in rungs[1:]] if parts == 1 else \
-            [(rung, part) for rung in rungs for part in range(parts)]
         cq, cwhy = route(JobType.TRANSCODE_RENDITION, queue=queue, allowed=self.settings.job_queues)
-        for rung, part in children:
+        if top.hardware != "none" and queue is None:
+            q, why = cq, cwhy = self._route_hardware(top.hardware, top.video_codecs)
+        jobs = [NewJob(JobType.TRANSCODE, q, dump(top), parent=parent, routing_reason=why, **common)]
+        # Unsplit, the parent encodes the top rung (of the first codec) it can fill and children the rest.
+        names = [rendition_name(rung.name, codec) for codec in top.video_codecs for rung in rungs]
+        children = [(name, 0) for name in names[1:]] if parts == 1 else \
+            [(name, part) for name in names for part in range(parts)]
+        for name, part in children:
             child = self._validated(RenditionPayload, input=input, output=output, formats=top.formats,
-                                    rendition=rung.name, part=part, parts=parts)
+                                    rendition=name, part=part, parts=parts, cover_image=cover_image,
+                                    hardware=top.hardware)
             jobs.append(NewJob(JobType.TRANSCODE_RENDITION, cq, dump(child), parent=index, routing_reason=cwhy,
                                **common))
         return jobs
+
+    def _route_hardware(self, asked: str, codecs: Sequence[str]) -> tuple[str, str]:
+        """A hardware request goes to an online worker whose start-up test encode opened such an
+        encoder; with none online, to cpu as a software fallback (the reason says so)."""
+        def online(s: Any) -> builtins.list[Any]:
+            return [(r.hostname, r.queues, (r.capabilities.get("ffmpeg") or {}).get("hardware_usable") or ())
+                    for r in list_runners(s, utcnow(), HealthThresholds.from_settings(self.settings))
+                    if r.health is not Health.OFFLINE]
+        runners = transaction(online, url=self.settings.database_url)
+        return route_hardware(asked, codecs, runners, allowed=self.settings.job_queues)
+
+    def _check_cover(self, input: str, cover: str | None) -> None:
+        """A cover image lies in the input roots (or is an allowed URL); a local one must be an image,
+        and a local input with it must be audio only."""
+        if cover is None:
+            return
+        self._check_input(cover)
+        self._check_local_input(cover)
+        self._check_exists(cover)
+        try:
+            if is_local(cover):
+                probe_image(resolve_local_path(cover, None, what="input"), ffprobe=self.settings.ffprobe_path)
+            if is_local(input) and probe(resolve_local_path(input, None, what="input"),
+                                         ffprobe=self.settings.ffprobe_path).has_video:
+                raise ValidationError(f"{input!r} already has video; a cover image is for an audio-only input")
+        except MediarunnerError as exc:
+            raise ValidationError(f"invalid cover_image: {exc}") from None
+
+    def _storyboard_job(self, input: str, output: str, storyboard: bool, thumbnails: int, common: dict[str, Any],
+                        *, queue: str | None) -> NewJob:
+        """The ``storyboard`` child of a transcode parent (index 0). A local input is probed now, so
+        that an audio-only one is refused before anything is written (a remote one: by the job)."""
+        if not isinstance(thumbnails, int) or isinstance(thumbnails, bool):
+            raise ValidationError("thumbnails must be an integer")
+        payload = self._validated(StoryboardPayload, input=input, output=output, storyboard=bool(storyboard),
+                                  thumbnails=thumbnails)
+        if is_local(input):
+            try:
+                info = probe(resolve_local_path(input, None, what="input"), ffprobe=self.settings.ffprobe_path)
+            except MediarunnerError as exc:
+                raise ValidationError(f"invalid input: {exc}") from None
+            if not info.has_video:
+                raise ValidationError(f"storyboard and thumbnails need a video stream; {input!r} is audio only")
+        q, why = route(JobType.STORYBOARD, queue=queue, allowed=self.settings.job_queues)
+        return NewJob(JobType.STORYBOARD, q, dump(payload), parent=0, routing_reason=why, **common)
 
     def submit_transcription(self, input: str, output: str, language: str | None = None, model: str | None = None,
                              formats: Sequence[str] = ("vtt", "srt", "json"), priority: int = 0,

@@ -29,6 +29,7 @@ HEADLINES: dict[str, list[str]] = {
                         "growth exponent rank update"],
     "api": ["submit transcode: Client p50", "submit transcode: API p50", "submit transcode: ratio API/Client p50",
             "submit transcode: API calls/s", "get job: Client p50", "get job: API p50"],
+    "codecs": ["h264: speed", "hevc: bitrate at equal PSNR", "av1: bitrate vs x264", "vp9: speed"],
     "transcription": [": realtime factor", "worker: RSS idle", "worker: RSS peak under load", "worker: model loads"],
 }
 NEEDS_PG = {"scheduler_scale"}

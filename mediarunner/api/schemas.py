@@ -79,6 +79,13 @@ class TranscodeRequest(Submission):
     language: str | None = Field(default=None, max_length=16)
     transcribe_device: Literal["auto", "cpu", "gpu"] = "auto"
     parts: int | None = Field(default=None, ge=1, le=64)
+    video_codecs: list[str] = Field(default=["h264"], min_length=1, max_length=4,
+                                    description="one ladder per codec: h264, hevc, av1, vp9")
+    storyboard: bool = Field(default=False, description="a sprite sheet and a WebVTT thumbnails track")
+    thumbnails: int = Field(default=0, ge=0, le=50, description="N preview images and a poster")
+    cover_image: str | None = Field(default=None, max_length=4096,
+                                    description="a still image: with an audio input, the video of the ladder")
+    hardware: Literal["auto", "nvenc", "qsv", "vaapi", "none"] = "none"
 
 
 class StudioRequest(Submission):

@@ -27,6 +27,12 @@ def submit_transcode(
     rendition: Annotated[list[str] | None, typer.Option("--rendition", "-r", help="rung name; repeat")] = None,
     format: Annotated[list[str] | None, typer.Option("--format", "-f", help="hls and/or mp4")] = None,
     priority: int = 0,
+    video_codec: Annotated[list[str] | None, typer.Option(
+        "--video-codec", "-c", help="h264, hevc, av1 or vp9: one ladder each; repeat (default h264)")] = None,
+    storyboard: Annotated[bool, typer.Option("--storyboard", help="a sprite sheet + WebVTT thumbnails")] = False,
+    thumbnails: Annotated[int, typer.Option(help="N preview images and a poster")] = 0,
+    cover_image: Annotated[str | None, typer.Option(help="a still image: INPUT (audio) becomes a video")] = None,
+    hardware: Annotated[str, typer.Option(help="auto, nvenc, qsv, vaapi or none (software)")] = "none",
     parts: Annotated[int | None, typer.Option(help="split each rung of a long video into N time parts "
                                               "(default: the TRANSCODE_PARTS setting)")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="show progress until done")] = False,
@@ -35,7 +41,9 @@ def submit_transcode(
     """Transcode INPUT into an HLS + MP4 ladder under the directory OUTPUT."""
     try:
         job = ui.client().submit_transcode(input, output, renditions=rendition or None,
-                                           formats=tuple(format or ("hls", "mp4")), priority=priority, parts=parts)
+                                           formats=tuple(format or ("hls", "mp4")), priority=priority, parts=parts,
+                                           video_codecs=tuple(video_codec or ("h264",)), storyboard=storyboard,
+                                           thumbnails=thumbnails, cover_image=cover_image, hardware=hardware)
     except MediarunnerError as exc:
         raise ui.fail(exc) from None
     ui.console.print(f"submitted [bold]{job.id}[/bold] ({len(job.children)} child job(s))")

@@ -111,11 +111,33 @@ class Settings(BaseSettings):
     ffprobe_path: str = "ffprobe"
     ffmpeg_threads: int = 0  # 0 lets ffmpeg choose
     x264_preset: str = "veryfast"
+    # The other codecs' speed settings (see media/encoders.py): x265 preset, SVT-AV1 preset
+    # (0 slowest .. 13 fastest), libvpx-vp9 cpu-used (0 slowest .. 8 fastest; deadline "good").
+    x265_preset: str = "fast"
+    svtav1_preset: int = Field(default=10, ge=0, le=13)
+    vp9_cpu_used: int = Field(default=4, ge=0, le=8)
     hls_segment_seconds: float = 4.0
     # Long videos: each rung split into this many time parts, encoded by as many workers at once
     # (1: one job per rung). A part is never shorter than transcode_part_min_seconds.
     transcode_parts: int = Field(default=1, ge=1, le=64)
     transcode_part_min_seconds: float = Field(default=60.0, gt=0)
+    # A rung the source already fits (codec, size, bitrate cap, keyframes on the segment grid) is
+    # packaged by stream copy instead of re-encoded (media/passthrough.py); False: always encode.
+    transcode_passthrough: bool = True
+    # PSNR/SSIM of every video rendition against its source in the job result (media/quality.py):
+    # off by default (it decodes both again); every quality_sample_every-th frame is compared.
+    quality_metrics: bool = False
+    quality_sample_every: int = Field(default=10, ge=1, le=1000)
+    vaapi_device: str = "/dev/dri/renderD128"  # the DRM render node VAAPI encodes (and the start-up probe) use
+    # Storyboards (PeerTube's generate-video-storyboard): a tile every storyboard_min_interval_seconds
+    # or more, at most storyboard_max_tiles, storyboard_columns wide; thumbnails and the poster.
+    storyboard_tile_width: int = Field(default=192, ge=16, le=1920)
+    storyboard_max_tiles: int = Field(default=100, ge=1, le=1000)
+    storyboard_min_interval_seconds: float = Field(default=1.0, gt=0)
+    storyboard_columns: int = Field(default=10, ge=1, le=100)
+    storyboard_image: Literal["jpg", "webp"] = "jpg"
+    thumbnail_width: int = Field(default=320, ge=16, le=3840)
+    poster_width: int = Field(default=1280, ge=16, le=7680)
     renditions: list[Rendition] = Field(default_factory=lambda: list(DEFAULT_LADDER))
 
     # --- jobs and scheduling

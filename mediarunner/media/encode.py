@@ -14,19 +14,26 @@ from typing import Any
 import ffmpeg as ffpy  # ffmpeg-python builds the encode arguments; run_ffmpeg runs them
 
 from mediarunner.errors import ValidationError
+from mediarunner.media.cover import image_demuxer
 from mediarunner.media.encoders import (
     MP4_OUTPUT,
     POLICY,
     Options,
+    codec_spec,
+    codec_video_options,
+    copy_tag_options,
     h264_level,
+    hardware_input_options,
+    hardware_scale,
+    hardware_video_options,
     rung_audio_options,
     rung_fps,
-    rung_video_options,
+    still_image_options,
     threads_option,
     to_args,
 )
 from mediarunner.media.ffmpeg import run_ffmpeg
-from mediarunner.media.formats import CONCAT_FORMATS, file_input_options, option_args
+from mediarunner.media.formats import CONCAT_FORMATS, IMAGE_FORMATS, file_input_options, option_args
 from mediarunner.media.hls import HlsVariant, describe_variant, render_master_playlist
 from mediarunner.media.ladder import PlannedRendition
 from mediarunner.media.probe import MediaInfo
@@ -56,25 +63,57 @@ def _check_rendition(r: PlannedRendition, info: MediaInfo, segment_seconds: floa
         raise ValidationError(f"rendition {r.name!r} has neither audio nor video")
 
 
-def rendition_args(src: Path, dst_mp4: Path, r: PlannedRendition, info: MediaInfo, *, preset: str, threads: int,
-                   segment_seconds: float, start: float, duration: float | None) -> list[str]:  # fmt: skip
-    """The ffmpeg arguments of :func:`encode_rendition`, built with ffmpeg-python."""
-    # 0:V excludes cover art; the streams match the ones probe() describes.
-    source = ffpy.input("file:" + str(src.resolve()), **file_input_options(),
+def _picture(source: Any, cover: Path | None, info: MediaInfo) -> Any:
+    """The video to scale: the source's first real video stream (0:V excludes cover art, as probe()
+    does), or a cover image looped at the policy's rate (an audio file + cover image)."""
+    if cover is None:
+        return source["V:0"]
+    still = ffpy.input("file:" + str(cover.resolve()), loop=1, framerate=f"{info.fps or POLICY.cover_fps:g}",
+                       f=image_demuxer(cover), **file_input_options(IMAGE_FORMATS))  # one still, never a sequence
+    return still["v:0"]
+
+
+def _hardware_video(source: Any, r: PlannedRendition, info: MediaInfo, hardware: str, segment_seconds: float,
+                    gpu_decode: bool) -> tuple[Any, Options]:  # fmt: skip
+    """The video stream and options of a hardware encode (see :func:`.encoders.hardware_scale`)."""
+    assert r.width and r.height and r.video_bitrate_k
+    video = source["V:0"]
+    if info.fps and info.fps > POLICY.max_fps:  # a software filter: only without GPU decode
+        video = video.filter("fps", f"{POLICY.max_fps:g}")
+    for name, kwargs in hardware_scale(hardware, r.width, r.height, gpu_decode=gpu_decode):
+        video = video.filter(name, **kwargs)
+    return video, hardware_video_options(hardware, r.codec, rung_fps(info.fps), r.video_bitrate_k,
+                                         segment_seconds=segment_seconds)
+
+
+def rendition_args(src: Path, dst_mp4: Path, r: PlannedRendition, info: MediaInfo, *, preset: str | None, threads: int,
+                   segment_seconds: float, start: float, duration: float | None, cover: Path | None = None,
+                   hardware: str | None = None, vaapi_device: str = "/dev/dri/renderD128") -> list[str]:  # fmt: skip
+    """The ffmpeg arguments of :func:`encode_rendition`, built with ffmpeg-python. ``hardware``: a
+    family of :data:`.encoders.HARDWARE_ENCODERS` (not with a cover image)."""
+    gpu_decode = bool(hardware) and cover is None and r.has_video and not (info.fps and info.fps > POLICY.max_fps)
+    hw_in = hardware_input_options(hardware, gpu_decode=gpu_decode, vaapi_device=vaapi_device) if hardware else {}
+    source = ffpy.input("file:" + str(src.resolve()), **file_input_options(), **hw_in,
                         **({"ss": f"{start:.6f}"} if start > 0 else {}))
     streams: list[Any] = []
     opts: Options = {}
-    if duration is not None:
-        opts["t"] = f"{duration:.6f}"
-    if r.has_video:
+    if duration is not None or cover is not None:  # a looped cover runs for as long as the audio
+        opts["t"] = f"{duration if duration is not None else max(0.0, info.duration - start):.6f}"
+    if r.has_video and hardware and cover is None:
+        video, video_opts = _hardware_video(source, r, info, hardware, segment_seconds, gpu_decode)
+        streams.append(video)
+        opts |= video_opts
+    elif r.has_video:
         assert r.width and r.height and r.video_bitrate_k  # checked by _check_rendition
-        video = source["V:0"]
+        video = _picture(source, cover, info)
         if info.fps and info.fps > POLICY.max_fps:
             video = video.filter("fps", f"{POLICY.max_fps:g}")
         streams.append(video.filter("scale", r.width, r.height, flags="bicubic").filter("setsar", 1)
                        .filter("format", POLICY.pix_fmt))  # fmt: skip
-        opts |= rung_video_options(r.width, r.height, rung_fps(info.fps), r.video_bitrate_k, preset=preset,
-                                   segment_seconds=segment_seconds)  # fmt: skip
+        opts |= codec_video_options(r.codec, r.width, r.height, rung_fps(info.fps), r.video_bitrate_k,
+                                    speed=preset or codec_spec(r.codec).default_speed,
+                                    segment_seconds=segment_seconds)  # fmt: skip
+        opts |= still_image_options(r.codec) if cover is not None else {}
     else:
         opts["vn"] = None
     if r.has_audio:
@@ -93,7 +132,7 @@ def encode_rendition(
     info: MediaInfo,
     *,
     ffmpeg: str = "ffmpeg",
-    preset: str = "veryfast",
+    preset: str | None = None,
     threads: int = 0,
     segment_seconds: float = 4.0,
     on_progress: Callable[[float], None] | None = None,
@@ -101,8 +140,14 @@ def encode_rendition(
     cancel_poll: float = 0.5,
     start: float = 0.0,
     duration: float | None = None,
+    cover: Path | None = None,
+    hardware: str | None = None,
+    vaapi_device: str = "/dev/dri/renderD128",
 ) -> None:
-    """Encode ``src`` to a progressive-download MP4 (H.264 High + AAC, or AAC only).
+    """Encode ``src`` to a progressive-download MP4 (``r.codec`` video + AAC, or AAC only).
+    ``preset``: the codec's speed setting (x264/x265 preset, SVT-AV1 preset, VP9 cpu-used);
+    None: the policy's default for that codec. ``cover``: a still image that is the video (``src``
+    is then audio only and ``info`` is :func:`~mediarunner.media.cover.with_cover`'s).
 
     ``start``/``duration``: encode only that span of the source (a part of a split rendition,
     see :mod:`mediarunner.media.parts`): the seek is frame-accurate and the output's
@@ -111,7 +156,8 @@ def encode_rendition(
     """
     _check_rendition(r, info, segment_seconds)
     args = rendition_args(src, dst_mp4, r, info, preset=preset, threads=threads, segment_seconds=segment_seconds,
-                          start=start, duration=duration)  # fmt: skip
+                          start=start, duration=duration, cover=cover if r.has_video else None,
+                          hardware=hardware if r.has_video else None, vaapi_device=vaapi_device)  # fmt: skip
     dst_mp4.parent.mkdir(parents=True, exist_ok=True)
     try:
         run_ffmpeg(args, ffmpeg=ffmpeg, duration=duration if duration is not None else max(0.0, info.duration - start),
@@ -131,6 +177,7 @@ def concat_parts(
     on_progress: Callable[[float], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
     cancel_poll: float = 0.5,
+    codec: str | None = None,
 ) -> None:
     """Join the video-only MP4 ``parts`` of a split rendition in order, with the ``audio`` track
     encoded once for the whole video (no AAC priming gaps at the joins): stream copy only, so
@@ -157,7 +204,7 @@ def concat_parts(
                  "-map", "0:v:0", "-map", "1:a:0"]
     else:
         args += ["-map", "0:v:0"]
-    args += ["-c", "copy", *to_args(MP4_OUTPUT), "file:" + str(dst_mp4.resolve())]
+    args += ["-c", "copy", *to_args(copy_tag_options(codec)), *to_args(MP4_OUTPUT), "file:" + str(dst_mp4.resolve())]
     try:
         run_ffmpeg(args, ffmpeg=ffmpeg, duration=duration, on_progress=on_progress,
                    should_cancel=should_cancel, cancel_poll=cancel_poll)
@@ -168,9 +215,16 @@ def concat_parts(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _segment_template(out_dir: Path) -> str:
+def _segment_template(out_dir: Path, ext: str) -> str:
     # The segment name is a printf-style template: a "%" in the directory must be escaped.
-    return str(out_dir).replace("%", "%%") + "/seg_%05d.ts"
+    return str(out_dir).replace("%", "%%") + f"/seg_%05d.{ext}"
+
+
+_INIT = "init.mp4"  # the fMP4 (CMAF) initialization segment
+
+
+def _hls_files(out_dir: Path) -> list[Path]:
+    return [out_dir / "index.m3u8", out_dir / _INIT, *out_dir.glob("seg_*.ts"), *out_dir.glob("seg_*.m4s")]
 
 
 def package_hls(
@@ -180,8 +234,10 @@ def package_hls(
     ffmpeg: str = "ffmpeg",
     segment_seconds: float = 4.0,
     should_cancel: Callable[[], bool] | None = None,
+    codec: str | None = None,
 ) -> Path:
     """Split ``mp4`` (no re-encode) into ``out_dir/index.m3u8`` + ``seg_00000.ts``...; return the playlist.
+    With a ``codec`` whose policy asks for fMP4 (HEVC, AV1, VP9): ``init.mp4`` + ``seg_00000.m4s``...
 
     A plain argument list, not ffmpeg-python: one input, one stream-copied output, no graph."""
     if segment_seconds <= 0:
@@ -190,19 +246,23 @@ def package_hls(
     out_dir.mkdir(parents=True, exist_ok=True)
     playlist = out_dir / "index.m3u8"
     # A previous attempt may have left more segments than this run writes.
-    for stale in [playlist, *out_dir.glob("seg_*.ts")]:
+    for stale in _hls_files(out_dir):
         remove_quietly(stale)
+    fmp4 = codec is not None and codec_spec(codec).segment_type == "fmp4"
+    kind = ["-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", _INIT] if fmp4 else \
+        ["-hls_segment_type", "mpegts"]
     args = [
         *option_args(file_input_options()), "-i", "file:" + str(mp4.resolve()), "-map", "0", "-c", "copy",
+        *to_args(copy_tag_options(codec)),
         "-f", "hls", "-hls_time", f"{segment_seconds:g}", "-hls_playlist_type", "vod",
-        "-hls_list_size", "0", "-hls_segment_type", "mpegts",
-        "-hls_segment_filename", _segment_template(out_dir),
+        "-hls_list_size", "0", *kind, "-hls_flags", "independent_segments",
+        "-hls_segment_filename", _segment_template(out_dir, "m4s" if fmp4 else "ts"),
         str(playlist),
     ]  # fmt: skip
     try:
         run_ffmpeg(args, ffmpeg=ffmpeg, should_cancel=should_cancel)
     except BaseException:
-        for partial in [playlist, *out_dir.glob("seg_*.ts")]:
+        for partial in _hls_files(out_dir):
             remove_quietly(partial)
         raise
     return playlist

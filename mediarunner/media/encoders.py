@@ -1,4 +1,4 @@
-"""The x264/AAC encoder policy, declared once.
+"""The encoder policy, declared once: H.264 (x264), HEVC (x265), AV1 (SVT-AV1), VP9 (libvpx) + AAC.
 
 Every encode takes its codec settings from :data:`POLICY`: a VOD rung (:mod:`.encode`), the
 live ladder (:mod:`.live`) and each studio step (:mod:`.studio`). The functions here return
@@ -9,6 +9,15 @@ through :func:`to_args`, for a plain argument list.
 Keyframe alignment: keyframes are forced every ``segment_seconds`` with scene-cut detection off,
 and the GOP limit (in frames) is loose enough never to fire between two forced keyframes, so
 an HLS packager cutting every ``segment_seconds`` always cuts on a keyframe.
+
+Across codecs (one master playlist with an H.264, an HEVC, an AV1 and a VP9 ladder, so that a
+player may switch between them) every codec gets its keyframes on the same grid: x264, x265 and
+libvpx honour the forced keyframes (closed GOPs: x265 with ``forced-idr``, no open GOP); SVT-AV1
+1.4 (Debian's) ignores forced keyframes, so its keyframe interval is fixed to exactly
+``fps x segment_seconds`` frames (exact whenever that product is a whole number of frames, as it is
+for integer rates; for 29.97 fps the AV1 grid drifts by less than a frame per segment).
+Per-codec settings (see :data:`CODECS`): constant quality (CRF) capped at the rung's bitrate,
+speed from a setting (``x264_preset``, ``x265_preset``, ``svtav1_preset``, ``vp9_cpu_used``).
 """
 
 from __future__ import annotations
@@ -17,20 +26,33 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from mediarunner.config.settings import Settings
 from mediarunner.errors import ValidationError
 
 __all__ = [
+    "CODECS",
+    "HARDWARE_ENCODERS",
+    "HW_BITRATE_FACTOR",
     "MP4_OUTPUT",
     "POLICY",
+    "CodecSpec",
     "EncoderPolicy",
     "Options",
+    "codec_spec",
+    "codec_speed",
+    "codec_video_options",
+    "copy_tag_options",
     "h264_level",
+    "hardware_input_options",
+    "hardware_scale",
+    "hardware_video_options",
     "keyframe_options",
     "live_audio_options",
     "live_video_options",
     "rung_audio_options",
     "rung_fps",
     "rung_video_options",
+    "still_image_options",
     "studio_options",
     "threads_option",
     "to_args",
@@ -56,6 +78,7 @@ class EncoderPolicy:
     audio_channels: int = 2  # at most: web players play stereo
     audio_bitrate_k: int = 128  # a rung that names no audio bitrate
     studio_audio_bitrate_k: int = 192  # studio steps are intermediates: keep audio generous
+    cover_fps: float = 25.0  # an audio file + cover image: the still is looped at this rate
 
 
 POLICY = EncoderPolicy()
@@ -200,3 +223,135 @@ def studio_options(preset: str, crf: int, *, audio: bool, policy: EncoderPolicy 
             "ac": str(policy.audio_channels),
         }
     return opts
+
+
+# --------------------------------------------------------------------------- codecs per ladder
+
+
+@dataclass(frozen=True)
+class CodecSpec:
+    """One video codec of a VOD ladder: its encoder, its quality target, its HLS segment type."""
+
+    name: str  # as asked for: "h264", "hevc", "av1", "vp9" (also ffprobe's codec_name)
+    encoder: str  # the software encoder
+    crf: int  # constant-quality target (each encoder's own scale), capped by the rung's bitrate
+    tag: str  # the MP4 sample entry players expect (hvc1, not hev1, for Safari)
+    segment_type: str  # HLS segments: "mpegts" (H.264, as always) or "fmp4" (CMAF) for the newer codecs
+    default_speed: str  # preset / cpu-used when no setting is given (the settings' defaults)
+
+
+CODECS: dict[str, CodecSpec] = {
+    "h264": CodecSpec("h264", "libx264", POLICY.rung_crf, "avc1", "mpegts", "veryfast"),
+    "hevc": CodecSpec("hevc", "libx265", 28, "hvc1", "fmp4", "fast"),  # x265 CRF 28 ~ x264 CRF 23 (x265 docs)
+    "av1": CodecSpec("av1", "libsvtav1", 35, "av01", "fmp4", "10"),
+    "vp9": CodecSpec("vp9", "libvpx-vp9", 33, "vp09", "fmp4", "4"),
+}
+
+
+def codec_spec(codec: str) -> CodecSpec:
+    try:
+        return CODECS[codec]
+    except KeyError:
+        raise ValidationError(f"unknown video codec {codec!r}; valid: {', '.join(CODECS)}") from None
+
+
+def codec_speed(settings: Settings, codec: str) -> str:
+    """The speed/quality trade-off of ``codec``'s encoder, from its setting."""
+    return {"h264": settings.x264_preset, "hevc": settings.x265_preset, "av1": str(settings.svtav1_preset),
+            "vp9": str(settings.vp9_cpu_used)}[codec_spec(codec).name]
+
+
+def still_image_options(codec: str) -> Options:
+    """A looped cover image: x264's ``stillimage`` tuning (the other encoders have no such switch)."""
+    return {"tune": "stillimage"} if codec_spec(codec).name == "h264" else {}
+
+
+def copy_tag_options(codec: str | None) -> Options:
+    """Stream-copy options that keep the sample entry players expect (``hvc1`` for HEVC)."""
+    return {"tag:v": "hvc1"} if codec == "hevc" else {}
+
+
+def codec_video_options(codec: str, width: int, height: int, fps: float, bitrate_k: int, *, speed: str,
+                        segment_seconds: float, policy: EncoderPolicy = POLICY) -> Options:  # fmt: skip
+    """One VOD rung's video in ``codec``: CRF capped at ``bitrate_k``, keyframes on the segment grid
+    shared by every codec (see the module docstring)."""
+    spec = codec_spec(codec)
+    if spec.name == "h264":
+        return rung_video_options(width, height, fps, bitrate_k, preset=speed, segment_seconds=segment_seconds,
+                                  policy=policy)  # fmt: skip
+    cap: Options = {"maxrate": f"{bitrate_k}k", "bufsize": f"{policy.bufsize_factor * bitrate_k}k"}
+    keys = keyframe_options(segment_seconds, fps, policy)
+    if spec.name == "hevc":
+        params = f"log-level=error:scenecut=0:open-gop=0:keyint={keys['g']}:min-keyint=1:forced-idr=1"
+        return {"c:v": spec.encoder, "preset": speed, "profile:v": "main", "crf": str(spec.crf), **cap,
+                "tag:v": spec.tag, "force_key_frames": keys["force_key_frames"], "x265-params": params}
+    if spec.name == "av1":  # forced keyframes are ignored: a fixed interval of one segment
+        gop = max(1, round(fps * segment_seconds))
+        return {"c:v": spec.encoder, "preset": speed, "crf": str(spec.crf), **cap, "g": str(gop),
+                "svtav1-params": "scd=0"}
+    # VP9: constrained quality (CRF with -b:v as the ceiling), multi-threaded rows.
+    return {"c:v": spec.encoder, "deadline": "good", "cpu-used": speed, "row-mt": "1", "crf": str(spec.crf),
+            "b:v": f"{bitrate_k}k", **cap, **keys}
+
+
+# --------------------------------------------------------------------------- hardware encoders
+
+#: The hardware encoder of each family for each codec (Debian's ffmpeg 5.1 has no AV1 hardware encoder).
+HARDWARE_ENCODERS: dict[str, dict[str, str]] = {
+    "nvenc": {"h264": "h264_nvenc", "hevc": "hevc_nvenc"},
+    "qsv": {"h264": "h264_qsv", "hevc": "hevc_qsv", "vp9": "vp9_qsv"},
+    "vaapi": {"h264": "h264_vaapi", "hevc": "hevc_vaapi", "vp9": "vp9_vaapi"},
+}
+#: Quality parity with x264 (PeerTube #6042): at the same cap NVENC/QSV/VAAPI give visibly less
+#: quality than x264, so a hardware rung's cap (maxrate) is this much higher than the ladder's, and
+#: constant-quality targets sit a little below the x264 CRF. Measure with ``bench/codecs.py --hardware``
+#: on a GPU machine (BENCHMARKS.md) before changing them.
+HW_BITRATE_FACTOR = 1.25
+_HW_QUALITY = {"h264": 23, "hevc": 25, "vp9": 30}
+
+
+def hardware_input_options(kind: str, *, gpu_decode: bool, vaapi_device: str = "/dev/dri/renderD128") -> Options:
+    """Input (and global device) options: NVENC and VAAPI decode on the GPU when ``gpu_decode``
+    (frames stay in GPU memory for ``scale_cuda`` / ``scale_vaapi``); QSV gets its device."""
+    if kind == "nvenc":
+        return {"hwaccel": "cuda", "hwaccel_output_format": "cuda"} if gpu_decode else {}
+    if kind == "vaapi":
+        opts: Options = {"vaapi_device": vaapi_device}
+        return opts | ({"hwaccel": "vaapi", "hwaccel_output_format": "vaapi"} if gpu_decode else {})
+    return {"init_hw_device": "qsv=hw", "filter_hw_device": "hw"}
+
+
+def hardware_scale(kind: str, width: int, height: int, *, gpu_decode: bool) -> list[tuple[str, dict[str, str]]]:
+    """The scaling filters (name, arguments) for a hardware encode: on the GPU after a GPU decode,
+    else in software and uploaded where the encoder wants GPU frames (VAAPI, QSV)."""
+    if kind == "nvenc" and gpu_decode:
+        return [("scale_cuda", {"w": str(width), "h": str(height), "format": "yuv420p"})]
+    if kind == "vaapi" and gpu_decode:
+        return [("scale_vaapi", {"w": str(width), "h": str(height), "format": "nv12"})]
+    soft = [("scale", {"w": str(width), "h": str(height), "flags": "bicubic"}), ("setsar", {"r": "1"})]
+    if kind == "nvenc":
+        return [*soft, ("format", {"pix_fmts": POLICY.pix_fmt})]
+    upload = {"extra_hw_frames": "64"} if kind == "qsv" else {}
+    return [*soft, ("format", {"pix_fmts": "nv12"}), ("hwupload", upload)]
+
+
+def hardware_video_options(kind: str, codec: str, fps: float, bitrate_k: int, *, segment_seconds: float,
+                           policy: EncoderPolicy = POLICY) -> Options:  # fmt: skip
+    """One VOD rung's video on a hardware encoder: constant quality capped at ``HW_BITRATE_FACTOR`` x
+    the rung's bitrate, IDR keyframes forced on the segment grid shared with the software codecs."""
+    encoder = HARDWARE_ENCODERS[kind].get(codec)
+    if encoder is None:
+        raise ValidationError(f"no {kind} encoder for {codec}")
+    cap = round(bitrate_k * HW_BITRATE_FACTOR)
+    keys = keyframe_options(segment_seconds, fps, policy)
+    common: Options = {"c:v": encoder, "maxrate": f"{cap}k", "bufsize": f"{policy.bufsize_factor * cap}k",
+                       "force_key_frames": keys["force_key_frames"], "g": keys["g"],
+                       **({"tag:v": "hvc1"} if codec == "hevc" else {})}  # fmt: skip
+    quality = str(_HW_QUALITY[codec])
+    if kind == "nvenc":  # p5 + hq: the quality end of NVENC's presets at well above real time
+        return {**common, "preset": "p5", "tune": "hq", "rc": "vbr", "cq": quality, "b:v": "0",
+                "profile:v": "high" if codec == "h264" else "main", "forced-idr": "1", "no-scenecut": "1",
+                "spatial-aq": "1", "bf": "3"}  # fmt: skip
+    if kind == "qsv":
+        return {**common, "preset": "medium", "global_quality": quality, "look_ahead": "0"}
+    return {**common, "rc_mode": "QVBR", "global_quality": quality, "b:v": f"{cap}k"}  # VAAPI

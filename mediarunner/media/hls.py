@@ -112,10 +112,70 @@ def _avc_codec(stream: dict[str, Any]) -> str:
     return f"avc1.{profile[0]:02x}{profile[1]:02x}{level:02x}"
 
 
+def _extradata(stream: dict[str, Any]) -> bytes:
+    """The codec configuration record (avcC, hvcC, av1C) from ffprobe's ``-show_data`` hexdump."""
+    hexdump = str(stream.get("extradata") or "")
+    data = "".join("".join(m.group(1).split()) for m in re.finditer(r"^[0-9a-f]{8}: ((?:[0-9a-f]{2,4} ?)+)",
+                                                                   hexdump, re.M))  # fmt: skip
+    return bytes.fromhex(data) if len(data) % 2 == 0 else b""
+
+
+def _hevc_codec(stream: dict[str, Any]) -> str:
+    """``hvc1.<space><profile>.<compat, bit-reversed hex>.<tier><level>.<constraint bytes>`` (ISO
+    14496-15 annex E) from the hvcC record."""
+    rec = _extradata(stream)
+    if len(rec) < 13 or rec[0] != 1:
+        raise UnsupportedMediaError("cannot derive an RFC 6381 codec for HEVC: no hvcC record")
+    space = "" if rec[1] >> 6 == 0 else "ABC"[(rec[1] >> 6) - 1]
+    compat = int(f"{int.from_bytes(rec[2:6], 'big'):032b}"[::-1], 2)
+    constraints = list(rec[6:12])
+    while constraints and constraints[-1] == 0:
+        constraints.pop()
+    tier = "H" if rec[1] & 0x20 else "L"
+    parts = [f"hvc1.{space}{rec[1] & 0x1F}", f"{compat:X}", f"{tier}{rec[12]}", *(f"{b:X}" for b in constraints)]
+    return ".".join(parts)
+
+
+def _av1_codec(stream: dict[str, Any]) -> str:
+    """``av01.<profile>.<level><tier>.<bit depth>`` (AV1 codec ISO media file format binding) from av1C."""
+    rec = _extradata(stream)
+    if len(rec) < 4 or rec[0] != 0x81:
+        raise UnsupportedMediaError("cannot derive an RFC 6381 codec for AV1: no av1C record")
+    profile, level = rec[1] >> 5, rec[1] & 0x1F
+    tier = "H" if rec[2] & 0x80 else "M"
+    depth = 12 if rec[2] & 0x20 and profile == 2 else 10 if rec[2] & 0x40 else 8
+    return f"av01.{profile}.{level:02d}{tier}.{depth:02d}"
+
+
+# VP9 levels (VP9 levels and decoder testing): (level x 10, max luma picture size, max luma samples/s).
+_VP9_LEVELS = ((10, 36_864, 829_440), (11, 73_728, 2_764_800), (20, 122_880, 4_608_000),
+               (21, 245_760, 9_216_000), (30, 552_960, 20_736_000), (31, 983_040, 36_864_000),
+               (40, 2_228_224, 83_558_400), (41, 2_228_224, 160_432_128), (50, 8_912_896, 311_951_360),
+               (51, 8_912_896, 588_251_136), (52, 8_912_896, 1_176_502_272), (60, 35_651_584, 1_176_502_272),
+               (61, 35_651_584, 2_353_004_544), (62, 35_651_584, 4_706_009_088))  # fmt: skip
+
+
+def _vp9_codec(stream: dict[str, Any]) -> str:
+    """``vp09.<profile>.<level>.<bit depth>`` (VP codec ISO media file format binding): ffprobe does not
+    show the vpcC record, so the level is derived from the picture size and rate."""
+    profile = {"Profile 0": 0, "Profile 1": 1, "Profile 2": 2, "Profile 3": 3}.get(str(stream.get("profile")), 0)
+    pixels = int(stream.get("width") or 0) * int(stream.get("height") or 0)
+    rate = pixels * (_frame_rate(stream) or 30.0)
+    level = next((lv for lv, size, per_s in _VP9_LEVELS if pixels <= size and rate <= per_s), 62)
+    depth = int(stream.get("bits_per_raw_sample") or 0) or (10 if "10" in str(stream.get("pix_fmt")) else 8)
+    return f"vp09.{profile:02d}.{level:02d}.{depth:02d}"
+
+
 def _codec_string(stream: dict[str, Any]) -> str:
     name = stream.get("codec_name")
     if name == "h264":
         return _avc_codec(stream)
+    if name == "hevc":
+        return _hevc_codec(stream)
+    if name == "av1":
+        return _av1_codec(stream)
+    if name == "vp9":
+        return _vp9_codec(stream)
     if name == "aac":
         aot = {"HE-AAC": 5, "HE-AACv2": 29}.get(str(stream.get("profile")), 2)
         return f"mp4a.40.{aot}"
@@ -270,7 +330,9 @@ def render_master_playlist(variants: Sequence[HlsVariant]) -> str:
     what players and the tests already read. The tests parse it back with ``m3u8``."""
     if not variants:
         raise ValueError("a master playlist needs at least one variant")
-    lines = ["#EXTM3U", "#EXT-X-VERSION:3"]
+    # Version 7 when any variant is not H.264 (its media playlists use fMP4 segments).
+    newer = any(not c.startswith(("avc1", "mp4a")) for v in variants for c in v.codecs.split(","))
+    lines = ["#EXTM3U", f"#EXT-X-VERSION:{7 if newer else 3}", "#EXT-X-INDEPENDENT-SEGMENTS"]
     for v in sorted(variants, key=lambda v: v.bandwidth, reverse=True):
         if not v.uri or any(c in v.uri for c in '\r\n"') or v.uri.startswith("#"):
             raise ValueError(f"invalid variant URI {v.uri!r}")

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from mediarunner.config.settings import Rendition
 from mediarunner.errors import ValidationError
 from mediarunner.media.probe import MediaInfo
+from mediarunner.models.payloads import rendition_name
 
 __all__ = ["PlannedRendition", "plan_ladder"]
 
@@ -23,6 +24,7 @@ class PlannedRendition(BaseModel, frozen=True):
     audio_bitrate_k: int | None
     has_video: bool
     has_audio: bool
+    codec: str = "h264"  # the video codec (see media/encoders.CODECS); irrelevant without video
 
 
 # yuv420p needs even dimensions. Heights round down (never above the source); widths round
@@ -68,6 +70,19 @@ def _audio_only(chosen: Sequence[Rendition], has_audio: bool) -> list[PlannedRen
 
 
 def plan_ladder(
+    info: MediaInfo, ladder: Sequence[Rendition], requested: Sequence[str] | None = None,
+    codecs: Sequence[str] = ("h264",),
+) -> list[PlannedRendition]:
+    """:func:`plan_codec` for each of ``codecs`` (one ladder each, named by :func:`rendition_name`),
+    in that order; an audio-only source gives one audio rendition whatever the codecs."""
+    first = plan_codec(info, ladder, requested)
+    if not info.has_video:
+        return first
+    return [r.model_copy(update={"name": rendition_name(r.name, c), "codec": c})
+            for c in dict.fromkeys(codecs) for r in first]
+
+
+def plan_codec(
     info: MediaInfo, ladder: Sequence[Rendition], requested: Sequence[str] | None = None
 ) -> list[PlannedRendition]:
     """Renditions to produce for ``info``, highest first; never upscales.

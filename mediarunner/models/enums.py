@@ -12,6 +12,7 @@ class JobType(StrEnum):
     TRANSCRIBE = "transcribe"
     STUDIO = "studio"
     LIVE = "live"
+    STORYBOARD = "storyboard"  # sprite sheet + WebVTT thumbnails track, preview images and a poster
     NOOP = "noop"  # control-plane benchmarks and smoke tests
 
 

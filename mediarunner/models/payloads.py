@@ -19,6 +19,11 @@ from mediarunner.models.locations import control_character
 from mediarunner.models.studio import Operation, parse_operations
 
 Format = Literal["hls", "mp4"]
+#: Video codecs of a VOD ladder (one ladder per codec, all in one master playlist).
+VideoCodec = Literal["h264", "hevc", "av1", "vp9"]
+VIDEO_CODECS: tuple[str, ...] = ("h264", "hevc", "av1", "vp9")
+#: Hardware encoding asked for by a job (media/hardware.py): "auto" takes any family that opens.
+Hardware = Literal["auto", "nvenc", "qsv", "vaapi", "none"]
 MAX_URL = 4096
 MAX_PARTS = 64  # time parts of one split rendition
 
@@ -38,6 +43,18 @@ def _check_url(value: str) -> str:
     return value
 
 
+def rendition_name(rung: str, codec: str) -> str:
+    """A rendition's name (its output directory and file stem): the rung's for H.264, as always;
+    ``<rung>_<codec>`` for the other codecs (``720p_av1``)."""
+    return rung if codec == "h264" else f"{rung}_{codec}"
+
+
+def _codecs(v: tuple[str, ...]) -> tuple[str, ...]:
+    if not v:
+        raise ValueError(f"at least one of {', '.join(map(repr, VIDEO_CODECS))}")
+    return tuple(dict.fromkeys(v))
+
+
 class TranscodePayload(_Payload):
     """Parent of a VOD ladder: probe, plan, encode the top rendition. Split into ``parts`` > 1,
     the parent only probes and plans: every rung is encoded by part children, in parallel."""
@@ -47,8 +64,13 @@ class TranscodePayload(_Payload):
     formats: tuple[Format, ...] = ("hls", "mp4")
     ladder: tuple[Rendition, ...] = Field(min_length=1, max_length=16)  # snapshot at submission
     parts: int = Field(default=1, ge=1, le=MAX_PARTS)  # time parts per rung asked for (fewer for short videos)
+    video_codecs: tuple[VideoCodec, ...] = ("h264",)  # one ladder per codec
+    cover_image: str | None = Field(default=None, max_length=MAX_URL)  # audio input + still image -> video
+    hardware: Hardware = "none"  # software unless asked; a worker without it falls back (recorded)
 
     _url = field_validator("input", "output")(_check_url)
+    _cover = field_validator("cover_image")(lambda v: None if v is None else _check_url(v))
+    _video_codecs = field_validator("video_codecs")(_codecs)
 
     @field_validator("formats")
     @classmethod
@@ -64,16 +86,40 @@ class RenditionPayload(_Payload):
     input: str = Field(max_length=MAX_URL)
     output: str = Field(max_length=MAX_URL)
     formats: tuple[Format, ...] = ("hls", "mp4")
-    rendition: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    rendition: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")  # rendition_name(rung, codec)
     part: int = Field(default=0, ge=0, lt=MAX_PARTS)  # of a split rendition (see TranscodePayload.parts)
     parts: int = Field(default=1, ge=1, le=MAX_PARTS)
+    cover_image: str | None = Field(default=None, max_length=MAX_URL)  # see TranscodePayload
+    hardware: Hardware = "none"
 
     _url = field_validator("input", "output")(_check_url)
+    _cover = field_validator("cover_image")(lambda v: None if v is None else _check_url(v))
 
     @model_validator(mode="after")
     def _part_in_range(self) -> RenditionPayload:
         if self.part >= self.parts:
             raise ValueError(f"part {self.part} is not in 0..{self.parts - 1}")
+        return self
+
+
+MAX_THUMBNAILS = 50
+
+
+class StoryboardPayload(_Payload):
+    """Previews of a video (a child of its transcode): a storyboard (sprite + WebVTT) and/or
+    ``thumbnails`` preview images and a poster."""
+
+    input: str = Field(max_length=MAX_URL)
+    output: str = Field(max_length=MAX_URL)
+    storyboard: bool = True
+    thumbnails: int = Field(default=0, ge=0, le=MAX_THUMBNAILS)
+
+    _url = field_validator("input", "output")(_check_url)
+
+    @model_validator(mode="after")
+    def _something(self) -> StoryboardPayload:
+        if not self.storyboard and not self.thumbnails:
+            raise ValueError("asks for neither a storyboard nor thumbnails")
         return self
 
 

@@ -21,6 +21,7 @@ _DEFAULT: dict[JobType, Queue] = {
     JobType.TRANSCRIBE: Queue.GPU,
     JobType.STUDIO: Queue.CPU,
     JobType.LIVE: Queue.CPU,
+    JobType.STORYBOARD: Queue.CPU,
     JobType.NOOP: Queue.CPU,
 }
 
@@ -71,3 +72,4 @@ class QueueProbe:
 
     def online(self, queue: str) -> bool:
         return queue in self.consumed()
+

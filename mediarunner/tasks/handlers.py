@@ -6,6 +6,7 @@ from mediarunner.models.enums import JobType
 from mediarunner.tasks.live import run_live_job
 from mediarunner.tasks.noop import run_noop
 from mediarunner.tasks.runtime import Handler
+from mediarunner.tasks.storyboard import run_storyboard
 from mediarunner.tasks.studio import run_studio
 from mediarunner.tasks.transcode import run_rendition, run_transcode
 from mediarunner.tasks.transcribe import run_extract_audio, run_transcribe
@@ -18,4 +19,5 @@ HANDLERS: dict[JobType, Handler] = {
     JobType.NOOP: run_noop,
     JobType.STUDIO: run_studio,
     JobType.LIVE: run_live_job,
+    JobType.STORYBOARD: run_storyboard,
 }

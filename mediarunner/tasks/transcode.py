@@ -36,6 +36,11 @@ from mediarunner.media import (
     probe,
     render_master_playlist,
 )
+from mediarunner.media.cover import probe_image, with_cover
+from mediarunner.media.encoders import HARDWARE_ENCODERS, codec_spec, codec_speed
+from mediarunner.media.hardware import choose_encoder, usable_encoders
+from mediarunner.media.passthrough import check_passthrough, copy_rendition
+from mediarunner.media.quality import measure_quality
 from mediarunner.models.enums import JobState, JobType, Stage
 from mediarunner.models.payloads import RenditionPayload, TranscodePayload, load
 from mediarunner.models.schemas import Job
@@ -52,18 +57,23 @@ def run_transcode(ctx: JobContext) -> Outcome:
     p = load(TranscodePayload, ctx.job.payload)
     s = ctx.settings
     src = io.stage_input(ctx, p.input)
+    cover = _stage_cover(ctx, p.cover_image)
     ctx.set_stage(Stage.PROCESSING)
     info = probe(src, ffprobe=s.ffprobe_path)
-    plan = plan_ladder(info, p.ladder)
+    if cover is not None:
+        info = with_cover(info, probe_image(cover, ffprobe=s.ffprobe_path))
+        ctx.log(f"audio + cover image: a {info.width}x{info.height} video of {info.duration:.2f}s")
+    plan = plan_ladder(info, p.ladder, codecs=p.video_codecs)
     parts = effective_parts(info.duration, p.parts, min_part_seconds=s.transcode_part_min_seconds,
                             segment_seconds=s.hls_segment_seconds) if p.parts > 1 else 1
     ctx.log(f"probed {info.width}x{info.height} {info.duration:.2f}s; plan: {[r.name for r in plan]}"
             + (f"; {parts} part(s) per rendition" if p.parts > 1 else ""))
     child_rungs = {c.payload.get("rendition") for c in ctx.job.children if c.type is JobType.TRANSCODE_RENDITION}
-    # Unsplit, the parent encodes the top rung; split, the children encode every rung. A plan that
-    # names no child's rung (a source smaller than every rung, audio only) is encoded here, whole.
-    own = plan[0] if p.parts == 1 or plan[0].name not in child_rungs else None
-    rungs = {r.name for r in plan if r is not own}
+    # Unsplit, the parent encodes the top rung of the first codec; split, the children encode every
+    # rung. A planned rendition no child was made for (a source smaller than every rung, audio
+    # only) is encoded here, whole.
+    own = [r for i, r in enumerate(plan) if (i == 0 and p.parts == 1) or r.name not in child_rungs]
+    rungs = {r.name for r in plan if r not in own}
     # Children were created for every rung (and part); keep those the source can fill (never
     # upscale) and the parts a video this long is split into.
     keep = {c.id for c in ctx.job.children
@@ -73,11 +83,17 @@ def run_transcode(ctx: JobContext) -> Outcome:
     if dropped:
         ctx.log(f"dropped {len(dropped)} child job(s): rungs that would upscale or parts not needed")
     ctx.progress(5)
-    result: dict[str, Any] = {}
-    if own is not None:
-        result = encode_and_publish(ctx, src, info, own, p.output, p.formats, span=(5, 100))
+    done: list[dict[str, Any]] = []
+    for i, r in enumerate(own):
+        step = 95 / len(own)
+        done.append(encode_and_publish(ctx, src, info, r, p.output, p.formats, span=(5 + i * step, 5 + (i + 1) * step),
+                                       cover=cover, hardware=p.hardware))
+    result: dict[str, Any] = dict(done[0]) if done else {}
+    if len(done) > 1:
+        result["also"] = done[1:]  # the other renditions this job encoded (their variants)
+        result["artifacts"] = [a for d in done for a in d["artifacts"]]
     result.update(plan=[r.model_dump() for r in plan], media=dataclasses.asdict(info), parts=parts)
-    return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats) if own is not None else None)
+    return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats) if own else None)
 
 
 def run_rendition(ctx: JobContext) -> Outcome:
@@ -93,15 +109,22 @@ def run_rendition(ctx: JobContext) -> Outcome:
         raise PermanentError(f"part {p.part} of {p.rendition!r}, which the parent split into {parts}")
     info = MediaInfo(**parent.result["media"])
     src = io.stage_input(ctx, p.input)
+    cover = _stage_cover(ctx, p.cover_image)
     ctx.set_stage(Stage.PROCESSING)
     if parts > 1:
-        return _run_part(ctx, p, src, info, plan[p.rendition], parts)
-    result = encode_and_publish(ctx, src, info, plan[p.rendition], p.output, p.formats, span=(0, 100))
+        return _run_part(ctx, p, src, info, plan[p.rendition], parts, cover)
+    result = encode_and_publish(ctx, src, info, plan[p.rendition], p.output, p.formats, span=(0, 100), cover=cover,
+                                hardware=p.hardware)
     return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats))
 
 
+def _stage_cover(ctx: JobContext, url: str | None) -> Path | None:
+    """The cover image of an audio + cover job, staged beside the input (None without one)."""
+    return None if url is None else io.stage_input(ctx, url)
+
+
 def _run_part(ctx: JobContext, p: RenditionPayload, src: Path, info: MediaInfo, r: PlannedRendition,
-              parts: int) -> Outcome:
+              parts: int, cover: Path | None) -> Outcome:
     """Encode one time part of a split rendition (part 0 also the audio of the whole video, so
     that joining is a stream copy); the last part to finish joins them all."""
     s = ctx.settings
@@ -109,10 +132,12 @@ def _run_part(ctx: JobContext, p: RenditionPayload, src: Path, info: MediaInfo, 
     start, length = part_span(info.duration, p.part, parts, segment_seconds=s.hls_segment_seconds)
     chunk = ctx.scratch / _part_name(p.part)
     with_audio = p.part == 0 and r.has_audio
+    kind, why = choose_hardware(ctx, p.hardware, r, cover)
     encode_rendition(src, chunk, r.model_copy(update={"has_audio": False}), info, ffmpeg=s.ffmpeg_path,
-                     preset=s.x264_preset, threads=s.ffmpeg_threads, segment_seconds=s.hls_segment_seconds,
+                     preset=codec_speed(s, r.codec), threads=s.ffmpeg_threads, segment_seconds=s.hls_segment_seconds,
                      on_progress=ctx.span(0, 55 if with_audio else 60), should_cancel=ctx.should_cancel,
-                     cancel_poll=s.cancel_poll_seconds, start=start, duration=length)
+                     cancel_poll=s.cancel_poll_seconds, start=start, duration=length, cover=cover, hardware=kind,
+                     vaapi_device=s.vaapi_device)
     io.publish_output(ctx, chunk, p.output, f"{PARTS_DIR}/{r.name}/{chunk.name}")
     if with_audio:
         audio = ctx.scratch / AUDIO_PART
@@ -126,7 +151,7 @@ def _run_part(ctx: JobContext, p: RenditionPayload, src: Path, info: MediaInfo, 
     siblings = [j for j in family.family if j.parent_id == ctx.job.parent_id
                 and j.type is JobType.TRANSCODE_RENDITION and j.payload.get("rendition") == r.name]
     result: dict[str, Any] = {"rendition": r.name, "part": p.part, "parts": parts, "start": start,
-                              "part_encoded": True}
+                              "part_encoded": True, "encoder": encoder_record(p.hardware, r, kind, why)}
     if len(siblings) != parts or not all((j.result or {}).get("part_encoded") for j in siblings):
         ctx.log(f"part {p.part + 1}/{parts} of {r.name} encoded ({start:g}s +{length or 'end'}); "
                 "another part joins them")
@@ -141,8 +166,9 @@ def _run_part(ctx: JobContext, p: RenditionPayload, src: Path, info: MediaInfo, 
     audio_in = io.fetch_output(ctx, p.output, f"{where}/{AUDIO_PART}") if r.has_audio else None
     mp4 = ctx.scratch / f"{r.name}.mp4"
     concat_parts(chunks, audio_in, mp4, ffmpeg=s.ffmpeg_path, duration=info.duration, on_progress=ctx.span(60, 75),
-                 should_cancel=ctx.should_cancel, cancel_poll=s.cancel_poll_seconds)
-    result.update(publish_rendition(ctx, mp4, info, r, p.output, p.formats, span=(75, 100)), joined=parts)
+                 should_cancel=ctx.should_cancel, cancel_poll=s.cancel_poll_seconds, codec=r.codec)
+    result.update(publish_rendition(ctx, mp4, info, r, p.output, p.formats, span=(75, 100),
+                                    quality=None if cover is not None else src), joined=parts)
     # The parts go only once this attempt's completion is recorded: a superseded joiner must
     # never delete what the live attempt joins from (parts of failed families: beat's sweep).
     return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats),
@@ -156,29 +182,70 @@ def _part_name(part: int) -> str:
 # --------------------------------------------------------------------------- steps
 
 def encode_and_publish(ctx: JobContext, src: Path, info: MediaInfo, r: PlannedRendition, output: str,
-                       formats: tuple[str, ...], span: tuple[float, float]) -> dict[str, Any]:
+                       formats: tuple[str, ...], span: tuple[float, float],
+                       cover: Path | None = None, hardware: str = "none") -> dict[str, Any]:
     s = ctx.settings
     io.check_output(ctx, output)
     ext = "mp4" if r.has_video else "m4a"
     mp4 = ctx.scratch / f"{r.name}.{ext}"
     lo, hi = span
     encode_end = lo + (hi - lo) * 0.85
-    encode_rendition(src, mp4, r, info, ffmpeg=s.ffmpeg_path, preset=s.x264_preset, threads=s.ffmpeg_threads,
-                     segment_seconds=s.hls_segment_seconds, on_progress=ctx.span(lo, encode_end),
-                     should_cancel=ctx.should_cancel, cancel_poll=s.cancel_poll_seconds)
-    return publish_rendition(ctx, mp4, info, r, output, formats, span=(encode_end, hi))
+    verdict = None
+    if s.transcode_passthrough and cover is None and r.has_video:
+        verdict = check_passthrough(src, info, r, segment_seconds=s.hls_segment_seconds, ffprobe=s.ffprobe_path)
+        ctx.log(f"{r.name}: {'passthrough' if verdict.fits else 'encode'} ({verdict.reason})")
+    if verdict is not None and verdict.fits:
+        copy_rendition(src, mp4, r, info, ffmpeg=s.ffmpeg_path, should_cancel=ctx.should_cancel,
+                       on_progress=ctx.span(lo, encode_end))
+    else:
+        kind, why = choose_hardware(ctx, hardware, r, cover)
+        encode_rendition(src, mp4, r, info, ffmpeg=s.ffmpeg_path, preset=codec_speed(s, r.codec),
+                         threads=s.ffmpeg_threads, segment_seconds=s.hls_segment_seconds,
+                         on_progress=ctx.span(lo, encode_end), should_cancel=ctx.should_cancel,
+                         cancel_poll=s.cancel_poll_seconds, cover=cover, hardware=kind, vaapi_device=s.vaapi_device)
+    result = publish_rendition(ctx, mp4, info, r, output, formats, span=(encode_end, hi),
+                               quality=None if cover is not None else src)
+    if r.has_video and not (verdict is not None and verdict.fits):
+        result["encoder"] = encoder_record(hardware, r, kind, why)
+    if verdict is not None:
+        result["passthrough"] = {"used": verdict.fits, "reason": verdict.reason}
+    return result
+
+
+def choose_hardware(ctx: JobContext, asked: str, r: PlannedRendition, cover: Path | None) -> tuple[str | None, str]:
+    """The hardware family this worker uses for ``r`` (None: software) and why, logged."""
+    if asked == "none" or not r.has_video:
+        return None, "software"
+    if cover is not None:
+        kind, why = None, f"software {codec_spec(r.codec).encoder}: a cover image is encoded in software"
+    else:
+        kind, why = choose_encoder(asked, r.codec, usable_encoders(ctx.settings.ffmpeg_path, ctx.settings.vaapi_device))
+    ctx.log(f"{r.name}: {why}")
+    return kind, why
+
+
+def encoder_record(asked: str, r: PlannedRendition, kind: str | None, why: str) -> dict[str, Any]:
+    """What the job result says about a rendition's encoder: asked for, used, and why."""
+    used = HARDWARE_ENCODERS[kind][r.codec] if kind else codec_spec(r.codec).encoder
+    return {"asked": asked, "used": used, "hardware": kind, "reason": why}
 
 
 def publish_rendition(ctx: JobContext, mp4: Path, info: MediaInfo, r: PlannedRendition, output: str,
-                      formats: tuple[str, ...], span: tuple[float, float]) -> dict[str, Any]:
-    """Package an encoded rendition as HLS (when asked) and publish it with its MP4."""
+                      formats: tuple[str, ...], span: tuple[float, float],
+                      quality: Path | None = None) -> dict[str, Any]:
+    """Package an encoded rendition as HLS (when asked) and publish it with its MP4; with the
+    ``quality_metrics`` setting, its PSNR/SSIM against ``quality`` (the source) are recorded first."""
     s = ctx.settings
     lo, hi = span
     result: dict[str, Any] = {"rendition": r.name}
+    if s.quality_metrics and quality is not None and r.has_video:
+        result["quality"] = measure_quality(mp4, quality, info, every=s.quality_sample_every, ffmpeg=s.ffmpeg_path)
+        ctx.log(f"{r.name}: PSNR {result['quality']['psnr']} dB, SSIM {result['quality']['ssim']}")
     hls_dir = None
     if "hls" in formats:
         playlist = package_hls(mp4, ctx.scratch / "hls" / r.name, ffmpeg=s.ffmpeg_path,
-                               segment_seconds=s.hls_segment_seconds, should_cancel=ctx.should_cancel)
+                               segment_seconds=s.hls_segment_seconds, should_cancel=ctx.should_cancel,
+                               codec=r.codec if r.has_video else None)
         hls_dir = playlist.parent
         variant = describe_variant(mp4, f"hls/{r.name}/index.m3u8", ffprobe=s.ffprobe_path,
                                    segment_seconds=s.hls_segment_seconds, media_playlist=playlist)
@@ -188,13 +255,13 @@ def publish_rendition(ctx: JobContext, mp4: Path, info: MediaInfo, r: PlannedRen
     artifacts: list[dict[str, Any]] = []
     if hls_dir is not None:  # io.publish_output fences cancellation before anything becomes visible
         for f in io.publish_output(ctx, hls_dir, output, f"hls/{r.name}"):
-            kind = "hls_playlist" if f.local.suffix == ".m3u8" else "hls_segment"
+            kind = {".m3u8": "hls_playlist", ".mp4": "hls_init"}.get(f.local.suffix, "hls_segment")
             artifacts.append({**artifact(kind, f.local), "path": f.location})
     if "mp4" in formats:
         (f,) = io.publish_output(ctx, mp4, output, mp4.name)
         artifacts.append({**artifact("mp4" if r.has_video else "audio", f.local, info.duration,
-                                      "h264" if r.has_video else "aac"), "path": f.location})
-    result["artifacts"] = [a for a in artifacts if a["kind"] != "hls_segment"]
+                                      r.codec if r.has_video else "aac"), "path": f.location})
+    result["artifacts"] = [a for a in artifacts if a["kind"] not in ("hls_segment", "hls_init")]
     result["segments"] = sum(1 for a in artifacts if a["kind"] == "hls_segment")
     return result
 
@@ -220,8 +287,9 @@ def _master_writer(ctx: JobContext, output: str, formats: tuple[str, ...]) -> An
     def write_master(root: Job) -> None:
         # Runs under the family lock, so concurrent completions write in commit order and the
         # master always lists every rendition completed so far (a valid playlist at all times).
-        variants = [HlsVariant.from_dict(j.result["variant"]) for j in root.family
-                    if j.state is JobState.COMPLETED and j.result and "variant" in j.result]
+        variants = [HlsVariant.from_dict(r["variant"]) for j in root.family
+                    if j.state is JobState.COMPLETED and j.result
+                    for r in [j.result, *j.result.get("also", [])] if "variant" in r]
         io.publish_text(ctx, render_master_playlist(variants), output, MASTER)  # local or remote
 
     return write_master

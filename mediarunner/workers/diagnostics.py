@@ -26,6 +26,7 @@ import psutil
 from mediarunner.config import Settings
 from mediarunner.errors import MediarunnerError
 from mediarunner.media.ffmpeg import ffmpeg_version, list_encoders
+from mediarunner.media.hardware import usable_encoders
 
 WHISPER_ENGINES = {"faster-whisper": "faster_whisper", "whisperx": "whisperx", "openai-whisper": "whisper"}
 
@@ -38,7 +39,7 @@ def _run(cmd: list[str], timeout: float = 10.0) -> str | None:
     return res.stdout if res.returncode == 0 else None
 
 
-def ffmpeg_capabilities(ffmpeg: str) -> dict[str, Any]:
+def ffmpeg_capabilities(ffmpeg: str, vaapi_device: str = "/dev/dri/renderD128") -> dict[str, Any]:
     try:
         version, encoders = ffmpeg_version(ffmpeg), sorted(list_encoders(ffmpeg))
     except MediarunnerError as exc:
@@ -46,7 +47,9 @@ def ffmpeg_capabilities(ffmpeg: str) -> dict[str, Any]:
     out = _run([ffmpeg, "-hide_banner", "-hwaccels"]) or ""
     hwaccels = [line.strip() for line in out.splitlines()[1:] if line.strip()]
     return {"version": version, "encoders": encoders, "hwaccels": hwaccels,
-            "hardware_encoders": [e for e in encoders if re.search(r"_(nvenc|qsv|vaapi|videotoolbox|amf)$", e)]}
+            "hardware_encoders": [e for e in encoders if re.search(r"_(nvenc|qsv|vaapi|videotoolbox|amf)$", e)],
+            # the ones a 1-frame test encode really opened (a GPU, a driver, a device): what routing trusts
+            "hardware_usable": sorted(usable_encoders(ffmpeg, vaapi_device))}
 
 
 @functools.cache
@@ -108,7 +111,7 @@ def capabilities(settings: Settings) -> dict[str, Any]:
     from celery import __version__ as celery_version
 
     return {
-        "ffmpeg": ffmpeg_capabilities(settings.ffmpeg_path),
+        "ffmpeg": ffmpeg_capabilities(settings.ffmpeg_path, settings.vaapi_device),
         "gpus": [{k: g[k] for k in ("index", "name", "memory_total_mb")} for g in gpus()],
         "whisper": whisper_capabilities(settings),
         "python": platform.python_version(), "celery": celery_version, "platform": platform.platform(),
