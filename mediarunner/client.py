@@ -18,7 +18,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from mediarunner.config import Settings, get_settings
 from mediarunner.errors import InvalidInputError, InvalidOutputError, MediarunnerError, ValidationError
-from mediarunner.models import transitions
+from mediarunner.models import transitions, webhooks
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState, JobType
@@ -74,11 +74,15 @@ class Client:
                          formats: Sequence[str] = ("hls", "mp4"), priority: int = 0,
                          metadata: Mapping[str, Any] | None = None, *, priority_class: str = "default",
                          queue: str | None = None, transcribe: bool = False, language: str | None = None,
-                         transcribe_device: str = "auto", parts: int | None = None) -> Job:
+                         transcribe_device: str = "auto", parts: int | None = None,
+                         notify_url: str | None = None) -> Job:
         """Transcode ``input`` into an HLS + MP4 ladder under the directory ``output``; with
         ``transcribe=True`` also subtitles (an extract_audio -> transcribe branch after the parent).
         ``parts`` (default: the ``transcode_parts`` setting): split every rung of a long video into
-        that many time parts, encoded by several workers at once (fewer for a short video)."""
+        that many time parts, encoded by several workers at once (fewer for a short video).
+        ``notify_url`` (every ``submit_*``): POSTed a signed webhook when the family is terminal
+        (:meth:`_notify`); the subscription is written in the submission's transaction."""
+        notify = self._notify(notify_url)
         common = self._common(priority, priority_class, metadata)
         jobs = self._ladder_jobs(input, output, renditions, formats, common, queue=queue,
                                  parts=self.settings.transcode_parts if parts is None else parts)
@@ -89,16 +93,17 @@ class Client:
                                routing_reason=route(JobType.EXTRACT_AUDIO)[1], **common))
             jobs.append(self._transcribe_job(output, language, None, ("vtt", "srt", "json"), transcribe_device,
                                              parent=len(jobs) - 1, common=common))
-        return self._submit(jobs)
+        return self._submit(jobs, notify)
 
     def submit_studio(self, input: str, output: str, operations: Sequence[Mapping[str, Any]], *,
                       transcode: bool = False, renditions: Sequence[str] | None = None,
                       formats: Sequence[str] = ("hls", "mp4"), priority: int = 0,
                       metadata: Mapping[str, Any] | None = None, priority_class: str = "default",
-                      queue: str | None = None) -> Job:
+                      queue: str | None = None, notify_url: str | None = None) -> Job:
         """Apply studio ``operations`` (cut, intro, outro, watermark; in order) to ``input`` and publish
         ``output``/studio.mp4. ``transcode=True`` adds a transcode ladder of that file under ``output``
         as a child branch (it starts when the edit completes)."""
+        notify = self._notify(notify_url)
         self._check_input(input)
         self._check_output(output)
         payload = self._validated(StudioPayload, input=input, output=output, operations=operations)
@@ -117,14 +122,15 @@ class Client:
         if transcode:
             jobs += self._ladder_jobs(join_location(output, STUDIO_OUTPUT), output, renditions, formats, common,
                                       queue=queue, parent=0, index=len(jobs))
-        return self._submit(jobs)
+        return self._submit(jobs, notify)
 
     def submit_live(self, input_url: str, output: str, renditions: Sequence[str] | None = None, *,
                     listen: bool = False, audio: bool = True, priority: int = 0,
                     metadata: Mapping[str, Any] | None = None, priority_class: str = "default",
-                    queue: str | None = None) -> Job:
+                    queue: str | None = None, notify_url: str | None = None) -> Job:
         """Transcode a live input (RTMP/SRT/HLS/...; with ``listen`` the RTMP address to receive a publish
         on) into a live HLS ladder under ``output`` until the stream ends or the job is cancelled."""
+        notify = self._notify(notify_url)
         self._check_output(output)
         rungs = self._rungs(renditions)
         payload = self._validated(LivePayload, input_url=input_url, output=output, renditions=tuple(rungs),
@@ -132,7 +138,7 @@ class Client:
         q, why = route(JobType.LIVE, queue=queue, allowed=self.settings.job_queues)
         self._check_live_input(payload.input_url, listen)
         return self._submit([NewJob(JobType.LIVE, q, dump(payload), routing_reason=why,
-                                    **self._common(priority, priority_class, metadata))])
+                                    **self._common(priority, priority_class, metadata))], notify)
 
     def _rungs(self, renditions: Sequence[str] | None) -> builtins.list[Any]:
         """The configured rungs named by ``renditions`` (None: all), tallest first."""
@@ -178,9 +184,10 @@ class Client:
     def submit_transcription(self, input: str, output: str, language: str | None = None, model: str | None = None,
                              formats: Sequence[str] = ("vtt", "srt", "json"), priority: int = 0,
                              metadata: Mapping[str, Any] | None = None, *, device: str = "auto",
-                             priority_class: str = "default") -> Job:
+                             priority_class: str = "default", notify_url: str | None = None) -> Job:
         """Speech to subtitles: ``extract_audio`` (cpu) then ``transcribe`` — on a GPU worker when one
         is online (or ``device="gpu"``), else on cpu; the job records where it ran and why."""
+        notify = self._notify(notify_url)
         self._check_output(output)
         self._check_input(input)
         common = self._common(priority, priority_class, metadata)
@@ -190,7 +197,7 @@ class Client:
         q, why = route(JobType.EXTRACT_AUDIO)
         jobs = [NewJob(JobType.EXTRACT_AUDIO, q, dump(ext), routing_reason=why, **common)]
         jobs.append(self._transcribe_job(output, language, model, formats, device, parent=0, common=common))
-        return self._submit(jobs)
+        return self._submit(jobs, notify)
 
     def _transcribe_job(self, output: str, language: str | None, model: str | None, formats: Sequence[str],
                         device: str, *, parent: int, common: dict[str, Any]) -> NewJob:
@@ -262,14 +269,29 @@ class Client:
 
     # ------------------------------------------------------------------ helpers
 
-    def _submit(self, jobs: builtins.list[NewJob]) -> Job:
+    def _submit(self, jobs: builtins.list[NewJob], notify_url: str | None = None) -> Job:
         url = self.settings.database_url
         # Rows first (the source of truth, stamped as being published), then the message: one
-        # transaction per submit. If publishing fails the stamp is cleared and the outbox
-        # publishes the job at its next tick; if this process dies in between, the outbox
-        # re-publishes it once the stamp is `redispatch_after_seconds` old.
-        job = transaction(lambda s: transitions.insert_jobs(s, jobs, utcnow(), publishing=True), url=url)
-        return publish_submitted(job, app=self.app, database_url=url)
+        # transaction per submit, holding the webhook subscription too. If publishing fails the
+        # stamp is cleared and the outbox publishes the job at its next tick; if this process
+        # dies in between, the outbox re-publishes it once the stamp is `redispatch_after_seconds` old.
+        def write(session: Any) -> Job:
+            now = utcnow()
+            job = transitions.insert_jobs(session, jobs, now, publishing=True)
+            if notify_url is not None:
+                webhooks.subscribe(session, job.id, notify_url, now)
+            return job
+
+        return publish_submitted(transaction(write, url=url), app=self.app, database_url=url)
+
+    def _notify(self, notify_url: str | None) -> str | None:
+        """A ``notify_url`` checked first (before the other arguments): http(s), no credentials,
+        its host allowed by ``allowed_networks``; and a webhook secret to sign deliveries with."""
+        if notify_url is None:
+            return None
+        if not self.settings.webhook_secret:  # unset or empty
+            raise ValidationError("notify_url needs MEDIARUNNER_WEBHOOK_SECRET set (deliveries are signed with it)")
+        return webhooks.check_notify_url(notify_url, self.settings.allowed_networks)
 
     def _common(self, priority: int, priority_class: str, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
         if not isinstance(priority, int) or isinstance(priority, bool) or not -1000 <= priority <= 1000:

@@ -14,16 +14,14 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from sqlalchemy.orm import Session
 
 from mediarunner.api.auth import require
 from mediarunner.api.schemas import LiveRequest, StudioRequest, Submission, TranscodeRequest, TranscriptionRequest
 from mediarunner.client import Client
-from mediarunner.errors import ValidationError
-from mediarunner.models import webhooks
-from mediarunner.models.base import utcnow
+from mediarunner.models import queries, webhooks
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import RESTARTABLE_STATES, JobState, JobType
-from mediarunner.models.queries import list_jobs_page
 from mediarunner.models.schemas import Job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -48,50 +46,51 @@ def job_json(job: Job, database_url: str) -> JobJSON:
     """The JSON of ``GET /v1/jobs/{id}`` (also ``mediarunner jobs show --json``): the job, with the
     family's webhook delivery (attempts, state, last error) if any."""
     delivery = transaction(lambda s: webhooks.delivery_of(s, job.root_id), url=database_url)
+    return with_delivery(job, delivery)
+
+
+def with_delivery(job: Job, delivery: webhooks.Delivery | None) -> JobJSON:
     return {**webhooks.job_document(job), "webhook": delivery.public() if delivery else None}
 
 
-def document(request: Request, job: Job) -> JobJSON:
-    """The job's JSON (:func:`job_json`) with this app's database."""
-    return job_json(job, client(request).settings.database_url)
-
-
 def read_job(request: Request, job_id: str) -> JobJSON:
-    return document(request, client(request).get(checked_id(job_id)))
+    """The job and its family's delivery, read in one transaction."""
+    checked_id(job_id)
+
+    def read(session: Session) -> JobJSON:
+        job = queries.get_job(session, job_id)
+        return with_delivery(job, webhooks.delivery_of(session, job.root_id))
+
+    return transaction(read, url=client(request).settings.database_url)
 
 
-def _submit(request: Request, response: Response, body: Submission, call: Callable[[Client], Job]) -> JobJSON:
-    c = client(request)
-    if body.notify_url is not None:
-        if not c.settings.webhook_secret:  # unset or empty
-            raise ValidationError("notify_url needs MEDIARUNNER_WEBHOOK_SECRET set on the API server")
-        webhooks.check_notify_url(body.notify_url, c.settings.allowed_networks)
-    job = call(c)
-    if body.notify_url is not None:
-        url = body.notify_url
-        transaction(lambda s: webhooks.subscribe(s, job.id, url, utcnow()), url=c.settings.database_url)
+def _submit(response: Response, body: Submission, call: Callable[..., Job]) -> JobJSON:
+    """``Client.submit_*`` with the body's arguments (the subscription to ``notify_url`` is part of
+    its transaction); the answer is built from what was written, without reading it back."""
+    job = call(**body.arguments())
     response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return document(request, job)
+    url = body.notify_url
+    return with_delivery(job, webhooks.waiting(job.id, url) if url is not None else None)
 
 
 @router.post("/transcode", status_code=201, dependencies=[Submit], summary="Submit a transcode (HLS + MP4 ladder)")
 def submit_transcode(body: TranscodeRequest, request: Request, response: Response) -> JobJSON:
-    return _submit(request, response, body, lambda c: c.submit_transcode(**body.arguments()))
+    return _submit(response, body, client(request).submit_transcode)
 
 
 @router.post("/studio", status_code=201, dependencies=[Submit], summary="Submit a studio edit")
 def submit_studio(body: StudioRequest, request: Request, response: Response) -> JobJSON:
-    return _submit(request, response, body, lambda c: c.submit_studio(**body.arguments()))
+    return _submit(response, body, client(request).submit_studio)
 
 
 @router.post("/live", status_code=201, dependencies=[Submit], summary="Submit a live transcode")
 def submit_live(body: LiveRequest, request: Request, response: Response) -> JobJSON:
-    return _submit(request, response, body, lambda c: c.submit_live(**body.arguments()))
+    return _submit(response, body, client(request).submit_live)
 
 
 @router.post("/transcription", status_code=201, dependencies=[Submit], summary="Submit a transcription")
 def submit_transcription(body: TranscriptionRequest, request: Request, response: Response) -> JobJSON:
-    return _submit(request, response, body, lambda c: c.submit_transcription(**body.arguments()))
+    return _submit(response, body, client(request).submit_transcription)
 
 
 def encode_cursor(job: Job) -> str:
@@ -116,8 +115,8 @@ def list_jobs(request: Request, state: JobState | None = None, type: JobType | N
               roots_only: bool = False, limit: Annotated[int, Query(ge=1, le=500)] = 50,
               cursor: Annotated[str | None, Query(max_length=300)] = None) -> dict[str, Any]:
     after = decode_cursor(cursor) if cursor else None
-    jobs = transaction(lambda s: list_jobs_page(s, state=state, type=type, priority_class=priority_class,
-                                                roots_only=roots_only, limit=limit + 1, after=after),
+    jobs = transaction(lambda s: queries.list_jobs_page(s, state=state, type=type, priority_class=priority_class,
+                                                        roots_only=roots_only, limit=limit + 1, after=after),
                        url=client(request).settings.database_url)
     page = jobs[:limit]
     return {"items": [webhooks.job_document(j) for j in page],
