@@ -13,7 +13,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from mediarunner.api.auth import require
@@ -64,33 +65,39 @@ def read_job(request: Request, job_id: str) -> JobJSON:
     return transaction(read, url=client(request).settings.database_url)
 
 
-def _submit(response: Response, body: Submission, call: Callable[..., Job]) -> JobJSON:
+def _submit(body: Submission, call: Callable[..., Job]) -> JSONResponse:
     """``Client.submit_*`` with the body's arguments (the subscription to ``notify_url`` is part of
-    its transaction); the answer is built from what was written, without reading it back."""
+    its transaction); the answer is built from what was written, without reading it back, and
+    is sent as it is (already JSON: no second validation of the response)."""
     job = call(**body.arguments())
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
     url = body.notify_url
-    return with_delivery(job, webhooks.waiting(job.id, url) if url is not None else None)
+    doc = with_delivery(job, webhooks.waiting(job.id, url) if url is not None else None)
+    return JSONResponse(doc, status_code=201, headers={"Location": f"/v1/jobs/{job.id}"})
 
 
-@router.post("/transcode", status_code=201, dependencies=[Submit], summary="Submit a transcode (HLS + MP4 ladder)")
-def submit_transcode(body: TranscodeRequest, request: Request, response: Response) -> JobJSON:
-    return _submit(response, body, client(request).submit_transcode)
+CREATED: dict[int | str, dict[str, Any]] = {201: {"description": "The job, as `GET /v1/jobs/{id}` shows it"}}
 
 
-@router.post("/studio", status_code=201, dependencies=[Submit], summary="Submit a studio edit")
-def submit_studio(body: StudioRequest, request: Request, response: Response) -> JobJSON:
-    return _submit(response, body, client(request).submit_studio)
+@router.post("/transcode", status_code=201, dependencies=[Submit], responses=CREATED,
+             summary="Submit a transcode (HLS + MP4 ladder)")
+def submit_transcode(body: TranscodeRequest, request: Request) -> JSONResponse:
+    return _submit(body, client(request).submit_transcode)
 
 
-@router.post("/live", status_code=201, dependencies=[Submit], summary="Submit a live transcode")
-def submit_live(body: LiveRequest, request: Request, response: Response) -> JobJSON:
-    return _submit(response, body, client(request).submit_live)
+@router.post("/studio", status_code=201, dependencies=[Submit], responses=CREATED, summary="Submit a studio edit")
+def submit_studio(body: StudioRequest, request: Request) -> JSONResponse:
+    return _submit(body, client(request).submit_studio)
 
 
-@router.post("/transcription", status_code=201, dependencies=[Submit], summary="Submit a transcription")
-def submit_transcription(body: TranscriptionRequest, request: Request, response: Response) -> JobJSON:
-    return _submit(response, body, client(request).submit_transcription)
+@router.post("/live", status_code=201, dependencies=[Submit], responses=CREATED, summary="Submit a live transcode")
+def submit_live(body: LiveRequest, request: Request) -> JSONResponse:
+    return _submit(body, client(request).submit_live)
+
+
+@router.post("/transcription", status_code=201, dependencies=[Submit], responses=CREATED,
+             summary="Submit a transcription")
+def submit_transcription(body: TranscriptionRequest, request: Request) -> JSONResponse:
+    return _submit(body, client(request).submit_transcription)
 
 
 def encode_cursor(job: Job) -> str:
@@ -124,8 +131,8 @@ def list_jobs(request: Request, state: JobState | None = None, type: JobType | N
 
 
 @router.get("/{job_id}", dependencies=[Read], summary="A job with its children, progress, artifacts and webhook")
-def get_job(job_id: str, request: Request) -> JobJSON:
-    return read_job(request, job_id)
+def get_job(job_id: str, request: Request) -> JSONResponse:
+    return JSONResponse(read_job(request, job_id))
 
 
 @router.post("/{job_id}/cancel", dependencies=[Submit], summary="Cancel a job and its unfinished descendants")
