@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from mediarunner.cli import ui
+from mediarunner.cli.submit_more import NotifyUrl, PriorityClass
 from mediarunner.config.redact import mask_url
 from mediarunner.errors import JobNotFoundError, MediarunnerError
 from mediarunner.models.enums import JobState, JobType
@@ -27,6 +28,8 @@ def submit_transcode(
     rendition: Annotated[list[str] | None, typer.Option("--rendition", "-r", help="rung name; repeat")] = None,
     format: Annotated[list[str] | None, typer.Option("--format", "-f", help="hls and/or mp4")] = None,
     priority: int = 0,
+    priority_class: PriorityClass = "default",
+    notify_url: NotifyUrl = None,
     parts: Annotated[int | None, typer.Option(help="split each rung of a long video into N time parts "
                                               "(default: the TRANSCODE_PARTS setting)")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="show progress until done")] = False,
@@ -35,7 +38,8 @@ def submit_transcode(
     """Transcode INPUT into an HLS + MP4 ladder under the directory OUTPUT."""
     try:
         job = ui.client().submit_transcode(input, output, renditions=rendition or None,
-                                           formats=tuple(format or ("hls", "mp4")), priority=priority, parts=parts)
+                                           formats=tuple(format or ("hls", "mp4")), priority=priority, parts=parts,
+                                           priority_class=priority_class, notify_url=notify_url)
     except MediarunnerError as exc:
         raise ui.fail(exc) from None
     ui.console.print(f"submitted [bold]{job.id}[/bold] ({len(job.children)} child job(s))")
