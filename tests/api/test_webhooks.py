@@ -8,6 +8,7 @@ import hmac
 import json
 import time
 from datetime import datetime
+from typing import Any
 
 from mediarunner.models.base import utcnow
 from mediarunner.scheduler import webhooks
@@ -103,3 +104,21 @@ def test_notify_url_needs_a_secret(api: Api) -> None:
         r = http.post("/v1/jobs/transcode", headers=api.h(), json={
             "input": "/a", "output": api.outputs, "notify_url": "http://127.0.0.1:9/x"})
     assert r.status_code == 422 and "MEDIARUNNER_WEBHOOK_SECRET" in r.json()["detail"]
+
+
+def test_the_readme_verifier_accepts_our_signature_only() -> None:
+    """The 10-line receiver in README.md, run as printed, against what beat's sender signs."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    (code,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "def verify(" in b]
+    assert len(code.strip().splitlines()) <= 10
+    scope: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    verify: Any = scope["verify"]
+    body, now = b'{"event": "job.completed", "job": {"id": "x"}}', int(time.time())
+    assert verify(SECRET, webhooks.sign(SECRET, body, now), body)
+    assert not verify(SECRET, webhooks.sign(SECRET, body, now), body + b" ")
+    assert not verify("other-secret", webhooks.sign(SECRET, body, now), body)
+    assert not verify(SECRET, webhooks.sign(SECRET, body, now - 3600), body)
