@@ -1,6 +1,7 @@
 """``/v1/jobs``: submit (through ``Client.submit_*``), read, list, cancel, restart, events.
 
-Endpoints are plain ``def``: ``Client`` blocks, so FastAPI runs them in its threadpool.
+Endpoints are plain ``def``: ``Client`` blocks, so FastAPI runs them in its threadpool; each
+checks its key there first (:func:`~mediarunner.api.auth.authorize`: one thread hop per request).
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from mediarunner.api.auth import require
+from mediarunner.api.auth import BearerKey, authorize
 from mediarunner.api.schemas import LiveRequest, StudioRequest, Submission, TranscodeRequest, TranscriptionRequest
 from mediarunner.client import Client
 from mediarunner.models import queries, webhooks
@@ -27,8 +28,6 @@ from mediarunner.models.schemas import Job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JOB_ID = re.compile(r"^[0-9A-Za-z-]{1,36}$")
-Read = Depends(require("read"))
-Submit = Depends(require("submit"))
 JobJSON = dict[str, Any]
 
 
@@ -78,25 +77,29 @@ def _submit(body: Submission, call: Callable[..., Job]) -> JSONResponse:
 CREATED: dict[int | str, dict[str, Any]] = {201: {"description": "The job, as `GET /v1/jobs/{id}` shows it"}}
 
 
-@router.post("/transcode", status_code=201, dependencies=[Submit], responses=CREATED,
+@router.post("/transcode", status_code=201, responses=CREATED,
              summary="Submit a transcode (HLS + MP4 ladder)")
-def submit_transcode(body: TranscodeRequest, request: Request) -> JSONResponse:
+def submit_transcode(body: TranscodeRequest, request: Request, key: BearerKey) -> JSONResponse:
+    authorize(request, key, "submit")
     return _submit(body, client(request).submit_transcode)
 
 
-@router.post("/studio", status_code=201, dependencies=[Submit], responses=CREATED, summary="Submit a studio edit")
-def submit_studio(body: StudioRequest, request: Request) -> JSONResponse:
+@router.post("/studio", status_code=201, responses=CREATED, summary="Submit a studio edit")
+def submit_studio(body: StudioRequest, request: Request, key: BearerKey) -> JSONResponse:
+    authorize(request, key, "submit")
     return _submit(body, client(request).submit_studio)
 
 
-@router.post("/live", status_code=201, dependencies=[Submit], responses=CREATED, summary="Submit a live transcode")
-def submit_live(body: LiveRequest, request: Request) -> JSONResponse:
+@router.post("/live", status_code=201, responses=CREATED, summary="Submit a live transcode")
+def submit_live(body: LiveRequest, request: Request, key: BearerKey) -> JSONResponse:
+    authorize(request, key, "submit")
     return _submit(body, client(request).submit_live)
 
 
-@router.post("/transcription", status_code=201, dependencies=[Submit], responses=CREATED,
+@router.post("/transcription", status_code=201, responses=CREATED,
              summary="Submit a transcription")
-def submit_transcription(body: TranscriptionRequest, request: Request) -> JSONResponse:
+def submit_transcription(body: TranscriptionRequest, request: Request, key: BearerKey) -> JSONResponse:
+    authorize(request, key, "submit")
     return _submit(body, client(request).submit_transcription)
 
 
@@ -116,11 +119,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return when, job_id
 
 
-@router.get("", dependencies=[Read], summary="List jobs, newest first (cursor pagination)")
-def list_jobs(request: Request, state: JobState | None = None, type: JobType | None = None,
+@router.get("", summary="List jobs, newest first (cursor pagination)")
+def list_jobs(request: Request, key: BearerKey, state: JobState | None = None, type: JobType | None = None,
               priority_class: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,32}$")] = None,
               roots_only: bool = False, limit: Annotated[int, Query(ge=1, le=500)] = 50,
               cursor: Annotated[str | None, Query(max_length=300)] = None) -> dict[str, Any]:
+    authorize(request, key, "read")
     after = decode_cursor(cursor) if cursor else None
     jobs = transaction(lambda s: queries.list_jobs_page(s, state=state, type=type, priority_class=priority_class,
                                                         roots_only=roots_only, limit=limit + 1, after=after),
@@ -130,19 +134,22 @@ def list_jobs(request: Request, state: JobState | None = None, type: JobType | N
             "next_cursor": encode_cursor(page[-1]) if len(jobs) > limit else None}
 
 
-@router.get("/{job_id}", dependencies=[Read], summary="A job with its children, progress, artifacts and webhook")
-def get_job(job_id: str, request: Request) -> JSONResponse:
+@router.get("/{job_id}", summary="A job with its children, progress, artifacts and webhook")
+def get_job(job_id: str, request: Request, key: BearerKey) -> JSONResponse:
+    authorize(request, key, "read")
     return JSONResponse(read_job(request, job_id))
 
 
-@router.post("/{job_id}/cancel", dependencies=[Submit], summary="Cancel a job and its unfinished descendants")
-def cancel_job(job_id: str, request: Request) -> JobJSON:
+@router.post("/{job_id}/cancel", summary="Cancel a job and its unfinished descendants")
+def cancel_job(job_id: str, request: Request, key: BearerKey) -> JobJSON:
+    authorize(request, key, "submit")
     client(request).cancel(checked_id(job_id))
     return read_job(request, job_id)
 
 
-@router.post("/{job_id}/restart", dependencies=[Submit], summary="Run a failed or cancelled job again")
-def restart_job(job_id: str, request: Request) -> JobJSON:
+@router.post("/{job_id}/restart", summary="Run a failed or cancelled job again")
+def restart_job(job_id: str, request: Request, key: BearerKey) -> JobJSON:
+    authorize(request, key, "submit")
     c = client(request)
     job = c.get(checked_id(job_id))
     if job.state not in RESTARTABLE_STATES:
@@ -152,8 +159,10 @@ def restart_job(job_id: str, request: Request) -> JobJSON:
     return read_job(request, job_id)
 
 
-@router.get("/{job_id}/events", dependencies=[Read], summary="The job's activity log, oldest first")
-def job_events(job_id: str, request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[Any]:
+@router.get("/{job_id}/events", summary="The job's activity log, oldest first")
+def job_events(job_id: str, request: Request, key: BearerKey,
+               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[Any]:
+    authorize(request, key, "read")
     client(request).get(checked_id(job_id))
     return [{"at": e.at.isoformat(), "kind": e.kind, "runner": e.runner, "job_id": e.job_id, "message": e.message}
             for e in request.app.state.fleet.events(job=job_id, limit=limit)]
