@@ -122,3 +122,25 @@ def test_the_readme_verifier_accepts_our_signature_only() -> None:
     assert not verify(SECRET, webhooks.sign(SECRET, body, now), body + b" ")
     assert not verify("other-secret", webhooks.sign(SECRET, body, now), body)
     assert not verify(SECRET, webhooks.sign(SECRET, body, now - 3600), body)
+
+
+def test_client_subscribes_in_the_submission_transaction(api: Api) -> None:
+    """``Client.submit_*(notify_url=...)``: the delivery row is written with the jobs (one commit), its
+    id derived from the root job's, so the API answers without reading it back."""
+    import pytest
+
+    from mediarunner.errors import ValidationError
+    from mediarunner.models import webhooks as rows
+    from mediarunner.models.db import transaction
+
+    client = api.stack.client()
+    url = api.stack.settings().database_url
+    job = client.submit_transcription(api.input, api.outputs + "/c", notify_url="http://127.0.0.1:9/hook")
+    stored = transaction(lambda s: rows.delivery_of(s, job.id), url=url)
+    assert stored == rows.waiting(job.id, "http://127.0.0.1:9/hook") and stored.id == rows.delivery_id(job.id)
+    with pytest.raises(ValidationError, match=r"10\.0\.0\.1"):
+        client.submit_live("rtmp://127.0.0.1:1935/live/k", api.outputs + "/l", notify_url="http://10.0.0.1/x")
+    unsigned = type(client)(api.stack.settings().model_copy(update={"webhook_secret": None}))
+    with pytest.raises(ValidationError, match="MEDIARUNNER_WEBHOOK_SECRET"):
+        unsigned.submit_transcode(api.input, api.outputs + "/u", notify_url="http://127.0.0.1:9/hook")
+    assert {j.root_id for j in client.list()} == {job.id}  # the refused submissions wrote nothing
