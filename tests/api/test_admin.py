@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from sqlalchemy import text
 
@@ -93,7 +95,8 @@ def test_registration_tokens(admin: Api) -> None:
     _problem(admin.http.post("/v1/tokens", json={"name": ""}, headers=admin.h("admin")), 422, "name")
 
 
-def test_api_keys(admin: Api) -> None:
+def test_api_keys(admin: Api, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     created = admin.http.post("/v1/api-keys", json={"name": "peertube", "scopes": ["read", "submit"]},
                               headers=admin.h("admin"))
     assert created.status_code == 201, created.text
@@ -118,6 +121,8 @@ def test_api_keys(admin: Api) -> None:
     assert admin.http.post("/v1/api-keys/peertube/revoke", headers=admin.h("admin")).json()["revoked"]
     _problem(admin.http.get("/v1/jobs", headers={"Authorization": f"Bearer {key}"}), 401, "revoked")
     _problem(admin.http.post("/v1/api-keys/peertube/revoke", headers=admin.h("admin")), 404, "peertube")
+    assert secret not in caplog.text
+    assert secret not in admin.http.get("/v1/activity?limit=1000", headers=admin.h("admin")).text
 
 
 def test_demo_mode_refuses_fleet_changes_with_403(admin: Api) -> None:
