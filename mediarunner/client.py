@@ -21,7 +21,7 @@ from mediarunner.errors import InvalidInputError, InvalidOutputError, Mediarunne
 from mediarunner.media.cover import probe_image
 from mediarunner.media.hardware import route_hardware
 from mediarunner.media.probe import probe
-from mediarunner.models import transitions
+from mediarunner.models import transitions, webhooks
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import Health, JobState, JobType
@@ -84,7 +84,8 @@ class Client:
                          queue: str | None = None, transcribe: bool = False, language: str | None = None,
                          transcribe_device: str = "auto", parts: int | None = None,
                          video_codecs: Sequence[str] = ("h264",), storyboard: bool = False,
-                         thumbnails: int = 0, cover_image: str | None = None, hardware: str = "none") -> Job:
+                         thumbnails: int = 0, cover_image: str | None = None, hardware: str = "none",
+                         notify_url: str | None = None) -> Job:
         """Transcode ``input`` into an HLS + MP4 ladder under the directory ``output``; with
         ``transcribe=True`` also subtitles (an extract_audio -> transcribe branch after the parent).
         ``parts`` (default: the ``transcode_parts`` setting): split every rung of a long video into
@@ -95,7 +96,11 @@ class Client:
         ``cover_image`` (a path or URL of a still image; ``input`` an audio file): the video ladder of
         that image over the audio (PeerTube's audio merge). ``hardware`` (``auto``, ``nvenc``, ``qsv``,
         ``vaapi``; default ``none``): encode on a worker whose GPU encoder opens, else in software
-        (the routing reason and each rendition's ``encoder`` record say which and why)."""
+        (the routing reason and each rendition's ``encoder`` record say which and why).
+        ``notify_url`` (every ``submit_*``): POSTed a signed webhook when the family is terminal
+        (:meth:`_notify`); the subscription is written in the submission's transaction."""
+        notify = self._notify(notify_url)
+
         common = self._common(priority, priority_class, metadata)
         jobs = self._ladder_jobs(input, output, renditions, formats, common, queue=queue,
                                  parts=self.settings.transcode_parts if parts is None else parts,
@@ -110,16 +115,17 @@ class Client:
                                routing_reason=route(JobType.EXTRACT_AUDIO)[1], **common))
             jobs.append(self._transcribe_job(output, language, None, ("vtt", "srt", "json"), transcribe_device,
                                              parent=len(jobs) - 1, common=common))
-        return self._submit(jobs)
+        return self._submit(jobs, notify)
 
     def submit_studio(self, input: str, output: str, operations: Sequence[Mapping[str, Any]], *,
                       transcode: bool = False, renditions: Sequence[str] | None = None,
                       formats: Sequence[str] = ("hls", "mp4"), priority: int = 0,
                       metadata: Mapping[str, Any] | None = None, priority_class: str = "default",
-                      queue: str | None = None) -> Job:
+                      queue: str | None = None, notify_url: str | None = None) -> Job:
         """Apply studio ``operations`` (cut, intro, outro, watermark; in order) to ``input`` and publish
         ``output``/studio.mp4. ``transcode=True`` adds a transcode ladder of that file under ``output``
         as a child branch (it starts when the edit completes)."""
+        notify = self._notify(notify_url)
         self._check_input(input)
         self._check_output(output)
         payload = self._validated(StudioPayload, input=input, output=output, operations=operations)
@@ -138,14 +144,15 @@ class Client:
         if transcode:
             jobs += self._ladder_jobs(join_location(output, STUDIO_OUTPUT), output, renditions, formats, common,
                                       queue=queue, parent=0, index=len(jobs))
-        return self._submit(jobs)
+        return self._submit(jobs, notify)
 
     def submit_live(self, input_url: str, output: str, renditions: Sequence[str] | None = None, *,
                     listen: bool = False, audio: bool = True, priority: int = 0,
                     metadata: Mapping[str, Any] | None = None, priority_class: str = "default",
-                    queue: str | None = None) -> Job:
+                    queue: str | None = None, notify_url: str | None = None) -> Job:
         """Transcode a live input (RTMP/SRT/HLS/...; with ``listen`` the RTMP address to receive a publish
         on) into a live HLS ladder under ``output`` until the stream ends or the job is cancelled."""
+        notify = self._notify(notify_url)
         self._check_output(output)
         rungs = self._rungs(renditions)
         payload = self._validated(LivePayload, input_url=input_url, output=output, renditions=tuple(rungs),
@@ -153,7 +160,7 @@ class Client:
         q, why = route(JobType.LIVE, queue=queue, allowed=self.settings.job_queues)
         self._check_live_input(payload.input_url, listen)
         return self._submit([NewJob(JobType.LIVE, q, dump(payload), routing_reason=why,
-                                    **self._common(priority, priority_class, metadata))])
+                                    **self._common(priority, priority_class, metadata))], notify)
 
     def _rungs(self, renditions: Sequence[str] | None) -> builtins.list[Any]:
         """The configured rungs named by ``renditions`` (None: all), tallest first."""
@@ -251,9 +258,10 @@ class Client:
     def submit_transcription(self, input: str, output: str, language: str | None = None, model: str | None = None,
                              formats: Sequence[str] = ("vtt", "srt", "json"), priority: int = 0,
                              metadata: Mapping[str, Any] | None = None, *, device: str = "auto",
-                             priority_class: str = "default") -> Job:
+                             priority_class: str = "default", notify_url: str | None = None) -> Job:
         """Speech to subtitles: ``extract_audio`` (cpu) then ``transcribe`` — on a GPU worker when one
         is online (or ``device="gpu"``), else on cpu; the job records where it ran and why."""
+        notify = self._notify(notify_url)
         self._check_output(output)
         self._check_input(input)
         common = self._common(priority, priority_class, metadata)
@@ -263,7 +271,7 @@ class Client:
         q, why = route(JobType.EXTRACT_AUDIO)
         jobs = [NewJob(JobType.EXTRACT_AUDIO, q, dump(ext), routing_reason=why, **common)]
         jobs.append(self._transcribe_job(output, language, model, formats, device, parent=0, common=common))
-        return self._submit(jobs)
+        return self._submit(jobs, notify)
 
     def _transcribe_job(self, output: str, language: str | None, model: str | None, formats: Sequence[str],
                         device: str, *, parent: int, common: dict[str, Any]) -> NewJob:
@@ -335,19 +343,36 @@ class Client:
 
     # ------------------------------------------------------------------ helpers
 
-    def _submit(self, jobs: builtins.list[NewJob]) -> Job:
+    def _submit(self, jobs: builtins.list[NewJob], notify_url: str | None = None) -> Job:
         url = self.settings.database_url
         # Rows first (the source of truth, stamped as being published), then the message: one
-        # transaction per submit. If publishing fails the stamp is cleared and the outbox
-        # publishes the job at its next tick; if this process dies in between, the outbox
-        # re-publishes it once the stamp is `redispatch_after_seconds` old.
+        # transaction per submit, holding the webhook subscription too. If publishing fails the
+        # stamp is cleared and the outbox publishes the job at its next tick; if this process
+        # dies in between, the outbox re-publishes it once the stamp is `redispatch_after_seconds` old.
         # After a failed publish the broker is skipped for `publish_pause_seconds`: submissions
         # during an outage return at once, unpublished, and the outbox publishes them when it is back.
         publishing = time.monotonic() >= self._broker_down_until
-        job = transaction(lambda s: transitions.insert_jobs(s, jobs, utcnow(), publishing=publishing), url=url)
+
+        def write(session: Any) -> Job:
+            now = utcnow()
+            job = transitions.insert_jobs(session, jobs, now, publishing=publishing)
+            if notify_url is not None:
+                webhooks.subscribe(session, job.id, notify_url, now)
+            return job
+
+        job = transaction(write, url=url)
         if publishing and not publish_submitted(job, app=self.app, database_url=url):
             self._broker_down_until = time.monotonic() + self.settings.publish_pause_seconds
         return job
+
+    def _notify(self, notify_url: str | None) -> str | None:
+        """A ``notify_url`` checked first (before the other arguments): http(s), no credentials,
+        its host allowed by ``allowed_networks``; and a webhook secret to sign deliveries with."""
+        if notify_url is None:
+            return None
+        if not self.settings.webhook_secret:  # unset or empty
+            raise ValidationError("notify_url needs MEDIARUNNER_WEBHOOK_SECRET set (deliveries are signed with it)")
+        return webhooks.check_notify_url(notify_url, self.settings.allowed_networks)
 
     def _common(self, priority: int, priority_class: str, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
         if not isinstance(priority, int) or isinstance(priority, bool) or not -1000 <= priority <= 1000:

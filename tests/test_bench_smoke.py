@@ -28,7 +28,8 @@ HEADLINES: dict[str, list[str]] = {
     "scheduler_scale": ["500 rows: rank update", "2,000 rows: failover scan", "2,000 rows: purge tick",
                         "growth exponent rank update"],
     "api": ["submit transcode: Client p50", "submit transcode: API p50", "submit transcode: ratio API/Client p50",
-            "submit transcode: API calls/s", "get job: Client p50", "get job: API p50"],
+            "submit transcode: API calls/s", "submit transcode: API submissions/s", "get job: Client p50",
+            "get job: API p50"],
     "codecs": ["h264: speed", "hevc: bitrate at equal PSNR", "av1: bitrate vs x264", "vp9: speed"],
     "transcription": [": realtime factor", "worker: RSS idle", "worker: RSS peak under load", "worker: model loads"],
 }

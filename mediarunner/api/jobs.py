@@ -1,6 +1,7 @@
 """``/v1/jobs``: submit (through ``Client.submit_*``), read, list, cancel, restart, events.
 
-Endpoints are plain ``def``: ``Client`` blocks, so FastAPI runs them in its threadpool.
+Endpoints are plain ``def``: ``Client`` blocks, so FastAPI runs them in its threadpool; each
+checks its key there first (:func:`~mediarunner.api.auth.authorize`: one thread hop per request).
 """
 
 from __future__ import annotations
@@ -13,23 +14,20 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
-from mediarunner.api.auth import require
+from mediarunner.api.auth import BearerKey, authorize
 from mediarunner.api.schemas import LiveRequest, StudioRequest, Submission, TranscodeRequest, TranscriptionRequest
 from mediarunner.client import Client
-from mediarunner.errors import ValidationError
-from mediarunner.models import webhooks
-from mediarunner.models.base import utcnow
+from mediarunner.models import queries, webhooks
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import RESTARTABLE_STATES, JobState, JobType
-from mediarunner.models.queries import list_jobs_page
 from mediarunner.models.schemas import Job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JOB_ID = re.compile(r"^[0-9A-Za-z-]{1,36}$")
-Read = Depends(require("read"))
-Submit = Depends(require("submit"))
 JobJSON = dict[str, Any]
 
 
@@ -48,50 +46,61 @@ def job_json(job: Job, database_url: str) -> JobJSON:
     """The JSON of ``GET /v1/jobs/{id}`` (also ``mediarunner jobs show --json``): the job, with the
     family's webhook delivery (attempts, state, last error) if any."""
     delivery = transaction(lambda s: webhooks.delivery_of(s, job.root_id), url=database_url)
+    return with_delivery(job, delivery)
+
+
+def with_delivery(job: Job, delivery: webhooks.Delivery | None) -> JobJSON:
     return {**webhooks.job_document(job), "webhook": delivery.public() if delivery else None}
 
 
-def document(request: Request, job: Job) -> JobJSON:
-    """The job's JSON (:func:`job_json`) with this app's database."""
-    return job_json(job, client(request).settings.database_url)
-
-
 def read_job(request: Request, job_id: str) -> JobJSON:
-    return document(request, client(request).get(checked_id(job_id)))
+    """The job and its family's delivery, read in one transaction."""
+    checked_id(job_id)
+
+    def read(session: Session) -> JobJSON:
+        job = queries.get_job(session, job_id)
+        return with_delivery(job, webhooks.delivery_of(session, job.root_id))
+
+    return transaction(read, url=client(request).settings.database_url)
 
 
-def _submit(request: Request, response: Response, body: Submission, call: Callable[[Client], Job]) -> JobJSON:
-    c = client(request)
-    if body.notify_url is not None:
-        if not c.settings.webhook_secret:  # unset or empty
-            raise ValidationError("notify_url needs MEDIARUNNER_WEBHOOK_SECRET set on the API server")
-        webhooks.check_notify_url(body.notify_url, c.settings.allowed_networks)
-    job = call(c)
-    if body.notify_url is not None:
-        url = body.notify_url
-        transaction(lambda s: webhooks.subscribe(s, job.id, url, utcnow()), url=c.settings.database_url)
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return document(request, job)
+def _submit(body: Submission, call: Callable[..., Job]) -> JSONResponse:
+    """``Client.submit_*`` with the body's arguments (the subscription to ``notify_url`` is part of
+    its transaction); the answer is built from what was written, without reading it back, and
+    is sent as it is (already JSON: no second validation of the response)."""
+    job = call(**body.arguments())
+    url = body.notify_url
+    doc = with_delivery(job, webhooks.waiting(job.id, url) if url is not None else None)
+    return JSONResponse(doc, status_code=201, headers={"Location": f"/v1/jobs/{job.id}"})
 
 
-@router.post("/transcode", status_code=201, dependencies=[Submit], summary="Submit a transcode (HLS + MP4 ladder)")
-def submit_transcode(body: TranscodeRequest, request: Request, response: Response) -> JobJSON:
-    return _submit(request, response, body, lambda c: c.submit_transcode(**body.arguments()))
+CREATED: dict[int | str, dict[str, Any]] = {201: {"description": "The job, as `GET /v1/jobs/{id}` shows it"}}
 
 
-@router.post("/studio", status_code=201, dependencies=[Submit], summary="Submit a studio edit")
-def submit_studio(body: StudioRequest, request: Request, response: Response) -> JobJSON:
-    return _submit(request, response, body, lambda c: c.submit_studio(**body.arguments()))
+@router.post("/transcode", status_code=201, responses=CREATED,
+             summary="Submit a transcode (HLS + MP4 ladder)")
+def submit_transcode(body: TranscodeRequest, request: Request, key: BearerKey) -> JSONResponse:
+    authorize(request, key, "submit")
+    return _submit(body, client(request).submit_transcode)
 
 
-@router.post("/live", status_code=201, dependencies=[Submit], summary="Submit a live transcode")
-def submit_live(body: LiveRequest, request: Request, response: Response) -> JobJSON:
-    return _submit(request, response, body, lambda c: c.submit_live(**body.arguments()))
+@router.post("/studio", status_code=201, responses=CREATED, summary="Submit a studio edit")
+def submit_studio(body: StudioRequest, request: Request, key: BearerKey) -> JSONResponse:
+    authorize(request, key, "submit")
+    return _submit(body, client(request).submit_studio)
 
 
-@router.post("/transcription", status_code=201, dependencies=[Submit], summary="Submit a transcription")
-def submit_transcription(body: TranscriptionRequest, request: Request, response: Response) -> JobJSON:
-    return _submit(request, response, body, lambda c: c.submit_transcription(**body.arguments()))
+@router.post("/live", status_code=201, responses=CREATED, summary="Submit a live transcode")
+def submit_live(body: LiveRequest, request: Request, key: BearerKey) -> JSONResponse:
+    authorize(request, key, "submit")
+    return _submit(body, client(request).submit_live)
+
+
+@router.post("/transcription", status_code=201, responses=CREATED,
+             summary="Submit a transcription")
+def submit_transcription(body: TranscriptionRequest, request: Request, key: BearerKey) -> JSONResponse:
+    authorize(request, key, "submit")
+    return _submit(body, client(request).submit_transcription)
 
 
 def encode_cursor(job: Job) -> str:
@@ -110,33 +119,37 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return when, job_id
 
 
-@router.get("", dependencies=[Read], summary="List jobs, newest first (cursor pagination)")
-def list_jobs(request: Request, state: JobState | None = None, type: JobType | None = None,
+@router.get("", summary="List jobs, newest first (cursor pagination)")
+def list_jobs(request: Request, key: BearerKey, state: JobState | None = None, type: JobType | None = None,
               priority_class: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,32}$")] = None,
               roots_only: bool = False, limit: Annotated[int, Query(ge=1, le=500)] = 50,
               cursor: Annotated[str | None, Query(max_length=300)] = None) -> dict[str, Any]:
+    authorize(request, key, "read")
     after = decode_cursor(cursor) if cursor else None
-    jobs = transaction(lambda s: list_jobs_page(s, state=state, type=type, priority_class=priority_class,
-                                                roots_only=roots_only, limit=limit + 1, after=after),
+    jobs = transaction(lambda s: queries.list_jobs_page(s, state=state, type=type, priority_class=priority_class,
+                                                        roots_only=roots_only, limit=limit + 1, after=after),
                        url=client(request).settings.database_url)
     page = jobs[:limit]
     return {"items": [webhooks.job_document(j) for j in page],
             "next_cursor": encode_cursor(page[-1]) if len(jobs) > limit else None}
 
 
-@router.get("/{job_id}", dependencies=[Read], summary="A job with its children, progress, artifacts and webhook")
-def get_job(job_id: str, request: Request) -> JobJSON:
-    return read_job(request, job_id)
+@router.get("/{job_id}", summary="A job with its children, progress, artifacts and webhook")
+def get_job(job_id: str, request: Request, key: BearerKey) -> JSONResponse:
+    authorize(request, key, "read")
+    return JSONResponse(read_job(request, job_id))
 
 
-@router.post("/{job_id}/cancel", dependencies=[Submit], summary="Cancel a job and its unfinished descendants")
-def cancel_job(job_id: str, request: Request) -> JobJSON:
+@router.post("/{job_id}/cancel", summary="Cancel a job and its unfinished descendants")
+def cancel_job(job_id: str, request: Request, key: BearerKey) -> JobJSON:
+    authorize(request, key, "submit")
     client(request).cancel(checked_id(job_id))
     return read_job(request, job_id)
 
 
-@router.post("/{job_id}/restart", dependencies=[Submit], summary="Run a failed or cancelled job again")
-def restart_job(job_id: str, request: Request) -> JobJSON:
+@router.post("/{job_id}/restart", summary="Run a failed or cancelled job again")
+def restart_job(job_id: str, request: Request, key: BearerKey) -> JobJSON:
+    authorize(request, key, "submit")
     c = client(request)
     job = c.get(checked_id(job_id))
     if job.state not in RESTARTABLE_STATES:
@@ -146,8 +159,10 @@ def restart_job(job_id: str, request: Request) -> JobJSON:
     return read_job(request, job_id)
 
 
-@router.get("/{job_id}/events", dependencies=[Read], summary="The job's activity log, oldest first")
-def job_events(job_id: str, request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[Any]:
+@router.get("/{job_id}/events", summary="The job's activity log, oldest first")
+def job_events(job_id: str, request: Request, key: BearerKey,
+               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[Any]:
+    authorize(request, key, "read")
     client(request).get(checked_id(job_id))
     return [{"at": e.at.isoformat(), "kind": e.kind, "runner": e.runner, "job_id": e.job_id, "message": e.message}
             for e in request.app.state.fleet.events(job=job_id, limit=limit)]

@@ -27,5 +27,7 @@ class ApiKeys:
         return transaction(lambda s: api_keys.revoke_key(s, name, utcnow()), url=self.settings.database_url)
 
     def verify(self, key: str) -> ApiKeyInfo | None:
+        """Once per request: a primary-key read (and at most once a minute a ``last_used_at`` write),
+        each atomic by itself, so without BEGIN/COMMIT round trips on PostgreSQL."""
         return transaction(lambda s: api_keys.verify_key(s, key, utcnow()), url=self.settings.database_url,
-                           retry_for=5.0)
+                           retry_for=5.0, single_statement=True)

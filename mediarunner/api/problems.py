@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mediarunner.errors import JobNotFoundError, MediarunnerError, ValidationError
-from mediarunner.fleet import FleetError
+from mediarunner.fleet import AmbiguousRunner, FleetError, ReadOnlyFleet
 
 log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
@@ -73,8 +73,12 @@ async def _http(_request: Request, exc: Exception) -> JSONResponse:
 async def _mediarunner(_request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, JobNotFoundError):
         return problem(404, "not-found", str(exc))
+    if isinstance(exc, AmbiguousRunner):
+        return problem(409, "conflict", str(exc), matches=exc.matches)
     if isinstance(exc, FleetError) and isinstance(exc, LookupError):
         return problem(404, "not-found", str(exc))
+    if isinstance(exc, ReadOnlyFleet):
+        return problem(403, "forbidden", str(exc))
     if isinstance(exc, ValidationError | FleetError):
         return problem(422, "invalid-request", str(exc))
     log.error("unmapped %s: %s", type(exc).__name__, exc)

@@ -61,8 +61,8 @@ class Submission(BaseModel):
         return data
 
     def arguments(self) -> dict[str, Any]:
-        """The keyword arguments of the matching ``Client.submit_*``."""
-        return self.model_dump(exclude={"notify_url"})
+        """The keyword arguments of the matching ``Client.submit_*`` (``notify_url`` included)."""
+        return self.model_dump()
 
 
 Queue = Literal["cpu", "gpu"]

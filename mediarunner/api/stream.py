@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from mediarunner.api.auth import require
-from mediarunner.api.jobs import checked_id, client, document
+from mediarunner.api.jobs import checked_id, client, read_job
 from mediarunner.client import Client
 from mediarunner.errors import JobNotFoundError
 from mediarunner.models.schemas import Job
@@ -53,7 +53,7 @@ async def _events(request: Request, c: Client, job: Job) -> AsyncIterator[str]:
             yield ": keep-alive\n\n"
             quiet_since = time.monotonic()
         if job.done:
-            yield sse("done", await run_in_threadpool(document, request, job), seq + 1)
+            yield sse("done", await run_in_threadpool(read_job, request, job.id), seq + 1)
             return
         if await request.is_disconnected():
             return

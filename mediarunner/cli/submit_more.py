@@ -15,6 +15,8 @@ from mediarunner.models.schemas import Job
 
 PriorityClass = Annotated[str, typer.Option("--priority-class", help="a configured priority class")]
 Renditions = Annotated[list[str] | None, typer.Option("--rendition", "-r", help="rung name; repeat")]
+NotifyUrl = Annotated[str | None, typer.Option("--notify-url", help="POSTed a signed webhook when the job is done "
+                                               "(needs MEDIARUNNER_WEBHOOK_SECRET)")]
 
 
 def _submitted(job: Job) -> None:
@@ -25,12 +27,12 @@ def submit_transcription(input: str, output: str, language: Annotated[str | None
                          model: Annotated[str | None, typer.Option()] = None,
                          format: Annotated[list[str] | None, typer.Option("--format", "-f", help="vtt, srt, json")]
                          = None, device: str = "auto", priority: int = 0, priority_class: PriorityClass = "default",
-                         ) -> None:
+                         notify_url: NotifyUrl = None) -> None:
     """Transcribe INPUT's speech into subtitles under the directory OUTPUT."""
     try:
         _submitted(ui.client().submit_transcription(
             input, output, language=language, model=model, formats=tuple(format or ("vtt", "srt", "json")),
-            device=device, priority=priority, priority_class=priority_class))
+            device=device, priority=priority, priority_class=priority_class, notify_url=notify_url))
     except MediarunnerError as exc:
         raise ui.fail(exc) from None
 
@@ -38,7 +40,7 @@ def submit_transcription(input: str, output: str, language: Annotated[str | None
 def submit_studio(input: str, output: str,
                   operations: Annotated[Path, typer.Option(help="a JSON file: a list of operations")],
                   transcode: bool = False, rendition: Renditions = None, priority: int = 0,
-                  priority_class: PriorityClass = "default") -> None:
+                  priority_class: PriorityClass = "default", notify_url: NotifyUrl = None) -> None:
     """Apply studio OPERATIONS to INPUT, publishing OUTPUT/studio.mp4 (and a ladder with --transcode)."""
     try:
         ops = json.loads(operations.read_text())
@@ -46,18 +48,21 @@ def submit_studio(input: str, output: str,
         raise ui.fail(f"cannot read operations from {operations}: {exc}") from None
     try:
         _submitted(ui.client().submit_studio(input, output, ops, transcode=transcode, renditions=rendition or None,
-                                             priority=priority, priority_class=priority_class))
+                                             priority=priority, priority_class=priority_class,
+                                             notify_url=notify_url))
     except MediarunnerError as exc:
         raise ui.fail(exc) from None
 
 
 def submit_live(input_url: str, output: str, rendition: Renditions = None,
                 listen: Annotated[bool, typer.Option(help="receive an RTMP publish on INPUT_URL")] = False,
-                audio: bool = True, priority: int = 0, priority_class: PriorityClass = "default") -> None:
+                audio: bool = True, priority: int = 0, priority_class: PriorityClass = "default",
+                notify_url: NotifyUrl = None) -> None:
     """Transcode the live INPUT_URL into a live HLS ladder under OUTPUT until it ends or is cancelled."""
     try:
         _submitted(ui.client().submit_live(input_url, output, renditions=rendition or None, listen=listen,
-                                           audio=audio, priority=priority, priority_class=priority_class))
+                                           audio=audio, priority=priority, priority_class=priority_class,
+                                           notify_url=notify_url))
     except MediarunnerError as exc:
         raise ui.fail(exc) from None
 

@@ -30,6 +30,7 @@ from mediarunner.models.tables import JobRow
 
 MAX_URL = 2000
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_DELIVERY_NS = uuid.UUID("5b0e9a4e-2f3d-4c8e-9d61-6d6564696172")  # namespace of delivery ids
 
 
 @dataclass(frozen=True)
@@ -108,12 +109,23 @@ def job_document(job: Job) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------ deliveries
 
-def subscribe(session: Session, job_id: str, url: str, now: datetime) -> str:
-    """Subscribe the family rooted at ``job_id`` to its completion webhook; returns the delivery id."""
-    delivery_id = str(uuid.uuid4())
-    session.add(WebhookDeliveryRow(id=delivery_id, job_id=job_id, url=url, state="waiting", attempts=0,
+def delivery_id(root_id: str) -> str:
+    """The id of a family's delivery (one per family), also its idempotency id: derived from the
+    root job's id, so that a submission knows it without reading it back."""
+    return str(uuid.uuid5(_DELIVERY_NS, root_id))
+
+
+def subscribe(session: Session, job_id: str, url: str, now: datetime) -> Delivery:
+    """Subscribe the family rooted at ``job_id`` to its completion webhook (in the submission's
+    transaction: ``Client.submit_*(notify_url=...)``); returns the delivery as written."""
+    session.add(WebhookDeliveryRow(id=delivery_id(job_id), job_id=job_id, url=url, state="waiting", attempts=0,
                                    created_at=now))
-    return delivery_id
+    return waiting(job_id, url)
+
+
+def waiting(root_id: str, url: str) -> Delivery:
+    """A family's delivery as :func:`subscribe` writes it (before the family is finished)."""
+    return Delivery(delivery_id(root_id), root_id, url, "waiting", None, None, 0, None, None, None, None, None)
 
 
 def delivery_of(session: Session, root_id: str) -> Delivery | None:

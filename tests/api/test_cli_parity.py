@@ -26,6 +26,14 @@ def test_submit_the_other_types_and_version(api: Api) -> None:
     jobs = api.http.get("/v1/jobs?roots_only=true", headers=api.h()).json()["items"]
     assert {j["type"] for j in jobs} == {"extract_audio", "studio", "live"}
     assert run(app, ["submit", "live", "rtmp://x/y", "/etc/nope"]).exit_code != 0
+    hooked = run(app, ["submit", "transcode", api.input, out + "/w", "-r", "240p", "--priority-class", "staff",
+                       "--notify-url", "http://127.0.0.1:9/hook"])
+    assert hooked.exit_code == 0, hooked.output
+    (listed,) = api.http.get("/v1/jobs?type=transcode&roots_only=true", headers=api.h()).json()["items"]
+    job = api.http.get(f"/v1/jobs/{listed['id']}", headers=api.h()).json()
+    assert job["priority_class"] == "staff" and job["webhook"]["state"] == "waiting"
+    refused = run(app, ["submit", "transcode", api.input, out + "/x", "--notify-url", "http://10.1.2.3/x"])
+    assert refused.exit_code == 2 and "10.1.2.3" in refused.output
     version = run(app, ["--version"])
     assert version.exit_code == 0 and version.output.startswith("mediarunner ")
 

@@ -8,6 +8,7 @@ import hmac
 import json
 import time
 from datetime import datetime
+from typing import Any
 
 from mediarunner.models.base import utcnow
 from mediarunner.scheduler import webhooks
@@ -103,3 +104,43 @@ def test_notify_url_needs_a_secret(api: Api) -> None:
         r = http.post("/v1/jobs/transcode", headers=api.h(), json={
             "input": "/a", "output": api.outputs, "notify_url": "http://127.0.0.1:9/x"})
     assert r.status_code == 422 and "MEDIARUNNER_WEBHOOK_SECRET" in r.json()["detail"]
+
+
+def test_the_readme_verifier_accepts_our_signature_only() -> None:
+    """The 10-line receiver in README.md, run as printed, against what beat's sender signs."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    (code,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "def verify(" in b]
+    assert len(code.strip().splitlines()) <= 10
+    scope: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    verify: Any = scope["verify"]
+    body, now = b'{"event": "job.completed", "job": {"id": "x"}}', int(time.time())
+    assert verify(SECRET, webhooks.sign(SECRET, body, now), body)
+    assert not verify(SECRET, webhooks.sign(SECRET, body, now), body + b" ")
+    assert not verify("other-secret", webhooks.sign(SECRET, body, now), body)
+    assert not verify(SECRET, webhooks.sign(SECRET, body, now - 3600), body)
+
+
+def test_client_subscribes_in_the_submission_transaction(api: Api) -> None:
+    """``Client.submit_*(notify_url=...)``: the delivery row is written with the jobs (one commit), its
+    id derived from the root job's, so the API answers without reading it back."""
+    import pytest
+
+    from mediarunner.errors import ValidationError
+    from mediarunner.models import webhooks as rows
+    from mediarunner.models.db import transaction
+
+    client = api.stack.client()
+    url = api.stack.settings().database_url
+    job = client.submit_transcription(api.input, api.outputs + "/c", notify_url="http://127.0.0.1:9/hook")
+    stored = transaction(lambda s: rows.delivery_of(s, job.id), url=url)
+    assert stored == rows.waiting(job.id, "http://127.0.0.1:9/hook") and stored.id == rows.delivery_id(job.id)
+    with pytest.raises(ValidationError, match=r"10\.0\.0\.1"):
+        client.submit_live("rtmp://127.0.0.1:1935/live/k", api.outputs + "/l", notify_url="http://10.0.0.1/x")
+    unsigned = type(client)(api.stack.settings().model_copy(update={"webhook_secret": None}))
+    with pytest.raises(ValidationError, match="MEDIARUNNER_WEBHOOK_SECRET"):
+        unsigned.submit_transcode(api.input, api.outputs + "/u", notify_url="http://127.0.0.1:9/hook")
+    assert {j.root_id for j in client.list()} == {job.id}  # the refused submissions wrote nothing
