@@ -38,5 +38,10 @@ def test_compose_runs_the_api() -> None:
     api = services["api"]
     assert api["command"][:2] == ["mediarunner", "api"] and "healthz" in " ".join(api["healthcheck"]["test"])
     assert api["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-    assert "MEDIARUNNER_WEBHOOK_SECRET" in api["environment"] and "MEDIARUNNER_WEBHOOK_SECRET" in \
-        services["beat"]["environment"]
+    # the API signs nothing itself but refuses notify_url without the secret; beat delivers: both
+    # mount it as a compose secret file (/run/secrets/webhook_secret) and require it
+    for name in ("api", "beat"):
+        svc = services[name]
+        mounted = [x if isinstance(x, str) else x["source"] for x in svc["secrets"]]
+        assert "webhook_secret" in mounted, name
+        assert "webhook_secret" in svc["environment"]["MEDIARUNNER_REQUIRED_SECRETS"], name
