@@ -1,0 +1,176 @@
+"""The web admin over plain HTTP (TestClient): login and its cookie, redirects to the login page,
+CSRF refusals, read versus admin keys, demo mode, no secret in any page, the live SSE regions."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.web.conftest import Admin, csrf_in, web_app
+
+PAGES = ["/admin/", "/admin/runners", "/admin/jobs", "/admin/activity", "/admin/tokens"]
+
+
+def test_unauthenticated_requests_redirect_to_login(admin: Admin) -> None:
+    job = admin.pending_job()
+    for path in [*PAGES, f"/admin/jobs/{job.id}", "/admin/live/dashboard"]:
+        r = admin.http.get(path, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == f"/admin/login?next={path}", path
+    r = admin.http.post(f"/admin/jobs/{job.id}/cancel", data={"csrf": "x"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/admin/login")
+    assert admin.stack.client().get(job.id).state == "pending"
+    r = admin.http.get("/admin/", cookies={"mr_admin": "mrk_00000000_" + "x" * 43}, follow_redirects=False)
+    assert r.status_code == 303  # an unknown key is no session
+    # the API itself keeps its problem+json 401, and the admin is not in its OpenAPI document
+    assert admin.http.get("/v1/jobs").headers["content-type"] == "application/problem+json"
+    assert not [p for p in admin.http.get("/openapi.json").json()["paths"] if p.startswith("/admin")]
+
+
+def test_login_cookie_flags_logout_and_revocation(admin: Admin) -> None:
+    page = admin.http.get("/admin/login")
+    assert 'name="api_key"' in page.text and page.headers["content-security-policy"].startswith("default-src 'self'")
+    bad = admin.http.post("/admin/login", data={"api_key": "mrk_nope", "csrf": csrf_in(page.text)})
+    assert bad.status_code == 401 and "Unknown or revoked API key" in bad.text
+    stale = admin.http.post("/admin/login", data={"api_key": admin.keys["admin"], "csrf": "forged"},
+                            follow_redirects=False)
+    assert stale.status_code == 401 and "mr_admin" not in stale.headers.get("set-cookie", "")
+    r = admin.http.post("/admin/login", data={"api_key": admin.keys["admin"], "csrf": csrf_in(page.text),
+                                              "next": "https://evil.example/"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/admin/"  # no open redirect
+    cookie = next(c for c in r.headers.get_list("set-cookie") if c.startswith("mr_admin="))
+    flags = {f.strip().lower() for f in cookie.split(";")[1:]}
+    assert {"httponly", "samesite=strict", "path=/admin"} <= flags and "secure" not in flags
+    csrf = csrf_in(admin.http.get("/admin/").text)
+    assert admin.http.post("/admin/logout", data={"csrf": "wrong"}).status_code == 403
+    out = admin.http.post("/admin/logout", data={"csrf": csrf}, follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/admin/login"
+    assert admin.http.get("/admin/", follow_redirects=False).status_code == 303
+    admin.login("admin")
+    admin.http.post("/admin/keys/" + next(k.name for k in admin.http.app.state.keys.list()  # type: ignore[attr-defined]
+                                           if k.scopes == ("admin",)) + "/revoke", data={"csrf": csrf, "confirm": "yes"})
+    assert admin.http.get("/admin/", follow_redirects=False).status_code == 303  # a revoked key ends its sessions
+
+
+def test_secure_cookie_over_https(admin: Admin) -> None:
+    with TestClient(admin.http.app, base_url="https://testserver") as https:
+        page = https.get("/admin/login")
+        r = https.post("/admin/login", data={"api_key": admin.keys["read"], "csrf": csrf_in(page.text)},
+                       follow_redirects=False)
+        cookie = next(c for c in r.headers.get_list("set-cookie") if c.startswith("mr_admin="))
+        assert "secure" in {f.strip().lower() for f in cookie.split(";")}
+
+
+def test_csrf_refusal_and_admin_actions(admin: Admin) -> None:
+    job = admin.pending_job()
+    csrf = admin.login("admin")
+    for token in ["", "0" * 40, csrf[:-1]]:
+        r = admin.http.post(f"/admin/jobs/{job.id}/cancel", data={"csrf": token})
+        assert r.status_code == 403 and "CSRF" in r.text, token
+    assert admin.stack.client().get(job.id).state == "pending"
+    page = admin.http.get(f"/admin/jobs/{job.id}")
+    assert 'data-action="cancel"' in page.text and "disabled" not in page.text.split('data-action="cancel"')[0][-120:]
+    r = admin.http.post(f"/admin/jobs/{job.id}/cancel", data={"csrf": csrf})
+    assert r.status_code == 200 and admin.stack.client().get(job.id).state == "cancelled"
+    assert 'data-job-state="cancelled"' in r.text
+    r = admin.http.post(f"/admin/jobs/{job.id}/restart", data={"csrf": csrf})
+    assert r.status_code == 200 and admin.stack.client().get(job.id).state == "pending"
+    assert admin.http.post(f"/admin/jobs/{job.id}/restart", data={"csrf": csrf}).status_code == 422  # pending
+    assert admin.http.post("/admin/jobs/nope/cancel", data={"csrf": csrf}).status_code == 404
+
+
+def test_bulk_restart_confirms_first(admin: Admin) -> None:
+    jobs = [admin.pending_job() for _ in range(3)]
+    for j in jobs[:2]:
+        admin.stack.client().cancel(j.id)
+    csrf = admin.login("admin")
+    ask = admin.http.post("/admin/jobs/restart", data={"csrf": csrf, "state": "cancelled"})
+    assert ask.status_code == 200 and "Restart 2 job(s)" in ask.text and 'name="confirm" value="yes"' in ask.text
+    assert [admin.stack.client().get(j.id).state for j in jobs] == ["cancelled", "cancelled", "pending"]
+    done = admin.http.post("/admin/jobs/restart", data={"csrf": csrf, "state": "cancelled", "confirm": "yes"})
+    assert "restarted 2 job(s)" in done.text
+    assert {admin.stack.client().get(j.id).state for j in jobs} == {"pending"}
+    assert admin.http.post("/admin/jobs/restart", data={"csrf": csrf, "state": "pending"}).status_code == 422
+
+
+def test_read_key_only_looks(admin: Admin) -> None:
+    job = admin.pending_job()
+    csrf = admin.login("read")
+    for path in [*PAGES, f"/admin/jobs/{job.id}"]:
+        r = admin.http.get(path)
+        assert r.status_code == 200 and "read only" in r.text, path
+    page = admin.http.get(f"/admin/jobs/{job.id}").text
+    button = re.search(r'<button[^>]*data-action="cancel"[^>]*>', page)
+    assert button and "disabled" in button.group(0)
+    for url, data in [(f"/admin/jobs/{job.id}/cancel", {}), ("/admin/tokens/create", {"name": "t1"}),
+                      ("/admin/keys/create", {"name": "k1", "scope": "admin"}), ("/admin/runners/x/ping", {})]:
+        r = admin.http.post(url, data={"csrf": csrf, **data})
+        assert r.status_code == 403 and "lacks the admin scope" in r.text, url
+    assert admin.stack.client().get(job.id).state == "pending"
+    assert [k.name for k in admin.http.app.state.keys.list() if k.name in ("k1",)] == []  # type: ignore[attr-defined]
+
+
+def test_demo_mode_disables_and_refuses_and_masks(admin: Admin) -> None:
+    job = admin.pending_job()
+    settings = admin.stack.settings().model_copy(update={"demo_mode": True})
+    with TestClient(web_app(settings, admin.stack), raise_server_exceptions=False) as demo:
+        page = demo.get("/admin/login")
+        demo.post("/admin/login", data={"api_key": admin.keys["admin"], "csrf": csrf_in(page.text)})
+        html = demo.get(f"/admin/jobs/{job.id}").text
+        assert "data-demo" in html and re.search(r'<button[^>]*disabled[^>]*data-action="cancel"', html)
+        csrf = csrf_in(html)
+        for url, data in [(f"/admin/jobs/{job.id}/cancel", {}), ("/admin/tokens/create", {"name": "t"}),
+                          ("/admin/keys/create", {"name": "k", "scope": "read"})]:
+            r = demo.post(url, data={"csrf": csrf, **data})
+            assert r.status_code == 403 and "demo mode" in r.text, url
+        assert admin.stack.client().get(job.id).state == "pending"
+
+
+def test_no_secret_in_pages(admin: Admin) -> None:
+    admin.pending_job()
+    csrf = admin.login("admin")
+    made = admin.http.post("/admin/tokens/create", data={"csrf": csrf, "name": "site-a"})
+    secret = re.search(r"<pre class=\"secret\" data-secret>([^<]+)</pre>", made.text).group(1)  # type: ignore[union-attr]
+    key_page = admin.http.post("/admin/keys/create", data={"csrf": csrf, "name": "ci", "scope": ["read", "submit"]})
+    new_key = re.search(r"data-secret>([^<]+)</pre>", key_page.text).group(1)  # type: ignore[union-attr]
+    assert new_key.startswith("mrk_") and admin.http.app.state.keys.verify(new_key).scopes == ("read", "submit")  # type: ignore[attr-defined]
+    pages = [admin.http.get(p).text for p in [*PAGES, "/admin/login"]]
+    for text in pages:
+        for value in [*admin.keys.values(), secret, new_key, new_key.split("_")[-1], secret[:16]]:
+            assert value not in text
+    assert "site-a" in pages[4] and "ci" in pages[4]
+
+
+def test_dashboard_numbers_equal_the_fleet_service(admin: Admin) -> None:
+    from mediarunner.fleet import FleetService
+
+    jobs = [admin.pending_job() for _ in range(2)]
+    admin.stack.client().cancel(jobs[0].id)
+    admin.login("read")
+    html = admin.http.get("/admin/").text
+    shown = dict(re.findall(r'data-stat="(\w+)">([^<]*)<', html))
+    d = FleetService(admin.stack.settings()).dashboard()
+    st = asdict(FleetService(admin.stack.settings()).stats())
+    assert shown == {"total_servers": str(d.total_servers), "enabled": str(d.enabled), "healthy": str(d.healthy),
+                     "offline": str(d.offline), "current_load": d.current_load, "pending_tasks": "1",
+                     "completed_today": str(st["completed_today"]), "failed_today": str(st["failed_today"])}
+    assert st["jobs_pending"] == 1 and d.total_servers == st["runners_total"]
+    assert 'data-unserved="cpu"' in html  # a pending job and no runner online for its queue
+    assert html.count("<svg class=\"chart\"") == 2
+
+
+@pytest.mark.timeout(60)
+def test_live_region_streams_until_the_job_is_done(admin: Admin) -> None:
+    job = admin.pending_job()
+    admin.login("read")
+    assert admin.http.get("/admin/live/nope").status_code == 404
+    assert admin.http.get("/admin/live/job?job=0000").status_code == 404
+    admin.stack.client().cancel(job.id)
+    with admin.http.stream("GET", f"/admin/live/job?job={job.id}") as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        lines = list(stream.iter_lines())
+    events = [line[7:] for line in lines if line.startswith("event: ")]
+    assert events == ["update", "end"]
+    assert any('data-job-state="cancelled"' in line for line in lines)
