@@ -17,7 +17,8 @@ def _points(values: Sequence[int]) -> list[tuple[float, float]]:
 
 def _frame(label: str, body: str, values: Sequence[int]) -> Markup:
     title = escape(f"{label}: {', '.join(str(v) for v in values)} (oldest first; max {max(values, default=0)})")
-    return Markup(f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{title}">'
+    return Markup(f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" preserveAspectRatio="none" role="img" '
+                  f'aria-label="{title}">'
                   f'<title>{title}</title><line class="axis" x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH - PAD}" '
                   f'y2="{HEIGHT - PAD}"/>{body}</svg>')
 

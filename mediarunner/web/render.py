@@ -19,14 +19,17 @@ env = Environment(loader=PackageLoader("mediarunner.web", "templates"), autoesca
 
 
 def ago(when: datetime | None, now: datetime | None = None) -> str:
-    """``12s ago``, ``5m ago``, ``3h ago``, ``2d ago``; ``never`` for None."""
+    """``just now`` (under a minute: live regions then change only when something happened),
+    ``5m ago``, ``3h ago``, ``2d ago``; ``never`` for None."""
     if when is None:
         return "never"
     seconds = max(0, int(((now or utcnow()) - when).total_seconds()))
+    if seconds < 60:
+        return "just now"
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
+    return "just now"
 
 
 def host(name: str | None, demo: bool) -> str:

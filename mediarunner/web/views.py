@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import HTTPException, Request
 
 from mediarunner.api.jobs import checked_id, decode_cursor, encode_cursor, job_json
+from mediarunner.api.stream import snapshot
 from mediarunner.client import Client
 from mediarunner.fleet import FleetService
 from mediarunner.models.base import utcnow
@@ -56,8 +57,9 @@ def job(request: Request, job_id: str) -> dict[str, Any]:
     found = c.get(checked_id(job_id))
     doc = job_json(found, c.settings.database_url)
     events = fleet(request).events(job=job_id, limit=100)
-    return {"job": found, "doc": doc, "events": events, "kind_class": kind_class, "now": utcnow(),
-            "restartable": found.state in RESTARTABLE_STATES, "cancellable": not found.done}
+    return {"job": found, "doc": doc, "events": events, "overall": snapshot(found)["progress"],
+            "kind_class": kind_class, "now": utcnow(), "restartable": found.state in RESTARTABLE_STATES,
+            "cancellable": not found.done}
 
 
 @dataclass(frozen=True)

@@ -48,9 +48,9 @@ def test_login_cookie_flags_logout_and_revocation(admin: Admin) -> None:
     out = admin.http.post("/admin/logout", data={"csrf": csrf}, follow_redirects=False)
     assert out.status_code == 303 and out.headers["location"] == "/admin/login"
     assert admin.http.get("/admin/", follow_redirects=False).status_code == 303
-    admin.login("admin")
-    admin.http.post("/admin/keys/" + next(k.name for k in admin.http.app.state.keys.list()  # type: ignore[attr-defined]
-                                           if k.scopes == ("admin",)) + "/revoke", data={"csrf": csrf, "confirm": "yes"})
+    csrf = admin.login("admin")
+    name = next(k.name for k in admin.http.app.state.keys.list() if k.scopes == ("admin",))  # type: ignore[attr-defined]
+    admin.http.post(f"/admin/keys/{name}/revoke", data={"csrf": csrf, "confirm": "yes"})
     assert admin.http.get("/admin/", follow_redirects=False).status_code == 303  # a revoked key ends its sessions
 
 
