@@ -11,8 +11,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from mediarunner.api.jobs import checked_id
 from mediarunner.models.enums import RESTARTABLE_STATES, JobState
+from mediarunner.storage.probe import probe_location
 from mediarunner.web import session, views
-from mediarunner.web.pages import Text, _enum
+from mediarunner.web.pages import Text, _enum, storage_hints
 from mediarunner.web.render import render
 from mediarunner.web.session import PATH, Viewer
 
@@ -155,3 +156,15 @@ def key_revoke(request: Request, who: Who, name: str, csrf: Csrf = "", confirm_:
     if not session.keys(request).revoke(name[:100]):
         raise HTTPException(404, f"no active API key {name[:100]!r}")
     return done(request, who, "API key revoked", [name[:100]], f"{PATH}/tokens")
+
+
+# ------------------------------------------------------------------------------ storage
+
+@router.post("/storage/test")
+def storage_test(request: Request, who: Who, csrf: Csrf = "",
+                 location: Annotated[str, Form(min_length=1, max_length=500)] = "") -> Response:
+    """List, write, read back and delete a probe object at ``location`` (it writes: admin only)."""
+    admin(request, who, csrf)
+    steps = probe_location(location.strip(), request.app.state.settings)
+    return render(request, "storage.html", {"who": who, "results": steps, "tested": location.strip(),
+                                            "ok": all(s.ok for s in steps), **storage_hints(request)})

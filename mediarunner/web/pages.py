@@ -100,3 +100,16 @@ def activity(request: Request, who: Who) -> HTMLResponse:
 def tokens(request: Request, who: Who) -> HTMLResponse:
     return page(request, who, "tokens.html", tokens=views.fleet(request).list_tokens(),
                 keys=session.keys(request).list(), now=views.utcnow())
+
+
+def storage_hints(request: Request) -> dict[str, Any]:
+    """The configured locations and the hosts credentials exist for (no credential shown)."""
+    st = request.app.state.settings
+    return {"locations": st.admin_storage_locations,
+            "hosts": [*(f"sftp://{h}/" for h in st.sftp_credentials), *(f"ftp://{h}/" for h in st.ftp_credentials)],
+            "s3_endpoint": st.s3_endpoint_url or ("AWS" if st.s3_access_key_id else None)}
+
+
+@router.get("/storage")
+def storage(request: Request, who: Who) -> HTMLResponse:
+    return page(request, who, "storage.html", results=None, tested=None, **storage_hints(request))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -174,3 +175,34 @@ def test_live_region_streams_until_the_job_is_done(admin: Admin) -> None:
     events = [line[7:] for line in lines if line.startswith("event: ")]
     assert events == ["update", "end"]
     assert any('data-job-state="cancelled"' in line for line in lines)
+
+
+def test_storage_test_connection(admin: Admin, tmp_path: Any) -> None:
+    from pydantic import SecretStr
+
+    from mediarunner.config.settings import HostCredentials
+    from tests.storage.servers import FTPServer
+    from tests.support import free_port
+
+    (tmp_path / "ftp-root").mkdir()
+    server = FTPServer(tmp_path / "ftp-root", "bob", "s3cret").start()
+    try:
+        good = f"ftp://127.0.0.1:{server.port}/out/"
+        settings = admin.stack.settings().model_copy(update={
+            "ftp_credentials": {"127.0.0.1": HostCredentials(username="bob", password=SecretStr("s3cret"))},
+            "admin_storage_locations": [good]})
+        with TestClient(web_app(settings, admin.stack), raise_server_exceptions=False) as http:
+            admin.http = http
+            csrf = admin.login("admin")
+            page = http.get("/admin/storage").text
+            assert good in page and 'data-action="test connection"' in page and "s3cret" not in page
+            ok = http.post("/admin/storage/test", data={"csrf": csrf, "location": good}).text
+            assert 'data-probe="ok"' in ok and ok.count('data-ok="true"') == 5
+            assert not list((tmp_path / "ftp-root").rglob("probe.txt"))
+            closed = http.post("/admin/storage/test", data={"csrf": csrf,
+                                                            "location": f"ftp://127.0.0.1:{free_port()}/x/"}).text
+            assert 'data-probe="failed"' in closed and 'data-step="list" data-ok="false"' in closed
+            csrf = admin.login("read")
+            assert http.post("/admin/storage/test", data={"csrf": csrf, "location": good}).status_code == 403
+    finally:
+        server.stop()
