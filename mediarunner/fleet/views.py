@@ -114,10 +114,17 @@ class Dashboard:
     failed_today: int
     unserved_queues: tuple[tuple[str, int], ...]  # (queue, pending jobs) with no online runner
     series: HourSeries
+    stats: FleetStats  # read in the same transaction
 
     @property
     def current_load(self) -> str:
         return f"{self.slots_used}/{self.slots_total}"
+
+    def cards(self) -> dict[str, int | str]:
+        """The eight numbers by their ``data-stat`` names (``mediarunner stats --json`` adds them)."""
+        return {"total_servers": self.total_servers, "enabled": self.enabled, "healthy": self.healthy,
+                "offline": self.offline, "current_load": self.current_load, "pending_tasks": self.pending_tasks,
+                "completed_today": self.completed_today, "failed_today": self.failed_today}
 
 
 def dashboard(stats: FleetStats, runners: list[Runner], pending: dict[str, int], series: HourSeries) -> Dashboard:
@@ -128,7 +135,8 @@ def dashboard(stats: FleetStats, runners: list[Runner], pending: dict[str, int],
         healthy=sum(r.health is Health.HEALTHY for r in runners), offline=len(runners) - len(online),
         slots_used=sum(r.jobs_running for r in online), slots_total=sum(r.concurrency for r in online),
         pending_tasks=stats.jobs_pending, completed_today=stats.completed_today, failed_today=stats.failed_today,
-        unserved_queues=tuple(sorted((q, n) for q, n in pending.items() if q not in served)), series=series)
+        unserved_queues=tuple(sorted((q, n) for q, n in pending.items() if q not in served)), series=series,
+        stats=stats)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ CSRF refusals, read versus admin keys, demo mode, no secret in any page, the liv
 from __future__ import annotations
 
 import re
-from dataclasses import asdict
 from typing import Any
 
 import pytest
@@ -144,20 +143,22 @@ def test_no_secret_in_pages(admin: Admin) -> None:
     assert "site-a" in pages[4] and "ci" in pages[4]
 
 
-def test_dashboard_numbers_equal_the_fleet_service(admin: Admin) -> None:
-    from mediarunner.fleet import FleetService
+def test_dashboard_numbers_equal_mediarunner_stats(admin: Admin) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from mediarunner.cli import app as cli
 
     jobs = [admin.pending_job() for _ in range(2)]
     admin.stack.client().cancel(jobs[0].id)
     admin.login("read")
     html = admin.http.get("/admin/").text
     shown = dict(re.findall(r'data-stat="(\w+)">([^<]*)<', html))
-    d = FleetService(admin.stack.settings()).dashboard()
-    st = asdict(FleetService(admin.stack.settings()).stats())
-    assert shown == {"total_servers": str(d.total_servers), "enabled": str(d.enabled), "healthy": str(d.healthy),
-                     "offline": str(d.offline), "current_load": d.current_load, "pending_tasks": "1",
-                     "completed_today": str(st["completed_today"]), "failed_today": str(st["failed_today"])}
-    assert st["jobs_pending"] == 1 and d.total_servers == st["runners_total"]
+    stats = json.loads(CliRunner().invoke(cli, ["stats", "--json"]).output)
+    assert len(shown) == 8 and shown == {k: str(stats[k]) for k in shown}
+    assert shown["pending_tasks"] == "1" and stats["jobs_pending"] == 1
+    assert shown["total_servers"] == str(stats["runners_total"])
     assert 'data-unserved="cpu"' in html  # a pending job and no runner online for its queue
     assert html.count("<svg class=\"chart\"") == 2
 
