@@ -29,9 +29,10 @@ HEADLINES: dict[str, list[str]] = {
                         "growth exponent rank update"],
     "api": ["submit transcode: Client p50", "submit transcode: API p50", "submit transcode: ratio API/Client p50",
             "submit transcode: API calls/s", "get job: Client p50", "get job: API p50"],
+    "admin": ["dashboard: p95", "runners: p95", "jobs: p95", "job (family of 3): p95", "activity: p95"],
     "transcription": [": realtime factor", "worker: RSS idle", "worker: RSS peak under load", "worker: model loads"],
 }
-NEEDS_PG = {"scheduler_scale"}
+NEEDS_PG = {"scheduler_scale", "admin"}
 # Differences and exponents may be negative (noise, or a cost that does not grow); the rest may not.
 SIGNED = ("growth exponent", "overhead a - b", "of which")
 

@@ -137,8 +137,8 @@ def hour_series(session: Session, now: datetime, buckets: int = 12) -> HourSerie
     done = [_count(and_(JobRow.state == S.COMPLETED, JobRow.finished_at > t - step, JobRow.finished_at <= t))
             for t in ends]
     hour_ago = now - timedelta(hours=1)
-    row = session.execute(select(*depth, *done).select_from(JobRow).where(
-        (JobRow.state == S.PENDING) | (left > hour_ago))).one()
+    row = session.execute(select(*depth, *done).select_from(JobRow).where(  # each branch has an index
+        (JobRow.state == S.PENDING) | (JobRow.started_at > hour_ago) | (JobRow.finished_at > hour_ago))).one()
     return HourSeries(tuple(ends), tuple(int(v) for v in row[:buckets]), tuple(int(v) for v in row[buckets:]))
 
 

@@ -41,16 +41,23 @@ def host(name: str | None, demo: bool) -> str:
     return name
 
 
+def runner_ref(name: str, demo: bool) -> str:
+    """How links name a runner: in demo mode its name part (``cpu1``), which the fleet service
+    resolves when unique, so no hostname reaches the page."""
+    return name.split("@", 1)[0] if demo else name
+
+
 def text(value: Any, demo: bool = False) -> str:
     """Free text (messages, errors, paths): URLs' credentials and secret parameters always masked;
     in demo mode every URL's host too."""
     masked = mask_urls_in(str(value)) if value is not None else ""
     if demo:
         masked = re.sub(r"(\b[a-z][a-z0-9+.\-]*://)[^/\s'\"<>]+", rf"\1{MASK}", masked, flags=re.IGNORECASE)
+        masked = re.sub(r"\b([\w.-]+)@[\w.-]+", rf"\1@{MASK}", masked)  # worker@host
     return masked
 
 
-env.filters.update(ago=ago, host=host, masked=text)
+env.filters.update(ago=ago, host=host, masked=text, ref=runner_ref)
 env.globals.update(sparkline=charts.sparkline, bars=charts.bars)
 
 

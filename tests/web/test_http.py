@@ -207,3 +207,48 @@ def test_storage_test_connection(admin: Admin, tmp_path: Any) -> None:
             assert http.post("/admin/storage/test", data={"csrf": csrf, "location": good}).status_code == 403
     finally:
         server.stop()
+
+
+def _add_runner(settings: Any, host: str) -> None:
+    from mediarunner.models import runners
+    from mediarunner.models.base import utcnow
+    from mediarunner.models.db import transaction
+    from mediarunner.models.runners import RunnerInfo
+
+    info = RunnerInfo(hostname=host, queues=("cpu",), concurrency=2, version="0.1.0",
+                      capabilities={"ffmpeg": {"version": "5.1.6", "encoders": ["libx264", "aac"]},
+                                    "whisper": {"engines": ["faster-whisper"], "models": ["tiny.en"]}})
+    transaction(lambda s: runners.register(s, info, None, utcnow()), url=settings.database_url)
+    transaction(lambda s: runners.heartbeat(s, host, {"cpu_count": 4, "load_1m": 0.5, "disk_free_mb": 100,
+                                                      "mem_available_mb": 2048}, 2, utcnow()),
+                url=settings.database_url)
+
+
+def test_runner_pages_and_steering(admin: Admin) -> None:
+    from mediarunner.fleet import FleetService
+
+    settings = admin.stack.settings()
+    _add_runner(settings, "cpu7@secret-host.internal")
+    admin.http.app.state.fleet.reply_timeout = 0.2  # type: ignore[attr-defined]  # no live worker answers here
+    csrf = admin.login("admin")
+    table = admin.http.get("/admin/runners").text
+    assert 'data-runner="cpu7@secret-host.internal"' in table and "health-warning" in table  # low disk
+    page = admin.http.get("/admin/runners/cpu7").text  # a unique name part is enough
+    assert "5.1.6" in page and "tiny.en" in page and "data-problems" in page and "free scratch" in page.lower()
+    r = admin.http.post("/admin/runners/cpu7/status", data={"csrf": csrf, "status": "maintenance"})
+    assert r.status_code == 200 and "changed" in r.text
+    r = admin.http.post("/admin/runners/cpu7@secret-host.internal/concurrency", data={"csrf": csrf,
+                                                                                      "concurrency": "5"})
+    assert r.status_code == 200
+    runner = FleetService(settings).get_runner("cpu7")
+    assert runner.status == "maintenance" and runner.desired_concurrency == 5
+    assert "no answer" in admin.http.post("/admin/runners/cpu7/ping", data={"csrf": csrf}).text
+    assert admin.http.post("/admin/runners/cpu7/status", data={"csrf": csrf, "status": "gone"}).status_code == 422
+    assert admin.http.get("/admin/runners/nobody").status_code == 404
+    demo_settings = settings.model_copy(update={"demo_mode": True})
+    with TestClient(web_app(demo_settings, admin.stack), raise_server_exceptions=False) as demo:
+        admin.http = demo
+        admin.login("read")
+        for path in ["/admin/runners", "/admin/runners/cpu7", "/admin/activity"]:
+            html = demo.get(path).text
+            assert "secret-host" not in html and "cpu7@***" in html, path
