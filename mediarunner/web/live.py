@@ -21,6 +21,7 @@ from mediarunner.web.session import PATH, Viewer
 router = APIRouter(prefix=PATH, include_in_schema=False)
 POLL_SECONDS = 1.0
 KEEPALIVE_SECONDS = 15.0
+REVERIFY_SECONDS = 30.0  # an open stream re-checks its session's key this often (revocation ends it)
 
 #: region -> (partial template, context reader)
 REGIONS: dict[str, tuple[str, Callable[..., dict[str, Any]]]] = {
@@ -38,8 +39,13 @@ def event(name: str, html: str) -> str:
 async def _stream(request: Request, who: Viewer, region: str, job_id: str | None) -> AsyncIterator[str]:
     template, read = REGIONS[region]
     args = (job_id,) if region == "job" else ()
-    last, quiet_since = None, time.monotonic()
+    last, quiet_since, verified = None, time.monotonic(), time.monotonic()
     while not await request.is_disconnected():
+        if time.monotonic() - verified > REVERIFY_SECONDS:
+            if not await run_in_threadpool(_still_valid, request):
+                yield event("end", "")
+                return
+            verified = time.monotonic()
         ctx = await run_in_threadpool(read, request, *args)
         html = render_fragment(template, {"who": who, "demo": who.demo, "request": request, **ctx})
         if html != last:
@@ -52,6 +58,11 @@ async def _stream(request: Request, who: Viewer, region: str, job_id: str | None
             yield event("end", "")
             return
         await asyncio.sleep(POLL_SECONDS)
+
+
+def _still_valid(request: Request) -> bool:
+    key = request.cookies.get(session.COOKIE)
+    return bool(key) and session.keys(request).verify(key or "") is not None
 
 
 @router.get("/live/{region}")

@@ -187,7 +187,37 @@ def test_operator_session(browser: Browser, stack: Stack) -> None:
         b.shot("activity")
         b.go("/admin/")
         b.shot("dashboard")
+        _phone_dark_keyboard(b)
         b.leave()
+
+
+def _phone_dark_keyboard(b: Browser) -> None:
+    """Phone width: no page scrolls sideways (wide tables scroll inside their box); dark theme
+    applies; the keyboard reaches the skip link first and the navigation next."""
+    from selenium.webdriver.common.keys import Keys
+
+    b.d.set_window_size(390, 844)
+    try:
+        for path in ("/admin/runners", "/admin/jobs", "/admin/activity", "/admin/tokens", "/admin/"):
+            b.go(path)
+            assert b.d.execute_script("return document.documentElement.scrollWidth <= window.innerWidth"), path
+        b.shot("dashboard-phone")
+    finally:
+        b.d.set_window_size(1280, 900)
+    light = b.d.execute_script("return getComputedStyle(document.body).backgroundColor")
+    b.d.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme",
+                                                                       "value": "dark"}]})
+    try:
+        dark = b.d.execute_script("return getComputedStyle(document.body).backgroundColor")
+        assert dark != light and dark == "rgb(15, 18, 22)", (light, dark)
+        b.shot("dashboard-dark")
+    finally:
+        b.d.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+    b.css("body").send_keys(Keys.TAB)
+    assert b.d.execute_script("return document.activeElement.className") == "skip"
+    b.d.switch_to.active_element.send_keys(Keys.TAB)
+    b.d.switch_to.active_element.send_keys(Keys.TAB)
+    assert b.d.execute_script("return document.activeElement.closest('nav') !== null")
 
 
 @pytest.mark.timeout(120)

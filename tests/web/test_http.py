@@ -252,3 +252,18 @@ def test_runner_pages_and_steering(admin: Admin) -> None:
         for path in ["/admin/runners", "/admin/runners/cpu7", "/admin/activity"]:
             html = demo.get(path).text
             assert "secret-host" not in html and "cpu7@***" in html, path
+
+
+@pytest.mark.timeout(60)
+def test_live_stream_ends_when_the_key_is_revoked(admin: Admin, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mediarunner.web import live
+
+    monkeypatch.setattr(live, "REVERIFY_SECONDS", 0.0)
+    admin.login("read")
+    name = next(k.name for k in admin.http.app.state.keys.list() if k.scopes == ("read",))  # type: ignore[attr-defined]
+    with admin.http.stream("GET", "/admin/live/activity") as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == "event: update"
+        assert admin.http.app.state.keys.revoke(name)  # type: ignore[attr-defined]
+        rest = list(lines)
+    assert "event: end" in rest
