@@ -177,6 +177,17 @@ class FleetService:
         replies = steering.resize_pool(self.app, hostname, concurrency, self.reply_timeout)
         return SteerResult(hostname, changed, replies)
 
+    def remove(self, name: str) -> list[str]:
+        """Unregister a runner (a dead server, usually): its running jobs fail over, a live worker
+        stops consuming at once and idles until it registers again. Returns the queues it served."""
+        self._writable()
+        hostname = self.resolve(name)
+        queues = self._tx(lambda s: steering.remove_runner(s, hostname, utcnow()))
+        if queues is None:
+            raise RunnerNotFound(name)
+        steering.stop_consumers(self.app, {hostname: queues})
+        return queues
+
     def ping(self, names: Sequence[str] | None = None, *, timeout: float | None = None) -> list[PingResult]:
         """A round trip through the broker to each runner (default: every one not offline)."""
         hostnames = ([self.resolve(n) for n in names] if names

@@ -111,6 +111,18 @@ def runner_ping(request: Request, who: Who, name: str, csrf: Csrf = "") -> Respo
     return done(request, who, "Test connection", lines, f"{PATH}/runners")
 
 
+@router.post("/runners/{name}/remove")
+def runner_remove(request: Request, who: Who, name: str, csrf: Csrf = "", confirm_: Annotated[
+        str, Form(alias="confirm")] = "") -> Response:
+    admin(request, who, csrf)
+    if confirm_ != "yes":
+        return confirm(request, who, f"Remove runner {name[:200]}? It is unregistered, its running jobs fail "
+                       "over and a live worker stops consuming until it registers again.", {}, f"{PATH}/runners")
+    queues = views.fleet(request).remove(name[:200])
+    return done(request, who, "Runner removed", [f"stopped consuming: {', '.join(queues) or 'no queues'}"],
+                f"{PATH}/runners")
+
+
 # ------------------------------------------------------------------------------ tokens and keys
 
 @router.post("/tokens/create")

@@ -245,6 +245,13 @@ def test_runner_pages_and_steering(admin: Admin) -> None:
     assert "no answer" in admin.http.post("/admin/runners/cpu7/ping", data={"csrf": csrf}).text
     assert admin.http.post("/admin/runners/cpu7/status", data={"csrf": csrf, "status": "gone"}).status_code == 422
     assert admin.http.get("/admin/runners/nobody").status_code == 404
+    ask = admin.http.post("/admin/runners/cpu7/remove", data={"csrf": csrf})
+    assert "Remove runner cpu7?" in ask.text and FleetService(settings).list_runners()
+    gone = admin.http.post("/admin/runners/cpu7/remove", data={"csrf": csrf, "confirm": "yes"})
+    assert gone.status_code == 200 and "stopped consuming: cpu" in gone.text
+    assert FleetService(settings).list_runners() == []
+    assert "runner_unregistered" in [e.kind for e in FleetService(settings).events(runner="cpu7@secret-host.internal")]
+    _add_runner(settings, "cpu7@secret-host.internal")  # a worker registering again (for the demo part)
     demo_settings = settings.model_copy(update={"demo_mode": True})
     with TestClient(web_app(demo_settings, admin.stack), raise_server_exceptions=False) as demo:
         admin.http = demo
