@@ -76,8 +76,11 @@ class JobFilter:
                  "queue": self.queue, "age": self.age}
         return {k: str(v.value if hasattr(v, "value") else v) for k, v in pairs.items() if v}
 
-    def page(self, request: Request, limit: int = PAGE, cursor: str | None = None) -> tuple[list[Any], str | None]:
-        """One page of jobs, newest first, and the cursor of the next (the API's list query)."""
+    def page(self, request: Request, limit: int | None = None, cursor: str | None = None,
+             ) -> tuple[list[Any], str | None]:
+        """One page of jobs (``PAGE`` unless told), newest first, and the cursor of the next (the
+        API's list query)."""
+        limit = limit or PAGE
         if self.age is not None and self.age not in AGES:
             raise HTTPException(422, f"age must be one of {', '.join(AGES)}")
         since = utcnow() - AGES[self.age] if self.age else None

@@ -274,3 +274,27 @@ def test_live_stream_ends_when_the_key_is_revoked(admin: Admin, monkeypatch: pyt
         assert admin.http.app.state.keys.revoke(name)  # type: ignore[attr-defined]
         rest = list(lines)
     assert "event: end" in rest
+
+
+def test_jobs_list_filters_and_pages(admin: Admin, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mediarunner.web import views
+
+    monkeypatch.setattr(views, "PAGE", 2)
+    jobs = [admin.pending_job() for _ in range(3)]
+    admin.stack.client().cancel(jobs[1].id)
+    admin.login("read")
+
+    def ids(html: str) -> list[str]:
+        return re.findall(r'<tr data-job="([^"]+)"', html)
+
+    first = admin.http.get("/admin/jobs").text
+    assert ids(first) == [jobs[2].id, jobs[1].id] and 'rel="next"' in first
+    cursor = re.search(r'cursor=([^"&]+)"', first).group(1)  # type: ignore[union-attr]
+    assert ids(admin.http.get(f"/admin/jobs?cursor={cursor}").text) == [jobs[0].id]
+    assert ids(admin.http.get("/admin/jobs?state=cancelled").text) == [jobs[1].id]
+    assert len(ids(admin.http.get("/admin/jobs?state=pending&type=transcode&queue=cpu&age=1h").text)) == 2
+    assert ids(admin.http.get("/admin/jobs?queue=gpu").text) == []
+    assert ids(admin.http.get("/admin/jobs?priority_class=staff").text) == []
+    for bad in ["state=nope", "age=3y", "queue=a%20b", "cursor=%%%"]:
+        r = admin.http.get(f"/admin/jobs?{bad}")
+        assert r.status_code in (400, 422) and "data-error" in r.text, bad
