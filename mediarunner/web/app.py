@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from mediarunner.web import actions, live, pages
 from mediarunner.web.render import render
 from mediarunner.web.session import COOKIE, PATH, LoginRequired
 
+log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
@@ -57,7 +59,10 @@ def _html_or(previous: Handler) -> Handler:
             return _error_page(request, 422, f"invalid form or query: {fields}")
         if isinstance(exc, JobNotFoundError) or (isinstance(exc, FleetError) and isinstance(exc, LookupError)):
             return _error_page(request, 404, str(exc))
-        return _error_page(request, 422, str(exc))
+        if isinstance(exc, MediarunnerError):
+            return _error_page(request, 422, str(exc))
+        log.exception("internal error on %s", request.url.path, exc_info=exc)
+        return _error_page(request, 500, "an internal error occurred; it was logged")
 
     return handle
 
@@ -97,7 +102,7 @@ class SecurityHeaders:
 def mount(app: FastAPI) -> None:
     """Add the admin to an API app made by :func:`mediarunner.api.create_app`."""
     handlers: dict[Any, Handler] = app.exception_handlers  # type: ignore[assignment]
-    for exc_type in (StarletteHTTPException, RequestValidationError, MediarunnerError):
+    for exc_type in (StarletteHTTPException, RequestValidationError, MediarunnerError, Exception):
         app.add_exception_handler(exc_type, _html_or(handlers[exc_type]))
     app.add_exception_handler(LoginRequired, _to_login)
     app.mount(f"{PATH}/static", StaticFiles(directory=STATIC), name="admin-static")

@@ -298,3 +298,17 @@ def test_jobs_list_filters_and_pages(admin: Admin, monkeypatch: pytest.MonkeyPat
     for bad in ["state=nope", "age=3y", "queue=a%20b", "cursor=%%%"]:
         r = admin.http.get(f"/admin/jobs?{bad}")
         assert r.status_code in (400, 422) and "data-error" in r.text, bad
+
+
+def test_unexpected_errors_are_an_html_page(admin: Admin, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mediarunner.web import views
+
+    def boom(request: Any) -> Any:
+        raise RuntimeError("kaboom internals")
+
+    monkeypatch.setattr(views, "activity", boom)
+    admin.login("read")
+    r = admin.http.get("/admin/activity")
+    assert r.status_code == 500 and "an internal error occurred" in r.text and "kaboom" not in r.text
+    assert r.headers["content-type"].startswith("text/html")
+    assert admin.http.get("/v1/jobs/x").headers["content-type"] == "application/problem+json"
