@@ -31,9 +31,10 @@ HEADLINES: dict[str, list[str]] = {
             "submit transcode: API calls/s", "submit transcode: API submissions/s", "get job: Client p50",
             "get job: API p50"],
     "codecs": ["h264: speed", "hevc: bitrate at equal PSNR", "av1: bitrate vs x264", "vp9: speed"],
+    "admin": ["dashboard: p95", "runners: p95", "jobs: p95", "job (family of 3): p95", "activity: p95"],
     "transcription": [": realtime factor", "worker: RSS idle", "worker: RSS peak under load", "worker: model loads"],
 }
-NEEDS_PG = {"scheduler_scale"}
+NEEDS_PG = {"scheduler_scale", "admin"}
 # Differences and exponents may be negative (noise, or a cost that does not grow); the rest may not.
 SIGNED = ("growth exponent", "overhead a - b", "of which")
 

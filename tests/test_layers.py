@@ -2,7 +2,7 @@
 listed for it here (function-local imports included). Lowest first:
 
 ``errors`` → ``config`` → ``models`` → ``storage`` → ``media`` → ``speech`` → ``tasks`` | ``scheduler``
-→ ``fleet`` → ``workers`` | ``client`` | ``metrics`` → ``api`` | ``web`` | ``cli``.
+→ ``fleet`` → ``workers`` | ``client`` | ``metrics`` → ``api`` → ``web`` → ``cli``.
 
 A new top-level module or package must be added to the table, which is the point: its place in
 the layering is a decision, not an accident.
@@ -40,7 +40,7 @@ ALLOWED: dict[str, set[str]] = {
     "metrics": _SERVICES,
     "api": _PROCESSES,
     "web": _PROCESSES | {"api"},
-    "cli": _PROCESSES | {"api"},
+    "cli": _PROCESSES | {"api", "web"},  # `mediarunner api` serves the API with the web admin
     "__init__": {"client", "models"},
     "__main__": {"cli"},
 }

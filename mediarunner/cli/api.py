@@ -21,14 +21,15 @@ def api(host: Annotated[str, typer.Option(help="address to listen on")] = "127.0
         port: Annotated[int, typer.Option(help="TCP port")] = 8000,
         workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
         log_level: str = "info") -> None:
-    """Serve the HTTP API (OpenAPI at /openapi.json, docs at /docs, health at /healthz)."""
+    """Serve the HTTP API (OpenAPI at /openapi.json, docs at /docs, health at /healthz) and the web admin
+    (/admin/)."""
     import uvicorn
 
     if workers > 1:
-        uvicorn.run("mediarunner.api.app:create_app", factory=True, host=host, port=port, workers=workers,
+        uvicorn.run("mediarunner.web.app:create_app", factory=True, host=host, port=port, workers=workers,
                     log_level=log_level, proxy_headers=False)
         return
-    from mediarunner.api import create_app
+    from mediarunner.web import create_app  # the API with the web admin at /admin/
 
     uvicorn.run(create_app(ui.settings()), host=host, port=port, log_level=log_level, proxy_headers=False)
 

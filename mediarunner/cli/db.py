@@ -51,6 +51,7 @@ def purge(dry_run: Annotated[bool, typer.Option("--dry-run")] = False) -> None:
         for r in roots[:20]:
             ui.console.print(f"  {r}")
         return
+    ui.writable()
     total = 0
     while batch := transaction(lambda s: purge_batch(s, utcnow(), settings)):
         total += len(batch)

@@ -43,11 +43,10 @@ def submit_transcode(
 ) -> None:
     """Transcode INPUT into an HLS + MP4 ladder under the directory OUTPUT."""
     try:
-        job = ui.client().submit_transcode(input, output, renditions=rendition or None,
-                                           formats=tuple(format or ("hls", "mp4")), priority=priority, parts=parts,
-                                           video_codecs=tuple(video_codec or ("h264",)), storyboard=storyboard,
-                                           thumbnails=thumbnails, cover_image=cover_image, hardware=hardware,
-                                           priority_class=priority_class, notify_url=notify_url)
+        job = ui.client(writes=True).submit_transcode(
+            input, output, renditions=rendition or None, formats=tuple(format or ("hls", "mp4")), priority=priority,
+            parts=parts, video_codecs=tuple(video_codec or ("h264",)), storyboard=storyboard, thumbnails=thumbnails,
+            cover_image=cover_image, hardware=hardware, priority_class=priority_class, notify_url=notify_url)
     except MediarunnerError as exc:
         raise ui.fail(exc) from None
     ui.console.print(f"submitted [bold]{job.id}[/bold] ({len(job.children)} child job(s))")
@@ -167,7 +166,7 @@ def show_webhook(hook: dict[str, Any] | None) -> None:
 def jobs_cancel(job_id: str) -> None:
     """Cancel a job and its unfinished children (running ffmpeg is killed)."""
     try:
-        job = ui.client().cancel(job_id)
+        job = ui.client(writes=True).cancel(job_id)
     except JobNotFoundError as exc:
         raise ui.fail(exc) from None
     ui.console.print(f"{job.id}: {job.state.value}")
@@ -177,7 +176,7 @@ def jobs_cancel(job_id: str) -> None:
 def jobs_restart(job_id: str) -> None:
     """Run a failed, timed-out or cancelled job again (with its unfinished children)."""
     try:
-        job = ui.client().restart(job_id)
+        job = ui.client(writes=True).restart(job_id)
     except MediarunnerError as exc:
         raise ui.fail(exc) from None
     ui.console.print(f"{job.id}: {job.state.value} (attempt {job.attempt})")

@@ -39,10 +39,11 @@ def logs(runner: Annotated[str | None, typer.Option(help="only this runner")] = 
 
 
 def stats(as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False) -> None:
-    """Dashboard statistics, computed in one SQL statement."""
-    st = ui.fleet().stats()
+    """Dashboard statistics (the web admin's eight cards among them), read in one transaction."""
+    d = ui.fleet().dashboard()
+    st = d.stats
     if as_json:
-        typer.echo(json.dumps(asdict(st)))
+        typer.echo(json.dumps({**asdict(st), **d.cards()}))  # the web admin's eight cards included
         return
     grid = Table.grid(padding=(0, 3))
     for _ in range(4):
@@ -54,6 +55,9 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="machine-readable
                  f"failed today [bold red]{st.failed_today}[/]",
                  f"avg wait [bold]{ui.seconds(st.avg_wait_seconds)}[/bold]",
                  f"avg processing [bold]{ui.seconds(st.avg_processing_seconds)}[/bold]")
+    grid.add_row(f"servers [bold]{d.total_servers}[/bold] enabled [bold]{d.enabled}[/bold]",
+                 f"healthy [bold green]{d.healthy}[/]", f"offline [bold red]{d.offline}[/]",
+                 f"load [bold]{d.current_load}[/bold]")
     ui.console.print(grid)
 
 

@@ -30,7 +30,7 @@ def submit_transcription(input: str, output: str, language: Annotated[str | None
                          notify_url: NotifyUrl = None) -> None:
     """Transcribe INPUT's speech into subtitles under the directory OUTPUT."""
     try:
-        _submitted(ui.client().submit_transcription(
+        _submitted(ui.client(writes=True).submit_transcription(
             input, output, language=language, model=model, formats=tuple(format or ("vtt", "srt", "json")),
             device=device, priority=priority, priority_class=priority_class, notify_url=notify_url))
     except MediarunnerError as exc:
@@ -47,9 +47,9 @@ def submit_studio(input: str, output: str,
     except (OSError, ValueError) as exc:
         raise ui.fail(f"cannot read operations from {operations}: {exc}") from None
     try:
-        _submitted(ui.client().submit_studio(input, output, ops, transcode=transcode, renditions=rendition or None,
-                                             priority=priority, priority_class=priority_class,
-                                             notify_url=notify_url))
+        _submitted(ui.client(writes=True).submit_studio(
+            input, output, ops, transcode=transcode, renditions=rendition or None, priority=priority,
+            priority_class=priority_class, notify_url=notify_url))
     except MediarunnerError as exc:
         raise ui.fail(exc) from None
 
@@ -60,9 +60,9 @@ def submit_live(input_url: str, output: str, rendition: Renditions = None,
                 notify_url: NotifyUrl = None) -> None:
     """Transcode the live INPUT_URL into a live HLS ladder under OUTPUT until it ends or is cancelled."""
     try:
-        _submitted(ui.client().submit_live(input_url, output, renditions=rendition or None, listen=listen,
-                                           audio=audio, priority=priority, priority_class=priority_class,
-                                           notify_url=notify_url))
+        _submitted(ui.client(writes=True).submit_live(
+            input_url, output, renditions=rendition or None, listen=listen, audio=audio, priority=priority,
+            priority_class=priority_class, notify_url=notify_url))
     except MediarunnerError as exc:
         raise ui.fail(exc) from None
 

@@ -42,7 +42,19 @@ def settings() -> Settings:
     return get_settings()
 
 
-def client() -> Client:
+DEMO_REFUSAL = "demo mode (MEDIARUNNER_DEMO_MODE) is read-only: this command would change jobs"
+
+
+def writable() -> None:
+    """Refuse (exit 2) a command that changes something when demo mode is on."""
+    if settings().demo_mode:
+        raise fail(DEMO_REFUSAL)
+
+
+def client(*, writes: bool = False) -> Client:
+    """``writes``: the command submits, cancels or restarts (refused in demo mode)."""
+    if writes:
+        writable()
     return Client()
 
 

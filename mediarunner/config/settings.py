@@ -228,7 +228,10 @@ class Settings(BaseSettings):
     runner_warning_free_disk_mb: int = 2048  # free scratch space below this: `warning`
     flower_basic_auth: SecretStr | None = None  # `user:password[,user2:password2]` for `mediarunner flower`
     metrics_basic_auth: SecretStr | None = None  # `user:password` for `mediarunner metrics` (unset: no auth)
-    demo_mode: bool = False  # read-only fleet CLI (no token or runner changes), for demos and screenshots
+    demo_mode: bool = False  # read-only CLI and web admin (no changes; hosts and secrets masked), for demos
+    # Remote output locations (s3://, sftp://, ftp://) the web admin's storage page lists with a
+    # "Test connection" button (any other can be typed in there).
+    admin_storage_locations: list[str] = Field(default_factory=list)
 
     # --- storage (read as they are by the stores in mediarunner.storage)
     # S3 or S3-compatible store; keys unset: boto's default chain (env, profile, instance role).

@@ -8,6 +8,7 @@ from mediarunner.fleet.views import (
     NOTABLE_ENCODERS,
     ActivityEvent,
     AmbiguousRunner,
+    Dashboard,
     FleetError,
     Gpu,
     MetricsSnapshot,
@@ -25,7 +26,7 @@ from mediarunner.models.tokens import TokenInfo
 from mediarunner.scheduler.steering import PingResult, SteerResult
 
 __all__ = [
-    "NOTABLE_ENCODERS", "ActivityEvent", "AmbiguousRunner", "FleetError", "FleetService", "FleetStats", "Gpu",
-    "Health", "HealthReport", "MetricsSnapshot", "NewToken", "PingResult", "ReadOnlyFleet", "Runner",
+    "NOTABLE_ENCODERS", "ActivityEvent", "AmbiguousRunner", "Dashboard", "FleetError", "FleetService", "FleetStats",
+    "Gpu", "Health", "HealthReport", "MetricsSnapshot", "NewToken", "PingResult", "ReadOnlyFleet", "Runner",
     "RunnerDetail", "RunnerNotFound", "RunnerStatus", "SteerResult", "TokenInfo", "TokenNotFound",
 ]

@@ -25,12 +25,14 @@ from mediarunner.config.redact import mask_urls_in
 from mediarunner.fleet.views import (
     ActivityEvent,
     AmbiguousRunner,
+    Dashboard,
     MetricsSnapshot,
     NewToken,
     ReadOnlyFleet,
     RunnerDetail,
     RunnerNotFound,
     TokenNotFound,
+    dashboard,
     match_names,
     runner_detail,
 )
@@ -41,7 +43,14 @@ from mediarunner.models.enums import Health, RunnerStatus
 from mediarunner.models.fleet_queries import Runner, list_runners
 from mediarunner.models.health import HealthReport, HealthThresholds
 from mediarunner.models.queries import recent_events
-from mediarunner.models.stats import FleetStats, completed_durations, fleet_stats, jobs_by_state
+from mediarunner.models.stats import (
+    FleetStats,
+    completed_durations,
+    fleet_stats,
+    hour_series,
+    jobs_by_state,
+    pending_by_queue,
+)
 from mediarunner.models.tokens import TokenInfo
 from mediarunner.scheduler import steering
 from mediarunner.scheduler.steering import PingResult, SteerResult
@@ -168,6 +177,17 @@ class FleetService:
         replies = steering.resize_pool(self.app, hostname, concurrency, self.reply_timeout)
         return SteerResult(hostname, changed, replies)
 
+    def remove(self, name: str) -> list[str]:
+        """Unregister a runner (a dead server, usually): its running jobs fail over, a live worker
+        stops consuming at once and idles until it registers again. Returns the queues it served."""
+        self._writable()
+        hostname = self.resolve(name)
+        queues = self._tx(lambda s: steering.remove_runner(s, hostname, utcnow()))
+        if queues is None:
+            raise RunnerNotFound(name)
+        steering.stop_consumers(self.app, {hostname: queues})
+        return queues
+
     def ping(self, names: Sequence[str] | None = None, *, timeout: float | None = None) -> list[PingResult]:
         """A round trip through the broker to each runner (default: every one not offline)."""
         hostnames = ([self.resolve(n) for n in names] if names
@@ -193,6 +213,17 @@ class FleetService:
     def stats(self) -> FleetStats:
         """The dashboard numbers, in one SQL statement."""
         return self._tx(lambda s: fleet_stats(s, utcnow(), self.settings.runner_offline_after_seconds))
+
+    def dashboard(self) -> Dashboard:
+        """The dashboard's eight numbers (from :meth:`stats` and :meth:`list_runners`), the queues
+        no online runner serves, and the last hour's queue depth and throughput."""
+        now = utcnow()
+
+        def read(s: Session) -> Dashboard:
+            return dashboard(fleet_stats(s, now, self.settings.runner_offline_after_seconds),
+                             list_runners(s, now, self.thresholds), pending_by_queue(s), hour_series(s, now))
+
+        return self._tx(read)
 
     def metrics_snapshot(self, *, retry_for: float = 2.0) -> MetricsSnapshot:
         """Jobs by state, duration histograms and runners, read together for one scrape."""

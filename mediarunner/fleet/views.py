@@ -15,9 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from mediarunner.errors import MediarunnerError
-from mediarunner.models.enums import JobState, JobType
+from mediarunner.models.enums import Health, JobState, JobType, RunnerStatus
 from mediarunner.models.fleet_queries import Runner
-from mediarunner.models.stats import DurationHistogram
+from mediarunner.models.stats import DurationHistogram, FleetStats, HourSeries
 
 # Encoders worth showing for a runner (its capabilities keep the full list).
 NOTABLE_ENCODERS = re.compile(r"^(libx264|libx265|libsvtav1|libaom-av1|librav1e|libvpx(-vp9)?|aac|libfdk_aac|"
@@ -96,6 +96,47 @@ class RunnerDetail:
     celery_version: str | None
     python_version: str | None
     events: tuple[ActivityEvent, ...]  # recent activity, newest last
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """The eight cards of the operator's dashboard (web admin, ``mediarunner stats``), the queues
+    with pending jobs but no online runner, and the last hour's series."""
+
+    total_servers: int  # registered runners
+    enabled: int  # status enabled
+    healthy: int  # health healthy
+    offline: int  # health offline
+    slots_used: int  # jobs running on online runners
+    slots_total: int  # concurrency of online runners
+    pending_tasks: int
+    completed_today: int
+    failed_today: int
+    unserved_queues: tuple[tuple[str, int], ...]  # (queue, pending jobs) with no online runner
+    series: HourSeries
+    stats: FleetStats  # read in the same transaction
+
+    @property
+    def current_load(self) -> str:
+        return f"{self.slots_used}/{self.slots_total}"
+
+    def cards(self) -> dict[str, int | str]:
+        """The eight numbers by their ``data-stat`` names (``mediarunner stats --json`` adds them)."""
+        return {"total_servers": self.total_servers, "enabled": self.enabled, "healthy": self.healthy,
+                "offline": self.offline, "current_load": self.current_load, "pending_tasks": self.pending_tasks,
+                "completed_today": self.completed_today, "failed_today": self.failed_today}
+
+
+def dashboard(stats: FleetStats, runners: list[Runner], pending: dict[str, int], series: HourSeries) -> Dashboard:
+    online = [r for r in runners if r.health is not Health.OFFLINE]
+    served = {q for r in online if r.status is RunnerStatus.ENABLED for q in r.queues}
+    return Dashboard(
+        total_servers=len(runners), enabled=sum(r.status is RunnerStatus.ENABLED for r in runners),
+        healthy=sum(r.health is Health.HEALTHY for r in runners), offline=len(runners) - len(online),
+        slots_used=sum(r.jobs_running for r in online), slots_total=sum(r.concurrency for r in online),
+        pending_tasks=stats.jobs_pending, completed_today=stats.completed_today, failed_today=stats.failed_today,
+        unserved_queues=tuple(sorted((q, n) for q, n in pending.items() if q not in served)), series=series,
+        stats=stats)
 
 
 @dataclass(frozen=True)

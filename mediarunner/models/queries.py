@@ -107,7 +107,8 @@ def recent_events(session: Session, *, limit: int = 50, job_id: str | None = Non
 
 def list_jobs_page(session: Session, *, state: JobState | None = None, type: JobType | None = None,
                    priority_class: str | None = None, roots_only: bool = False, limit: int = 50,
-                   after: tuple[datetime, str] | None = None) -> list[Job]:
+                   after: tuple[datetime, str] | None = None, queue: str | None = None,
+                   created_after: datetime | None = None) -> list[Job]:
     """Jobs newest first, by keyset pagination on (created_at, id): the page after ``after`` (the
     last job of the previous page). Stable while jobs are added: new ones come before page one."""
     stmt = select(JobRow).order_by(JobRow.created_at.desc(), JobRow.id.desc()).limit(limit)
@@ -122,4 +123,8 @@ def list_jobs_page(session: Session, *, state: JobState | None = None, type: Job
         stmt = stmt.where(JobRow.priority_class == priority_class)
     if roots_only:
         stmt = stmt.where(JobRow.parent_id.is_(None))
+    if queue is not None:
+        stmt = stmt.where(JobRow.queue == queue)
+    if created_after is not None:
+        stmt = stmt.where(JobRow.created_at >= created_after)
     return [Job.from_row(r, rank=rank) for r, rank in session.execute(_ranked(stmt))]

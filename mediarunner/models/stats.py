@@ -113,3 +113,37 @@ def completed_durations(session: Session) -> list[DurationHistogram]:
         .group_by(JobRow.type)).all()
     return [DurationHistogram(r[0], tuple(zip(DURATION_BUCKETS, (int(c) for c in r[3:]), strict=True)),
                               int(r[1]), float(r[2])) for r in rows]
+
+
+# ------------------------------------------------------------------------------ dashboard series
+
+@dataclass(frozen=True)
+class HourSeries:
+    """The last hour in equal buckets, oldest first: ``ends[i]`` closes bucket ``i``."""
+
+    ends: tuple[datetime, ...]
+    queue_depth: tuple[int, ...]  # jobs pending at each bucket's end
+    completed: tuple[int, ...]  # jobs completed within each bucket
+
+
+def hour_series(session: Session, now: datetime, buckets: int = 12) -> HourSeries:
+    """Queue depth and throughput over the last hour, in one statement. A job was pending at ``t``
+    when it was created by ``t`` and neither started nor finished (cancelled) by then."""
+    step = timedelta(hours=1) / buckets
+    ends = [now - step * (buckets - 1 - i) for i in range(buckets)]
+    left = func.coalesce(JobRow.started_at, JobRow.finished_at)
+    waits = JobRow.state == S.WAITING_FOR_PARENT  # not in a queue yet
+    depth = [_count(and_(~waits, JobRow.created_at <= t, left.is_(None) | (left > t))) for t in ends]
+    done = [_count(and_(JobRow.state == S.COMPLETED, JobRow.finished_at > t - step, JobRow.finished_at <= t))
+            for t in ends]
+    hour_ago = now - timedelta(hours=1)
+    row = session.execute(select(*depth, *done).select_from(JobRow).where(  # each branch has an index
+        (JobRow.state == S.PENDING) | (JobRow.started_at > hour_ago) | (JobRow.finished_at > hour_ago))).one()
+    return HourSeries(tuple(ends), tuple(int(v) for v in row[:buckets]), tuple(int(v) for v in row[buckets:]))
+
+
+def pending_by_queue(session: Session) -> dict[str, int]:
+    """Pending jobs per queue (queues with none are absent)."""
+    rows = session.execute(select(JobRow.queue, func.count()).where(JobRow.state == S.PENDING)
+                           .group_by(JobRow.queue)).all()
+    return {q: int(n) for q, n in rows}

@@ -74,6 +74,11 @@ class JobRow(Base):
         Index("ix_jobs_root_id", "root_id"),
         Index("ix_jobs_state_heartbeat_at", "state", "heartbeat_at"),
         Index("ix_jobs_state_finished_at", "state", "finished_at"),
+        # Lists newest first (the API's and the web admin's cursor pages) and the dashboard's
+        # "today" / "last hour" windows read these instead of scanning the table.
+        Index("ix_jobs_created_at_id", "created_at", "id"),
+        Index("ix_jobs_started_at", "started_at"),
+        Index("ix_jobs_finished_at", "finished_at"),
     )
 
 

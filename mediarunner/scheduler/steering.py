@@ -22,7 +22,7 @@ from celery import Celery
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mediarunner.models import tokens
+from mediarunner.models import runners, tokens
 from mediarunner.models.enums import RunnerStatus
 from mediarunner.models.tables import RunnerRow
 from mediarunner.scheduler.fleet import fail_over_runner
@@ -65,6 +65,17 @@ def revoke_token(session: Session, token_id: str, now: datetime) -> dict[str, li
     queues = dict(session.execute(select(RunnerRow.hostname, RunnerRow.queues)
                                   .where(RunnerRow.hostname.in_(hosts))).tuples().all())
     return {h: list(queues.get(h) or []) for h in hosts}
+
+
+def remove_runner(session: Session, hostname: str, now: datetime) -> list[str] | None:
+    """Unregister one runner (the operator's "remove"): its running jobs fail over, its heartbeats
+    are answered "unregistered" until it registers again. Returns its queues (to stop its
+    consumers); None: no such registered runner."""
+    queues = queues_of(session, hostname)
+    if queues is None or not runners.unregister(session, hostname, now, "removed by an operator"):
+        return None
+    fail_over_runner(session, hostname, now, "runner removed by an operator")
+    return queues
 
 
 # ------------------------------------------------------------------------------ remote-control half
