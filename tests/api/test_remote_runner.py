@@ -1,0 +1,196 @@
+"""Remote (HTTP) runners: the real server (uvicorn on a free loopback port) and ``mediarunner runner``
+as real subprocesses whose environment holds no database, broker or storage settings."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.conftest import API_ENV
+from tests.support import ROOT, Stack, free_port, make_clip, wait_for
+
+ENV = {**API_ENV, "MEDIARUNNER_JOB_QUEUES": '["cpu", "gpu", "remote"]'}
+#: what the runner process keeps of the stack's environment: no database, broker, roots or credentials
+CLI = [sys.executable, "-c", "from mediarunner.cli import main; main()", "runner"]
+RUNNER_KEEPS = ("MEDIARUNNER_X264_PRESET", "MEDIARUNNER_HEARTBEAT_SECONDS", "MEDIARUNNER_CANCEL_POLL_SECONDS",
+                "MEDIARUNNER_HLS_SEGMENT_SECONDS")
+
+
+@dataclass
+class Remote:
+    url: str
+    stack: Stack
+    token_id: str
+    token: str
+
+    @property
+    def home(self) -> Path:
+        return self.stack.tmp / "runner-home"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIARUNNER_")}
+        env.update({k: self.stack.env[k] for k in RUNNER_KEEPS if k in self.stack.env})
+        env.update(MEDIARUNNER_RUNNER_HOME=str(self.home), MEDIARUNNER_SCRATCH_DIR=str(self.stack.tmp / "rscratch"),
+                   PYTHONPATH=str(ROOT))
+        return env
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*CLI, *args], env=self.env(),
+                              cwd=self.cwd, capture_output=True, text=True, timeout=60)
+
+    def serve(self, *args: str) -> subprocess.Popen[str]:
+        log = (self.stack.tmp / "runner.log").open("a")
+        return subprocess.Popen([*CLI, "serve", *args], env=self.env(),
+                                cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT, text=True)
+
+    @property
+    def cwd(self) -> Path:
+        """Where the runner runs: were it to open its (default, SQLite) database, var/ would appear here."""
+        path = self.stack.tmp / "runner-cwd"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def log(self) -> str:
+        path = self.stack.tmp / "runner.log"
+        return path.read_text()[-4000:] if path.exists() else ""
+
+
+@pytest.fixture
+def remote(stack: Stack) -> Iterator[Remote]:
+    import uvicorn
+
+    from mediarunner.api import create_app
+    from mediarunner.config import get_settings
+    from mediarunner.fleet import FleetService
+
+    stack.env.update(ENV)
+    os.environ.update(ENV)
+    get_settings.cache_clear()
+    settings = stack.settings()
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(settings, client=stack.client()), host="127.0.0.1", port=port,
+                                        log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    wait_for(lambda: srv.started, 20, what="uvicorn to start")
+    token = FleetService(settings).create_token("remote-test")
+    try:
+        yield Remote(f"http://127.0.0.1:{port}", stack, token.id, token.secret)
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+        for k in ENV:
+            os.environ.pop(k, None)
+        get_settings.cache_clear()
+
+
+def _register(remote: Remote, name: str) -> dict[str, Any]:
+    r = httpx.post(f"{remote.url}/v1/runner/register", json={"registration_token": remote.token, "name": name})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _h(runner: dict[str, Any], job_token: str | None = None) -> dict[str, str]:
+    h = {"Authorization": f"Bearer {runner['runner_token']}"}
+    return {**h, "Mediarunner-Job-Token": job_token} if job_token else h
+
+
+def test_runner_process_transcodes_without_database_or_broker(remote: Remote) -> None:
+    stack = remote.stack
+    clip = make_clip(stack.tmp / "in.mp4", seconds=2)
+    out = stack.tmp / "outputs" / "talk"
+    reg = remote.cli("register", "--url", remote.url, "--registration-token", remote.token, "--name", "box1")
+    assert reg.returncode == 0, reg.stderr
+    conf = remote.home / "box1.json"
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o600 and remote.token not in conf.read_text()
+    assert "box1" in remote.cli("ls-registered").stdout
+    client = stack.client()
+    job = client.submit_transcode(str(clip), str(out), renditions=["360p", "240p"], queue="remote")
+    proc = remote.serve("--name", "box1", "--concurrency", "2")
+    try:
+        done = wait_for(lambda: (j := client.get(job.id)).done and j, 120, what="the job to end on the runner")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert done.state == "completed", (done.error, [(c.state, c.error) for c in done.children], remote.log())
+    assert all(j.state == "completed" and j.worker and "@remote-" in j.worker for j in done.family)
+    assert {p.name for p in out.iterdir()} >= {"360p.mp4", "240p.mp4", "master.m3u8", "hls"}
+    master = (out / "master.m3u8").read_text()
+    assert "hls/360p/index.m3u8" in master and "hls/240p/index.m3u8" in master
+    mp4 = next(a for a in done.children[0].artifacts if a.kind == "mp4")
+    assert mp4.path.startswith(str(out)) and Path(mp4.path).stat().st_size == mp4.size
+    assert not (remote.cwd / "var").exists(), "the runner opened a local database"
+    unreg = remote.cli("unregister", "--name", "box1")
+    assert unreg.returncode == 0, unreg.stderr
+    assert not conf.exists()
+
+
+def test_accept_is_exclusive_stale_tokens_get_409_and_abort_spends_no_failure(remote: Remote) -> None:
+    a, b = _register(remote, "a"), _register(remote, "b")
+    client = remote.stack.client()
+    with httpx.Client(base_url=f"{remote.url}/v1/runner", timeout=30) as http:
+        # a long poll answers as soon as a job is pending (not at the end of its timeout)
+        box: dict[str, Any] = {}
+        waiter = threading.Thread(target=lambda: box.update(r=http.post(
+            "/jobs/request", json={"timeout": 15}, headers=_h(a))))
+        waiter.start()
+        time.sleep(0.3)
+        job = client.submit_noop(duration=30, queue="remote")
+        t0 = time.monotonic()
+        waiter.join(20)
+        assert time.monotonic() - t0 < 3 and [o["id"] for o in box["r"].json()["jobs"]] == [job.id]
+        first = http.post(f"/jobs/{job.id}/accept", json={"attempt": 1}, headers=_h(a))
+        assert first.status_code == 200, first.text
+        token = first.json()["job_token"]
+        assert http.post(f"/jobs/{job.id}/accept", json={"attempt": 1}, headers=_h(a)).status_code == 409
+        assert http.post(f"/jobs/{job.id}/accept", json={"attempt": 1}, headers=_h(b)).status_code == 409
+        assert http.post(f"/jobs/{job.id}/update", json={"progress": 10}, headers=_h(a, token)).status_code == 200
+        # another runner cannot read or write this runner's job, even with its job token
+        assert http.post(f"/jobs/{job.id}/update", json={"progress": 50}, headers=_h(b, token)).status_code == 404
+        assert http.get(f"/jobs/{job.id}/state", headers=_h(b, token)).status_code == 404
+        assert http.post(f"/jobs/{job.id}/abort", json={"reason": "shutdown"}, headers=_h(a, token)).status_code == 200
+        back = client.get(job.id)
+        assert (back.state, back.attempt, back.failures) == ("pending", 2, 0)
+        stale = http.post(f"/jobs/{job.id}/update", json={"progress": 20}, headers=_h(a, token))
+        assert stale.status_code == 409 and "stale" in stale.json()["detail"]
+        assert http.post(f"/jobs/{job.id}/success", json={}, headers=_h(a, token)).status_code == 409
+        again = http.post(f"/jobs/{job.id}/accept", json={"attempt": 2}, headers=_h(b))
+        assert again.status_code == 200
+        err = http.post(f"/jobs/{job.id}/error", json={"message": "boom", "kind": "transient"},
+                        headers=_h(b, again.json()["job_token"]))
+        assert err.json() == {"outcome": "retrying"}
+        assert (client.get(job.id).attempt, client.get(job.id).failures) == (3, 1)
+        assert http.post("/jobs/request", json={"timeout": 0}, headers={"Authorization": "Bearer mrr_nope"}
+                         ).status_code == 401
+
+
+def test_revoking_the_registration_token_stops_the_runner_and_frees_its_job(remote: Remote) -> None:
+    from mediarunner.fleet import FleetService
+
+    assert remote.cli("register", "--url", remote.url, "--registration-token", remote.token,
+                      "--name", "box2").returncode == 0
+    client = remote.stack.client()
+    job = client.submit_noop(duration=60, queue="remote")
+    proc = remote.serve("--name", "box2")
+    try:
+        wait_for(lambda: client.get(job.id).state == "running", 60, what="the runner to start the job")
+        FleetService(remote.stack.settings()).revoke_token(remote.token_id)
+        back = client.get(job.id)
+        assert (back.state, back.attempt, back.failures) == ("pending", 2, 0)
+        assert proc.wait(30) == 3
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "cut this runner off" in remote.log()
+    assert client.get(job.id).state == "pending"
