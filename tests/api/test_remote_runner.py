@@ -194,3 +194,53 @@ def test_revoking_the_registration_token_stops_the_runner_and_frees_its_job(remo
             proc.kill()
     assert "cut this runner off" in remote.log()
     assert client.get(job.id).state == "pending"
+
+
+def test_upload_resumes_after_a_dropped_connection_and_publishes_once(remote: Remote) -> None:
+    """A chunk whose answer is lost (the connection drops after the server stored it) is not sent
+    twice: the runner asks how much arrived and goes on; the server checks SHA-256 and publishes."""
+    from mediarunner.runner.api import RunnerApi
+    from mediarunner.runner.lease import HttpLease
+
+    runner = _register(remote, "up")
+    out = remote.stack.tmp / "outputs" / "result.bin"
+    job = remote.stack.client().submit_noop(duration=30, output=str(out), queue="remote")
+    data = os.urandom(700_000)
+    src = remote.stack.tmp / "result.bin"
+    src.write_bytes(data)
+
+    class Flaky(RunnerApi):
+        puts = 0
+
+        def call(self, method: str, path: str, **kw: Any) -> Any:
+            got = super().call(method, path, **kw)
+            if method == "PUT":
+                Flaky.puts += 1
+                if Flaky.puts == 3:
+                    raise httpx.ReadError("connection dropped after the chunk was stored")
+            return got
+
+    api = Flaky(remote.url, runner["runner_token"])
+    accepted = api.accept(job.id, 1)
+    lease = HttpLease(api, job.id, accepted["job_token"], chunk_bytes=100_000)
+    store = lease.open_store(str(out), remote.stack.settings(), "output", None)
+    (published,) = store.publish(src)
+    assert published.location == str(out) and published.local == src
+    assert out.read_bytes() == data and Flaky.puts == 7  # 7 chunks, none sent twice
+    assert not list((remote.stack.tmp / "scratch" / "remote-uploads").rglob("*.bin"))
+    # the server refuses a file whose bytes do not match, a location the job does not name, a stale token
+    with httpx.Client(base_url=f"{remote.url}/v1/runner/jobs/{job.id}", headers=_h(runner, accepted["job_token"]),
+                      timeout=30) as http:
+        assert http.put("/uploads/abcdefgh12/x.bin", params={"offset": 0}, content=b"abc").json() == {"size": 3}
+        assert http.put("/uploads/abcdefgh12/x.bin", params={"offset": 0}, content=b"abc").status_code == 409
+        bad = http.post("/publish", json={"location": str(out), "upload_id": "abcdefgh12", "file": "x.bin",
+                                          "sha256": {"x.bin": "0" * 64}})
+        assert bad.status_code == 409 and "SHA-256" in bad.json()["detail"]
+        other = http.post("/publish", json={"location": str(out.parent / "elsewhere"), "upload_id": "abcdefgh12",
+                                            "file": "x.bin", "sha256": {"x.bin": "0" * 64}})
+        assert other.status_code == 403
+        assert http.put("/uploads/abcdefgh12/%2E%2E/x.bin", params={"offset": 0}, content=b"a").status_code == 422
+        assert http.post("/abort", json={}).status_code == 200
+        assert http.get(f"/input?location={out}").status_code == 409
+    assert remote.stack.client().get(job.id).failures == 0
+    api.close()
