@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,9 +57,13 @@ class Runner:
         for t in slots:
             t.start()
         log.info("runner %s serving %s (concurrency %d)", self.reg.name, self.reg.url, self.concurrency)
-        for t in slots:
-            while t.is_alive():
-                t.join(0.5)
+        while not self.stop.wait(0.5):
+            pass
+        # Idle slots may sit in a long poll: not waited for. Running jobs were given back (or the
+        # server cut them off): their handlers stop at their next heartbeat.
+        deadline = time.monotonic() + self.settings.heartbeat_seconds + 30
+        while self.running and time.monotonic() < deadline:
+            time.sleep(0.1)
         return self.cut_off
 
     def shutdown(self, reason: str = "runner shutting down") -> None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,6 @@ import pytest
 from tests.api.conftest import API_ENV
 from tests.support import ROOT, Stack, free_port, make_clip, wait_for
 
-ENV = {**API_ENV, "MEDIARUNNER_JOB_QUEUES": '["cpu", "gpu", "remote"]'}
 #: what the runner process keeps of the stack's environment: no database, broker, roots or credentials
 CLI = [sys.executable, "-c", "from mediarunner.cli import main; main()", "runner"]
 RUNNER_KEEPS = ("MEDIARUNNER_X264_PRESET", "MEDIARUNNER_HEARTBEAT_SECONDS", "MEDIARUNNER_CANCEL_POLL_SECONDS",
@@ -33,6 +33,7 @@ class Remote:
     stack: Stack
     token_id: str
     token: str
+    queue: str  # the test's own remote queue (the PostgreSQL database is shared by the session's tests)
 
     @property
     def home(self) -> Path:
@@ -74,8 +75,11 @@ def remote(stack: Stack) -> Iterator[Remote]:
     from mediarunner.config import get_settings
     from mediarunner.fleet import FleetService
 
-    stack.env.update(ENV)
-    os.environ.update(ENV)
+    queue = f"remote-{uuid.uuid4().hex[:8]}"
+    env = {**API_ENV, "MEDIARUNNER_JOB_QUEUES": f'["cpu", "gpu", "{queue}"]',
+           "MEDIARUNNER_REMOTE_QUEUES": f'["{queue}"]'}
+    stack.env.update(env)
+    os.environ.update(env)
     get_settings.cache_clear()
     settings = stack.settings()
     port = free_port()
@@ -86,13 +90,30 @@ def remote(stack: Stack) -> Iterator[Remote]:
     wait_for(lambda: srv.started, 20, what="uvicorn to start")
     token = FleetService(settings).create_token("remote-test")
     try:
-        yield Remote(f"http://127.0.0.1:{port}", stack, token.id, token.secret)
+        yield Remote(f"http://127.0.0.1:{port}", stack, token.id, token.secret, queue)
     finally:
         srv.should_exit = True
         thread.join(10)
-        for k in ENV:
+        _cancel_queue(settings.database_url, queue)
+        for k in env:
             os.environ.pop(k, None)
         get_settings.cache_clear()
+
+
+def _cancel_queue(database_url: str, queue: str) -> None:
+    """Leave no pending job behind in the session's shared database."""
+    from sqlalchemy import select
+
+    from mediarunner.models import transitions
+    from mediarunner.models.base import utcnow
+    from mediarunner.models.db import transaction
+    from mediarunner.models.tables import JobRow
+
+    def cancel(s: Any) -> None:
+        for job_id in s.scalars(select(JobRow.id).where(JobRow.queue == queue, JobRow.parent_id.is_(None))):
+            transitions.cancel(s, job_id, utcnow())
+
+    transaction(cancel, url=database_url)
 
 
 def _register(remote: Remote, name: str) -> dict[str, Any]:
@@ -116,7 +137,7 @@ def test_runner_process_transcodes_without_database_or_broker(remote: Remote) ->
     assert stat.S_IMODE(conf.stat().st_mode) == 0o600 and remote.token not in conf.read_text()
     assert "box1" in remote.cli("ls-registered").stdout
     client = stack.client()
-    job = client.submit_transcode(str(clip), str(out), renditions=["360p", "240p"], queue="remote")
+    job = client.submit_transcode(str(clip), str(out), renditions=["360p", "240p"], queue=remote.queue)
     proc = remote.serve("--name", "box1", "--concurrency", "2")
     try:
         done = wait_for(lambda: (j := client.get(job.id)).done and j, 120, what="the job to end on the runner")
@@ -146,7 +167,7 @@ def test_accept_is_exclusive_stale_tokens_get_409_and_abort_spends_no_failure(re
             "/jobs/request", json={"timeout": 15}, headers=_h(a))))
         waiter.start()
         time.sleep(0.3)
-        job = client.submit_noop(duration=30, queue="remote")
+        job = client.submit_noop(duration=30, queue=remote.queue)
         t0 = time.monotonic()
         waiter.join(20)
         assert time.monotonic() - t0 < 3 and [o["id"] for o in box["r"].json()["jobs"]] == [job.id]
@@ -181,7 +202,7 @@ def test_revoking_the_registration_token_stops_the_runner_and_frees_its_job(remo
     assert remote.cli("register", "--url", remote.url, "--registration-token", remote.token,
                       "--name", "box2").returncode == 0
     client = remote.stack.client()
-    job = client.submit_noop(duration=60, queue="remote")
+    job = client.submit_noop(duration=60, queue=remote.queue)
     proc = remote.serve("--name", "box2")
     try:
         wait_for(lambda: client.get(job.id).state == "running", 60, what="the runner to start the job")
@@ -204,7 +225,7 @@ def test_upload_resumes_after_a_dropped_connection_and_publishes_once(remote: Re
 
     runner = _register(remote, "up")
     out = remote.stack.tmp / "outputs" / "result.bin"
-    job = remote.stack.client().submit_noop(duration=30, output=str(out), queue="remote")
+    job = remote.stack.client().submit_noop(duration=30, output=str(out), queue=remote.queue)
     data = os.urandom(700_000)
     src = remote.stack.tmp / "result.bin"
     src.write_bytes(data)
