@@ -265,3 +265,35 @@ def test_upload_resumes_after_a_dropped_connection_and_publishes_once(remote: Re
         assert http.get(f"/input?location={out}").status_code == 409
     assert remote.stack.client().get(job.id).failures == 0
     api.close()
+
+
+def test_killed_runner_job_fails_over_and_completes_on_another_runner(remote: Remote) -> None:
+    from mediarunner.models.base import utcnow
+    from mediarunner.models.db import transaction
+    from mediarunner.runner import config
+    from mediarunner.scheduler.ticks import fail_over
+
+    for name in ("k1", "k2"):
+        got = _register(remote, name)
+        config.save(remote.home / f"{name}.json", config.Registration(remote.url, got["id"], name, got["runner_token"]))
+    client = remote.stack.client()
+    out = remote.stack.tmp / "outputs" / "noop.txt"
+    job = client.submit_noop(duration=3, output=str(out), queue=remote.queue)
+    first = remote.serve("--name", "k1")
+    try:
+        wait_for(lambda: client.get(job.id).state == "running", 60, what="runner k1 to start the job")
+    finally:
+        first.kill()  # SIGKILL: no abort, no goodbye
+        first.wait(10)
+    second = remote.serve("--name", "k2")
+    try:
+        settings = remote.stack.settings().model_copy(update={"failover_after_seconds": 1.0})
+        wait_for(lambda: job.id in transaction(lambda s: fail_over(s, utcnow(), settings)).requeued, 30,
+                 interval=0.3, what="beat's failover of the silent attempt")
+        done = wait_for(lambda: (j := client.get(job.id)).done and j, 60, what="the job to end on runner k2")
+    finally:
+        second.terminate()
+        second.wait(30)
+    assert (done.state, done.attempt, done.failures) == ("completed", 2, 1), (done.error, remote.log())
+    assert done.worker is not None and done.worker.startswith("k2@remote-")
+    assert out.read_text() == f"{job.id} 2\n"
