@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from mediarunner.api.auth import CHALLENGE, bearer
 from mediarunner.config import Settings
 from mediarunner.errors import PermanentError, TransientError
-from mediarunner.models import remote, transitions
+from mediarunner.models import remote, runners, transitions
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState, JobType, Stage
@@ -87,7 +87,8 @@ class Registration(BaseModel):
 
 @router.post("/register", status_code=201, summary="Exchange a registration token for a runner token")
 def register(body: Registration, request: Request) -> dict[str, Any]:
-    got = tx(request, lambda s: remote.register(s, body.registration_token, body.name, utcnow()))
+    got = tx(request, lambda s: remote.register(s, body.registration_token, body.name, utcnow(),
+                                                settings_of(request).remote_queues))
     if got is None:
         raise HTTPException(401, "unknown or revoked registration token", headers=CHALLENGE)
     runner, secret = got
@@ -128,7 +129,8 @@ async def request_jobs(body: JobRequest, runner: Runner, request: Request) -> di
         raise HTTPException(422, f"remote runners take jobs from the queues {', '.join(allowed)} only")
     deadline = time.monotonic() + min(body.timeout, settings.runner_poll_max_seconds)
     while True:
-        found = await run_in_threadpool(tx, request, lambda s: remote.offers(s, queues, body.job_types, utcnow()))
+        found = await run_in_threadpool(tx, request, lambda s: remote.offers(
+            s, queues, body.job_types, utcnow()) if remote.accepting(s, runner) else [])
         if found or time.monotonic() >= deadline or await request.is_disconnected():
             break
         await asyncio.sleep(settings.runner_poll_interval_seconds)
@@ -207,7 +209,8 @@ def success(job_id: str, body: Success, runner: Runner, job_token: JobToken, req
         now = utcnow()
         job = get_job(s, job_id, with_children=False)
         transitions.lock_family(s, job.root_id, now)
-        if not transitions.complete(s, job_id, attempt, body.result, now, worker=runner.hostname, stage=body.stage):
+        if not transitions.complete(s, job_id, attempt, body.result, now, worker=runner.hostname, stage=body.stage,
+                                    count=True):
             return None
         return get_job(s, job.root_id)
 
@@ -235,9 +238,13 @@ def error(job_id: str, body: Failure, runner: Runner, job_token: JobToken, reque
         decision = decide(exc, get_job(s, job_id, with_children=False), policy)
         if decision.retry:
             run_after = now + timedelta(seconds=decision.delay)
-            return "retrying" if transitions.requeue(s, job_id, attempt, body.message, run_after, now) else None
-        ok = transitions.fail(s, job_id, attempt, body.message, decision.kind, now, log_tail=body.log_tail)
-        return "failed" if ok else None
+            outcome, ok = "retrying", transitions.requeue(s, job_id, attempt, body.message, run_after, now)
+        else:
+            outcome, ok = "failed", transitions.fail(s, job_id, attempt, body.message, decision.kind, now,
+                                                     log_tail=body.log_tail)
+        if ok:
+            runners.count_outcome(s, runner.hostname, completed=False)
+        return outcome if ok else None
 
     outcome = tx(request, end)
     if outcome is None:

@@ -19,10 +19,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from mediarunner.models import tokens, transitions
-from mediarunner.models.enums import JobState, JobType
+from mediarunner.models import runners, tokens, transitions
+from mediarunner.models.enums import JobState, JobType, RunnerStatus
 from mediarunner.models.remote_tables import JobTokenRow, RemoteRunnerRow
-from mediarunner.models.tables import JobRow
+from mediarunner.models.tables import JobRow, RunnerRow
 
 PREFIX, JOB_PREFIX = "mrr_", "mrj_"
 _TOKEN = re.compile(r"^mrr_([0-9a-f]{16})_([A-Za-z0-9_-]{20,100})$")
@@ -53,8 +53,11 @@ def _info(r: RemoteRunnerRow) -> RemoteRunner:
     return RemoteRunner(r.id, r.name, r.registration_token_id, r.created_at, r.last_seen_at, r.unregistered_at)
 
 
-def register(session: Session, registration_token: str, name: str, now: datetime) -> tuple[RemoteRunner, str] | None:
-    """Exchange a valid registration token for a runner token. None: unknown or revoked token."""
+def register(session: Session, registration_token: str, name: str, now: datetime,
+             queues: Collection[str] = ()) -> tuple[RemoteRunner, str] | None:
+    """Exchange a valid registration token for a runner token. None: unknown or revoked token.
+    The runner also joins the fleet's ``runners`` (as ``name@remote-<id>``, instance = its id), so
+    it shows, with health from its calls, wherever runners do, and obeys maintenance/disable."""
     token_id = tokens.verify_token(session, registration_token, now)
     if token_id is None:
         return None
@@ -64,8 +67,8 @@ def register(session: Session, registration_token: str, name: str, now: datetime
     session.add(row)
     session.flush()
     runner = _info(row)
-    transitions.record_event(session, "runner_registered", now, f"remote runner, token {token_id}",
-                             runner=runner.hostname)
+    runners.register(session, runners.RunnerInfo(runner.hostname, tuple(queues), 1, "remote", {"remote": True},
+                                                 instance=runner_id), token_id, now)
     return runner, f"{PREFIX}{runner_id}_{secret}"
 
 
@@ -81,10 +84,19 @@ def authenticate(session: Session, runner_token: str, now: datetime) -> RemoteRu
     if not tokens.is_valid(session, row.registration_token_id):
         cut_off(session, [row.id], now, f"registration token {row.registration_token_id} revoked")
         return None
+    runner = _info(row)
     if row.last_seen_at is None or now - row.last_seen_at >= SEEN_EVERY:
         session.execute(update(RemoteRunnerRow).where(RemoteRunnerRow.id == row.id).values(last_seen_at=now)
                         .execution_options(synchronize_session=False))
-    return _info(row)
+        concurrency = session.scalar(select(RunnerRow.concurrency).where(RunnerRow.hostname == runner.hostname))
+        runners.heartbeat(session, runner.hostname, {"remote": True}, concurrency or 1, now)
+    return runner
+
+
+def accepting(session: Session, runner: RemoteRunner) -> bool:
+    """False while an operator keeps the runner in maintenance or disabled (it takes no new jobs)."""
+    status = session.scalar(select(RunnerRow.status).where(RunnerRow.hostname == runner.hostname))
+    return status in (None, RunnerStatus.ENABLED)
 
 
 def cut_off(session: Session, runner_ids: Collection[str], now: datetime, reason: str) -> list[str]:
@@ -93,6 +105,9 @@ def cut_off(session: Session, runner_ids: Collection[str], now: datetime, reason
     ids = list(runner_ids)
     if not ids:
         return []
+    rows = session.scalars(select(RemoteRunnerRow).where(RemoteRunnerRow.id.in_(ids))).all()
+    for r in rows:
+        runners.unregister(session, _info(r).hostname, now, reason)
     session.execute(update(RemoteRunnerRow)
                     .where(RemoteRunnerRow.id.in_(ids), RemoteRunnerRow.unregistered_at.is_(None))
                     .values(unregistered_at=now).execution_options(synchronize_session=False))

@@ -297,3 +297,23 @@ def test_killed_runner_job_fails_over_and_completes_on_another_runner(remote: Re
     assert (done.state, done.attempt, done.failures) == ("completed", 2, 1), (done.error, remote.log())
     assert done.worker is not None and done.worker.startswith("k2@remote-")
     assert out.read_text() == f"{job.id} 2\n"
+
+
+def test_remote_runners_join_the_fleet_views_and_obey_maintenance(remote: Remote) -> None:
+    from mediarunner.api.keys import ApiKeys
+    from mediarunner.fleet import FleetService
+
+    runner = _register(remote, "fleet1")
+    settings = remote.stack.settings()
+    _, key = ApiKeys(settings).create(f"read-{remote.queue}", ["read"])
+    listed = httpx.get(f"{remote.url}/v1/runners", headers={"Authorization": f"Bearer {key}"}).json()
+    (me,) = [r for r in listed if r["hostname"] == runner["hostname"]]
+    assert me["queues"] == [remote.queue] and me["health"] == "healthy", me
+    fleet = FleetService(settings)
+    fleet.maintenance(runner["hostname"])
+    job = remote.stack.client().submit_noop(queue=remote.queue)
+    with httpx.Client(base_url=f"{remote.url}/v1/runner", headers=_h(runner), timeout=30) as http:
+        assert http.post("/jobs/request", json={"timeout": 0.5}).json() == {"jobs": []}
+        fleet.enable(runner["hostname"])
+        offered = http.post("/jobs/request", json={"timeout": 5}).json()["jobs"]
+        assert [o["id"] for o in offered] == [job.id]
