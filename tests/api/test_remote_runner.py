@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from tests.api.conftest import API_ENV
 from tests.support import ROOT, Stack, free_port, make_clip, wait_for
@@ -169,6 +170,7 @@ def test_accept_is_exclusive_stale_tokens_get_409_and_abort_spends_no_failure(re
         time.sleep(0.3)
         job = client.submit_noop(duration=30, queue=remote.queue)
         t0 = time.monotonic()
+        assert redis.Redis.from_url(remote.stack.env["MEDIARUNNER_BROKER_URL"]).llen(remote.queue) == 0  # unpublished
         waiter.join(20)
         assert time.monotonic() - t0 < 3 and [o["id"] for o in box["r"].json()["jobs"]] == [job.id]
         first = http.post(f"/jobs/{job.id}/accept", json={"attempt": 1}, headers=_h(a))
