@@ -139,9 +139,14 @@ def test_runner_process_transcodes_without_database_or_broker(remote: Remote) ->
     assert "box1" in remote.cli("ls-registered").stdout
     client = stack.client()
     job = client.submit_transcode(str(clip), str(out), renditions=["360p", "240p"], queue=remote.queue)
+    edit_out = stack.tmp / "outputs" / "edit"  # a studio edit (with a side input) and its ladder, chained
+    edit = client.submit_studio(str(clip), str(edit_out), [{"op": "cut", "start": 0.5, "end": 1.5},
+                                                           {"op": "intro", "url": str(clip)}],
+                                transcode=True, renditions=["240p"], queue=remote.queue)
     proc = remote.serve("--name", "box1", "--concurrency", "2")
     try:
         done = wait_for(lambda: (j := client.get(job.id)).done and j, 120, what="the job to end on the runner")
+        edited = wait_for(lambda: (j := client.get(edit.id)).done and j, 120, what="the edit to end on the runner")
     finally:
         proc.terminate()
         proc.wait(30)
@@ -152,6 +157,9 @@ def test_runner_process_transcodes_without_database_or_broker(remote: Remote) ->
     assert "hls/360p/index.m3u8" in master and "hls/240p/index.m3u8" in master
     mp4 = next(a for a in done.children[0].artifacts if a.kind == "mp4")
     assert mp4.path.startswith(str(out)) and Path(mp4.path).stat().st_size == mp4.size
+    assert [j.state for j in edited.family] == ["completed"] * len(edited.family) and len(edited.family) >= 2, \
+        [(j.type, j.state, j.error) for j in edited.family]
+    assert (edit_out / "studio.mp4").is_file() and (edit_out / "240p.mp4").is_file()
     assert not (remote.cwd / "var").exists(), "the runner opened a local database"
     unreg = remote.cli("unregister", "--name", "box1")
     assert unreg.returncode == 0, unreg.stderr
