@@ -42,3 +42,12 @@ def test_compose_wiring() -> None:
     env = services["worker-cpu"]["environment"]
     assert env["MEDIARUNNER_BROKER_URL"].startswith("redis://redis")
     assert env["MEDIARUNNER_DATABASE_URL"].startswith("postgresql+psycopg://")
+
+
+def test_compose_example_remote_runner_holds_no_credentials() -> None:
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    runner = services["runner"]
+    assert "runner serve" in " ".join(runner["command"]) and runner["profiles"] == ["remote-runner"]
+    assert not {"MEDIARUNNER_DATABASE_URL", "MEDIARUNNER_BROKER_URL"} & set(runner["environment"])
+    assert "volumes" in runner and "media:/data" not in runner["volumes"]
+    assert "remote" in services["api"]["environment"]["MEDIARUNNER_JOB_QUEUES"]
