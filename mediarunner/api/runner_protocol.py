@@ -12,7 +12,6 @@ failed over, cancelled or aborted) gets 409 and the runner drops the work. Files
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -25,6 +24,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from mediarunner.api.auth import CHALLENGE, bearer
+from mediarunner.api.runner_watch import watch_of
 from mediarunner.config import Settings
 from mediarunner.errors import PermanentError, TransientError
 from mediarunner.models import remote, runners, transitions
@@ -128,12 +128,15 @@ async def request_jobs(body: JobRequest, runner: Runner, request: Request) -> di
     if body.queues and not queues:
         raise HTTPException(422, f"remote runners take jobs from the queues {', '.join(allowed)} only")
     deadline = time.monotonic() + min(body.timeout, settings.runner_poll_max_seconds)
+    watch = watch_of(request)
     while True:
+        version = watch.version
         found = await run_in_threadpool(tx, request, lambda s: remote.offers(
             s, queues, body.job_types, utcnow()) if remote.accepting(s, runner) else [])
-        if found or time.monotonic() >= deadline or await request.is_disconnected():
+        left = deadline - time.monotonic()
+        if found or left <= 0 or await request.is_disconnected():
             break
-        await asyncio.sleep(settings.runner_poll_interval_seconds)
+        await watch.wait(version, min(left, 1.0))  # at least once a second: a runner that hung up
     return {"jobs": [{"id": i, "attempt": a, "type": t.value} for i, a, t in found]}
 
 

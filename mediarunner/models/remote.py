@@ -16,7 +16,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from mediarunner.models import runners, tokens, transitions
@@ -141,6 +141,14 @@ def offers(session: Session, queues: Collection[str], types: Collection[JobType]
     if types:
         stmt = stmt.where(JobRow.type.in_(list(types)))
     return [(r[0], r[1], r[2]) for r in session.execute(stmt)]
+
+
+def pending_signature(session: Session, queues: Collection[str], now: datetime) -> tuple[int, datetime | None]:
+    """Changes whenever a job becomes offerable on ``queues`` (submitted, released, given back, due)."""
+    row = session.execute(select(func.count(), func.max(JobRow.updated_at)).where(
+        JobRow.state == JobState.PENDING, JobRow.queue.in_(list(queues)),
+        or_(JobRow.run_after.is_(None), JobRow.run_after <= now))).one()
+    return int(row[0]), row[1]
 
 
 def issue_job_token(session: Session, runner: RemoteRunner, job_id: str, attempt: int, now: datetime) -> str:
