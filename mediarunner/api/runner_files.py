@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
-from mediarunner.api.runner_protocol import JobToken, Runner, attempt_of, settings_of, tx
+from mediarunner.api.runner_protocol import JobToken, Runner, attempt_of, attempt_scratch, settings_of, tx
 from mediarunner.models.locations import Direction
 from mediarunner.models.queries import get_job
 from mediarunner.models.remote import RemoteRunner
@@ -30,6 +30,16 @@ UPLOAD_ID = re.compile(r"^[A-Za-z0-9]{8,40}$")
 PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
 Location = Query(min_length=1, max_length=4096)
 Rel = Query(default="", max_length=1024)
+_REL_PART = re.compile(r"^[^\x00-\x1f\x7f\\]{1,255}$")
+
+
+def safe_rel(rel: str) -> str:
+    """A relative path below a location: no absolute path, no ``..``, no control characters or
+    backslashes (stores join it to the location as given: it must not climb out)."""
+    parts = rel.split("/") if rel else []
+    if rel.startswith("/") or any(p in ("", ".", "..") or not _REL_PART.match(p) for p in parts):
+        raise HTTPException(422, "rel must be a relative path below the location (no '..', '.', '//' or '/' first)")
+    return rel
 
 
 def _strings(value: Any) -> set[str]:
@@ -53,7 +63,7 @@ def job_store(request: Request, runner: RemoteRunner, job_id: str, job_token: st
 
 
 def _scratch(request: Request, job_id: str, attempt: int, kind: str) -> Path:
-    return Path(settings_of(request).scratch_dir) / kind / f"{job_id}-{attempt}"
+    return attempt_scratch(settings_of(request), kind, job_id, attempt)
 
 
 def _file_response(path: Path, copied_under: Path) -> FileResponse:
@@ -77,14 +87,14 @@ def download_output(job_id: str, runner: Runner, job_token: JobToken, request: R
     attempt, store = job_store(request, runner, job_id, job_token, location, "output")
     scratch = _scratch(request, job_id, attempt, "remote-fetched") / hashlib.sha256(
         f"{location}\n{rel}".encode()).hexdigest()[:16]
-    return _file_response(store.fetch(rel, scratch), scratch)
+    return _file_response(store.fetch(safe_rel(rel), scratch), scratch)
 
 
 @router.get("/list", summary="Files under an output location")
 def list_files(job_id: str, runner: Runner, job_token: JobToken, request: Request,
                location: str = Location, rel: str = Rel) -> dict[str, Any]:
     _, store = job_store(request, runner, job_id, job_token, location, "output")
-    return {"files": store.list_files(rel)}
+    return {"files": store.list_files(safe_rel(rel))}
 
 
 def _upload_path(request: Request, job_id: str, attempt: int, upload_id: str, path: str) -> Path:
@@ -152,7 +162,7 @@ def publish(job_id: str, body: Publish, runner: Runner, job_token: JobToken, req
         raise HTTPException(409, f"SHA-256 mismatch for {', '.join(bad[:5])}: upload again")
     attempt_of(request, runner, job_id, job_token, finished_ok=True)  # the last fence before it is visible
     try:
-        published = store.publish(root / body.file if body.file else root, body.rel, last=body.last)
+        published = store.publish(root / body.file if body.file else root, safe_rel(body.rel), last=body.last)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return {"published": [{"path": _which(p.location, arrived), "location": p.location} for p in published]}
@@ -172,5 +182,5 @@ class Remove(BaseModel):
 @router.post("/remove", summary="Delete intermediate files under the job's output")
 def remove(job_id: str, body: Remove, runner: Runner, job_token: JobToken, request: Request) -> dict[str, Any]:
     _, store = job_store(request, runner, job_id, job_token, body.location, "output")
-    store.remove(body.rel)
+    store.remove(safe_rel(body.rel))
     return {"removed": body.rel}

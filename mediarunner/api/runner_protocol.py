@@ -12,9 +12,11 @@ failed over, cancelled or aborted) gets 409 and the runner drops the work. Files
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, Security
@@ -76,6 +78,16 @@ def attempt_of(request: Request, runner: remote.RemoteRunner, job_id: str, job_t
         raise HTTPException(409, f"stale job token: the job is {check.state} and attempt {check.attempt} is over; "
                                  "drop the work")
     return check.attempt
+
+
+def attempt_scratch(settings: Settings, kind: str, job_id: str, attempt: int) -> Path:
+    """Where the server keeps an attempt's files in transit (``remote-uploads``, ``remote-inputs``...)."""
+    return Path(settings.scratch_dir) / kind / f"{job_id}-{attempt}"
+
+
+def drop_uploads(settings: Settings, job_id: str, attempt: int) -> None:
+    """The attempt ended without completing: what it uploaded but never published goes."""
+    shutil.rmtree(attempt_scratch(settings, "remote-uploads", job_id, attempt), ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- registration
@@ -252,6 +264,7 @@ def error(job_id: str, body: Failure, runner: Runner, job_token: JobToken, reque
     outcome = tx(request, end)
     if outcome is None:
         raise HTTPException(409, "stale job token: the attempt is over")
+    drop_uploads(settings, job_id, attempt)
     return {"outcome": outcome}
 
 
@@ -264,6 +277,7 @@ def abort(job_id: str, body: Abort, runner: Runner, job_token: JobToken, request
     attempt = attempt_of(request, runner, job_id, job_token)
     if not tx(request, lambda s: transitions.runner_abort(s, job_id, attempt, body.reason, utcnow())):
         raise HTTPException(409, "stale job token: the attempt is over")
+    drop_uploads(settings_of(request), job_id, attempt)
     return {"state": JobState.PENDING.value}
 
 

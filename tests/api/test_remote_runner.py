@@ -271,7 +271,13 @@ def test_upload_resumes_after_a_dropped_connection_and_publishes_once(remote: Re
                                             "file": "x.bin", "sha256": {"x.bin": "0" * 64}})
         assert other.status_code == 403
         assert http.put("/uploads/abcdefgh12/%2E%2E/x.bin", params={"offset": 0}, content=b"a").status_code == 422
+        for rel in ("..", "../x", "a/../../b", "/etc", "a//b"):  # never outside the job's location
+            assert http.post("/remove", json={"location": str(out), "rel": rel}).status_code == 422, rel
+            assert http.get("/output", params={"location": str(out), "rel": rel}).status_code == 422, rel
+        assert out.read_bytes() == data
+        assert http.put("/uploads/leftover12/y.bin", params={"offset": 0}, content=b"partial").status_code == 200
         assert http.post("/abort", json={}).status_code == 200
+        assert not (remote.stack.tmp / "scratch" / "remote-uploads" / f"{job.id}-1").exists()  # dropped with it
         assert http.get(f"/input?location={out}").status_code == 409
     assert remote.stack.client().get(job.id).failures == 0
     api.close()
@@ -327,3 +333,23 @@ def test_remote_runners_join_the_fleet_views_and_obey_maintenance(remote: Remote
         fleet.enable(runner["hostname"])
         offered = http.post("/jobs/request", json={"timeout": 5}).json()["jobs"]
         assert [o["id"] for o in offered] == [job.id]
+
+
+def test_sigterm_gives_running_jobs_back_without_spending_a_failure(remote: Remote) -> None:
+    from mediarunner.runner import config
+
+    got = _register(remote, "term")
+    config.save(remote.home / "term.json", config.Registration(remote.url, got["id"], "term", got["runner_token"]))
+    client = remote.stack.client()
+    job = client.submit_noop(duration=60, queue=remote.queue)
+    proc = remote.serve("--name", "term")
+    try:
+        wait_for(lambda: client.get(job.id).state == "running", 60, what="the runner to start the job")
+        proc.terminate()
+        assert proc.wait(30) == 0, remote.log()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    back = client.get(job.id)
+    assert (back.state, back.attempt, back.failures) == ("pending", 2, 0), remote.log()
+    assert "runner term stopped" in remote.log()
