@@ -30,6 +30,8 @@ HEADLINES: dict[str, list[str]] = {
     "api": ["submit transcode: Client p50", "submit transcode: API p50", "submit transcode: ratio API/Client p50",
             "submit transcode: API calls/s", "get job: Client p50", "get job: API p50"],
     "transcription": [": realtime factor", "worker: RSS idle", "worker: RSS peak under load", "worker: model loads"],
+    "remote_runner": ["ladder: Celery worker", "ladder: HTTP runner", "ladder: ratio runner/worker",
+                      "idle runner: p50 request→start"],
 }
 NEEDS_PG = {"scheduler_scale"}
 # Differences and exponents may be negative (noise, or a cost that does not grow); the rest may not.
