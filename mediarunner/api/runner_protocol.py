@@ -144,7 +144,8 @@ async def request_jobs(body: JobRequest, runner: Runner, request: Request) -> di
     while True:
         version = watch.version
         found = await run_in_threadpool(tx, request, lambda s: remote.offers(
-            s, queues, body.job_types, utcnow()) if remote.accepting(s, runner) else [])
+            s, queues, body.job_types, utcnow(), classes=settings.priority_classes)
+            if remote.accepting(s, runner) else [])
         left = deadline - time.monotonic()
         if found or left <= 0 or await request.is_disconnected():
             break

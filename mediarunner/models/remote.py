@@ -12,11 +12,11 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import case, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from mediarunner.models import runners, tokens, transitions
@@ -132,12 +132,16 @@ def list_runners(session: Session, *, include_unregistered: bool = False) -> lis
 
 
 def offers(session: Session, queues: Collection[str], types: Collection[JobType], now: datetime,
-           limit: int = 5) -> list[tuple[str, int, JobType]]:
-    """Pending jobs a runner may accept: (id, attempt, type), best first (priority, then age)."""
+           limit: int = 5, classes: Mapping[str, int] | None = None) -> list[tuple[str, int, JobType]]:
+    """Pending jobs a runner may accept: (id, attempt, type), best first in the queues' rank order
+    (priority class rank, priority, age: the order of beat's rank tick)."""
+    last = max((classes or {}).values(), default=0) + 1
+    class_rank = case(*((JobRow.priority_class == k, v) for k, v in classes.items()), else_=last) \
+        if classes else literal(0)
     stmt = (select(JobRow.id, JobRow.attempt, JobRow.type)
             .where(JobRow.state == JobState.PENDING, JobRow.queue.in_(list(queues)),
                    or_(JobRow.run_after.is_(None), JobRow.run_after <= now))
-            .order_by(JobRow.priority.desc(), JobRow.created_at, JobRow.id).limit(limit))
+            .order_by(class_rank, JobRow.priority.desc(), JobRow.created_at, JobRow.id).limit(limit))
     if types:
         stmt = stmt.where(JobRow.type.in_(list(types)))
     return [(r[0], r[1], r[2]) for r in session.execute(stmt)]

@@ -328,11 +328,12 @@ def test_remote_runners_join_the_fleet_views_and_obey_maintenance(remote: Remote
     fleet = FleetService(settings)
     fleet.maintenance(runner["hostname"])
     job = remote.stack.client().submit_noop(queue=remote.queue)
+    urgent = remote.stack.client().submit_noop(queue=remote.queue, priority=5)
     with httpx.Client(base_url=f"{remote.url}/v1/runner", headers=_h(runner), timeout=30) as http:
         assert http.post("/jobs/request", json={"timeout": 0.5}).json() == {"jobs": []}
         fleet.enable(runner["hostname"])
         offered = http.post("/jobs/request", json={"timeout": 5}).json()["jobs"]
-        assert [o["id"] for o in offered] == [job.id]
+        assert [o["id"] for o in offered] == [urgent.id, job.id]  # rank order
 
 
 def test_sigterm_gives_running_jobs_back_without_spending_a_failure(remote: Remote) -> None:
