@@ -91,6 +91,9 @@ class Runner:
                 except TransientError as exc:
                     log.warning("job request failed (%s); trying again", exc)
                     self.stop.wait(1.0)
+                except Exception:  # a refused or odd answer: this slot keeps serving
+                    log.exception("unexpected error taking a job; trying again")
+                    self.stop.wait(1.0)
         finally:
             api.close()
 
