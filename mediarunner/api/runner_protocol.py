@@ -23,6 +23,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mediarunner.api.auth import CHALLENGE, bearer
@@ -36,6 +37,7 @@ from mediarunner.models.enums import JobState, JobType, Stage
 from mediarunner.models.queries import get_job, load_job
 from mediarunner.models.retry import RetryPolicy, decide
 from mediarunner.models.schemas import Job
+from mediarunner.models.tables import JobRow
 
 router = APIRouter(prefix="/v1/runner", tags=["remote runners"])
 T = TypeVar("T")
@@ -228,6 +230,12 @@ def success(job_id: str, body: Success, runner: Runner, job_token: JobToken, req
         if not transitions.complete(s, job_id, attempt, body.result, now, worker=runner.hostname, stage=body.stage,
                                     count=True):
             return None
+        # Children for Celery queues (e.g. a transcription branch) were never published with a
+        # chain: the outbox publishes them at its next tick.
+        celery_children = s.scalars(select(JobRow.id).where(
+            JobRow.parent_id == job_id, JobRow.state == JobState.PENDING,
+            JobRow.queue.not_in(settings_of(request).remote_queues))).all()
+        transitions.clear_dispatched(s, celery_children)
         return get_job(s, job.root_id)
 
     root = tx(request, complete)

@@ -354,3 +354,27 @@ def test_sigterm_gives_running_jobs_back_without_spending_a_failure(remote: Remo
     back = client.get(job.id)
     assert (back.state, back.attempt, back.failures) == ("pending", 2, 0), remote.log()
     assert "runner term stopped" in remote.log()
+
+
+def test_celery_children_of_a_remote_job_go_to_the_outbox(remote: Remote) -> None:
+    """A remote transcode's transcription branch runs on Celery workers: when the runner completes
+    the parent, the branch is left for the outbox to publish (it was never published as a chain)."""
+    from sqlalchemy import select
+
+    from mediarunner.models.db import transaction
+    from mediarunner.models.tables import JobRow
+
+    clip = make_clip(remote.stack.tmp / "in.mp4", seconds=1)
+    job = remote.stack.client().submit_transcode(str(clip), str(remote.stack.tmp / "outputs" / "t"), ["360p", "240p"],
+                                                 queue=remote.queue, transcribe=True)
+    runner = _register(remote, "mixed")
+    with httpx.Client(base_url=f"{remote.url}/v1/runner", timeout=30) as http:
+        token = http.post(f"/jobs/{job.id}/accept", json={"attempt": 1}, headers=_h(runner)).json()["job_token"]
+        family = http.post(f"/jobs/{job.id}/success", json={"result": {}}, headers=_h(runner, token)).json()["family"]
+    assert family["state"] == "completed"
+    rows = transaction(lambda s: s.execute(select(JobRow.type, JobRow.queue, JobRow.state, JobRow.dispatched_at)
+                                           .where(JobRow.parent_id == job.id)).all())
+    by_type = {r[0].value: r for r in rows}
+    assert by_type["extract_audio"][1:] == ("cpu", "pending", None)  # the outbox publishes it next tick
+    rendition = by_type["transcode_rendition"]
+    assert rendition[1:3] == (remote.queue, "pending")  # offered to remote runners
