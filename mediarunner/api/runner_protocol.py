@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mediarunner.api.auth import CHALLENGE, bearer
+from mediarunner.api.jobs import checked_id
 from mediarunner.api.runner_watch import watch_of
 from mediarunner.config import Settings
 from mediarunner.errors import PermanentError, TransientError
@@ -73,7 +74,8 @@ def attempt_of(request: Request, runner: remote.RemoteRunner, job_id: str, job_t
     """The attempt ``job_token`` stands for, if it is still this runner's live one (or, with
     ``finished_ok``, the completed one: files it publishes after completing). 404: not this
     runner's token for this job; 409: stale."""
-    check = tx(request, lambda s: remote.check_job_token(s, runner, job_id[:36], job_token))
+    checked_id(job_id)
+    check = tx(request, lambda s: remote.check_job_token(s, runner, job_id, job_token))
     if not check.owned:
         raise HTTPException(404, f"no job {job_id[:40]!r} accepted by this runner with this job token")
     if not (check.current if finished_ok else check.running):
@@ -161,9 +163,11 @@ class Accept(BaseModel):
 
 @router.post("/jobs/{job_id}/accept", summary="Accept a pending job: its job token, payload and parent")
 def accept(job_id: str, body: Accept, runner: Runner, request: Request) -> dict[str, Any]:
+    checked_id(job_id)
+
     def claim(s: Session) -> tuple[Job, Job | None, str] | None:
         now = utcnow()
-        job = transitions.runner_accept(s, job_id[:36], body.attempt, runner.hostname, runner.id, now)
+        job = transitions.runner_accept(s, job_id, body.attempt, runner.hostname, runner.id, now)
         if job is None:
             return None
         token = remote.issue_job_token(s, runner, job.id, job.attempt, now)
