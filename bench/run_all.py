@@ -20,7 +20,7 @@ from bench.common import BenchResult, environment, render_table, results_dir, ti
 
 # Cheapest first, so a broken setup shows up early.
 BENCHMARKS = ("transcription", "scheduler_scale", "api", "admin", "dispatch_latency", "throughput", "overhead",
-              "scaleout", "codecs")
+              "scaleout", "codecs", "remote_runner")
 
 
 def run_all(names: Sequence[str], smoke: bool, progress: bool = True) -> list[BenchResult]:

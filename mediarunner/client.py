@@ -324,7 +324,7 @@ class Client:
             raise ValidationError(f"job {job_id} is {job.state.value}; only failed, timed-out or cancelled "
                                   "jobs can be restarted")
         job = self.get(job_id)
-        if job.state is JobState.PENDING:
+        if job.state is JobState.PENDING and job.queue not in self.settings.remote_queues:
             dispatch(job_id, app=self.app, database_url=self.settings.database_url)
         return self.get(job_id)
 
@@ -351,7 +351,8 @@ class Client:
         # dies in between, the outbox re-publishes it once the stamp is `redispatch_after_seconds` old.
         # After a failed publish the broker is skipped for `publish_pause_seconds`: submissions
         # during an outage return at once, unpublished, and the outbox publishes them when it is back.
-        publishing = time.monotonic() >= self._broker_down_until
+        # Jobs of remote queues are never published: remote runners ask the API for pending jobs.
+        publishing = time.monotonic() >= self._broker_down_until and jobs[0].queue not in self.settings.remote_queues
 
         def write(session: Any) -> Job:
             now = utcnow()

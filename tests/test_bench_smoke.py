@@ -33,6 +33,8 @@ HEADLINES: dict[str, list[str]] = {
     "codecs": ["h264: speed", "hevc: bitrate at equal PSNR", "av1: bitrate vs x264", "vp9: speed"],
     "admin": ["dashboard: p95", "runners: p95", "jobs: p95", "job (family of 3): p95", "activity: p95"],
     "transcription": [": realtime factor", "worker: RSS idle", "worker: RSS peak under load", "worker: model loads"],
+    "remote_runner": ["ladder: Celery worker", "ladder: HTTP runner", "ladder: ratio runner/worker",
+                      "idle runner: p50 request→start"],
 }
 NEEDS_PG = {"scheduler_scale", "admin"}
 # Differences and exponents may be negative (noise, or a cost that does not grow); the rest may not.

@@ -185,3 +185,12 @@ def test_each_service_starts_with_the_secrets_compose_mounts(name: str, host: Pa
     (run_secrets / f"mediarunner_{required[-1]}").unlink()
     res = subprocess.run([*CLI, "settings"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and res.stderr.startswith(f"error: required secret MEDIARUNNER_{required[-1].upper()}")
+
+
+def test_compose_example_remote_runner_holds_no_credentials() -> None:
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    runner = services["runner"]
+    assert "runner serve" in " ".join(runner["command"]) and runner["profiles"] == ["remote-runner"]
+    assert not {"MEDIARUNNER_DATABASE_URL", "MEDIARUNNER_BROKER_URL"} & set(runner["environment"])
+    assert "volumes" in runner and "media:/data" not in runner["volumes"]
+    assert "remote" in services["api"]["environment"]["MEDIARUNNER_JOB_QUEUES"]

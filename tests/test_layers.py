@@ -2,7 +2,7 @@
 listed for it here (function-local imports included). Lowest first:
 
 ``errors`` → ``config`` → ``models`` → ``storage`` → ``media`` → ``speech`` → ``tasks`` | ``scheduler``
-→ ``fleet`` → ``workers`` | ``client`` | ``metrics`` → ``api`` → ``web`` → ``cli``.
+→ ``fleet`` → ``workers`` | ``client`` | ``metrics`` | ``runner`` → ``api`` → ``web`` → ``cli``.
 
 A new top-level module or package must be added to the table, which is the point: its place in
 the layering is a decision, not an accident.
@@ -22,7 +22,7 @@ _MODELS = _BASE | {"models"}
 _LIBS = _MODELS | {"storage", "media", "speech"}
 _ENGINE = _LIBS | {"tasks", "scheduler"}
 _SERVICES = _ENGINE | {"fleet"}
-_PROCESSES = _SERVICES | {"workers", "client", "metrics"}
+_PROCESSES = _SERVICES | {"workers", "client", "metrics", "runner"}
 
 #: piece -> the pieces it may import (besides itself)
 ALLOWED: dict[str, set[str]] = {
@@ -38,6 +38,7 @@ ALLOWED: dict[str, set[str]] = {
     "workers": _SERVICES,
     "client": _SERVICES | {"workers"},  # publishes through the workers' Celery app
     "metrics": _SERVICES,
+    "runner": _ENGINE,  # a remote runner: the handlers, over the HTTP API (no database, broker, storage)
     "api": _PROCESSES,
     "web": _PROCESSES | {"api"},
     "cli": _PROCESSES | {"api", "web"},  # `mediarunner api` serves the API with the web admin

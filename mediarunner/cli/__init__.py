@@ -6,6 +6,7 @@
 * :mod:`~mediarunner.cli.tokens`, :mod:`~mediarunner.cli.runners`, :mod:`~mediarunner.cli.overview`:
   ``tokens``, ``runners``, ``logs``, ``stats``, ``settings`` (through ``FleetService``);
 * :mod:`~mediarunner.cli.api`: ``api`` (the HTTP API server), ``api-keys``;
+* :mod:`~mediarunner.cli.remote`: ``runner`` (a remote runner over the HTTP API);
 * :mod:`~mediarunner.cli.ui`: the console, colours and formatting they share.
 
 Errors: every command runs inside :class:`ErrorHandlingGroup`, the one place that turns the errors an
@@ -20,7 +21,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from mediarunner.cli import api, db, jobs, overview, processes, runners, submit_more, tokens
+from mediarunner.cli import api, db, jobs, overview, processes, remote, runners, submit_more, tokens
 from mediarunner.cli.errors import explain
 
 
@@ -58,6 +59,7 @@ app.command("settings")(overview.settings_cmd)
 app.command("check")(overview.check)
 app.command("api")(api.api)
 app.add_typer(api.api_keys_app, name="api-keys")
+app.add_typer(remote.runner_app, name="runner")
 
 
 def main() -> None:

@@ -265,6 +265,13 @@ class Settings(BaseSettings):
     webhook_retry_max_seconds: float = Field(default=3600.0, gt=0)  # ...up to this between attempts
     webhook_give_up_after_seconds: float = Field(default=24 * 3600.0, gt=0)  # then the delivery fails
 
+    # --- remote (HTTP) runners (`mediarunner runner serve`; served by `mediarunner api`)
+    # Jobs on these queues are offered to remote runners (add them to job_queues to submit there).
+    remote_queues: list[str] = Field(default_factory=lambda: ["remote"])
+    runner_poll_max_seconds: float = Field(default=20.0, gt=0, le=60)  # a job request waits at most this long
+    runner_poll_interval_seconds: float = Field(default=0.05, gt=0)  # how often a waiting request looks
+    runner_max_upload_bytes: int = Field(default=50 * 2**30, ge=1)  # per uploaded result file: larger is 413
+
 
 def _with_password(url: str, password: SecretStr) -> str:
     """``url`` with ``password`` in it, unless it has one already (or is a file URL such as SQLite's)."""

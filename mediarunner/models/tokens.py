@@ -68,6 +68,9 @@ def revoke_token(session: Session, token_id: str, now: datetime) -> list[str] | 
     if res.rowcount != 1:  # type: ignore[attr-defined]
         return None
     hosts = runners.unregister_by_token(session, token_id, now, f"token {token_id} revoked")
+    from mediarunner.models import remote  # (imports this module) remote runners: cut off, jobs back to pending
+
+    remote.unregister_by_token(session, token_id, now)
     record_event(session, "token_revoked", now, f"token {token_id}: {len(hosts)} runner(s) unregistered")
     return hosts
 

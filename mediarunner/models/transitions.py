@@ -414,3 +414,25 @@ def lock_family(session: Session, root_id: str, now: datetime) -> None:
     """Serialise work on one family until commit (a row lock on PostgreSQL, the write lock on SQLite)."""
     session.execute(update(JobRow).where(JobRow.id == root_id).values(updated_at=now)
                     .execution_options(synchronize_session=False))
+
+
+# --------------------------------------------------------------------------- remote (HTTP) runners
+
+def runner_accept(session: Session, job_id: str, attempt: int, runner: str, runner_id: str,
+                  now: datetime) -> Job | None:
+    """A remote runner accepts a pending job: the same fenced claim as a Celery worker's (the
+    runner's id as the instance), so a job offered to several runners runs on exactly one."""
+    return claim_job(session, job_id, attempt, runner, None, now, instance=runner_id)
+
+
+def runner_abort(session: Session, job_id: str, attempt: int, reason: str, now: datetime) -> bool:
+    """running -> pending as attempt+1 without spending a failure (a runner shutting down, or cut
+    off): the old attempt's job token goes stale; the job runs again at once elsewhere."""
+    worker = _worker_of(session, job_id)
+    ok = _cas(session, job_id, [S.RUNNING], dict(
+        state=S.PENDING, attempt=J.attempt + 1, run_after=None, dispatched_at=None, redispatches=0, stage=None,
+        updated_at=now, worker=None, worker_instance=None), attempt=attempt)
+    if ok:
+        record_event(session, "job_aborted", now, f"attempt {attempt} -> {attempt + 1}: {reason}"[:2000],
+                     job_id=job_id, runner=worker)
+    return ok

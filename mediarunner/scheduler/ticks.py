@@ -58,6 +58,7 @@ def due_for_dispatch(session: Session, now: datetime, settings: Settings, limit:
             JobRow.state == JobState.PENDING,
             or_(JobRow.run_after.is_(None), JobRow.run_after <= now),
             or_(JobRow.dispatched_at.is_(None), _presumed_lost(now, settings)),
+            JobRow.queue.not_in(settings.remote_queues),  # remote runners ask the API instead
         ).order_by(JobRow.priority.desc(), JobRow.created_at).limit(limit)).all()
     lost_in = {queue for _, queue, never in rows if not never}
     intact = _intact_queues(session, lost_in, backlog) if lost_in and backlog is not None else set()

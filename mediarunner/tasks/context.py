@@ -13,17 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from mediarunner.config import Settings
 from mediarunner.config.redact import mask_secrets
 from mediarunner.errors import JobCancelled, StaleAttemptError
-from mediarunner.models import transitions
-from mediarunner.models.base import utcnow
-from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState, Stage
+from mediarunner.models.locations import Direction
 from mediarunner.models.schemas import Job
-from mediarunner.models.tables import JobRow
+from mediarunner.storage.store import Store
+from mediarunner.tasks.lease import DatabaseLease, Lease
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +36,8 @@ class JobContext:
     percent: float = 0.0
     lines: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=200))
     notes: dict[str, Any] = field(default_factory=dict)
+    #: the transport to the job's record and files: the database (Celery) or the HTTP API (remote runners)
+    lease: Lease = field(default_factory=DatabaseLease)
     _last_write: float = field(default_factory=time.monotonic)  # the claim wrote the first heartbeat
     _lost: bool = field(default=False)
     _pulsing: bool = field(default=False)  # a heartbeat thread keeps the row fresh (see `heartbeating`)
@@ -112,9 +111,8 @@ class JobContext:
         if not force and mono - self._last_write < self.settings.heartbeat_seconds:
             return self._still_ours()
         self._last_write = mono
-        ok = transaction(lambda s: transitions.touch(
-            s, self.job.id, self.job.attempt, utcnow(), progress=self.percent, stage=self.stage,
-            result=dict(self.notes) if self.notes else None))
+        ok = self.lease.touch(self.job, progress=self.percent, stage=self.stage,
+                              result=dict(self.notes) if self.notes else None)
         self._lost = not ok
         return ok
 
@@ -144,8 +142,7 @@ class JobContext:
                 log.warning("job %s: heartbeat failed (%s); will try again", self.job.id, type(exc).__name__)
 
     def _still_ours(self) -> bool:
-        row = transaction(lambda s: s.execute(
-            select(JobRow.state, JobRow.attempt).where(JobRow.id == self.job.id)).first())
+        row = self.lease.state(self.job)
         ok = row is not None and row[0] == JobState.RUNNING and row[1] == self.job.attempt
         self._lost = not ok
         return ok
@@ -155,9 +152,7 @@ class JobContext:
         a synchronous read, not the heartbeat thread's last finding. Raises JobCancelled or
         StaleAttemptError unless this attempt still runs. Rides out a database outage for as
         long as a finished job waits to record its completion."""
-        row = transaction(lambda s: s.execute(
-            select(JobRow.state, JobRow.attempt).where(JobRow.id == self.job.id)).first(),
-            retry_for=self.settings.completion_retry_seconds)
+        row = self.lease.state(self.job, retry_for=self.settings.completion_retry_seconds)
         if row is not None and row[0] == JobState.RUNNING and row[1] == self.job.attempt:
             return
         self._lost = True
@@ -168,17 +163,20 @@ class JobContext:
 
     def prune_children(self, keep: set[str]) -> list[str]:
         """Drop waiting children not in ``keep`` (the parent planned less work than submitted)."""
-        return transaction(lambda s: transitions.prune_children(s, self.job.id, self.job.attempt, keep))
+        return self.lease.prune_children(self.job, keep)
 
     def record_part_encoded(self) -> Job | None:
         """This split-rendition part is encoded: returns the family as committed so far, under the
         family lock (see ``transitions.record_part_encoded``), or None when the attempt is over."""
         self.notes["part_encoded"] = True  # kept by later heartbeats too
-        family = transaction(lambda s: transitions.record_part_encoded(
-            s, self.job.id, self.job.attempt, self.job.root_id, utcnow()),
-            retry_for=self.settings.completion_retry_seconds)
+        family = self.lease.record_part_encoded(self.job, retry_for=self.settings.completion_retry_seconds)
         self._lost = family is None
         return family
+
+    def open_store(self, location: str, direction: Direction, report: Callable[[int, int | None], None] | None = None
+                   ) -> Store:
+        """The store of ``location`` through this attempt's lease (see ``mediarunner.tasks.io``)."""
+        return self.lease.open_store(location, self.settings, direction, report)
 
     def should_cancel(self) -> bool:
         """Polled by long-running tools: True when the job was cancelled or failed over."""

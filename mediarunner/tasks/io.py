@@ -14,7 +14,7 @@ from pathlib import Path
 from mediarunner.models.enums import Stage
 from mediarunner.models.locations import join_location
 from mediarunner.storage.local import check_free_space
-from mediarunner.storage.store import Published, Store, open_store
+from mediarunner.storage.store import Published, Store
 from mediarunner.tasks.context import JobContext
 
 __all__ = [
@@ -35,7 +35,7 @@ __all__ = [
 def output_store(ctx: JobContext, output: str, *, moving: str | None = None) -> Store:
     """The store of an output location (checked against the roots and scheme rules). ``moving``:
     the direction of the transfer it is opened for, shown as the job's progress while it runs."""
-    return open_store(output, ctx.settings, "output", ctx.transfer_report(moving) if moving else None)
+    return ctx.open_store(output, "output", ctx.transfer_report(moving) if moving else None)
 
 
 def ensure_scratch_space(ctx: JobContext) -> None:
@@ -48,7 +48,7 @@ def stage_input(ctx: JobContext, url: str) -> Path:
     if ctx.stage is not Stage.DOWNLOADING:
         ctx.set_stage(Stage.DOWNLOADING)
     ensure_scratch_space(ctx)
-    path = open_store(url, ctx.settings, "input", ctx.transfer_report("download")).stage_in(ctx.scratch / "inputs")
+    path = ctx.open_store(url, "input", ctx.transfer_report("download")).stage_in(ctx.scratch / "inputs")
     if path.is_relative_to(ctx.scratch):
         ctx.log(f"staged {path.stat().st_size} bytes from {url}")
     return path

@@ -1,0 +1,65 @@
+"""How a running attempt reaches its job's record and files: the seam between the handlers and
+the transport. Celery workers use :class:`DatabaseLease` (the database, stores opened with the
+worker's own credentials); remote runners (``mediarunner.runner``) a lease over the HTTP API,
+holding no database, broker or storage credentials. Handlers see neither: they call
+:class:`~mediarunner.tasks.context.JobContext` and ``mediarunner.tasks.io``."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from sqlalchemy import select
+
+from mediarunner.config import Settings
+from mediarunner.models import transitions
+from mediarunner.models.base import utcnow
+from mediarunner.models.db import transaction
+from mediarunner.models.enums import JobState, Stage
+from mediarunner.models.locations import Direction
+from mediarunner.models.schemas import Job
+from mediarunner.models.tables import JobRow
+from mediarunner.storage.store import Store, open_store
+from mediarunner.storage.transfer import Report
+
+
+class Lease(Protocol):
+    def touch(self, job: Job, *, progress: float, stage: Stage | None, result: dict[str, Any] | None) -> bool:
+        """Heartbeat with progress; False once the attempt may no longer run."""
+        ...
+
+    def state(self, job: Job, *, retry_for: float = 60.0) -> tuple[JobState, int] | None:
+        """The job's state and attempt as recorded now (None: gone); an outage is waited out ``retry_for``."""
+        ...
+
+    def prune_children(self, job: Job, keep: set[str]) -> list[str]:
+        ...
+
+    def record_part_encoded(self, job: Job, *, retry_for: float = 60.0) -> Job | None:
+        """Say this split-rendition part is encoded; the family as committed so far (None: lost)."""
+        ...
+
+    def open_store(self, location: str, settings: Settings, direction: Direction, report: Report | None) -> Store:
+        ...
+
+
+class DatabaseLease:
+    """The Celery worker's lease: transitions on the database, stores opened here."""
+
+    def touch(self, job: Job, *, progress: float, stage: Stage | None, result: dict[str, Any] | None) -> bool:
+        return transaction(lambda s: transitions.touch(s, job.id, job.attempt, utcnow(), progress=progress,
+                                                       stage=stage, result=result))
+
+    def state(self, job: Job, *, retry_for: float = 60.0) -> tuple[JobState, int] | None:
+        row = transaction(lambda s: s.execute(select(JobRow.state, JobRow.attempt).where(JobRow.id == job.id)).first(),
+                          retry_for=retry_for)
+        return (row[0], row[1]) if row is not None else None
+
+    def prune_children(self, job: Job, keep: set[str]) -> list[str]:
+        return transaction(lambda s: transitions.prune_children(s, job.id, job.attempt, keep))
+
+    def record_part_encoded(self, job: Job, *, retry_for: float = 60.0) -> Job | None:
+        return transaction(lambda s: transitions.record_part_encoded(s, job.id, job.attempt, job.root_id, utcnow()),
+                           retry_for=retry_for)
+
+    def open_store(self, location: str, settings: Settings, direction: Direction, report: Report | None) -> Store:
+        return open_store(location, settings, direction, report)

@@ -1,0 +1,380 @@
+"""Remote (HTTP) runners: the real server (uvicorn on a free loopback port) and ``mediarunner runner``
+as real subprocesses whose environment holds no database, broker or storage settings."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from tests.api.conftest import API_ENV
+from tests.support import ROOT, Stack, free_port, make_clip, wait_for
+
+#: what the runner process keeps of the stack's environment: no database, broker, roots or credentials
+CLI = [sys.executable, "-c", "from mediarunner.cli import main; main()", "runner"]
+RUNNER_KEEPS = ("MEDIARUNNER_X264_PRESET", "MEDIARUNNER_HEARTBEAT_SECONDS", "MEDIARUNNER_CANCEL_POLL_SECONDS",
+                "MEDIARUNNER_HLS_SEGMENT_SECONDS")
+
+
+@dataclass
+class Remote:
+    url: str
+    stack: Stack
+    token_id: str
+    token: str
+    queue: str  # the test's own remote queue (the PostgreSQL database is shared by the session's tests)
+
+    @property
+    def home(self) -> Path:
+        return self.stack.tmp / "runner-home"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIARUNNER_")}
+        env.update({k: self.stack.env[k] for k in RUNNER_KEEPS if k in self.stack.env})
+        env.update(MEDIARUNNER_RUNNER_HOME=str(self.home), MEDIARUNNER_SCRATCH_DIR=str(self.stack.tmp / "rscratch"),
+                   PYTHONPATH=str(ROOT))
+        return env
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*CLI, *args], env=self.env(),
+                              cwd=self.cwd, capture_output=True, text=True, timeout=60)
+
+    def serve(self, *args: str) -> subprocess.Popen[str]:
+        log = (self.stack.tmp / "runner.log").open("a")
+        return subprocess.Popen([*CLI, "serve", *args], env=self.env(),
+                                cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT, text=True)
+
+    @property
+    def cwd(self) -> Path:
+        """Where the runner runs: were it to open its (default, SQLite) database, var/ would appear here."""
+        path = self.stack.tmp / "runner-cwd"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def log(self) -> str:
+        path = self.stack.tmp / "runner.log"
+        return path.read_text()[-4000:] if path.exists() else ""
+
+
+@pytest.fixture
+def remote(stack: Stack) -> Iterator[Remote]:
+    import uvicorn
+
+    from mediarunner.api import create_app
+    from mediarunner.config import get_settings
+    from mediarunner.fleet import FleetService
+
+    queue = f"remote-{uuid.uuid4().hex[:8]}"
+    env = {**API_ENV, "MEDIARUNNER_JOB_QUEUES": f'["cpu", "gpu", "{queue}"]',
+           "MEDIARUNNER_REMOTE_QUEUES": f'["{queue}"]'}
+    stack.env.update(env)
+    os.environ.update(env)
+    get_settings.cache_clear()
+    settings = stack.settings()
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(settings, client=stack.client()), host="127.0.0.1", port=port,
+                                        log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    wait_for(lambda: srv.started, 20, what="uvicorn to start")
+    token = FleetService(settings).create_token("remote-test")
+    try:
+        yield Remote(f"http://127.0.0.1:{port}", stack, token.id, token.secret, queue)
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+        _cancel_queue(settings.database_url, queue)
+        for k in env:
+            os.environ.pop(k, None)
+        get_settings.cache_clear()
+
+
+def _cancel_queue(database_url: str, queue: str) -> None:
+    """Leave no pending job behind in the session's shared database."""
+    from sqlalchemy import select
+
+    from mediarunner.models import transitions
+    from mediarunner.models.base import utcnow
+    from mediarunner.models.db import transaction
+    from mediarunner.models.tables import JobRow
+
+    def cancel(s: Any) -> None:
+        for job_id in s.scalars(select(JobRow.id).where(JobRow.queue == queue, JobRow.parent_id.is_(None))):
+            transitions.cancel(s, job_id, utcnow())
+
+    transaction(cancel, url=database_url)
+
+
+def _register(remote: Remote, name: str) -> dict[str, Any]:
+    r = httpx.post(f"{remote.url}/v1/runner/register", json={"registration_token": remote.token, "name": name})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _h(runner: dict[str, Any], job_token: str | None = None) -> dict[str, str]:
+    h = {"Authorization": f"Bearer {runner['runner_token']}"}
+    return {**h, "Mediarunner-Job-Token": job_token} if job_token else h
+
+
+def test_runner_process_transcodes_without_database_or_broker(remote: Remote) -> None:
+    stack = remote.stack
+    clip = make_clip(stack.tmp / "in.mp4", seconds=2)
+    out = stack.tmp / "outputs" / "talk"
+    reg = remote.cli("register", "--url", remote.url, "--registration-token", remote.token, "--name", "box1")
+    assert reg.returncode == 0, reg.stderr
+    conf = remote.home / "box1.json"
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o600 and remote.token not in conf.read_text()
+    assert "box1" in remote.cli("ls-registered").stdout
+    client = stack.client()
+    job = client.submit_transcode(str(clip), str(out), renditions=["360p", "240p"], queue=remote.queue)
+    edit_out = stack.tmp / "outputs" / "edit"  # a studio edit (with a side input) and its ladder, chained
+    edit = client.submit_studio(str(clip), str(edit_out), [{"op": "cut", "start": 0.5, "end": 1.5},
+                                                           {"op": "intro", "url": str(clip)}],
+                                transcode=True, renditions=["240p"], queue=remote.queue)
+    proc = remote.serve("--name", "box1", "--concurrency", "2")
+    try:
+        done = wait_for(lambda: (j := client.get(job.id)).done and j, 120, what="the job to end on the runner")
+        edited = wait_for(lambda: (j := client.get(edit.id)).done and j, 120, what="the edit to end on the runner")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert done.state == "completed", (done.error, [(c.state, c.error) for c in done.children], remote.log())
+    assert all(j.state == "completed" and j.worker and "@remote-" in j.worker for j in done.family)
+    assert {p.name for p in out.iterdir()} >= {"360p.mp4", "240p.mp4", "master.m3u8", "hls"}
+    master = (out / "master.m3u8").read_text()
+    assert "hls/360p/index.m3u8" in master and "hls/240p/index.m3u8" in master
+    mp4 = next(a for a in done.children[0].artifacts if a.kind == "mp4")
+    assert mp4.path.startswith(str(out)) and Path(mp4.path).stat().st_size == mp4.size
+    assert [j.state for j in edited.family] == ["completed"] * len(edited.family) and len(edited.family) >= 2, \
+        [(j.type, j.state, j.error) for j in edited.family]
+    assert (edit_out / "studio.mp4").is_file() and (edit_out / "240p.mp4").is_file()
+    assert not (remote.cwd / "var").exists(), "the runner opened a local database"
+    unreg = remote.cli("unregister", "--name", "box1")
+    assert unreg.returncode == 0, unreg.stderr
+    assert not conf.exists()
+
+
+def test_accept_is_exclusive_stale_tokens_get_409_and_abort_spends_no_failure(remote: Remote) -> None:
+    a, b = _register(remote, "a"), _register(remote, "b")
+    client = remote.stack.client()
+    with httpx.Client(base_url=f"{remote.url}/v1/runner", timeout=30) as http:
+        # a long poll answers as soon as a job is pending (not at the end of its timeout)
+        box: dict[str, Any] = {}
+        waiter = threading.Thread(target=lambda: box.update(r=http.post(
+            "/jobs/request", json={"timeout": 15}, headers=_h(a))))
+        waiter.start()
+        time.sleep(0.3)
+        job = client.submit_noop(duration=30, queue=remote.queue)
+        t0 = time.monotonic()
+        assert redis.Redis.from_url(remote.stack.env["MEDIARUNNER_BROKER_URL"]).llen(remote.queue) == 0  # unpublished
+        waiter.join(20)
+        assert time.monotonic() - t0 < 3 and [o["id"] for o in box["r"].json()["jobs"]] == [job.id]
+        first = http.post(f"/jobs/{job.id}/accept", json={"attempt": 1}, headers=_h(a))
+        assert first.status_code == 200, first.text
+        token = first.json()["job_token"]
+        assert http.post(f"/jobs/{job.id}/accept", json={"attempt": 1}, headers=_h(a)).status_code == 409
+        assert http.post(f"/jobs/{job.id}/accept", json={"attempt": 1}, headers=_h(b)).status_code == 409
+        assert http.post(f"/jobs/{job.id}/update", json={"progress": 10}, headers=_h(a, token)).status_code == 200
+        # another runner cannot read or write this runner's job, even with its job token
+        assert http.post(f"/jobs/{job.id}/update", json={"progress": 50}, headers=_h(b, token)).status_code == 404
+        assert http.get(f"/jobs/{job.id}/state", headers=_h(b, token)).status_code == 404
+        assert http.post(f"/jobs/{job.id}/abort", json={"reason": "shutdown"}, headers=_h(a, token)).status_code == 200
+        back = client.get(job.id)
+        assert (back.state, back.attempt, back.failures) == ("pending", 2, 0)
+        stale = http.post(f"/jobs/{job.id}/update", json={"progress": 20}, headers=_h(a, token))
+        assert stale.status_code == 409 and "stale" in stale.json()["detail"]
+        assert http.post(f"/jobs/{job.id}/success", json={}, headers=_h(a, token)).status_code == 409
+        again = http.post(f"/jobs/{job.id}/accept", json={"attempt": 2}, headers=_h(b))
+        assert again.status_code == 200
+        err = http.post(f"/jobs/{job.id}/error", json={"message": "boom", "kind": "transient"},
+                        headers=_h(b, again.json()["job_token"]))
+        assert err.json() == {"outcome": "retrying"}
+        assert (client.get(job.id).attempt, client.get(job.id).failures) == (3, 1)
+        assert http.post("/jobs/request", json={"timeout": 0}, headers={"Authorization": "Bearer mrr_nope"}
+                         ).status_code == 401
+
+
+def test_revoking_the_registration_token_stops_the_runner_and_frees_its_job(remote: Remote) -> None:
+    from mediarunner.fleet import FleetService
+
+    assert remote.cli("register", "--url", remote.url, "--registration-token", remote.token,
+                      "--name", "box2").returncode == 0
+    client = remote.stack.client()
+    job = client.submit_noop(duration=60, queue=remote.queue)
+    proc = remote.serve("--name", "box2")
+    try:
+        wait_for(lambda: client.get(job.id).state == "running", 60, what="the runner to start the job")
+        FleetService(remote.stack.settings()).revoke_token(remote.token_id)
+        back = client.get(job.id)
+        assert (back.state, back.attempt, back.failures) == ("pending", 2, 0)
+        assert proc.wait(30) == 3
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "cut this runner off" in remote.log()
+    assert client.get(job.id).state == "pending"
+
+
+def test_upload_resumes_after_a_dropped_connection_and_publishes_once(remote: Remote) -> None:
+    """A chunk whose answer is lost (the connection drops after the server stored it) is not sent
+    twice: the runner asks how much arrived and goes on; the server checks SHA-256 and publishes."""
+    from mediarunner.runner.api import RunnerApi
+    from mediarunner.runner.lease import HttpLease
+
+    runner = _register(remote, "up")
+    out = remote.stack.tmp / "outputs" / "result.bin"
+    job = remote.stack.client().submit_noop(duration=30, output=str(out), queue=remote.queue)
+    data = os.urandom(700_000)
+    src = remote.stack.tmp / "result.bin"
+    src.write_bytes(data)
+
+    class Flaky(RunnerApi):
+        puts = 0
+
+        def call(self, method: str, path: str, **kw: Any) -> Any:
+            got = super().call(method, path, **kw)
+            if method == "PUT":
+                Flaky.puts += 1
+                if Flaky.puts == 3:
+                    raise httpx.ReadError("connection dropped after the chunk was stored")
+            return got
+
+    api = Flaky(remote.url, runner["runner_token"])
+    accepted = api.accept(job.id, 1)
+    lease = HttpLease(api, job.id, accepted["job_token"], chunk_bytes=100_000)
+    store = lease.open_store(str(out), remote.stack.settings(), "output", None)
+    (published,) = store.publish(src)
+    assert published.location == str(out) and published.local == src
+    assert out.read_bytes() == data and Flaky.puts == 7  # 7 chunks, none sent twice
+    assert not list((remote.stack.tmp / "scratch" / "remote-uploads").rglob("*.bin"))
+    # the server refuses a file whose bytes do not match, a location the job does not name, a stale token
+    with httpx.Client(base_url=f"{remote.url}/v1/runner/jobs/{job.id}", headers=_h(runner, accepted["job_token"]),
+                      timeout=30) as http:
+        assert http.put("/uploads/abcdefgh12/x.bin", params={"offset": 0}, content=b"abc").json() == {"size": 3}
+        assert http.put("/uploads/abcdefgh12/x.bin", params={"offset": 0}, content=b"abc").status_code == 409
+        bad = http.post("/publish", json={"location": str(out), "upload_id": "abcdefgh12", "file": "x.bin",
+                                          "sha256": {"x.bin": "0" * 64}})
+        assert bad.status_code == 409 and "SHA-256" in bad.json()["detail"]
+        other = http.post("/publish", json={"location": str(out.parent / "elsewhere"), "upload_id": "abcdefgh12",
+                                            "file": "x.bin", "sha256": {"x.bin": "0" * 64}})
+        assert other.status_code == 403
+        assert http.put("/uploads/abcdefgh12/%2E%2E/x.bin", params={"offset": 0}, content=b"a").status_code == 422
+        for rel in ("..", "../x", "a/../../b", "/etc", "a//b"):  # never outside the job's location
+            assert http.post("/remove", json={"location": str(out), "rel": rel}).status_code == 422, rel
+            assert http.get("/output", params={"location": str(out), "rel": rel}).status_code == 422, rel
+        assert out.read_bytes() == data
+        assert http.put("/uploads/leftover12/y.bin", params={"offset": 0}, content=b"partial").status_code == 200
+        assert http.post("/abort", json={}).status_code == 200
+        assert not (remote.stack.tmp / "scratch" / "remote-uploads" / f"{job.id}-1").exists()  # dropped with it
+        assert http.get(f"/input?location={out}").status_code == 409
+    assert remote.stack.client().get(job.id).failures == 0
+    api.close()
+
+
+def test_killed_runner_job_fails_over_and_completes_on_another_runner(remote: Remote) -> None:
+    from mediarunner.models.base import utcnow
+    from mediarunner.models.db import transaction
+    from mediarunner.runner import config
+    from mediarunner.scheduler.ticks import fail_over
+
+    for name in ("k1", "k2"):
+        got = _register(remote, name)
+        config.save(remote.home / f"{name}.json", config.Registration(remote.url, got["id"], name, got["runner_token"]))
+    client = remote.stack.client()
+    out = remote.stack.tmp / "outputs" / "noop.txt"
+    job = client.submit_noop(duration=3, output=str(out), queue=remote.queue)
+    first = remote.serve("--name", "k1")
+    try:
+        wait_for(lambda: client.get(job.id).state == "running", 60, what="runner k1 to start the job")
+    finally:
+        first.kill()  # SIGKILL: no abort, no goodbye
+        first.wait(10)
+    second = remote.serve("--name", "k2")
+    try:
+        settings = remote.stack.settings().model_copy(update={"failover_after_seconds": 1.0})
+        wait_for(lambda: job.id in transaction(lambda s: fail_over(s, utcnow(), settings)).requeued, 30,
+                 interval=0.3, what="beat's failover of the silent attempt")
+        done = wait_for(lambda: (j := client.get(job.id)).done and j, 60, what="the job to end on runner k2")
+    finally:
+        second.terminate()
+        second.wait(30)
+    assert (done.state, done.attempt, done.failures) == ("completed", 2, 1), (done.error, remote.log())
+    assert done.worker is not None and done.worker.startswith("k2@remote-")
+    assert out.read_text() == f"{job.id} 2\n"
+
+
+def test_remote_runners_join_the_fleet_views_and_obey_maintenance(remote: Remote) -> None:
+    from mediarunner.api.keys import ApiKeys
+    from mediarunner.fleet import FleetService
+
+    runner = _register(remote, "fleet1")
+    settings = remote.stack.settings()
+    _, key = ApiKeys(settings).create(f"read-{remote.queue}", ["read"])
+    listed = httpx.get(f"{remote.url}/v1/runners", headers={"Authorization": f"Bearer {key}"}).json()
+    (me,) = [r for r in listed if r["hostname"] == runner["hostname"]]
+    assert me["queues"] == [remote.queue] and me["health"] == "healthy", me
+    fleet = FleetService(settings)
+    fleet.maintenance(runner["hostname"])
+    job = remote.stack.client().submit_noop(queue=remote.queue)
+    urgent = remote.stack.client().submit_noop(queue=remote.queue, priority=5)
+    with httpx.Client(base_url=f"{remote.url}/v1/runner", headers=_h(runner), timeout=30) as http:
+        assert http.post("/jobs/request", json={"timeout": 0.5}).json() == {"jobs": []}
+        fleet.enable(runner["hostname"])
+        offered = http.post("/jobs/request", json={"timeout": 5}).json()["jobs"]
+        assert [o["id"] for o in offered] == [urgent.id, job.id]  # rank order
+
+
+def test_sigterm_gives_running_jobs_back_without_spending_a_failure(remote: Remote) -> None:
+    from mediarunner.runner import config
+
+    got = _register(remote, "term")
+    config.save(remote.home / "term.json", config.Registration(remote.url, got["id"], "term", got["runner_token"]))
+    client = remote.stack.client()
+    job = client.submit_noop(duration=60, queue=remote.queue)
+    proc = remote.serve("--name", "term")
+    try:
+        wait_for(lambda: client.get(job.id).state == "running", 60, what="the runner to start the job")
+        proc.terminate()
+        assert proc.wait(30) == 0, remote.log()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    back = client.get(job.id)
+    assert (back.state, back.attempt, back.failures) == ("pending", 2, 0), remote.log()
+    assert "runner term stopped" in remote.log()
+
+
+def test_celery_children_of_a_remote_job_go_to_the_outbox(remote: Remote) -> None:
+    """A remote transcode's transcription branch runs on Celery workers: when the runner completes
+    the parent, the branch is left for the outbox to publish (it was never published as a chain)."""
+    from sqlalchemy import select
+
+    from mediarunner.models.db import transaction
+    from mediarunner.models.tables import JobRow
+
+    clip = make_clip(remote.stack.tmp / "in.mp4", seconds=1)
+    job = remote.stack.client().submit_transcode(str(clip), str(remote.stack.tmp / "outputs" / "t"), ["360p", "240p"],
+                                                 queue=remote.queue, transcribe=True)
+    runner = _register(remote, "mixed")
+    with httpx.Client(base_url=f"{remote.url}/v1/runner", timeout=30) as http:
+        token = http.post(f"/jobs/{job.id}/accept", json={"attempt": 1}, headers=_h(runner)).json()["job_token"]
+        family = http.post(f"/jobs/{job.id}/success", json={"result": {}}, headers=_h(runner, token)).json()["family"]
+    assert family["state"] == "completed"
+    rows = transaction(lambda s: s.execute(select(JobRow.type, JobRow.queue, JobRow.state, JobRow.dispatched_at)
+                                           .where(JobRow.parent_id == job.id)).all())
+    by_type = {r[0].value: r for r in rows}
+    assert by_type["extract_audio"][1:] == ("cpu", "pending", None)  # the outbox publishes it next tick
+    rendition = by_type["transcode_rendition"]
+    assert rendition[1:3] == (remote.queue, "pending")  # offered to remote runners
