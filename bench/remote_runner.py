@@ -89,7 +89,7 @@ def measure(url: str, redis_url: str, tmp: Path, src: Path, jobs: int, smoke: bo
     with make_stack(tmp, url, redis_url, **overrides) as stack:
         client = stack.client()
         port = free_port()
-        server = _server(port, tmp / "api.log")
+        server = _server(port, tmp / "api.log", workers=1)
         base = f"http://127.0.0.1:{port}"
         runner = None
         try:

@@ -16,7 +16,7 @@ put database_password "$(gen)"
 put webhook_secret "$(gen)"
 put flower_basic_auth "admin:$(gen)"
 put metrics_basic_auth "prometheus:$(gen)"
-for unused in worker_token s3_access_key_id s3_secret_access_key sftp_credentials ftp_credentials; do
+for unused in worker_token registration_token s3_access_key_id s3_secret_access_key sftp_credentials ftp_credentials; do
   put "$unused" ""  # fill in when used: a token from `mediarunner tokens create`, keys, JSON logins
 done
 if [[ "$(env_value MEDIARUNNER_BROKER_URL)" == amqp://* ]]; then
