@@ -359,7 +359,7 @@ class InprocWorker:
             from mediarunner.scheduler.fleet import fail_over_runner
 
             with contextlib.suppress(Exception):
-                transaction(lambda s: fail_over_runner(s, self.hostname, utcnow(), "test over"))
+                transaction(lambda s: fail_over_runner(s, self.hostname, utcnow(), "test over", max_aborts=None))
         # Remote-control shutdown is handled on the worker's own event loop (WorkerShutdown), like
         # SIGTERM for a process: it stops this worker only, not the others in this process.
         self.controller.app.control.broadcast("shutdown", destination=[self.hostname], reply=False)

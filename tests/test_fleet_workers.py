@@ -149,7 +149,10 @@ def test_revoking_a_token_stops_consumption_and_fails_over_jobs(fleet: Stack) ->
     r = runner(w.hostname)
     assert r is not None and r.unregistered_at is not None and r.health is Health.OFFLINE
     # the zombie attempt noticed and stopped; nothing re-claims the job on the unregistered runner
-    wait_for(lambda: ("job_failed_over", w.hostname, job.id) in events(job_id=job.id), 5, what="failover event")
+    # released, not failed over: no failure and no abort counted (the operator let the runner go)
+    wait_for(lambda: ("job_released", w.hostname, job.id) in events(job_id=job.id), 5, what="release event")
+    released = fleet.client().get(job.id)
+    assert (released.failures, released.aborts) == (0, 0)
     wait_for(lambda: "superseded" in w.log.read_text() or "cancelled" in w.log.read_text(), 10,
              what="the running attempt to stop")
     assert job_state(fleet, job.id)[:2] == (JobState.PENDING, 2)

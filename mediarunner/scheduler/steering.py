@@ -55,13 +55,14 @@ def queues_of(session: Session, hostname: str) -> list[str] | None:
 
 
 def revoke_token(session: Session, token_id: str, now: datetime) -> dict[str, list[str]] | None:
-    """Revoke; its runners are unregistered and their running jobs fail over. Returns each
+    """Revoke; its runners are unregistered and their running jobs go back to pending (no failure,
+    no abort counted: the operator let them go). Returns each
     unregistered runner's queues (to stop their consumers). None: no such token or already revoked."""
     hosts = tokens.revoke_token(session, token_id, now)
     if hosts is None:
         return None
     for h in hosts:
-        fail_over_runner(session, h, now, f"unregistered (token {token_id} revoked)")
+        fail_over_runner(session, h, now, f"unregistered (token {token_id} revoked)", max_aborts=None)
     queues = dict(session.execute(select(RunnerRow.hostname, RunnerRow.queues)
                                   .where(RunnerRow.hostname.in_(hosts))).tuples().all())
     return {h: list(queues.get(h) or []) for h in hosts}
