@@ -21,7 +21,7 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector, CollectorRegistry
 from pydantic import SecretStr
 
-from mediarunner.config import Settings
+from mediarunner.config import Settings, is_amqp
 from mediarunner.fleet import FleetService, Runner
 from mediarunner.models.enums import Health, JobState, RunnerStatus
 from mediarunner.models.stats import FAILED_STATES, DurationHistogram
@@ -30,7 +30,18 @@ from mediarunner.scheduler import backlog
 
 def broker_queue_lengths(broker_url: str, queues: list[str]) -> dict[str, int] | None:
     """Messages waiting per queue (Redis: all priority levels; RabbitMQ: ready messages); None if unreachable."""
-    return backlog.broker_queue_lengths(broker_url, queues)
+    if is_amqp(broker_url):
+        return backlog.broker_queue_lengths(broker_url, queues)
+    if not broker_url.startswith(("redis://", "rediss://")):
+        return None
+    import redis
+
+    try:
+        client = redis.Redis.from_url(broker_url, socket_connect_timeout=1, socket_timeout=1)
+        # kombu keeps priority levels as `<queue>`, `<queue>:1` ... `<queue>:9` (sep ":" in workers/app.py)
+        return {q: sum(int(client.llen(k)) for k in [q, *(f"{q}:{p}" for p in range(1, 10))]) for q in queues}
+    except redis.RedisError:
+        return None
 
 
 class FleetCollector(Collector):

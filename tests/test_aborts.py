@@ -17,7 +17,7 @@ from sqlalchemy import select
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState
 from mediarunner.models.tables import EventRow
-from tests.support import RedisServer, Stack, Worker, make_clip, make_stack, wait_for
+from tests.support import RedisServer, Stack, Worker, empty_broker, make_clip, make_stack, wait_for
 
 pytestmark = pytest.mark.slow
 FAST = {
@@ -30,10 +30,15 @@ FAST = {
 
 @pytest.fixture
 def st(tmp_path: Path, pg_url: str, redis_server: RedisServer) -> Iterator[Stack]:
-    import redis
-
-    redis.Redis.from_url(redis_server.url).flushdb()
+    empty_broker(redis_server.url)
     with make_stack(tmp_path, pg_url, redis_server.url, **FAST) as s:
+        yield s
+
+
+@pytest.fixture
+def st_any(tmp_path: Path, pg_url: str, broker_url: str) -> Iterator[Stack]:
+    """:func:`st` on each broker (Redis, RabbitMQ)."""
+    with make_stack(tmp_path, pg_url, broker_url, **FAST) as s:
         yield s
 
 
@@ -51,7 +56,8 @@ def run_then_kill(st: Stack, client: object, job_id: str, name: str) -> Worker:
     return w
 
 
-def test_four_killed_workers_spend_no_attempt_and_the_fifth_completes(st: Stack) -> None:
+def test_four_killed_workers_spend_no_attempt_and_the_fifth_completes(st_any: Stack) -> None:
+    st = st_any
     st.worker("sched", queues="scheduler", beat=True)
     client = st.client()
     job = client.submit_noop(duration=3.0)

@@ -47,7 +47,15 @@ def fast(tmp_path: Path, pg_url: str, redis_server: RedisServer) -> Iterator[Sta
         yield s
 
 
-def test_transient_error_is_retried_with_backoff_by_beat(fast: Stack) -> None:
+@pytest.fixture
+def fast_any(tmp_path: Path, pg_url: str, broker_url: str) -> Iterator[Stack]:
+    """:func:`fast` on each broker (Redis, RabbitMQ)."""
+    with make_stack(tmp_path, pg_url, broker_url, **FAST_SCHEDULER) as s:
+        yield s
+
+
+def test_transient_error_is_retried_with_backoff_by_beat(fast_any: Stack) -> None:
+    fast = fast_any
     fast.worker("a")
     fast.worker("sched", queues="scheduler", beat=True)
     client = fast.client()
@@ -58,7 +66,8 @@ def test_transient_error_is_retried_with_backoff_by_beat(fast: Stack) -> None:
     assert events.count("job_retried") == 2 and events[-1] == "job_completed"
 
 
-def test_kill_9_worker_mid_transcode_fails_over(fast: Stack, tmp_path: Path) -> None:
+def test_kill_9_worker_mid_transcode_fails_over(fast_any: Stack, tmp_path: Path) -> None:
+    fast = fast_any
     src = make_clip(tmp_path / "in.mp4", seconds=20.0, size="1280x720")
     env = {"MEDIARUNNER_X264_PRESET": "faster"}
     workers = {w.hostname: w for w in (fast.worker("a", extra_env=env), fast.worker("b", extra_env=env))}

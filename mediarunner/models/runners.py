@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -155,6 +155,15 @@ def unregister(session: Session, hostname: str, now: datetime, reason: str) -> b
     ok = _update(session, hostname, dict(unregistered_at=now), RunnerRow.unregistered_at.is_(None))
     if ok:
         record_event(session, "runner_unregistered", now, reason, runner=hostname)
+    return ok
+
+
+def remove(session: Session, hostname: str, now: datetime) -> bool:
+    """Forget a runner (``runners rm``): its row goes; its events stay, as history."""
+    ok = cast(CursorResult[Any], session.execute(delete(RunnerRow).where(RunnerRow.hostname == hostname)
+                                                 .execution_options(synchronize_session=False))).rowcount == 1
+    if ok:
+        record_event(session, "runner_removed", now, "removed by the operator", runner=hostname)
     return ok
 
 

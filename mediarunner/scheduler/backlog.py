@@ -36,7 +36,8 @@ def queue_lengths(conn: Connection, queues: Collection[str]) -> dict[str, int]:
 
 
 def broker_queue_lengths(broker_url: str, queues: Collection[str], *, timeout: float = 1.0) -> dict[str, int] | None:
-    """:func:`queue_lengths` on a connection of its own; None when the broker does not answer."""
+    """:func:`queue_lengths` on a connection of its own; None when the broker does not answer.
+    For RabbitMQ (a Redis connection made here would not know the workers' priority separator)."""
     try:
         with Connection(broker_url, connect_timeout=timeout,
                         transport_options={"max_retries": 0, "socket_timeout": timeout}) as conn:

@@ -7,7 +7,9 @@ that misses the broadcast converges on its next heartbeat, which answers with th
 * enable: ``add_consumer``;
 * max concurrent jobs: ``pool_grow`` / ``pool_shrink`` by the difference to the live pool size;
 * test connection: ``ping`` with the round-trip latency of each reply;
-* revoking a token: unregister its runners, fail over their running jobs, ``cancel_consumer``.
+* revoking a token: unregister its runners, release their running jobs, ``cancel_consumer``;
+* unregistering one runner: the same for that runner (it is back when it starts again);
+* removing a runner: forget a stopped or unregistered one.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from celery import Celery
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mediarunner.models import tokens
+from mediarunner.models import runners, tokens
 from mediarunner.models.enums import RunnerStatus
 from mediarunner.models.tables import RunnerRow
 from mediarunner.scheduler.fleet import fail_over_runner
@@ -66,6 +68,25 @@ def revoke_token(session: Session, token_id: str, now: datetime) -> dict[str, li
     queues = dict(session.execute(select(RunnerRow.hostname, RunnerRow.queues)
                                   .where(RunnerRow.hostname.in_(hosts))).tuples().all())
     return {h: list(queues.get(h) or []) for h in hosts}
+
+
+def unregister_runner(session: Session, hostname: str, now: datetime) -> tuple[list[str], list[str]] | None:
+    """One runner leaves the fleet (PeerTube's per-runner unregister): unregistered until it starts
+    again, its running jobs released (no failure or abort counted). Returns its queues (to stop
+    their consumers) and the released jobs; None: no such runner."""
+    queues = queues_of(session, hostname)
+    if queues is None:
+        return None
+    runners.unregister(session, hostname, now, "unregistered by the operator")
+    released = fail_over_runner(session, hostname, now, "runner unregistered by the operator", max_aborts=None)
+    return queues, released.requeued
+
+
+def remove_runner(session: Session, hostname: str, now: datetime) -> list[str]:
+    """Forget a stopped or unregistered runner; jobs it still held are released first."""
+    released = fail_over_runner(session, hostname, now, "runner removed by the operator", max_aborts=None)
+    runners.remove(session, hostname, now)
+    return released.requeued
 
 
 # ------------------------------------------------------------------------------ remote-control half

@@ -199,8 +199,9 @@ class FleetAgent:
         if directive.unregistered:
             if not self.unregistered:
                 self.unregistered = True
-                log.error("runner %s was unregistered (its registration token was revoked): it takes no more "
-                          "jobs. Restart it with a valid MEDIARUNNER_WORKER_TOKEN.", self.hostname)
+                log.error("runner %s was unregistered (`mediarunner runners unregister`, or its registration token "
+                          "was revoked): it takes no more jobs until it is started again (with a valid "
+                          "MEDIARUNNER_WORKER_TOKEN when tokens are required).", self.hostname)
             for q in self.consuming():
                 self._control("cancel_consumer", queue=q)
             return
