@@ -231,6 +231,24 @@ def test_set_concurrency_and_ping(fleet: Stack) -> None:
     assert "libx264" in out and "concurrency_changed" in out
 
 
+def test_unregistering_one_runner_lets_it_leave_cleanly(fleet: Stack) -> None:
+    """`runners unregister`: the live worker stops consuming, its running job is back to pending
+    at once with nothing counted, and the zombie attempt stops."""
+    w = fleet.inproc_worker("leaver")
+    client = fleet.client()
+    job = client.submit_noop(duration=30)
+    wait_for(lambda: job_state(fleet, job.id) == (JobState.RUNNING, 1, w.hostname), 30, what="job running")
+    out = invoke("runners", "unregister", "leaver").output
+    assert f"{w.hostname} unregistered; 1 running job(s) back to pending" in out
+    released = client.get(job.id)
+    assert (released.state, released.attempt, released.failures, released.aborts) == (JobState.PENDING, 2, 0, 0)
+    wait_for(lambda: consuming(fleet, w.hostname) == [], 10, what="worker to stop consuming")
+    wait_for(lambda: "superseded" in w.log.read_text(), 10, what="the running attempt to stop")
+    assert ("job_released", w.hostname, job.id) in events(job_id=job.id)
+    assert job_state(fleet, job.id)[:2] == (JobState.PENDING, 2)  # nothing re-claims it on the leaver
+    client.cancel(job.id)
+
+
 # ------------------------------------------------------------------------------ offline detection
 
 def test_killed_worker_goes_offline_and_its_job_fails_over(fleet: Stack) -> None:

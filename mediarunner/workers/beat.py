@@ -79,7 +79,7 @@ def broker_backlog(queues: Collection[str], *, celery: Celery = app) -> dict[str
     try:
         with celery.connection_for_read() as conn:
             return backlog.queue_lengths(conn, queues)
-    except backlog.BrokerError as exc:
+    except Exception as exc:  # the tick must go on: without the lengths it re-publishes by age
         log.warning("cannot read the broker's queue lengths (%s): re-publishing by age only", type(exc).__name__)
         return None
 
