@@ -8,9 +8,11 @@ later: a submission is never lost and never hangs on the broker.
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from celery import Celery
@@ -51,7 +53,7 @@ from mediarunner.models.payloads import (
     dump,
     rendition_name,
 )
-from mediarunner.models.queries import get_job, list_jobs
+from mediarunner.models.queries import get_job, list_jobs, select_job_ids
 from mediarunner.models.schemas import Job
 from mediarunner.models.transitions import NewJob
 from mediarunner.scheduler.dispatch import dispatch, publish_submitted
@@ -328,6 +330,27 @@ class Client:
             dispatch(job_id, app=self.app, database_url=self.settings.database_url)
         return self.get(job_id)
 
+    def select(self, *, states: Collection[JobState], types: Collection[JobType] = (),
+               since: timedelta | None = None) -> builtins.list[str]:
+        """Ids of the jobs in ``states`` (of ``types``) whose state changed within ``since``: the
+        targets of :meth:`restart_many` / :meth:`cancel_many` (and of their dry runs)."""
+        cutoff = utcnow() - since if since is not None else None
+        return transaction(lambda s: select_job_ids(s, states=states, types=types, changed_since=cutoff),
+                           url=self.settings.database_url)
+
+    def restart_many(self, job_ids: Sequence[str]) -> builtins.list[str]:
+        """:meth:`restart` each job that is still restartable (one transaction each); the restarted ids."""
+        done = []
+        for job_id in job_ids:
+            if transaction(functools.partial(_restart, job_id=job_id), url=self.settings.database_url):
+                done.append(job_id)
+                dispatch(job_id, app=self.app, database_url=self.settings.database_url)  # no-op unless pending
+        return done
+
+    def cancel_many(self, job_ids: Sequence[str]) -> builtins.list[str]:
+        """:meth:`cancel` each job that is still active; the cancelled ids."""
+        return [j for j in job_ids if transaction(functools.partial(_cancel, job_id=j), url=self.settings.database_url)]
+
     def wait(self, job_id: str, timeout: float | None = None, poll: float = 0.2) -> Job:
         """Block until the job and all its descendants are in a terminal state."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -458,3 +481,11 @@ class Client:
         except PydanticValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise ValidationError(f"invalid {schema.__name__}: {problems}") from None
+
+
+def _restart(session: Any, *, job_id: str) -> bool:
+    return transitions.restart(session, job_id, utcnow())
+
+
+def _cancel(session: Any, *, job_id: str) -> bool:
+    return transitions.cancel(session, job_id, utcnow())

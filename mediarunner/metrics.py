@@ -21,14 +21,17 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector, CollectorRegistry
 from pydantic import SecretStr
 
-from mediarunner.config import Settings
+from mediarunner.config import Settings, is_amqp
 from mediarunner.fleet import FleetService, Runner
 from mediarunner.models.enums import Health, JobState, RunnerStatus
 from mediarunner.models.stats import FAILED_STATES, DurationHistogram
+from mediarunner.scheduler import backlog
 
 
 def broker_queue_lengths(broker_url: str, queues: list[str]) -> dict[str, int] | None:
-    """Messages waiting in Redis per queue (all priority levels); None if unreachable or not Redis."""
+    """Messages waiting per queue (Redis: all priority levels; RabbitMQ: ready messages); None if unreachable."""
+    if is_amqp(broker_url):
+        return backlog.broker_queue_lengths(broker_url, queues)
     if not broker_url.startswith(("redis://", "rediss://")):
         return None
     import redis

@@ -6,7 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import RedisServer, Stack, create_pg_database, drop_pg_database, make_stack
+from tests.support import (
+    RedisServer,
+    Stack,
+    create_pg_database,
+    create_rabbitmq_vhost,
+    delete_rabbitmq_vhost,
+    drop_pg_database,
+    empty_broker,
+    make_stack,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
@@ -67,3 +76,52 @@ def sqlite_stack(tmp_path: Path, redis_server: RedisServer) -> Iterator[Stack]:
     redis.Redis.from_url(redis_server.url).flushdb()
     with make_stack(tmp_path, f"sqlite:///{tmp_path / 'mediarunner.db'}", redis_server.url) as s:
         yield s
+
+
+# ------------------------------------------------------------------------------ both brokers
+# End-to-end, ordering and fault tests run on Redis and on RabbitMQ through these fixtures
+# (parametrised, never copied); everything else stays on the session's private Redis.
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> Iterator[str]:
+    """This session's own vhost on the machine's RabbitMQ (127.0.0.1:5672, guest/guest)."""
+    url = create_rabbitmq_vhost()
+    yield url
+    delete_rabbitmq_vhost(url)
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker_url(request: pytest.FixtureRequest, redis_server: RedisServer) -> str:
+    """An empty broker of each kind: the session's private Redis (flushed), or the session's
+    RabbitMQ vhost (mediarunner's queues deleted)."""
+    if request.param == "redis":
+        redis_server.ping() or redis_server.start()
+        url = redis_server.url
+    else:
+        url = request.getfixturevalue("rabbitmq_url")
+    empty_broker(url)
+    return url
+
+
+@pytest.fixture
+def broker_stack(tmp_path: Path, pg_url: str, broker_url: str) -> Iterator[Stack]:
+    """:func:`stack` on each broker (PostgreSQL)."""
+    with make_stack(tmp_path, pg_url, broker_url) as s:
+        yield s
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def matrix_stack(request: pytest.FixtureRequest, tmp_path: Path, broker_url: str) -> Iterator[Stack]:
+    """A stack on each database and each broker (four runs): for ordering tests."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'mediarunner.db'}"
+        with make_stack(tmp_path, url, broker_url) as s:
+            yield s
+        return
+    url = create_pg_database()
+    try:
+        with make_stack(tmp_path, url, broker_url) as s:
+            yield s
+    finally:
+        drop_pg_database(url)

@@ -128,6 +128,68 @@ def drop_pg_database(url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+RABBITMQ = os.environ.get("MEDIARUNNER_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672")
+#: Every queue mediarunner declares (job queues, beat's) and Celery's default one.
+BROKER_QUEUES = ("cpu", "gpu", "scheduler", "celery")
+
+
+def rabbitmq_available() -> bool:
+    host, port = RABBITMQ.rsplit("@", 1)[-1].split(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                   timeout=60)
+
+
+def create_rabbitmq_vhost() -> str:
+    """A vhost of its own on the machine's RabbitMQ (``rabbitmqctl``, as root), for one test session:
+    nothing another process or session publishes can reach it. Returns its URL."""
+    if not rabbitmq_available() or not shutil.which("rabbitmqctl"):
+        import pytest
+
+        if os.environ.get("MEDIARUNNER_REQUIRE_RABBITMQ"):
+            raise RuntimeError(f"RabbitMQ is required (MEDIARUNNER_REQUIRE_RABBITMQ) but {RABBITMQ} is unreachable")
+        pytest.skip(f"RabbitMQ not reachable at {RABBITMQ} (set MEDIARUNNER_TEST_RABBITMQ)")
+    name = f"mr_test_{uuid.uuid4().hex[:10]}"
+    _rabbitmqctl("add_vhost", name)
+    user = RABBITMQ.split("://", 1)[1].split(":", 1)[0]
+    _rabbitmqctl("set_permissions", "-p", name, user, ".*", ".*", ".*")
+    return f"{RABBITMQ}/{name}"
+
+
+def delete_rabbitmq_vhost(url: str) -> None:
+    with contextlib.suppress(subprocess.SubprocessError):
+        _rabbitmqctl("delete_vhost", url.rsplit("/", 1)[1])
+
+
+def empty_broker(url: str) -> None:
+    """Start from an empty broker (or lose every message, as a broker failure would): flush the
+    Redis database, or purge mediarunner's queues in the RabbitMQ vhost. Purged, not deleted: the
+    producers of this process remember the queues they declared (kombu's per-connection cache,
+    shared by every app on the same URL) and would never declare a deleted one again."""
+    if not url.startswith("amqp"):
+        redis.Redis.from_url(url).flushdb()
+        return
+    from kombu import Connection
+
+    with Connection(url, connect_timeout=5) as conn:
+        for q in BROKER_QUEUES:
+            channel = conn.channel()
+            try:
+                channel.queue_purge(q)
+            except Exception:  # ChannelError: no such queue (yet); RabbitMQ closed the channel
+                pass
+            finally:
+                with contextlib.suppress(Exception):
+                    channel.close()
+
+
 @dataclass
 class Stack:
     """Everything a test needs to run jobs: settings (as env vars), a client, workers."""
@@ -360,7 +422,7 @@ class InprocWorker:
             from mediarunner.scheduler.fleet import fail_over_runner
 
             with contextlib.suppress(Exception):
-                transaction(lambda s: fail_over_runner(s, self.hostname, utcnow(), "test over"))
+                transaction(lambda s: fail_over_runner(s, self.hostname, utcnow(), "test over", max_aborts=None))
         # Remote-control shutdown is handled on the worker's own event loop (WorkerShutdown), like
         # SIGTERM for a process: it stops this worker only, not the others in this process.
         self.controller.app.control.broadcast("shutdown", destination=[self.hostname], reply=False)

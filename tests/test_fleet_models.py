@@ -134,9 +134,11 @@ def test_beat_marks_silent_runner_offline_and_fails_over_its_jobs(db_url: str) -
     (job_b,) = run(db_url, rows.create_jobs, [t.NewJob(JobType.NOOP, "cpu", {}, max_attempts=1)], NOW)
     (job_c,) = run(db_url, rows.create_jobs, [t.NewJob(JobType.NOOP, "cpu", {})], NOW)
     assert run(db_url, rows.claim, job_a, 1, "a@h", None, NOW)
-    assert run(db_url, rows.claim, job_b, 1, "a@h", None, NOW)
+    assert run(db_url, rows.claim, job_b, 1, "x@h", None, NOW)  # b lost a worker once already
+    assert run(db_url, t.release, job_b, 1, "lost", NOW, aborted=True)
+    assert run(db_url, rows.claim, job_b, 2, "a@h", None, NOW)
     assert run(db_url, rows.claim, job_c, 1, "b@h", None, NOW)
-    s = settings(db_url)
+    s = settings(db_url, max_aborts=2)
     later = NOW + timedelta(seconds=20)
     run(db_url, runners.heartbeat, "b@h", {}, 2, later)  # b keeps beating, a went silent at NOW
     assert run(db_url, check_runners, later, s).offline == []  # 20 s < 30 s
@@ -147,8 +149,9 @@ def test_beat_marks_silent_runner_offline_and_fails_over_its_jobs(db_url: str) -
     assert res.offline == ["a@h"] and res.requeued == [job_a] and res.failed == [job_b]
     assert run(db_url, check_runners, at + timedelta(seconds=1), s).offline == []  # once
     job = run(db_url, get_job, job_a)
-    assert (job.state, job.attempt, job.worker) == (JobState.PENDING, 2, None)
-    assert run(db_url, get_job, job_b).state is JobState.FAILED
+    assert (job.state, job.attempt, job.worker, job.failures, job.aborts) == (JobState.PENDING, 2, None, 0, 1)
+    poison = run(db_url, get_job, job_b)  # its second lost worker: MAX_ABORTS=2
+    assert poison.state is JobState.FAILED and "poison job" in (poison.error or "")
     assert run(db_url, get_job, job_c).state is JobState.RUNNING  # b is alive
     assert runner(db_url, "a@h", at).health is Health.OFFLINE
     assert kinds(db_url, runner="a@h")[-3:] == ["heartbeat_lost", "job_failed_over", "job_failed"]

@@ -149,7 +149,10 @@ def test_revoking_a_token_stops_consumption_and_fails_over_jobs(fleet: Stack) ->
     r = runner(w.hostname)
     assert r is not None and r.unregistered_at is not None and r.health is Health.OFFLINE
     # the zombie attempt noticed and stopped; nothing re-claims the job on the unregistered runner
-    wait_for(lambda: ("job_failed_over", w.hostname, job.id) in events(job_id=job.id), 5, what="failover event")
+    # released, not failed over: no failure and no abort counted (the operator let the runner go)
+    wait_for(lambda: ("job_released", w.hostname, job.id) in events(job_id=job.id), 5, what="release event")
+    released = fleet.client().get(job.id)
+    assert (released.failures, released.aborts) == (0, 0)
     wait_for(lambda: "superseded" in w.log.read_text() or "cancelled" in w.log.read_text(), 10,
              what="the running attempt to stop")
     assert job_state(fleet, job.id)[:2] == (JobState.PENDING, 2)
@@ -226,6 +229,24 @@ def test_set_concurrency_and_ping(fleet: Stack) -> None:
     assert w.hostname in out and "enabled" in out
     out = invoke("runners", "show", "conc").output
     assert "libx264" in out and "concurrency_changed" in out
+
+
+def test_unregistering_one_runner_lets_it_leave_cleanly(fleet: Stack) -> None:
+    """`runners unregister`: the live worker stops consuming, its running job is back to pending
+    at once with nothing counted, and the zombie attempt stops."""
+    w = fleet.inproc_worker("leaver")
+    client = fleet.client()
+    job = client.submit_noop(duration=30)
+    wait_for(lambda: job_state(fleet, job.id) == (JobState.RUNNING, 1, w.hostname), 30, what="job running")
+    out = invoke("runners", "unregister", "leaver").output
+    assert f"{w.hostname} unregistered; 1 running job(s) back to pending" in out
+    released = client.get(job.id)
+    assert (released.state, released.attempt, released.failures, released.aborts) == (JobState.PENDING, 2, 0, 0)
+    wait_for(lambda: consuming(fleet, w.hostname) == [], 10, what="worker to stop consuming")
+    wait_for(lambda: "superseded" in w.log.read_text(), 10, what="the running attempt to stop")
+    assert ("job_released", w.hostname, job.id) in events(job_id=job.id)
+    assert job_state(fleet, job.id)[:2] == (JobState.PENDING, 2)  # nothing re-claims it on the leaver
+    client.cancel(job.id)
 
 
 # ------------------------------------------------------------------------------ offline detection

@@ -14,7 +14,7 @@ from mediarunner.models import transitions as t
 from mediarunner.models.db import session_scope, transaction
 from mediarunner.models.enums import ErrorKind, JobState, JobType
 from mediarunner.models.queries import get_job, list_jobs
-from mediarunner.models.retry import RetryPolicy, decide
+from mediarunner.models.retry import RetryPolicy, decide, decide_abort
 from mediarunner.models.tables import JobRow, RankRow
 from mediarunner.models.transitions import NewJob
 from mediarunner.scheduler import lease, ticks
@@ -48,14 +48,21 @@ def tx(url: str, fn, *a, **kw):  # type: ignore[no-untyped-def]
 
 # --------------------------------------------------------------------------- retry policy (pure)
 
-def _job(failures: int = 0, max_attempts: int = 3):  # type: ignore[no-untyped-def]
+def _job(failures: int = 0, max_attempts: int = 3, aborts: int = 0):  # type: ignore[no-untyped-def]
     from mediarunner.models.schemas import Job
 
     return Job(id="j", type=JobType.NOOP, state=S.RUNNING, stage=None, progress=0, queue="cpu", routing_reason=None,
                priority=0, priority_class="default", rank=None, parent_id=None, root_id="j", attempt=failures + 1,
                failures=failures, max_attempts=max_attempts, payload={}, meta={}, result=None, error=None,
                error_kind=None, log_tail=None, worker=None, celery_task_id=None, created_at=T0, started_at=None,
-               heartbeat_at=None, finished_at=None, run_after=None)
+               heartbeat_at=None, finished_at=None, run_after=None, aborts=aborts)
+
+
+def test_abort_policy_is_pure_and_apart_from_failures() -> None:
+    d = decide_abort(_job(failures=2, max_attempts=3, aborts=8), max_aborts=10)
+    assert d.retry and d.delay == 0.0  # failures do not matter: losing a worker is not the job's error
+    d = decide_abort(_job(aborts=9), max_aborts=10)
+    assert not d.retry and d.kind is ErrorKind.PERMANENT and "poison" in d.reason
 
 
 def test_retry_policy_is_pure_and_classifies() -> None:
@@ -95,19 +102,45 @@ def test_children_are_not_dispatched_until_released(db_url: str) -> None:
 
 # --------------------------------------------------------------------------- failover and timeouts
 
-def test_silent_running_job_is_failed_over_then_fails_after_max_attempts(db_url: str) -> None:
-    s = settings()
-    jid, = new(db_url, max_attempts=2)
+def test_silent_running_job_is_failed_over_without_a_failure_then_fails_as_poison_after_max_aborts(
+        db_url: str) -> None:
+    s = settings(max_aborts=3)
+    jid, = new(db_url, max_attempts=1)  # one attempt: a single counted failure would fail it
     tx(db_url, fixtures.claim, jid, 1, "w1", None, T0)
     assert tx(db_url, ticks.fail_over, T0 + timedelta(seconds=10), s).requeued == []
     r = tx(db_url, ticks.fail_over, T0 + timedelta(seconds=31), s)
     assert r.requeued == [jid]
     j = job(db_url, jid)
-    assert (j.state, j.attempt, j.failures, j.run_after) == (S.PENDING, 2, 1, None)
-    assert "w1" in (j.error or "")
+    assert (j.state, j.attempt, j.failures, j.aborts, j.run_after) == (S.PENDING, 2, 0, 1, None)
+    assert "w1" in (j.error or "") and j.created_at == T0  # keeps its age: its rank
     tx(db_url, fixtures.claim, jid, 2, "w2", None, T0 + timedelta(seconds=32))
-    r = tx(db_url, ticks.fail_over, T0 + timedelta(seconds=100), s)
-    assert r.failed == [jid] and job(db_url, jid).state is S.FAILED
+    assert tx(db_url, ticks.fail_over, T0 + timedelta(seconds=70), s).requeued == [jid]
+    tx(db_url, fixtures.claim, jid, 3, "w3", None, T0 + timedelta(seconds=71))
+    r = tx(db_url, ticks.fail_over, T0 + timedelta(seconds=110), s)
+    assert r.failed == [jid]
+    j = job(db_url, jid)
+    assert (j.state, j.failures, j.aborts, j.error_kind) == (S.FAILED, 0, 2, "permanent")
+    assert "poison job" in (j.error or "") and "MAX_ABORTS=3" in (j.error or "")
+
+
+def test_a_released_job_counts_neither_a_failure_nor_an_abort(db_url: str) -> None:
+    jid, = new(db_url, max_attempts=1)
+    tx(db_url, fixtures.claim, jid, 1, "w1", None, T0)
+    assert tx(db_url, t.release, jid, 1, "worker warm shutdown", T0, aborted=False)
+    assert not tx(db_url, t.release, jid, 1, "again", T0, aborted=False)  # fenced: once only
+    j = job(db_url, jid)
+    assert (j.state, j.attempt, j.failures, j.aborts, j.worker) == (S.PENDING, 2, 0, 0, None)
+    tx(db_url, fixtures.claim, jid, 2, "w2", None, T0)
+    assert tx(db_url, t.complete, jid, 2, {}, T0)
+
+
+def test_restart_forgets_aborts(db_url: str) -> None:
+    s = settings(max_aborts=1)
+    jid, = new(db_url)
+    tx(db_url, fixtures.claim, jid, 1, "w1", None, T0)
+    assert tx(db_url, ticks.fail_over, T0 + timedelta(seconds=31), s).failed == [jid]  # the first abort is the last
+    assert tx(db_url, t.restart, jid, T0 + timedelta(seconds=40))
+    assert (job(db_url, jid).aborts, job(db_url, jid).state) == (0, S.PENDING)
 
 
 def test_heartbeat_keeps_job_alive(db_url: str) -> None:

@@ -21,10 +21,13 @@ def outputs(stack: Stack, name: str) -> Path:
     return stack.tmp / "outputs" / name
 
 
-def test_full_ladder(stack: Stack, tmp_path: Path) -> None:
+def test_full_ladder(broker_stack: Stack, tmp_path: Path) -> None:
+    """The happy path, on Redis and on RabbitMQ, with worker processes as deployed (two in-process
+    workers share one Celery app, whose queue declarations RabbitMQ checks strictly)."""
+    stack = broker_stack
     src = make_clip(tmp_path / "in.mp4", seconds=2.0, size="1920x1080")
-    stack.inproc_worker("a")
-    stack.inproc_worker("b")
+    stack.worker("a")
+    stack.worker("b")
     client = stack.client()
     job = client.submit_transcode(str(src), str(outputs(stack, "full")))
     job = client.wait(job.id, timeout=240)

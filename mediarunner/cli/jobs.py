@@ -15,7 +15,7 @@ from mediarunner.cli import ui
 from mediarunner.cli.submit_more import NotifyUrl, PriorityClass
 from mediarunner.config.redact import mask_url
 from mediarunner.errors import JobNotFoundError, MediarunnerError
-from mediarunner.models.enums import JobState, JobType
+from mediarunner.models.enums import ACTIVE_STATES, RESTARTABLE_STATES, JobState, JobType
 from mediarunner.models.schemas import Job
 
 submit_app = typer.Typer(help="Submit jobs.", no_args_is_help=True)
@@ -110,19 +110,32 @@ def jobs_ls(state: Annotated[JobState | None, typer.Option()] = None,
     ui.console.print(table)
 
 
+LOG_LINES = 20  # of each job's log tail shown by `jobs show`
+
+
 def show_job(job: Job) -> None:
-    table = Table("job", "type", "state", "progress", "attempt", "worker", "error", title=f"job {job.id}")
+    table = Table("job", "type", "state", "progress", "attempt", "failures", "aborts", "worker", "error",
+                  title=f"job {job.id}")
     for j in job.family:
         indent = "  " if j.parent_id else ""
         table.add_row(indent + j.id[:8], j.type.value + (f" {j.payload.get('rendition', '')}"),
-                      f"[{ui.STATE_STYLE[j.state]}]{j.state.value}[/]", f"{j.progress:.0f}%",
-                      f"{j.attempt}/{j.max_attempts}", j.worker or "", (j.error or "")[:80])
+                      f"[{ui.STATE_STYLE[j.state]}]{j.state.value}[/]", f"{j.progress:.0f}%", str(j.attempt),
+                      f"{j.failures}/{j.max_attempts}", str(j.aborts), j.worker or "", escape((j.error or "")[:80]))
     ui.console.print(table)
     for j in job.family:
         for a in j.artifacts:
             ui.console.print(f"  [green]{a.kind:13}[/green] {a.path} ({a.size:,} bytes)")
     if job.routing_reason:
-        ui.console.print(f"  routed to [bold]{job.queue}[/bold]: {job.routing_reason}")
+        ui.console.print(f"  routed to [bold]{job.queue}[/bold]: {escape(job.routing_reason)}")
+    for j in job.family:  # why a pending job waits (set by routing, when it knows)
+        reason = getattr(j, "waiting_reason", None)
+        if reason and j.state is JobState.PENDING:
+            ui.console.print(f"  {j.id[:8]} waiting: {escape(str(reason))}", highlight=False)
+    for j in job.family:
+        if j.log_tail:
+            lines = j.log_tail.splitlines()[-LOG_LINES:]
+            ui.console.print(f"  log of {j.id[:8]} (last {len(lines)} line(s)):", highlight=False)
+            ui.console.print("\n".join(f"    {escape(line)}" for line in lines), highlight=False, soft_wrap=True)
 
 
 @jobs_app.command("show")
@@ -162,21 +175,70 @@ def show_webhook(hook: dict[str, Any] | None) -> None:
     ui.console.print("\n".join(lines), highlight=False, soft_wrap=True)
 
 
-@jobs_app.command("cancel")
-def jobs_cancel(job_id: str) -> None:
-    """Cancel a job and its unfinished children (running ffmpeg is killed)."""
+StatesOpt = Annotated[list[JobState] | None, typer.Option("--state", help="jobs in this state (repeat)")]
+TypesOpt = Annotated[list[JobType] | None, typer.Option("--type", help="jobs of this type (repeat)")]
+SinceOpt = Annotated[str | None, typer.Option("--since", help="whose state changed within: 30m, 2h, 1d")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="only count the jobs the filter selects")]
+
+
+def _bulk(action: str, allowed: frozenset[JobState], states: list[JobState] | None, types: list[JobType] | None,
+          since: str | None, dry_run: bool) -> None:
+    """Restart or cancel every job a filter selects (Esup-Pod's "restart selected tasks")."""
+    if not (states or types or since):
+        raise ui.fail(f"give a job id, or filters: `mediarunner jobs {action} --state ... --type ... --since 2h` "
+                      "(--dry-run counts them)")
+    chosen = set(states or allowed)
+    if bad := sorted(s.value for s in chosen - allowed):
+        raise ui.fail(f"cannot {action} {', '.join(bad)} jobs: only {', '.join(sorted(a.value for a in allowed))}")
     try:
-        job = ui.client(writes=True).cancel(job_id)
+        period = ui.duration(since) if since else None
+    except ValueError as exc:
+        raise ui.fail(exc) from None
+    client = ui.client(writes=True)
+    ids = client.select(states=chosen, types=types or (), since=period)
+    what = ", ".join(filter(None, ["state " + "|".join(sorted(s.value for s in chosen)),
+                                   "type " + "|".join(t.value for t in types) if types else "",
+                                   f"changed within {since}" if since else ""]))
+    if dry_run:
+        ui.console.print(f"would {action} {len(ids)} job(s) ({what})", highlight=False)
+        return
+    done = client.restart_many(ids) if action == "restart" else client.cancel_many(ids)
+    moved = f"; {len(ids) - len(done)} had moved on meanwhile" if len(done) < len(ids) else ""
+    past = {"restart": "restarted", "cancel": "cancelled"}[action]
+    ui.console.print(f"{past} {len(done)} job(s) ({what}){moved}", highlight=False)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: Annotated[str | None, typer.Argument(help="a job id (or use the filters)")] = None,
+                state: StatesOpt = None, type: TypesOpt = None, since: SinceOpt = None,
+                dry_run: DryRunOpt = False) -> None:
+    """Cancel a job and its unfinished children (running ffmpeg is killed), or every active job the
+    filters select (--dry-run: count them)."""
+    if job_id is None:
+        _bulk("cancel", ACTIVE_STATES, state, type, since, dry_run)
+        return
+    if state or type or since or dry_run:
+        raise ui.fail("give a job id or filters (--state, --type, --since), not both")
+    try:
+        job = ui.client(writes=True).cancel(ui.job_id(job_id))
     except JobNotFoundError as exc:
         raise ui.fail(exc) from None
     ui.console.print(f"{job.id}: {job.state.value}")
 
 
 @jobs_app.command("restart")
-def jobs_restart(job_id: str) -> None:
-    """Run a failed, timed-out or cancelled job again (with its unfinished children)."""
+def jobs_restart(job_id: Annotated[str | None, typer.Argument(help="a job id (or use the filters)")] = None,
+                 state: StatesOpt = None, type: TypesOpt = None, since: SinceOpt = None,
+                 dry_run: DryRunOpt = False) -> None:
+    """Run a failed, timed-out or cancelled job again (with its unfinished children), or every such job
+    the filters select, e.g. `--state failed --type transcode --since 2h` (--dry-run: count them)."""
+    if job_id is None:
+        _bulk("restart", RESTARTABLE_STATES, state, type, since, dry_run)
+        return
+    if state or type or since or dry_run:
+        raise ui.fail("give a job id or filters (--state, --type, --since), not both")
     try:
-        job = ui.client(writes=True).restart(job_id)
+        job = ui.client(writes=True).restart(ui.job_id(job_id))
     except MediarunnerError as exc:
         raise ui.fail(exc) from None
     ui.console.print(f"{job.id}: {job.state.value} (attempt {job.attempt})")

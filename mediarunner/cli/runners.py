@@ -127,6 +127,21 @@ def runners_set_concurrency(name: str, concurrency: Annotated[int, typer.Argumen
                          "at start-up")
 
 
+@runners_app.command("unregister")
+def runners_unregister(name: str) -> None:
+    """Let one runner leave cleanly: it takes no more jobs and its running jobs go back to pending
+    (no failure counted) until it starts again. `tokens revoke` does this for every runner of a token."""
+    hostname, released = _call(lambda f: f.unregister_runner(name))
+    ui.console.print(f"{hostname} unregistered; {len(released)} running job(s) back to pending")
+
+
+@runners_app.command("rm")
+def runners_rm(name: str) -> None:
+    """Remove a stopped (offline) or unregistered runner from the fleet list."""
+    hostname = _call(lambda f: f.remove_runner(name))
+    ui.console.print(f"{hostname} removed")
+
+
 @runners_app.command("ping")
 def runners_ping(names: Annotated[list[str] | None, typer.Argument(help="runners (default: all not offline)")] = None,
                  timeout: float = 2.0) -> None:

@@ -5,7 +5,8 @@ Command modules use ``ui.console`` (not a copy of it), so a test can swap the co
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import datetime, timedelta
 
 import typer
 from celery import Celery
@@ -110,3 +111,14 @@ def ago(seconds: float | None) -> str:
 
 def seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}s"
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration(text: str) -> timedelta:
+    """``30m``, ``2h``, ``1d``, ``1h30m`` (s, m, h, d, w) as a timedelta; ValueError otherwise."""
+    compact = text.strip().lower().replace(" ", "")
+    if not compact or not re.fullmatch(r"(\d+(\.\d+)?[smhdw])+", compact):
+        raise ValueError(f"--since {text!r}: expected a duration such as 30m, 2h, 1d or 1h30m")
+    return timedelta(seconds=sum(float(n) * _UNITS[u] for n, _, u in re.findall(r"(\d+(\.\d+)?)([smhdw])", compact)))

@@ -1,3 +1,3 @@
-from mediarunner.config.settings import Rendition, Settings, get_settings
+from mediarunner.config.settings import Rendition, Settings, get_settings, is_amqp
 
-__all__ = ["Rendition", "Settings", "get_settings"]
+__all__ = ["Rendition", "Settings", "get_settings", "is_amqp"]

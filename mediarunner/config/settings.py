@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     # Redis re-delivers an unacked message after this many seconds. Must exceed the longest job;
     # quicker recovery from a dead worker comes from heartbeat failover, not from this.
     visibility_timeout: int = 6 * 3600
+    # RabbitMQ (MEDIARUNNER_BROKER_URL=amqp://...): "quorum" (replicated; no message priorities:
+    # the database claim orders the work) or "classic" (with x-max-priority 10).
+    rabbitmq_queue_type: Literal["quorum", "classic"] = "quorum"
 
     # --- files
     scratch_dir: Path = Path("var/scratch")
@@ -142,6 +145,9 @@ class Settings(BaseSettings):
 
     # --- jobs and scheduling
     max_attempts: int = 3
+    # A job whose worker was lost (killed, silent) this many times fails as a poison job; losing a
+    # worker is not a failure of the job and spends none of its max_attempts.
+    max_aborts: int = 10
     retry_base_seconds: float = 5.0
     retry_max_seconds: float = 600.0
     heartbeat_seconds: float = 2.0  # how often a running job touches its row
@@ -186,7 +192,7 @@ class Settings(BaseSettings):
             raise ValueError("'scheduler' carries beat's ticks: it cannot be a job queue")
         return v
 
-    @field_validator("max_attempts")
+    @field_validator("max_attempts", "max_aborts")
     @classmethod
     def _positive(cls, v: int) -> int:
         if v < 1:
@@ -286,3 +292,8 @@ def _with_password(url: str, password: SecretStr) -> str:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def is_amqp(broker_url: str) -> bool:
+    """RabbitMQ (``amqp://``, ``amqps://``, ``pyamqp://``) rather than Redis."""
+    return broker_url.split("://", 1)[0].lower() in ("amqp", "amqps", "pyamqp")

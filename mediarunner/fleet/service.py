@@ -26,6 +26,7 @@ from mediarunner.fleet.views import (
     ActivityEvent,
     AmbiguousRunner,
     Dashboard,
+    FleetError,
     MetricsSnapshot,
     NewToken,
     ReadOnlyFleet,
@@ -177,16 +178,29 @@ class FleetService:
         replies = steering.resize_pool(self.app, hostname, concurrency, self.reply_timeout)
         return SteerResult(hostname, changed, replies)
 
-    def remove(self, name: str) -> list[str]:
-        """Unregister a runner (a dead server, usually): its running jobs fail over, a live worker
-        stops consuming at once and idles until it registers again. Returns the queues it served."""
+    def unregister_runner(self, name: str) -> tuple[str, list[str]]:
+        """The runner leaves the fleet cleanly: unregistered (until it starts again), its running
+        jobs back to pending with nothing counted, its consumers stopped. Returns its name and the
+        released jobs."""
         self._writable()
         hostname = self.resolve(name)
-        queues = self._tx(lambda s: steering.remove_runner(s, hostname, utcnow()))
-        if queues is None:
+        res = self._tx(lambda s: steering.unregister_runner(s, hostname, utcnow()))
+        if res is None:
             raise RunnerNotFound(name)
+        queues, released = res
         steering.stop_consumers(self.app, {hostname: queues})
-        return queues
+        return hostname, released
+
+    def remove_runner(self, name: str) -> str:
+        """Forget one runner. Only a stopped (offline) or unregistered one: a live worker would
+        register again with its next heartbeat."""
+        self._writable()
+        runner = self.get_runner(name)
+        if runner.unregistered_at is None and runner.health is not Health.OFFLINE:
+            raise FleetError(f"runner {runner.hostname} is {runner.health}: stop it, or run "
+                             f"`mediarunner runners unregister {runner.hostname}`, before removing it")
+        self._tx(lambda s: steering.remove_runner(s, runner.hostname, utcnow()))
+        return runner.hostname
 
     def ping(self, names: Sequence[str] | None = None, *, timeout: float | None = None) -> list[PingResult]:
         """A round trip through the broker to each runner (default: every one not offline)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, cast
@@ -128,3 +128,15 @@ def list_jobs_page(session: Session, *, state: JobState | None = None, type: Job
     if created_after is not None:
         stmt = stmt.where(JobRow.created_at >= created_after)
     return [Job.from_row(r, rank=rank) for r, rank in session.execute(_ranked(stmt))]
+
+
+def select_job_ids(session: Session, *, states: Collection[JobState], types: Collection[JobType] = (),
+                   changed_since: datetime | None = None, limit: int = 10_000) -> list[str]:
+    """Ids of the jobs in ``states`` (and of ``types``, when given) whose state last changed at or
+    after ``changed_since``, oldest first: what a bulk operator action (restart, cancel) acts on."""
+    stmt = select(JobRow.id).where(JobRow.state.in_(list(states))).order_by(JobRow.created_at, JobRow.id).limit(limit)
+    if types:
+        stmt = stmt.where(JobRow.type.in_(list(types)))
+    if changed_since is not None:
+        stmt = stmt.where(JobRow.updated_at >= changed_since)
+    return list(session.scalars(stmt))

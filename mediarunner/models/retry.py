@@ -46,3 +46,15 @@ def decide(error: BaseException, job: Job, policy: RetryPolicy = RetryPolicy(),
     if policy.jitter:
         delay *= 1 + (rng or random.Random()).uniform(-policy.jitter, policy.jitter)
     return Decision(True, kind, delay, f"transient error: retry {job.failures + 2}/{job.max_attempts}")
+
+
+def decide_abort(job: Job, max_aborts: int) -> Decision:
+    """The job's worker was lost (killed, silent) while running it: not the job's error, so it
+    goes back to pending without spending a failure, unless this is its ``max_aborts``-th lost
+    worker: a job that keeps killing its workers is a poison job and fails for good."""
+    if job.aborts + 1 >= max_aborts:
+        return Decision(False, ErrorKind.PERMANENT, 0.0,
+                        f"poison job: it lost its worker {job.aborts + 1} time(s) (MAX_ABORTS={max_aborts}); "
+                        "not run again")
+    return Decision(True, ErrorKind.TRANSIENT, 0.0, f"worker lost {job.aborts + 1}/{max_aborts} time(s): "
+                    "back to pending, no failure counted")

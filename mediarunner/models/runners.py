@@ -159,6 +159,15 @@ def unregister(session: Session, hostname: str, now: datetime, reason: str) -> b
     return ok
 
 
+def remove(session: Session, hostname: str, now: datetime) -> bool:
+    """Forget a runner (``runners rm``): its row goes; its events stay, as history."""
+    ok = cast(CursorResult[Any], session.execute(delete(RunnerRow).where(RunnerRow.hostname == hostname)
+                                                 .execution_options(synchronize_session=False))).rowcount == 1
+    if ok:
+        record_event(session, "runner_removed", now, "removed by the operator", runner=hostname)
+    return ok
+
+
 def unregister_by_token(session: Session, token_id: str, now: datetime, reason: str) -> list[str]:
     hosts: Sequence[str] = session.scalars(select(RunnerRow.hostname).where(
         RunnerRow.token_id == token_id, RunnerRow.unregistered_at.is_(None))).all()

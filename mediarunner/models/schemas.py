@@ -42,6 +42,7 @@ class Job(BaseModel):
     attempt: int
     failures: int
     max_attempts: int
+    aborts: int = 0  # times it lost its worker (not failures: see MAX_ABORTS)
     payload: dict[str, Any]
     meta: dict[str, Any]
     result: dict[str, Any] | None

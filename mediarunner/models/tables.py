@@ -41,7 +41,9 @@ class JobRow(Base):
     root_id: Mapped[str] = mapped_column(String(36))  # family root (itself for a root job)
 
     attempt: Mapped[int] = mapped_column(Integer, default=1)  # fences stale workers
-    failures: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # attempts that failed (MAX_ATTEMPTS)
+    # Times the job lost its worker (killed, silent): not a failure of the job; MAX_ABORTS caps them.
+    aborts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
 
     payload: Mapped[dict[str, Any]] = mapped_column(PortableJSON)  # sent to workers

@@ -139,7 +139,7 @@ def insert_jobs(session: Session, jobs: Sequence[NewJob], now: datetime, *, publ
             _UNSET, id=j.id, type=j.type, state=S.PENDING if j.parent is None else S.WAITING_FOR_PARENT,
             progress=0.0, queue=j.queue, routing_reason=j.routing_reason, priority=j.priority,
             priority_class=j.priority_class, parent_id=ids[j.parent] if j.parent is not None else None,
-            root_id=root.id, attempt=1, failures=0, max_attempts=j.max_attempts, payload=j.payload,
+            root_id=root.id, attempt=1, failures=0, aborts=0, max_attempts=j.max_attempts, payload=j.payload,
             private_payload=j.private_payload, meta=j.meta, created_at=now, updated_at=now,
             dispatched_at=now if publishing else None,
         ))
@@ -338,6 +338,28 @@ def requeue(session: Session, job_id: str, attempt: int, error: str, run_after: 
     return ok
 
 
+def release(session: Session, job_id: str, attempt: int, reason: str, now: datetime, *, aborted: bool,
+            event: str = "job_released") -> bool:
+    """running -> pending without spending a failure: the worker, not the job, went away.
+
+    ``aborted``: the worker was lost (killed, silent) while running it, which counts towards
+    MAX_ABORTS (a job that keeps killing workers); a graceful release (warm shutdown, token
+    revocation, unregistering) counts nothing. The attempt grows all the same: it is the fence
+    generation, so the lost worker's late writes and its message match no row. ``failures``
+    (what MAX_ATTEMPTS caps) is left alone. The job keeps its ``created_at``: its rank."""
+    worker = _worker_of(session, job_id)  # cleared below; the event keeps it for the runner's log
+    values: dict[str, Any] = dict(
+        state=S.PENDING, attempt=J.attempt + 1, error=reason[:4000], error_kind=None, run_after=None,
+        dispatched_at=None, redispatches=0, stage=None, updated_at=now, worker=None, worker_instance=None)
+    if aborted:
+        values["aborts"] = J.aborts + 1
+    ok = _cas(session, job_id, [S.RUNNING], values, attempt=attempt)
+    if ok:
+        record_event(session, event, now, f"attempt {attempt} -> {attempt + 1} (no failure counted): {reason}",
+                     job_id=job_id, runner=worker)
+    return ok
+
+
 def reroute(session: Session, job_id: str, attempt: int, queue: str, reason: str, now: datetime) -> bool:
     """Move a pending job to another queue. The attempt grows, so the message still waiting in
     the old queue is stale and will be dropped if a worker ever takes it."""
@@ -388,7 +410,7 @@ def restart(session: Session, job_id: str, now: datetime) -> bool:
 
 
 def _fresh_attempt(state: JobState, now: datetime) -> dict[str, Any]:
-    return dict(state=state, attempt=J.attempt + 1, failures=0, error=None, error_kind=None,
+    return dict(state=state, attempt=J.attempt + 1, failures=0, aborts=0, error=None, error_kind=None,
                 result=None, run_after=None, dispatched_at=None, redispatches=0, started_at=None, finished_at=None,
                 heartbeat_at=None, worker=None, worker_instance=None, stage=None, progress=0.0, updated_at=now)
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from amqp.exceptions import AMQPError
 from celery import Celery, chain, group
 from celery.canvas import Signature
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
+from mediarunner.config import is_amqp
 from mediarunner.models import transitions
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
@@ -28,9 +30,11 @@ log = logging.getLogger(__name__)
 _WAITING = {JobState.WAITING_FOR_PARENT, JobState.PENDING}
 
 
-def message_priority(job: Job) -> int:
-    """Map job priority (higher first) to Redis message priority (0 is served first)."""
-    return max(0, min(9, 4 - job.priority))
+def message_priority(job: Job, *, amqp: bool = False) -> int:
+    """Map job priority (higher first) to Redis message priority (0 is served first), or to an
+    AMQP one (9 first: classic queues with x-max-priority; RabbitMQ 4 quorum queues serve > 4 first)."""
+    redis_priority = max(0, min(9, 4 - job.priority))
+    return 9 - redis_priority if amqp else redis_priority
 
 
 def signature_for(app: Celery, job: Job) -> Signature:
@@ -39,7 +43,8 @@ def signature_for(app: Celery, job: Job) -> Signature:
     # keys) stays in the database, where the worker reads it.
     sig = app.signature(
         TASK_NAMES[job.type], args=(job.id, job.attempt), queue=job.queue,
-        priority=message_priority(job), immutable=True, argsrepr=repr((job.id, job.attempt)), kwargsrepr="{}",
+        priority=message_priority(job, amqp=is_amqp(app.conf.broker_url or "")), immutable=True,
+        argsrepr=repr((job.id, job.attempt)), kwargsrepr="{}",
     )
     kids = [signature_for(app, c) for c in job.children if c.state in _WAITING]
     if not kids:
@@ -58,7 +63,7 @@ def publish(app: Celery, job: Job) -> bool:
     """Publish ``job`` (with its waiting descendants) once. False when the broker is unreachable."""
     try:
         signature_for(app, job).apply_async(retry=False)
-    except (KombuError, RedisError, OSError) as exc:
+    except (KombuError, RedisError, AMQPError, OSError) as exc:
         log.warning("could not publish job %s (%s); the outbox will retry", job.id, exc)
         return False
     return True

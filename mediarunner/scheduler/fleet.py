@@ -31,10 +31,13 @@ class RunnerCheck:
     pruned: list[str] = field(default_factory=list)
 
 
-def fail_over_runner(session: Session, hostname: str, now: datetime, reason: str, *, instance: str | None = None,
-                     other_than: str | None = None, silent_since: datetime | None = None) -> FailoverResult:
-    """Every job running on ``hostname`` goes back to pending (attempt+1), or fails when out of
-    attempts. The attempt fence makes a still-alive worker drop its results.
+def fail_over_runner(session: Session, hostname: str, now: datetime, reason: str, *, max_aborts: int | None,
+                     instance: str | None = None, other_than: str | None = None,
+                     silent_since: datetime | None = None) -> FailoverResult:
+    """Every job running on ``hostname`` goes back to pending (attempt+1) without spending a
+    failure. ``max_aborts``: the runner was lost (an abort; the ``max_aborts``-th fails a job as
+    poison); None: it was let go on purpose (shutdown, revocation, unregistering): nothing counted.
+    The attempt fence makes a still-alive worker drop its results.
 
     ``instance``: only the jobs of that worker process; ``other_than``: only those of other
     processes (a worker starting never fails over its own jobs), and with ``silent_since`` only
@@ -51,7 +54,7 @@ def fail_over_runner(session: Session, hostname: str, now: datetime, reason: str
     ids = session.scalars(select(JobRow.id).where(*where)).all()
     for job_id in ids:
         job = get_job(session, job_id, with_children=False)
-        outcome = fail_over_job(session, job, WorkerLost(f"runner {hostname}: {reason}"), now)
+        outcome = fail_over_job(session, job, WorkerLost(f"runner {hostname}: {reason}"), now, max_aborts=max_aborts)
         (requeued if outcome == "requeued" else failed if outcome == "failed" else []).append(job.id)
     return FailoverResult(requeued, failed, [])
 
@@ -66,7 +69,7 @@ def check_runners(session: Session, now: datetime, settings: Settings) -> Runner
     for hostname in silent:
         if runners.mark_offline(session, hostname, silent_since, now):
             result.offline.append(hostname)
-            fo = fail_over_runner(session, hostname, now, "heartbeat lost")
+            fo = fail_over_runner(session, hostname, now, "heartbeat lost", max_aborts=settings.max_aborts)
             result.requeued.extend(fo.requeued)
             result.failed.extend(fo.failed)
     if settings.runner_prune_after_seconds > 0:

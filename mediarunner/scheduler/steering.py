@@ -7,7 +7,9 @@ that misses the broadcast converges on its next heartbeat, which answers with th
 * enable: ``add_consumer``;
 * max concurrent jobs: ``pool_grow`` / ``pool_shrink`` by the difference to the live pool size;
 * test connection: ``ping`` with the round-trip latency of each reply;
-* revoking a token: unregister its runners, fail over their running jobs, ``cancel_consumer``.
+* revoking a token: unregister its runners, release their running jobs, ``cancel_consumer``;
+* unregistering one runner: the same for that runner (it is back when it starts again);
+* removing a runner: forget a stopped or unregistered one.
 """
 
 from __future__ import annotations
@@ -55,27 +57,36 @@ def queues_of(session: Session, hostname: str) -> list[str] | None:
 
 
 def revoke_token(session: Session, token_id: str, now: datetime) -> dict[str, list[str]] | None:
-    """Revoke; its runners are unregistered and their running jobs fail over. Returns each
+    """Revoke; its runners are unregistered and their running jobs go back to pending (no failure,
+    no abort counted: the operator let them go). Returns each
     unregistered runner's queues (to stop their consumers). None: no such token or already revoked."""
     hosts = tokens.revoke_token(session, token_id, now)
     if hosts is None:
         return None
     for h in hosts:
-        fail_over_runner(session, h, now, f"unregistered (token {token_id} revoked)")
+        fail_over_runner(session, h, now, f"unregistered (token {token_id} revoked)", max_aborts=None)
     queues = dict(session.execute(select(RunnerRow.hostname, RunnerRow.queues)
                                   .where(RunnerRow.hostname.in_(hosts))).tuples().all())
     return {h: list(queues.get(h) or []) for h in hosts}
 
 
-def remove_runner(session: Session, hostname: str, now: datetime) -> list[str] | None:
-    """Unregister one runner (the operator's "remove"): its running jobs fail over, its heartbeats
-    are answered "unregistered" until it registers again. Returns its queues (to stop its
-    consumers); None: no such registered runner."""
+def unregister_runner(session: Session, hostname: str, now: datetime) -> tuple[list[str], list[str]] | None:
+    """One runner leaves the fleet (PeerTube's per-runner unregister): unregistered until it starts
+    again, its running jobs released (no failure or abort counted). Returns its queues (to stop
+    their consumers) and the released jobs; None: no such runner."""
     queues = queues_of(session, hostname)
-    if queues is None or not runners.unregister(session, hostname, now, "removed by an operator"):
+    if queues is None:
         return None
-    fail_over_runner(session, hostname, now, "runner removed by an operator")
-    return queues
+    runners.unregister(session, hostname, now, "unregistered by the operator")
+    released = fail_over_runner(session, hostname, now, "runner unregistered by the operator", max_aborts=None)
+    return queues, released.requeued
+
+
+def remove_runner(session: Session, hostname: str, now: datetime) -> list[str]:
+    """Forget a stopped or unregistered runner; jobs it still held are released first."""
+    released = fail_over_runner(session, hostname, now, "runner removed by the operator", max_aborts=None)
+    runners.remove(session, hostname, now)
+    return released.requeued
 
 
 # ------------------------------------------------------------------------------ remote-control half

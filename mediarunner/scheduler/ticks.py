@@ -22,7 +22,7 @@ from mediarunner.errors import TransientError
 from mediarunner.models import transitions
 from mediarunner.models.enums import ACTIVE_STATES, JobState, JobType, Queue
 from mediarunner.models.queries import get_job
-from mediarunner.models.retry import RetryPolicy, decide
+from mediarunner.models.retry import decide_abort
 from mediarunner.models.schemas import Job
 from mediarunner.models.tables import EventRow, JobRow, RankRow
 
@@ -101,7 +101,8 @@ def take_due(session: Session, now: datetime, settings: Settings, *, backlog: Ba
 
 def fail_over(session: Session, now: datetime, settings: Settings, *,
               steady_since: datetime | None = None, limit: int | None = None) -> FailoverResult:
-    """Running jobs whose heartbeat went silent go back to pending (attempt+1), or fail for good;
+    """Running jobs whose heartbeat went silent go back to pending (attempt+1, an abort, not a
+    failure), or fail as poison jobs after ``max_aborts``;
     jobs past their time limit become ``timeout``.
 
     ``steady_since``: since when the scheduler has reached the database without a break. Silence
@@ -128,20 +129,25 @@ def fail_over(session: Session, now: datetime, settings: Settings, *,
             JobRow.state == JobState.RUNNING, JobRow.heartbeat_at < silent_since).limit(limit)).all():
         job = get_job(session, job_id, with_children=False)
         error = WorkerLost(f"worker {job.worker} silent since {job.heartbeat_at:%H:%M:%S}")
-        outcome = fail_over_job(session, job, error, now)
+        outcome = fail_over_job(session, job, error, now, max_aborts=settings.max_aborts)
         (requeued if outcome == "requeued" else failed if outcome == "failed" else []).append(job.id)
     return FailoverResult(requeued, failed, timed_out)
 
 
-_LOST_WORKER_POLICY = RetryPolicy(base_seconds=0.0, max_seconds=0.0, jitter=0.0)  # another worker may start now
-
-
-def fail_over_job(session: Session, job: Job, error: WorkerLost, now: datetime) -> str | None:
-    """A running job whose worker is gone: requeue it (attempt+1) or, out of attempts, fail it.
+def fail_over_job(session: Session, job: Job, error: WorkerLost, now: datetime, *,
+                  max_aborts: int | None) -> str | None:
+    """A running job whose worker is gone goes back to pending (attempt+1) without spending a
+    failure: losing a worker is not the job's fault. ``max_aborts``: the worker was lost
+    (killed, silent), which counts as an abort, and the ``max_aborts``-th fails it as a poison
+    job; None: the worker was let go on purpose (shutdown, revoked, unregistered), counted nowhere.
     Returns "requeued", "failed", or None when the job had already moved on."""
-    decision = decide(error, job, _LOST_WORKER_POLICY)
+    if max_aborts is None:
+        ok = transitions.release(session, job.id, job.attempt, str(error), now, aborted=False)
+        return "requeued" if ok else None
+    decision = decide_abort(job, max_aborts)
     if decision.retry:
-        ok = transitions.requeue(session, job.id, job.attempt, str(error), None, now, event="job_failed_over")
+        ok = transitions.release(session, job.id, job.attempt, str(error), now, aborted=True,
+                                 event="job_failed_over")
         return "requeued" if ok else None
     ok = transitions.fail(session, job.id, job.attempt, f"{error}; {decision.reason}", decision.kind, now)
     return "failed" if ok else None

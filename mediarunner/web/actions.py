@@ -116,10 +116,12 @@ def runner_remove(request: Request, who: Who, name: str, csrf: Csrf = "", confir
         str, Form(alias="confirm")] = "") -> Response:
     admin(request, who, csrf)
     if confirm_ != "yes":
-        return confirm(request, who, f"Remove runner {name[:200]}? It is unregistered, its running jobs fail "
-                       "over and a live worker stops consuming until it registers again.", {}, f"{PATH}/runners")
-    queues = views.fleet(request).remove(name[:200])
-    return done(request, who, "Runner removed", [f"stopped consuming: {', '.join(queues) or 'no queues'}"],
+        return confirm(request, who, f"Remove runner {name[:200]}? It is unregistered, its running jobs go back "
+                       "to pending (nothing counted) and a live worker stops consuming until it "
+                       "registers again.", {}, f"{PATH}/runners")
+    hostname, released = views.fleet(request).unregister_runner(name[:200])
+    return done(request, who, "Runner removed", [f"{hostname} unregistered and stopped consuming; "
+                                                 f"{len(released)} running job(s) back to pending"],
                 f"{PATH}/runners")
 
 

@@ -10,9 +10,9 @@ from celery import Celery
 from celery.signals import worker_process_init
 from kombu import Queue as KQueue
 
-from mediarunner.config import Settings, get_settings
+from mediarunner.config import Settings, get_settings, is_amqp
 from mediarunner.models.enums import Queue
-from mediarunner.workers import fleet
+from mediarunner.workers import fleet, shutdown  # noqa: F401  (shutdown: its signal handlers)
 
 TASK_MODULES = ["mediarunner.workers.tasks", "mediarunner.workers.beat"]
 # What a process loads, by role: `mediarunner beat` (the scheduler-queue worker with beat embedded)
@@ -30,6 +30,40 @@ def modules_for(role: str | None) -> list[str]:
     return ROLE_MODULES[role]
 
 
+def _transport_options(settings: Settings) -> dict[str, Any]:
+    if is_amqp(settings.broker_url):
+        # Publisher confirms: a publish returns once RabbitMQ has the message (or raises, and the
+        # outbox publishes again), as a Redis LPUSH does.
+        return {"confirm_publish": True}
+    return {
+        # Redis re-delivers unacked messages after this; it must outlive the longest job.
+        "visibility_timeout": settings.visibility_timeout,
+        "queue_order_strategy": "priority",
+        "priority_steps": list(range(10)),
+        "sep": ":",
+    }
+
+
+def task_queues(settings: Settings) -> list[KQueue]:
+    """The queues, declared with their RabbitMQ arguments (ignored by Redis).
+
+    Job queues are quorum queues (or classic ones with 10 priority levels, ``RABBITMQ_QUEUE_TYPE``)
+    whose ``x-consumer-timeout`` outlives the longest job: with late acks a message stays unacked
+    while its job runs, and RabbitMQ (>= 3.12; older servers: ``consumer_timeout`` in
+    rabbitmq.conf) would otherwise close the channel after 30 minutes. See README, RabbitMQ."""
+    longest = max(settings.job_time_limit_seconds, settings.live_time_limit_seconds) + 600
+    job_args: dict[str, Any] = {"x-consumer-timeout": int(longest * 1000)}
+    if settings.rabbitmq_queue_type == "quorum":
+        job_args["x-queue-type"] = "quorum"
+        scheduler_args: dict[str, Any] = {"x-queue-type": "quorum"}
+    else:
+        job_args["x-max-priority"] = 10
+        scheduler_args = {}
+    names = dict.fromkeys([*(q.value for q in Queue if q is not Queue.SCHEDULER), *settings.job_queues])
+    return [KQueue(Queue.SCHEDULER.value, routing_key=Queue.SCHEDULER.value, queue_arguments=scheduler_args or None),
+            *(KQueue(q, routing_key=q, queue_arguments=job_args) for q in names)]
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     return dict(
         broker_url=settings.broker_url,
@@ -42,20 +76,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,  # long jobs: never hoard messages another worker could run
-        broker_transport_options={
-            # Redis re-delivers unacked messages after this; it must outlive the longest job.
-            "visibility_timeout": settings.visibility_timeout,
-            "queue_order_strategy": "priority",
-            "priority_steps": list(range(10)),
-            "sep": ":",
-        },
+        broker_transport_options=_transport_options(settings),
         broker_connection_retry_on_startup=True,
         # Publishing must fail fast when the broker is down: the outbox re-publishes later.
         broker_connection_timeout=2,
         task_publish_retry=False,  # dispatch() catches the failure; beat re-publishes
         task_default_queue=Queue.CPU.value,
-        task_queues=[KQueue(q.value, routing_key=q.value) for q in Queue],
+        task_queues=task_queues(settings),
         task_create_missing_queues=True,
+        task_create_missing_queue_type="quorum" if settings.rabbitmq_queue_type == "quorum" else "classic",
         worker_send_task_events=True,  # Flower
         task_send_sent_event=True,
         worker_hijack_root_logger=False,

@@ -15,15 +15,14 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from amqp.exceptions import ChannelError
 from celery import Celery
 
 from mediarunner.config import Settings, get_settings
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import Queue
+from mediarunner.scheduler import backlog, lease, ticks, webhooks
 from mediarunner.scheduler import fleet as fleet_ticks
-from mediarunner.scheduler import lease, ticks, webhooks
 from mediarunner.scheduler.dispatch import dispatch
 from mediarunner.scheduler.routing import QueueProbe
 from mediarunner.storage.store import open_store
@@ -86,19 +85,12 @@ def _holding(ttl: float) -> bool:
 
 def broker_backlog(queues: Collection[str], *, celery: Celery = app) -> dict[str, int] | None:
     """Messages waiting in each queue (None when the broker cannot be asked)."""
-    counts: dict[str, int] = {}
     try:
         with celery.connection_for_read() as conn:
-            channel = conn.default_channel
-            for q in queues:
-                try:
-                    counts[q] = int(channel.queue_declare(queue=q, passive=True).message_count)
-                except ChannelError:  # no such queue (yet): nothing waits in it
-                    counts[q] = 0
-    except Exception as exc:
+            return backlog.queue_lengths(conn, queues)
+    except Exception as exc:  # the tick must go on: without the lengths it re-publishes by age
         log.warning("cannot read the broker's queue lengths (%s): re-publishing by age only", type(exc).__name__)
         return None
-    return counts
 
 
 @app.task(name="mediarunner.scheduler.tick")

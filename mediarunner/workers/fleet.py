@@ -17,8 +17,9 @@ Wired into every worker by :func:`install` (called from ``mediarunner.workers.ap
   every ``runner_heartbeat_seconds`` and applies the answer: stop consuming when the runner is in
   maintenance, disabled or unregistered; consume again when enabled. It steers through Celery
   remote control addressed to itself, so the consumer changes on the worker's own event loop.
-* ``worker_shutdown`` (after a warm shutdown drained the pool): fail over jobs a cold shutdown
-  killed, mark the runner offline.
+* ``worker_shutting_down`` (SIGTERM, Ctrl-C): release its running jobs at once, without counting a
+  failure (``mediarunner.workers.shutdown``); ``worker_shutdown`` (after the pool drained): release
+  jobs a cold shutdown killed, mark the runner offline.
 * logging: every handler gets a filter that masks this process's secrets.
 """
 
@@ -160,7 +161,8 @@ class FleetAgent:
         # (registering again after the database came back), never a live namesake's (it beats).
         now = utcnow()
         quiet = max(3 * self.settings.heartbeat_seconds, 5.0)
-        fail_over_runner(session, self.hostname, now, "worker restarted", other_than=self.instance,
+        fail_over_runner(session, self.hostname, now, "worker restarted", max_aborts=self.settings.max_aborts,
+                         other_than=self.instance,
                          silent_since=now - timedelta(seconds=min(quiet, self.settings.failover_after_seconds)))
         return runners.register(session, info, self.token_id, utcnow())
 
@@ -197,8 +199,9 @@ class FleetAgent:
         if directive.unregistered:
             if not self.unregistered:
                 self.unregistered = True
-                log.error("runner %s was unregistered (its registration token was revoked): it takes no more "
-                          "jobs. Restart it with a valid MEDIARUNNER_WORKER_TOKEN.", self.hostname)
+                log.error("runner %s was unregistered (`mediarunner runners unregister`, or its registration token "
+                          "was revoked): it takes no more jobs until it is started again (with a valid "
+                          "MEDIARUNNER_WORKER_TOKEN when tokens are required).", self.hostname)
             for q in self.consuming():
                 self._control("cancel_consumer", queue=q)
             return
@@ -232,6 +235,20 @@ class FleetAgent:
         except (AttributeError, TypeError):
             return 1
 
+    def release_jobs(self, reason: str) -> list[str]:
+        """Give this process's running jobs back at once (no failure, no abort counted)."""
+        if not self.registered:
+            return []
+        try:
+            res = transaction(lambda s: fail_over_runner(s, self.hostname, utcnow(), reason, max_aborts=None,
+                                                         instance=self.instance), retry_for=2)
+        except Exception as exc:  # beat fails them over later (counting an abort)
+            log.warning("runner %s: could not release its jobs (%s)", self.hostname, type(exc).__name__)
+            return []
+        if res.requeued:
+            log.warning("runner %s: %s: released %d running job(s)", self.hostname, reason, len(res.requeued))
+        return res.requeued
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
@@ -241,7 +258,8 @@ class FleetAgent:
 
         def tx(session: Any) -> None:
             now = utcnow()
-            fail_over_runner(session, self.hostname, now, "worker stopped while the job ran", instance=self.instance)
+            fail_over_runner(session, self.hostname, now, "worker stopped while the job ran", max_aborts=None,
+                             instance=self.instance)
             runners.mark_stopped(session, self.hostname, now)
 
         try:

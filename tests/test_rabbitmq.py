@@ -1,0 +1,47 @@
+"""RabbitMQ specifics (issue 14, item 6): queue declarations and message priorities. The end-to-end,
+ordering and fault tests run on both brokers through the ``broker_url`` fixture (conftest)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from mediarunner.config import Settings, is_amqp
+from mediarunner.models.enums import JobState
+from mediarunner.scheduler.dispatch import message_priority
+from mediarunner.workers.app import celery_config
+from tests.support import empty_broker, make_stack, wait_for
+from tests.test_scheduler_ticks import _job
+
+
+def test_broker_kinds_and_queue_arguments() -> None:
+    assert is_amqp("amqp://u:p@h:5672/v") and is_amqp("pyamqp://h//") and not is_amqp("redis://h:6379/0")
+    quorum = {q.name: q.queue_arguments for q in celery_config(Settings(broker_url="amqp://h//"))["task_queues"]}
+    assert quorum["cpu"]["x-queue-type"] == "quorum" and quorum["scheduler"] == {"x-queue-type": "quorum"}
+    assert quorum["cpu"]["x-consumer-timeout"] > 7 * 24 * 3600 * 1000  # outlives a live stream's limit
+    classic = celery_config(Settings(broker_url="amqp://h//", rabbitmq_queue_type="classic"))
+    assert {q.name: (q.queue_arguments or {}).get("x-max-priority") for q in classic["task_queues"]}["gpu"] == 10
+    redis_options = celery_config(Settings(broker_url="redis://h:6379/0"))["broker_transport_options"]
+    assert redis_options["sep"] == ":" and "confirm_publish" not in redis_options
+
+
+def test_amqp_priorities_are_redis_ones_inverted() -> None:
+    def prio(p: int, amqp: bool) -> int:
+        return message_priority(_job().model_copy(update={"priority": p}), amqp=amqp)
+
+    assert [prio(p, False) for p in (9, 4, 0, -5)] == [0, 0, 4, 9]  # Redis: 0 first
+    assert [prio(p, True) for p in (9, 4, 0, -5)] == [9, 9, 5, 0]  # AMQP: 9 first; RabbitMQ 4 quorum: > 4 first
+
+
+def test_job_queues_are_declared_as_quorum_queues(tmp_path: Path, pg_url: str, rabbitmq_url: str) -> None:
+    empty_broker(rabbitmq_url)
+    with make_stack(tmp_path, pg_url, rabbitmq_url) as st:
+        st.inproc_worker("q")
+        client = st.client()
+        assert client.wait(client.submit_noop().id, timeout=60).state is JobState.COMPLETED
+        vhost = rabbitmq_url.rsplit("/", 1)[1]
+        listing = wait_for(lambda: subprocess.run(
+            ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "type", "arguments"],
+            capture_output=True, text=True, timeout=60).stdout, 60, what="rabbitmqctl list_queues")
+        cpu = next(line for line in listing.splitlines() if line.startswith("cpu\t"))
+        assert "quorum" in cpu and "x-consumer-timeout" in cpu
