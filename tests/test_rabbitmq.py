@@ -36,7 +36,7 @@ def test_amqp_priorities_are_redis_ones_inverted() -> None:
 def test_job_queues_are_declared_as_quorum_queues(tmp_path: Path, pg_url: str, rabbitmq_url: str) -> None:
     empty_broker(rabbitmq_url)
     with make_stack(tmp_path, pg_url, rabbitmq_url) as st:
-        st.inproc_worker("q")
+        st.worker("q")  # a process of its own: the in-process app may have declared queues for Redis
         client = st.client()
         assert client.wait(client.submit_noop().id, timeout=60).state is JobState.COMPLETED
         vhost = rabbitmq_url.rsplit("/", 1)[1]

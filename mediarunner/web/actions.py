@@ -119,8 +119,10 @@ def runner_remove(request: Request, who: Who, name: str, csrf: Csrf = "", confir
         return confirm(request, who, f"Remove runner {name[:200]}? It is unregistered, its running jobs go back "
                        "to pending (nothing counted) and a live worker stops consuming until it "
                        "registers again.", {}, f"{PATH}/runners")
-    hostname, released = views.fleet(request).unregister_runner(name[:200])
-    return done(request, who, "Runner removed", [f"{hostname} unregistered and stopped consuming; "
+    fleet = views.fleet(request)
+    queues = fleet.get_runner(name[:200]).queues
+    _, released = fleet.unregister_runner(name[:200])
+    return done(request, who, "Runner removed", [f"stopped consuming: {', '.join(queues) or 'no queues'}",
                                                  f"{len(released)} running job(s) back to pending"],
                 f"{PATH}/runners")
 
