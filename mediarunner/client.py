@@ -1,6 +1,7 @@
 """The Python API: ``from mediarunner import Client``.
 
-Submission writes the job rows first (one transaction), then publishes the Celery chain.
+Submission writes the job rows first (one transaction), then publishes the root job's message (a
+doorbell for its queue: workers run a queue's jobs in rank order, ``models/ordering.py``).
 If the broker is down the rows stay ``pending`` and the scheduler's outbox publishes them
 later: a submission is never lost and never hangs on the broker.
 """
@@ -209,7 +210,7 @@ class Client:
 
     def submit_noop(self, duration: float = 0.0, output: str | None = None, priority: int = 0, *,
                     queue: str | None = None, metadata: Mapping[str, Any] | None = None,
-                    fail_attempts: int = 0) -> Job:
+                    fail_attempts: int = 0, priority_class: str = "default") -> Job:
         """A diagnostic job: waits ``duration`` seconds (interruptibly), optionally writes a file, and
         fails transiently on its first ``fail_attempts`` attempts."""
         if output is not None:
@@ -217,7 +218,7 @@ class Client:
         payload = self._validated(NoopPayload, duration=duration, output=output, fail_attempts=fail_attempts)
         q, why = route(JobType.NOOP, queue=queue, allowed=self.settings.job_queues)
         return self._submit([NewJob(JobType.NOOP, q, dump(payload), routing_reason=why,
-                                    **self._common(priority, "default", metadata))])
+                                    **self._common(priority, priority_class, metadata))])
 
     # ------------------------------------------------------------------ queries and control
 

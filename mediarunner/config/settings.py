@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     purge_batch_size: int = 1000
     beat_interval_seconds: float = 1.0
     priority_classes: dict[str, int] = Field(default_factory=lambda: {"staff": 0, "default": 10})
+    # Starvation guard: a pending job moves up one priority class per this many minutes (0: off).
+    priority_aging_minutes: float = Field(default=0.0, ge=0)
 
     # --- worker
     worker_token: SecretStr | None = None  # registration token (see `mediarunner tokens`); never logged

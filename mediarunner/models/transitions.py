@@ -11,14 +11,16 @@ Functions take a Session (the caller owns the transaction) and ``now`` (no hidde
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import (
     CursorResult,
     Select,
+    String,
     Table,
     bindparam,
     delete,
@@ -33,7 +35,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from mediarunner.config.redact import mask_secrets
+from mediarunner.models.capabilities import Skills, claimable
 from mediarunner.models.enums import ACTIVE_STATES, RESTARTABLE_STATES, ErrorKind, JobState, JobType, Stage
+from mediarunner.models.ordering import RankOrder
 from mediarunner.models.queries import JOB_COLUMNS, family_of, get_job, job_from_mapping, tree
 from mediarunner.models.schemas import Job
 from mediarunner.models.tables import EventRow, JobRow, RunnerRow
@@ -62,13 +66,15 @@ def _postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def _logged(dml: Any, kind: str, *more: Any) -> Select[Any]:
+def _logged(dml: Any, kind: str, *more: Any, message: Callable[[Any], Any] | None = None) -> Select[Any]:
     """PostgreSQL: ``dml`` (an UPDATE ... RETURNING id) with its event row, and ``more`` statements
     fed by its rows, as one statement of data-modifying CTEs: one round trip instead of several.
-    The event takes ``now``, ``runner`` and ``message`` from the parameters."""
+    The event takes ``now``, ``runner`` and ``message`` from the parameters (``message``: an
+    expression of the updated rows instead)."""
     done = dml.cte("done")
+    text = bindparam("message") if message is None else message(done)
     event = insert(EVENTS).from_select(["at", "kind", "job_id", "runner", "message"], select(
-        bindparam("now", type_=EVENTS.c.at.type), literal(kind), done.c.id, bindparam("runner"), bindparam("message")))
+        bindparam("now", type_=EVENTS.c.at.type), literal(kind), done.c.id, bindparam("runner"), text))
     return select(done).add_cte(event.cte("logged"), *(m(done).cte(f"then{i}") for i, m in enumerate(more)))
 
 
@@ -86,6 +92,9 @@ class NewJob:
     private_payload: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     routing_reason: str | None = None
+    need_gpu: bool = False  # what a worker must have to claim it (models.capabilities)
+    need_model: str | None = None
+    need_encoder: str | None = None
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
@@ -141,7 +150,8 @@ def insert_jobs(session: Session, jobs: Sequence[NewJob], now: datetime, *, publ
             priority_class=j.priority_class, parent_id=ids[j.parent] if j.parent is not None else None,
             root_id=root.id, attempt=1, failures=0, max_attempts=j.max_attempts, payload=j.payload,
             private_payload=j.private_payload, meta=j.meta, created_at=now, updated_at=now,
-            dispatched_at=now if publishing else None,
+            dispatched_at=now if publishing else None, need_gpu=j.need_gpu, need_model=j.need_model,
+            need_encoder=j.need_encoder, waiting_reason=None,
         ))
     session.execute(_INSERT_JOB, rows)
     record_event(session, "job_submitted", now, f"{jobs[0].type.value} with {len(jobs) - 1} child job(s)",
@@ -172,14 +182,16 @@ def _set_dispatched(session: Session, job_ids: Iterable[str], when: datetime | N
 
 
 _CHILD = JOBS.alias("child")
+_CLAIM_VALUES: dict[str, Any] = dict(
+    state=S.RUNNING, worker=bindparam("worker_"), worker_instance=bindparam("instance_"),
+    celery_task_id=bindparam("task_id"), started_at=bindparam("now", type_=J.started_at.type),
+    heartbeat_at=bindparam("now"), updated_at=bindparam("now"), stage=None, progress=0.0, error=None,
+    error_kind=None)
 _CLAIM = (
     update(JOBS)
     .where(J.id == bindparam("job_id"), J.state == S.PENDING, J.attempt == bindparam("attempt_"),
            or_(J.run_after.is_(None), J.run_after <= bindparam("now", type_=J.run_after.type)))
-    .values(state=S.RUNNING, worker=bindparam("worker_"), worker_instance=bindparam("instance_"),
-            celery_task_id=bindparam("task_id"),
-            started_at=bindparam("now"), heartbeat_at=bindparam("now"), updated_at=bindparam("now"),
-            stage=None, progress=0.0, error=None, error_kind=None)
+    .values(**_CLAIM_VALUES)
     .returning(*JOB_COLUMNS)
 )
 
@@ -208,6 +220,44 @@ def claim_job(session: Session, job_id: str, attempt: int, worker: str, task_id:
         return None
     job = job_from_mapping(row)
     return family_of(session, job) if family and row.get("has_children", True) else Job.from_row(job)
+
+
+@lru_cache(maxsize=32)
+def _claim_next(order: RankOrder, postgres: bool, live: bool) -> Any:
+    """UPDATE the best due pending job of a queue (by :class:`RankOrder`) to running, RETURNING it."""
+    best = select(J.id).where(*claimable(live)).order_by(*order.sql_order()).limit(1)
+    if postgres:  # concurrent claims skip the row another claim holds instead of queueing behind it
+        best = best.with_for_update(skip_locked=True)
+    stmt = update(JOBS).where(J.state == S.PENDING, J.id == best.scalar_subquery()).values(**_CLAIM_VALUES) \
+        .returning(*JOB_COLUMNS, J.dispatched_at)
+    if not postgres:
+        return stmt
+    return _logged(stmt.returning(exists().where(_CHILD.c.parent_id == J.id).label("has_children")),
+                   "job_assigned", message=lambda done: literal("attempt ") + done.c.attempt.cast(String)
+                   + func.coalesce(literal(", task ") + bindparam("task_id", type_=String), ""))
+
+
+def claim_next(session: Session, queue: str | None, worker: str, task_id: str | None, now: datetime, *,
+               order: RankOrder, live: bool = False, job_id: str | None = None, instance: str | None = None,
+               skills: Skills = Skills(unlimited=True), family: bool = True) -> tuple[Job, bool] | None:
+    """The doorbell claim: pending -> running for the best due job of ``queue`` (None: the queue
+    of ``job_id``, whose message rang) that ``skills`` can run, in :class:`RankOrder`, or None.
+    One statement (PostgreSQL: ``FOR UPDATE SKIP LOCKED``; SQLite serialises writers). ``live``:
+    live jobs (long limits) are claimed by live messages only. Its attempt fences the rest.
+    Also returns whether the job's own message was never published (``dispatched_at`` unset: the
+    outbox would have published it): the caller then owes its queue a message."""
+    pg = _postgres(session)
+    row = session.execute(_claim_next(order, pg, live), {
+        "queue_": queue, "job_id": job_id, "worker_": worker, "instance_": instance, "task_id": task_id, "now": now,
+        "runner": worker, **order.aging_params(now), **skills.params()}).mappings().first()
+    if row is None:
+        return None
+    if not pg:
+        task = f", task {task_id}" if task_id else ""
+        record_event(session, "job_assigned", now, f"attempt {row['attempt']}{task}", job_id=row["id"], runner=worker)
+    job = job_from_mapping(row)
+    claimed = family_of(session, job) if family and row.get("has_children", True) else Job.from_row(job)
+    return claimed, row["dispatched_at"] is None
 
 
 def touch(session: Session, job_id: str, attempt: int, now: datetime, *, progress: float | None = None,
