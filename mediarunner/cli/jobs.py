@@ -112,6 +112,9 @@ def show_job(job: Job) -> None:
             ui.console.print(f"  [green]{a.kind:13}[/green] {a.path} ({a.size:,} bytes)")
     if job.routing_reason:
         ui.console.print(f"  routed to [bold]{job.queue}[/bold]: {job.routing_reason}")
+    for j in job.family:  # capability routing: why a pending job is not taken (beat writes it)
+        if j.waiting_reason and j.state is JobState.PENDING:
+            ui.console.print(f"  [yellow]{j.id[:8]} {j.waiting_reason}[/yellow]")
 
 
 @jobs_app.command("show")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, String, and_, bindparam, func, or_, select
+from sqlalchemy import Boolean, ColumnElement, String, and_, bindparam, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from mediarunner.models.enums import JobState, JobType
@@ -52,6 +52,18 @@ class Skills:
         return cls(gpu=bool(caps.get("gpus")), models=tuple(sorted(whisper.get("models") or [])),
                    encoders=tuple(sorted(ffmpeg.get("encoders") or [])))
 
+    def tokens(self) -> str:
+        """``|gpu|model:NAME|...|enc:NAME|``: the runner row's ``skills`` column, matched in SQL."""
+        parts = [*(["gpu"] if self.gpu else []), *(f"model:{m}" for m in self.models),
+                 *(f"enc:{e}" for e in self.encoders)]
+        return "|" + "|".join(parts) + "|"
+
+    @classmethod
+    def from_tokens(cls, tokens: str | None) -> Skills:
+        parts = [p for p in (tokens or "").split("|") if p]
+        return cls(gpu="gpu" in parts, models=tuple(p[6:] for p in parts if p.startswith("model:")),
+                   encoders=tuple(p[4:] for p in parts if p.startswith("enc:")))
+
     def missing(self, needs: Needs) -> str | None:
         """The first need this worker does not meet, in words; None: it can run the job."""
         if self.unlimited:
@@ -84,6 +96,15 @@ def can_run() -> ColumnElement[bool]:
     ))
 
 
+def runner_can_run(skills: Any, job: Any) -> ColumnElement[bool]:
+    """SQL: a runner whose ``skills`` column is ``skills`` meets the needs of the ``job`` row."""
+    def has(token: Any) -> ColumnElement[bool]:
+        return skills.like(literal("%|") + token + literal("|%"))
+    return and_(or_(job.c.need_model.is_(None), has(literal("model:") + job.c.need_model)),
+                or_(~job.c.need_gpu, has(literal("gpu"))),
+                or_(job.c.need_encoder.is_(None), has(literal("enc:") + job.c.need_encoder)))
+
+
 def claimable(live: bool) -> list[ColumnElement[bool]]:
     """SQL: a due pending job of the rung queue (bound ``queue_``, or NULL: the queue of the job
     bound as ``job_id``) that the bound worker (:meth:`Skills.params`) can run. ``live``: live
@@ -95,11 +116,16 @@ def claimable(live: bool) -> list[ColumnElement[bool]]:
             or_(JobRow.run_after.is_(None), JobRow.run_after <= bindparam("now", type_=JobRow.run_after.type))]
 
 
-def has_claimable(session: Session, queue: str | None, job_id: str | None, live: bool, skills: Skills,
-                  now: datetime) -> bool:
-    """Whether a due job of the queue waits that ``skills`` can run (a read, taking no lock)."""
-    return session.execute(select(JobRow.id).where(*claimable(live)).limit(1), {
-        "queue_": queue, "job_id": job_id, "now": now, **skills.params()}).first() is not None
+def due_work(session: Session, queue: str | None, job_id: str | None, live: bool, skills: Skills,
+             now: datetime) -> tuple[bool, bool]:
+    """Whether due jobs of the queue wait that ``skills`` can run, and jobs it cannot run but
+    another online worker can (no ``waiting_reason``). A read, taking no lock."""
+    params = {"queue_": queue, "job_id": job_id, "now": now, **skills.params()}
+    due = claimable(live)
+    mine = select(JobRow.id).where(*due).limit(1)
+    others = select(JobRow.id).where(*due[:-2], due[-1], ~can_run(), JobRow.waiting_reason.is_(None)).limit(1)
+    return (session.execute(mine, params).first() is not None,
+            not skills.unlimited and session.execute(others, params).first() is not None)
 
 
 def waiting_reason(needs: Needs, online: list[Skills]) -> str | None:

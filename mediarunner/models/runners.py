@@ -21,6 +21,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from mediarunner.models.capabilities import Skills
 from mediarunner.models.enums import RunnerStatus
 from mediarunner.models.tables import RunnerRow
 from mediarunner.models.transitions import BUMP_COMPLETED, BUMP_FAILED, record_event
@@ -70,6 +71,7 @@ def register(session: Session, info: RunnerInfo, token_id: str | None, now: date
     )
     if info.capabilities:  # else keep the last known ones until the first heartbeat brings fresh ones
         values["capabilities"] = info.capabilities
+        values["skills"] = Skills.from_capabilities(info.capabilities).tokens()
     if not _update(session, info.hostname, values):
         try:
             with session.begin_nested():  # two workers racing on one name: the loser updates
@@ -102,6 +104,7 @@ def heartbeat(session: Session, hostname: str, diagnostics: dict[str, Any], conc
                                   offline_at=None)
     if capabilities is not None:
         values["capabilities"] = capabilities
+        values["skills"] = Skills.from_capabilities(capabilities).tokens()
     if _update(session, hostname, values, RunnerRow.unregistered_at.is_(None)) and offline_at is not None:
         record_event(session, "heartbeat_restored", now, f"back after going offline at {offline_at:%H:%M:%S}",
                      runner=hostname)

@@ -158,6 +158,9 @@ class RunnerRow(Base):
     # Scheduling: lower priority is preferred (`runners set-priority`); weight for `weighted` balancing.
     priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     weight: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Its capabilities as tokens ("|gpu|model:large-v3|enc:libx264|", models.capabilities), for SQL.
+    skills: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_claimed_at: Mapped[datetime | None] = mapped_column(nullable=True)  # round_robin balancing
     desired_concurrency: Mapped[int | None] = mapped_column(Integer, nullable=True)  # set by the operator
     version: Mapped[str] = mapped_column(String(64), default="")
     capabilities: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)

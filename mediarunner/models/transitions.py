@@ -35,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from mediarunner.config.redact import mask_secrets
+from mediarunner.models.balancing import Balance, preferred
 from mediarunner.models.capabilities import Skills, claimable
 from mediarunner.models.enums import ACTIVE_STATES, RESTARTABLE_STATES, ErrorKind, JobState, JobType, Stage
 from mediarunner.models.ordering import RankOrder
@@ -223,38 +224,53 @@ def claim_job(session: Session, job_id: str, attempt: int, worker: str, task_id:
 
 
 @lru_cache(maxsize=32)
-def _claim_next(order: RankOrder, postgres: bool, live: bool) -> Any:
-    """UPDATE the best due pending job of a queue (by :class:`RankOrder`) to running, RETURNING it."""
+def _claim_next(order: RankOrder, postgres: bool, live: bool, balance: Balance | None) -> Any:
+    """UPDATE the best due pending job of a queue (by :class:`RankOrder`) to running, RETURNING it,
+    unless a better runner should take it (``balance``)."""
     best = select(J.id).where(*claimable(live)).order_by(*order.sql_order()).limit(1)
     if postgres:  # concurrent claims skip the row another claim holds instead of queueing behind it
         best = best.with_for_update(skip_locked=True)
-    stmt = update(JOBS).where(J.state == S.PENDING, J.id == best.scalar_subquery()).values(**_CLAIM_VALUES) \
-        .returning(*JOB_COLUMNS, J.dispatched_at)
+    stmt = update(JOBS).where(J.state == S.PENDING, J.id == best.scalar_subquery(),
+                              *([preferred(balance, JOBS)] if balance else [])) \
+        .values(**_CLAIM_VALUES).returning(*JOB_COLUMNS, J.dispatched_at)
     if not postgres:
         return stmt
+    more = [_stamp_runner] if balance is not None and balance.method == "round_robin" else []
     return _logged(stmt.returning(exists().where(_CHILD.c.parent_id == J.id).label("has_children")),
-                   "job_assigned", message=lambda done: literal("attempt ") + done.c.attempt.cast(String)
+                   "job_assigned", *more, message=lambda done: literal("attempt ") + done.c.attempt.cast(String)
                    + func.coalesce(literal(", task ") + bindparam("task_id", type_=String), ""))
+
+
+_STAMP_RUNNER = update(RUNNERS).where(RUNNERS.c.hostname == bindparam("runner")).values(
+    last_claimed_at=bindparam("now", type_=RUNNERS.c.last_claimed_at.type))
+
+
+def _stamp_runner(done: Any) -> Any:
+    return _STAMP_RUNNER.where(exists(select(done.c.id)))
 
 
 def claim_next(session: Session, queue: str | None, worker: str, task_id: str | None, now: datetime, *,
                order: RankOrder, live: bool = False, job_id: str | None = None, instance: str | None = None,
-               skills: Skills = Skills(unlimited=True), family: bool = True) -> tuple[Job, bool] | None:
+               skills: Skills = Skills(unlimited=True), balance: Balance | None = None,
+               family: bool = True) -> tuple[Job, bool] | None:
     """The doorbell claim: pending -> running for the best due job of ``queue`` (None: the queue
-    of ``job_id``, whose message rang) that ``skills`` can run, in :class:`RankOrder`, or None.
-    One statement (PostgreSQL: ``FOR UPDATE SKIP LOCKED``; SQLite serialises writers). ``live``:
-    live jobs (long limits) are claimed by live messages only. Its attempt fences the rest.
-    Also returns whether the job's own message was never published (``dispatched_at`` unset: the
-    outbox would have published it): the caller then owes its queue a message."""
+    of ``job_id``, whose message rang) that ``skills`` can run, in :class:`RankOrder`, or None
+    (also when ``balance`` prefers another runner for it). One statement (PostgreSQL: ``FOR
+    UPDATE SKIP LOCKED``; SQLite serialises writers). ``live``: live jobs are claimed by live
+    messages only. Also returns whether the job's own message was never published
+    (``dispatched_at`` unset): the caller then owes its queue a message."""
     pg = _postgres(session)
-    row = session.execute(_claim_next(order, pg, live), {
+    row = session.execute(_claim_next(order, pg, live, balance), {
         "queue_": queue, "job_id": job_id, "worker_": worker, "instance_": instance, "task_id": task_id, "now": now,
-        "runner": worker, **order.aging_params(now), **skills.params()}).mappings().first()
+        "runner": worker, **order.aging_params(now), **skills.params(), **(balance.params(now) if balance else {}),
+    }).mappings().first()
     if row is None:
         return None
     if not pg:
         task = f", task {task_id}" if task_id else ""
         record_event(session, "job_assigned", now, f"attempt {row['attempt']}{task}", job_id=row["id"], runner=worker)
+        if balance is not None and balance.method == "round_robin":
+            session.execute(_STAMP_RUNNER, {"runner": worker, "now": now})
     job = job_from_mapping(row)
     claimed = family_of(session, job) if family and row.get("has_children", True) else Job.from_row(job)
     return claimed, row["dispatched_at"] is None

@@ -21,8 +21,9 @@ from mediarunner.config import Settings, get_settings
 from mediarunner.config.redact import mask_secrets
 from mediarunner.errors import JobCancelled, StaleAttemptError
 from mediarunner.models import runners, transitions
+from mediarunner.models.balancing import Balance
 from mediarunner.models.base import utcnow
-from mediarunner.models.capabilities import Skills, has_claimable
+from mediarunner.models.capabilities import Skills, due_work
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState
 from mediarunner.models.ordering import RankOrder
@@ -59,6 +60,7 @@ Handler = Callable[[JobContext], Outcome]
 class RunStatus:
     COMPLETED = "completed"
     DROPPED = "dropped"  # message not claimable: duplicate, stale attempt, cancelled, not yet due
+    DECLINED = "declined"  # the due work is another runner's (balancing, capabilities): ring again
     CANCELLED = "cancelled"
     SUPERSEDED = "superseded"
     RETRYING = "retrying"
@@ -105,10 +107,12 @@ def execute_next(handlers: Callable[[Job], Handler], bell: Doorbell, *, worker: 
     settings = settings or get_settings()
     # Two transactions on the happy path: claim (+ load) and complete (+ the runner's counter).
     # On PostgreSQL the claim (and its event) is one statement; what it reads after is not written.
-    claimed = _claim_retrying(bell, RankOrder.from_settings(settings), worker, task_id)
-    if claimed is None:
-        log.info("message for job %s attempt %s: nothing due in its queue here", bell.job_id, bell.attempt)
-        return RunStatus.DROPPED, None
+    claimed = _claim_retrying(bell, RankOrder.from_settings(settings), Balance.from_settings(settings), worker,
+                              task_id)
+    if isinstance(claimed, str):
+        log.info("message for job %s attempt %s: %s", bell.job_id, bell.attempt,
+                 "left to another runner" if claimed == RunStatus.DECLINED else "nothing due in its queue here")
+        return claimed, None
     job, parent, owed = claimed
     if owed and ring is not None:
         ring(job)
@@ -157,25 +161,31 @@ def _claim_one(session: Any, job_id: str, attempt: int, worker: str,
     return job, load_job(session, job.parent_id) if job.parent_id else None
 
 
-def _claim_retrying(bell: Doorbell, order: RankOrder, worker: str,
-                    task_id: str | None) -> tuple[Job, Job | None, bool] | None:
-    """The claim; when it finds nothing although a job it could run is due (PostgreSQL's SKIP
-    LOCKED passed over a row another transaction held for a moment, e.g. the outbox recording a
-    publish), it tries again shortly: a message is never dropped while its queue has work."""
+def _claim_retrying(bell: Doorbell, order: RankOrder, balance: Balance, worker: str,
+                    task_id: str | None) -> tuple[Job, Job | None, bool] | str:
+    """The claim, or why nothing was claimed: DROPPED (nothing due that a worker online can run)
+    or DECLINED (the due work is another runner's: preferred by balancing, or only it can run it;
+    the message must ring again). A claim that finds nothing although this worker could run a
+    due job is tried again shortly first (PostgreSQL's SKIP LOCKED passes over a row another
+    transaction holds for a moment; the preferred runner may have filled up)."""
     skills = WORKER_SKILLS.get(worker, Skills(unlimited=True))
-    for pause in (0.02, 0.05, 0.1, 0.2, 0.5, None):
-        claimed = transaction(lambda s: _claim(s, bell, order, worker, task_id, skills), single_statement=True)
-        if claimed is not None or pause is None or not transaction(lambda s: has_claimable(
-                s, bell.queue, bell.job_id, bell.live, skills, utcnow())):
+    for pause in (0.02, 0.05, 0.1):
+        claimed = transaction(lambda s: _claim(s, bell, order, balance, worker, task_id, skills),
+                              single_statement=True)
+        if claimed is not None:
             return claimed
+        mine, others = transaction(lambda s: due_work(s, bell.queue, bell.job_id, bell.live, skills, utcnow()))
+        if not mine:
+            return RunStatus.DECLINED if others else RunStatus.DROPPED
         time.sleep(pause)
-    return None
+    return RunStatus.DECLINED
 
 
-def _claim(session: Any, bell: Doorbell, order: RankOrder, worker: str, task_id: str | None,
+def _claim(session: Any, bell: Doorbell, order: RankOrder, balance: Balance, worker: str, task_id: str | None,
            skills: Skills) -> tuple[Job, Job | None, bool] | None:
     claimed = transitions.claim_next(session, bell.queue, worker, task_id, utcnow(), order=order, live=bell.live,
-                                     job_id=bell.job_id, instance=WORKER_INSTANCES.get(worker), skills=skills)
+                                     job_id=bell.job_id, instance=WORKER_INSTANCES.get(worker), skills=skills,
+                                     balance=balance)
     if claimed is None:
         return None
     job, owed = claimed

@@ -22,7 +22,7 @@ from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import Queue
 from mediarunner.scheduler import fleet as fleet_ticks
-from mediarunner.scheduler import lease, ticks, webhooks
+from mediarunner.scheduler import lease, placement, ticks, webhooks
 from mediarunner.scheduler.dispatch import dispatch
 from mediarunner.scheduler.routing import QueueProbe
 from mediarunner.storage.store import open_store
@@ -103,6 +103,7 @@ def tick() -> dict[str, Any]:
     if transaction(lambda s: ticks.has_stranded_candidates(s, now, settings)):
         online = QueueProbe(app, timeout=settings.gpu_probe_timeout_seconds).consumed()
         transaction(lambda s: ticks.reroute_stranded(s, now, settings, online))
+    transaction(lambda s: placement.explain_waiting(s, now, settings))  # may clear dispatched_at: before the outbox
     due = transaction(lambda s: ticks.take_due(s, now, settings, backlog=broker_backlog))
     published = sum(dispatch(job_id, app=app) for job_id in due)
     if fo.requeued or fo.failed or fo.timed_out or published:

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+import mediarunner.models.base
+
 revision: str = '0007'
 down_revision: str | None = '0006'
 branch_labels: str | Sequence[str] | None = None
@@ -24,10 +26,14 @@ def upgrade() -> None:
     with op.batch_alter_table('runners', schema=None) as batch_op:
         batch_op.add_column(sa.Column('priority', sa.Integer(), server_default='0', nullable=False))
         batch_op.add_column(sa.Column('weight', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('skills', sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column('last_claimed_at', mediarunner.models.base.UTCDateTime(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table('runners', schema=None) as batch_op:
+        batch_op.drop_column('last_claimed_at')
+        batch_op.drop_column('skills')
         batch_op.drop_column('weight')
         batch_op.drop_column('priority')
     with op.batch_alter_table('jobs', schema=None) as batch_op:
