@@ -134,6 +134,20 @@ def set_desired_concurrency(session: Session, hostname: str, concurrency: int, n
     return ok
 
 
+def set_priority(session: Session, hostname: str, priority: int, now: datetime, *,
+                 weight: int | None = None) -> bool:
+    """The runner's scheduling priority (lower is preferred) and, when given, its weight for
+    ``weighted`` balancing (``mediarunner.models.balancing``). Survives restarts."""
+    if weight is not None and weight < 1:
+        raise ValueError("weight must be >= 1")
+    values: dict[str, Any] = {"priority": priority, **({"weight": weight} if weight is not None else {})}
+    ok = _update(session, hostname, values, RunnerRow.unregistered_at.is_(None))
+    if ok:
+        what = f"priority {priority}" + (f", weight {weight}" if weight is not None else "")
+        record_event(session, "priority_changed", now, what, runner=hostname)
+    return ok
+
+
 def mark_offline(session: Session, hostname: str, silent_since: datetime, now: datetime) -> bool:
     """Beat: the runner's last heartbeat is older than ``silent_since``. Fenced by that age, so a
     heartbeat that arrives first keeps the runner online."""
