@@ -151,3 +151,46 @@ def test_retried_and_failed_over_jobs_keep_their_place(ordered_stack: Stack, mon
     assert held.state is JobState.PENDING and held.attempt == 2  # its backoff has not expired
     for job_id in [*retried, *lost]:
         assert transaction(lambda s, j=job_id: get_job(s, j), url=url).attempt == 2
+
+
+# ------------------------------------------------------------------------------ fairness (aging)
+
+def test_aging_moves_a_job_up_one_class_per_step() -> None:
+    off = RankOrder.from_settings(Settings(priority_classes=CLASSES))
+    on = RankOrder.from_settings(Settings(priority_classes=CLASSES, priority_aging_minutes=10))
+    assert off.aging_seconds == 0 and off.effective_class("student", T0, T0 + timedelta(hours=5)) == 2
+    assert [on.effective_class("student", T0, T0 + timedelta(minutes=m)) for m in (0, 9, 10, 19, 20, 90)] == \
+        [2, 2, 1, 1, 0, 0]  # never past the best class
+    assert on.effective_class("staff", T0, T0 + timedelta(hours=1)) == 0
+    assert on.effective_class("gone", T0, T0) == 3  # a class no longer configured comes last
+    young_staff = SimpleJobKey("s", "staff", 0, T0 + timedelta(minutes=25))
+    old_student = SimpleJobKey("o", "student", 0, T0)
+    now = T0 + timedelta(minutes=25)
+    assert sorted([young_staff, old_student], key=lambda j: off.key(j, now))[0] is young_staff
+    assert sorted([young_staff, old_student], key=lambda j: on.key(j, now))[0] is old_student  # aged to staff
+
+
+class SimpleJobKey:
+    def __init__(self, id: str, priority_class: str, priority: int, created_at: datetime) -> None:
+        self.id, self.priority_class, self.priority, self.created_at = id, priority_class, priority, created_at
+
+
+def test_the_claim_and_the_ranks_respect_aging(db_url: str) -> None:
+    settings = Settings(priority_classes=CLASSES, priority_aging_minutes=10)
+    order = RankOrder.from_settings(settings)
+    specs = [("student", 0, 0), ("default", 5, 12), ("staff", 0, 21), ("student", 9, 24), ("default", 0, 25)]
+    ids = []
+    for cls, prio, minute in specs:
+        job = NewJob(JobType.NOOP, "cpu", {}, priority=prio, priority_class=cls)
+        transaction(lambda s, j=job, m=minute: rows.create_jobs(s, [j], T0 + timedelta(minutes=m)), url=db_url)
+        ids.append(job.id)
+    now = T0 + timedelta(minutes=26)
+    # Effective classes at 26 min: student@0 -> staff (2 steps), default@12 -> staff, staff@21 staff,
+    # student@24 student, default@25 default. Staff level by priority then age: default@12 (prio 5), then
+    # student@0, staff@21; then default@25; then student@24.
+    expected = [ids[1], ids[0], ids[2], ids[4], ids[3]]
+    assert _rank_order(db_url, ids, settings, now) == expected
+    claimed = []
+    while (got := transaction(lambda s: t.claim_next(s, "cpu", "w@h", None, now, order=order), url=db_url)):
+        claimed.append(got[0].id)
+    assert claimed == expected

@@ -184,13 +184,12 @@ def update_ranks(session: Session, settings: Settings, now: datetime | None = No
     session.execute(delete(RankRow).where(~exists().where(JobRow.id == RankRow.job_id, due))
                     .execution_options(synchronize_session=False))
     order = RankOrder.from_settings(settings)
-    ranked = _ranked_pending(order, due, postgres)
+    ranked = _ranked_pending(order, due, postgres).params(**order.aging_params(now))
     insert = pg_insert if postgres else sqlite_insert
     stmt = insert(RankRow).from_select(["job_id", "rank"], ranked)
     stmt = stmt.on_conflict_do_update(index_elements=[RankRow.job_id], set_={"rank": stmt.excluded.rank},
                                       where=RankRow.rank != stmt.excluded.rank)
-    return int(session.execute(stmt.execution_options(preserve_rowcount=True), order.aging_params(now))
-               .rowcount)  # type: ignore[attr-defined]
+    return int(session.execute(stmt.execution_options(preserve_rowcount=True)).rowcount)  # type: ignore[attr-defined]
 
 
 def _ranked_pending(order: RankOrder, pending: ColumnElement[bool], postgres: bool) -> Select[tuple[str, int]]:
