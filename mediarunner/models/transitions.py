@@ -11,17 +11,14 @@ Functions take a Session (the caller owns the transaction) and ``now`` (no hidde
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
-    CursorResult,
-    Select,
     String,
-    Table,
     bindparam,
     delete,
     exists,
@@ -34,49 +31,28 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from mediarunner.config.redact import mask_secrets
 from mediarunner.models.balancing import Balance, preferred
 from mediarunner.models.capabilities import Skills, claimable
 from mediarunner.models.enums import ACTIVE_STATES, RESTARTABLE_STATES, ErrorKind, JobState, JobType, Stage
 from mediarunner.models.ordering import RankOrder
 from mediarunner.models.queries import JOB_COLUMNS, family_of, get_job, job_from_mapping, tree
 from mediarunner.models.schemas import Job
-from mediarunner.models.tables import EventRow, JobRow, RunnerRow
+from mediarunner.models.statements import (  # noqa: F401  (BUMP_FAILED, record_event: re-exported)
+    BUMP_COMPLETED,
+    BUMP_FAILED,
+    JOBS,
+    RUNNERS,
+    is_postgres,
+    logged,
+    record_event,
+    rowcount,
+)
+from mediarunner.models.tables import JobRow
 
 S = JobState
-JOBS = cast(Table, JobRow.__table__)
 J = JOBS.c
-EVENTS = cast(Table, EventRow.__table__)
-
-# The statements every job runs through (submit, claim, complete) are built once: constructing a
-# SQLAlchemy statement costs more CPU than executing a cached one.
-_INSERT_EVENT = insert(EVENTS)
 _INSERT_JOB = insert(JOBS)
-RUNNERS = cast(Table, RunnerRow.__table__)
-
-
-def _bump_runner(column: str) -> Any:
-    """``runners.<column> += 1`` for the runner bound as ``runner`` (lifetime counters)."""
-    return update(RUNNERS).where(RUNNERS.c.hostname == bindparam("runner")).values({column: RUNNERS.c[column] + 1})
-
-
-BUMP_COMPLETED, BUMP_FAILED = _bump_runner("jobs_completed"), _bump_runner("jobs_failed")
-
-
-def _postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
-def _logged(dml: Any, kind: str, *more: Any, message: Callable[[Any], Any] | None = None) -> Select[Any]:
-    """PostgreSQL: ``dml`` (an UPDATE ... RETURNING id) with its event row, and ``more`` statements
-    fed by its rows, as one statement of data-modifying CTEs: one round trip instead of several.
-    The event takes ``now``, ``runner`` and ``message`` from the parameters (``message``: an
-    expression of the updated rows instead)."""
-    done = dml.cte("done")
-    text = bindparam("message") if message is None else message(done)
-    event = insert(EVENTS).from_select(["at", "kind", "job_id", "runner", "message"], select(
-        bindparam("now", type_=EVENTS.c.at.type), literal(kind), done.c.id, bindparam("runner"), text))
-    return select(done).add_cte(event.cte("logged"), *(m(done).cte(f"then{i}") for i, m in enumerate(more)))
+_logged, _postgres, _rowcount = logged, is_postgres, rowcount
 
 
 @dataclass(frozen=True)
@@ -99,10 +75,6 @@ class NewJob:
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
-def _rowcount(result: Any) -> int:
-    return cast(CursorResult[Any], result).rowcount
-
-
 def _cas(session: Session, job_id: str, states: Collection[JobState], values: dict[str, Any],
          *, attempt: int | None = None, extra: Sequence[Any] = ()) -> bool:
     # Core statements on the table (not ORM-enabled ones): the hot path of every job runs
@@ -112,12 +84,6 @@ def _cas(session: Session, job_id: str, states: Collection[JobState], values: di
         stmt = stmt.where(J.attempt == attempt)
     stmt = stmt.values(**values).execution_options(synchronize_session=False)
     return _rowcount(session.execute(stmt)) == 1
-
-
-def record_event(session: Session, kind: str, now: datetime, message: str = "", *,
-                 job_id: str | None = None, runner: str | None = None) -> None:
-    session.execute(_INSERT_EVENT, {"at": now, "kind": kind, "job_id": job_id, "runner": runner,
-                                    "message": mask_secrets(message)[:2000]})
 
 
 def _worker_of(session: Session, job_id: str) -> str | None:
