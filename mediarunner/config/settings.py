@@ -103,8 +103,9 @@ class Settings(BaseSettings):
     runner_balancing: Literal["least_loaded", "round_robin", "priority", "weighted"] = "least_loaded"
     # A job no preferred runner took within this long may be claimed by any runner that can run it.
     runner_preference_grace_seconds: float = Field(default=5.0, ge=0)
-    # A worker that leaves a job to a preferred runner rings the queue again after this long.
-    runner_decline_retry_seconds: float = Field(default=0.2, gt=0)
+    # A worker that leaves a job to a preferred runner rings the queue again after this long (one
+    # that leaves it to a worker with a capability it lacks: after at least 1 s).
+    runner_decline_retry_seconds: float = Field(default=0.05, gt=0)
 
     # --- worker
     worker_token: SecretStr | None = None  # registration token (see `mediarunner tokens`); never logged

@@ -193,10 +193,19 @@ def claim_job(session: Session, job_id: str, attempt: int, worker: str, task_id:
 def _claim_next(order: RankOrder, postgres: bool, live: bool, balance: Balance | None) -> Any:
     """UPDATE the best due pending job of a queue (by :class:`RankOrder`) to running, RETURNING it,
     unless a better runner should take it (``balance``)."""
-    best = select(J.id).where(*claimable(live)).order_by(*order.sql_order()).limit(1)
-    if postgres:  # concurrent claims skip the row another claim holds instead of queueing behind it
-        best = best.with_for_update(skip_locked=True)
-    stmt = update(JOBS).where(J.state == S.PENDING, J.id == best.scalar_subquery(),
+    def pick(*where: Any, order_by: Any) -> Any:
+        best = select(J.id).where(*claimable(live), *where).order_by(*order_by).limit(1)
+        # Concurrent claims skip the row another claim holds instead of queueing behind it.
+        return (best.with_for_update(skip_locked=True) if postgres else best).scalar_subquery()
+
+    ranks = [rank for _, rank in order.classes]
+    if order.aging_seconds > 0 or len(set(ranks)) != len(ranks):  # classes interleave: one sort
+        best = pick(order_by=order.sql_order())
+    else:  # the first of each class in turn, by `ix_jobs_pending_order` (no sort); evaluated lazily
+        names = [name for name, _ in sorted(order.classes, key=lambda c: c[1])]
+        best = func.coalesce(*(pick(J.priority_class == n, order_by=order.sql_order()[1:]) for n in names),
+                             pick(J.priority_class.not_in(names), order_by=order.sql_order()[1:]))
+    stmt = update(JOBS).where(J.state == S.PENDING, J.id == best,
                               *([preferred(balance, JOBS)] if balance else [])) \
         .values(**_CLAIM_VALUES).returning(*JOB_COLUMNS, J.dispatched_at)
     if not postgres:

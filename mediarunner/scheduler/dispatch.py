@@ -29,7 +29,6 @@ from mediarunner.models.queries import get_job
 from mediarunner.models.schemas import Job
 
 log = logging.getLogger(__name__)
-_WAITING = {JobState.WAITING_FOR_PARENT, JobState.PENDING}
 
 
 def signature_for(app: Celery, job: Job) -> Signature:

@@ -60,7 +60,8 @@ Handler = Callable[[JobContext], Outcome]
 class RunStatus:
     COMPLETED = "completed"
     DROPPED = "dropped"  # message not claimable: duplicate, stale attempt, cancelled, not yet due
-    DECLINED = "declined"  # the due work is another runner's (balancing, capabilities): ring again
+    DECLINED = "declined"  # due work left to a preferred runner (balancing): ring again soon
+    DEFERRED = "deferred"  # due work only other workers can run (capabilities): ring again later
     CANCELLED = "cancelled"
     SUPERSEDED = "superseded"
     RETRYING = "retrying"
@@ -110,8 +111,9 @@ def execute_next(handlers: Callable[[Job], Handler], bell: Doorbell, *, worker: 
     claimed = _claim_retrying(bell, RankOrder.from_settings(settings), Balance.from_settings(settings), worker,
                               task_id)
     if isinstance(claimed, str):
-        log.info("message for job %s attempt %s: %s", bell.job_id, bell.attempt,
-                 "left to another runner" if claimed == RunStatus.DECLINED else "nothing due in its queue here")
+        log.info("message for job %s attempt %s: %s", bell.job_id, bell.attempt, {
+            RunStatus.DECLINED: "left to a preferred runner", RunStatus.DEFERRED: "left to a capable runner",
+        }.get(claimed, "nothing due in its queue here"))
         return claimed, None
     job, parent, owed = claimed
     if owed and ring is not None:
@@ -163,21 +165,23 @@ def _claim_one(session: Any, job_id: str, attempt: int, worker: str,
 
 def _claim_retrying(bell: Doorbell, order: RankOrder, balance: Balance, worker: str,
                     task_id: str | None) -> tuple[Job, Job | None, bool] | str:
-    """The claim, or why nothing was claimed: DROPPED (nothing due that a worker online can run)
-    or DECLINED (the due work is another runner's: preferred by balancing, or only it can run it;
-    the message must ring again). A claim that finds nothing although this worker could run a
-    due job is tried again shortly first (PostgreSQL's SKIP LOCKED passes over a row another
-    transaction holds for a moment; the preferred runner may have filled up)."""
+    """The claim, or why nothing was claimed: DROPPED (nothing due that a worker online can run),
+    DECLINED (due work this worker could run is left to a preferred runner, or a row was locked
+    for a moment: ring again soon) or DEFERRED (the due work needs what only other online
+    workers have: ring again later). A claim that finds nothing although this worker could run
+    a due job is tried once more first (PostgreSQL's SKIP LOCKED passes over a row another
+    transaction holds for a moment)."""
     skills = WORKER_SKILLS.get(worker, Skills(unlimited=True))
-    for pause in (0.02, 0.05, 0.1):
+    for pause in (0.02, None):
         claimed = transaction(lambda s: _claim(s, bell, order, balance, worker, task_id, skills),
                               single_statement=True)
         if claimed is not None:
             return claimed
         mine, others = transaction(lambda s: due_work(s, bell.queue, bell.job_id, bell.live, skills, utcnow()))
         if not mine:
-            return RunStatus.DECLINED if others else RunStatus.DROPPED
-        time.sleep(pause)
+            return RunStatus.DEFERRED if others else RunStatus.DROPPED
+        if pause is not None:
+            time.sleep(pause)
     return RunStatus.DECLINED
 
 

@@ -92,10 +92,11 @@ def _make_task(job_type: JobType) -> Task:
         bell = Doorbell(job_id, attempt, queue=_queue_of(self), live=job_type is JobType.LIVE)
         status, job = execute_next(lambda j: HANDLERS[j.type], bell, worker=self.request.hostname or "unknown",
                                    task_id=self.request.id, ring=_ring)
-        if status == RunStatus.DECLINED:  # another runner's turn: ring the queue again, shortly
+        if status in (RunStatus.DECLINED, RunStatus.DEFERRED):  # another runner's turn: ring the queue again
+            delay = get_settings().runner_decline_retry_seconds
             app.signature(self.name, args=(job_id, attempt), queue=bell.queue, immutable=True,
                           argsrepr=repr((job_id, attempt)), kwargsrepr="{}").apply_async(
-                countdown=get_settings().runner_decline_retry_seconds)
+                countdown=delay if status == RunStatus.DECLINED else max(1.0, delay))
             raise Ignore()
         return _report(self, status, job.id if job is not None else job_id)
 
