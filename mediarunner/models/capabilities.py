@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, String, and_, bindparam, func, literal, or_, select
+from sqlalchemy import Boolean, ColumnElement, String, and_, bindparam, func, literal, literal_column, or_, select
 from sqlalchemy.orm import Session
 
 from mediarunner.models.enums import JobState, JobType
@@ -77,9 +77,9 @@ class Skills:
         return None
 
     def params(self) -> dict[str, Any]:
-        """Bind parameters of :func:`can_run` (an empty list never matches a name)."""
-        return {"skill_any": self.unlimited, "skill_gpu": self.gpu, "skill_models": list(self.models) or [""],
-                "skill_encoders": list(self.encoders) or [""]}
+        """Bind parameters of :func:`can_run`: one string (:meth:`tokens`), whatever the number of
+        encoders and models, so the claim statement stays one cached text."""
+        return {"skill_any": self.unlimited, "skill_tokens": self.tokens()}
 
 
 def needs_of(row: Any) -> Needs:
@@ -89,10 +89,14 @@ def needs_of(row: Any) -> Needs:
 
 def can_run() -> ColumnElement[bool]:
     """SQL: the worker whose :meth:`Skills.params` are bound meets the job row's needs."""
+    tokens = bindparam("skill_tokens", type_=String)
+
+    def has(token: Any) -> ColumnElement[bool]:
+        return tokens.like(literal("%|") + token + literal("|%"))
     return or_(bindparam("skill_any", type_=Boolean), and_(
-        or_(JobRow.need_model.is_(None), JobRow.need_model.in_(bindparam("skill_models", expanding=True))),
-        or_(~JobRow.need_gpu, bindparam("skill_gpu", type_=Boolean)),
-        or_(JobRow.need_encoder.is_(None), JobRow.need_encoder.in_(bindparam("skill_encoders", expanding=True))),
+        or_(JobRow.need_model.is_(None), has(literal("model:") + JobRow.need_model)),
+        or_(~JobRow.need_gpu, has(literal("gpu"))),
+        or_(JobRow.need_encoder.is_(None), has(literal("enc:") + JobRow.need_encoder)),
     ))
 
 
@@ -111,7 +115,8 @@ def claimable(live: bool) -> list[ColumnElement[bool]]:
     jobs only (their messages have long time limits), else all but live jobs."""
     queue = func.coalesce(bindparam("queue_", type_=String), select(JobRow.queue).where(
         JobRow.id == bindparam("job_id", type_=String)).scalar_subquery())
-    return [JobRow.state == JobState.PENDING, JobRow.queue == queue,
+    # 'pending' inline, not bound: the planner can then use the partial ix_jobs_pending_order.
+    return [JobRow.state == literal_column(f"'{JobState.PENDING.value}'"), JobRow.queue == queue,
             (JobRow.type == JobType.LIVE) if live else (JobRow.type != JobType.LIVE), can_run(),
             or_(JobRow.run_after.is_(None), JobRow.run_after <= bindparam("now", type_=JobRow.run_after.type))]
 
