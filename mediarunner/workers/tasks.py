@@ -20,6 +20,7 @@ through its cancel transition, so the database and Flower agree.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import Task
@@ -93,10 +94,12 @@ def _make_task(job_type: JobType) -> Task:
         status, job = execute_next(lambda j: HANDLERS[j.type], bell, worker=self.request.hostname or "unknown",
                                    task_id=self.request.id, ring=_ring)
         if status in (RunStatus.DECLINED, RunStatus.DEFERRED):  # another runner's turn: ring the queue again
+            # Waited here, not as a countdown: a worker holds an ETA message it received even while its
+            # pool is busy (Celery raises its prefetch for them), so a busy worker would sit on the job.
             delay = get_settings().runner_decline_retry_seconds
+            time.sleep(delay if status == RunStatus.DECLINED else max(1.0, delay))
             app.signature(self.name, args=(job_id, attempt), queue=bell.queue, immutable=True,
-                          argsrepr=repr((job_id, attempt)), kwargsrepr="{}").apply_async(
-                countdown=delay if status == RunStatus.DECLINED else max(1.0, delay))
+                          argsrepr=repr((job_id, attempt)), kwargsrepr="{}").apply_async()
             raise Ignore()
         return _report(self, status, job.id if job is not None else job_id)
 
