@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
-from sqlalchemy import ColumnElement, String, Table, and_, bindparam, exists, func, literal, or_, select
+from sqlalchemy import ColumnElement, String, Table, and_, bindparam, exists, func, literal, or_, select, update
 from sqlalchemy.orm import aliased
 
 from mediarunner.models.capabilities import runner_can_run
 from mediarunner.models.enums import JobState, RunnerStatus
+from mediarunner.models.statements import RUNNERS
 from mediarunner.models.tables import JobRow, RunnerRow
 
 Method = Literal["least_loaded", "round_robin", "priority", "weighted"]
@@ -81,6 +82,16 @@ def preferred(balance: Balance, job: Table) -> ColumnElement[bool]:
     waited = func.coalesce(job.c.dispatched_at, job.c.created_at) < bindparam(
         "grace_since", type_=JobRow.created_at.type)
     return or_(waited, ~better)
+
+
+# round_robin: the claiming runner's last claim (bound as ``runner`` and ``now``).
+STAMP_CLAIMER = update(RUNNERS).where(RUNNERS.c.hostname == bindparam("runner")).values(
+    last_claimed_at=bindparam("now", type_=RUNNERS.c.last_claimed_at.type))
+
+
+def stamp_claimer(done: Any) -> Any:
+    """:data:`STAMP_CLAIMER` when the claim CTE ``done`` updated a row (PostgreSQL, one statement)."""
+    return STAMP_CLAIMER.where(exists(select(done.c.id)))
 
 
 def choose(method: Method, runners: list[tuple[str, int, int, int, int | None, datetime | None]]) -> str | None:

@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from mediarunner.models.balancing import Balance, preferred
+from mediarunner.models.balancing import STAMP_CLAIMER, Balance, preferred, stamp_claimer
 from mediarunner.models.capabilities import Skills, claimable
 from mediarunner.models.enums import ACTIVE_STATES, RESTARTABLE_STATES, ErrorKind, JobState, JobType, Stage
 from mediarunner.models.ordering import RankOrder
@@ -41,7 +41,6 @@ from mediarunner.models.statements import (  # noqa: F401  (BUMP_FAILED, record_
     BUMP_COMPLETED,
     BUMP_FAILED,
     JOBS,
-    RUNNERS,
     is_postgres,
     logged,
     record_event,
@@ -210,18 +209,10 @@ def _claim_next(order: RankOrder, postgres: bool, live: bool, balance: Balance |
         .values(**_CLAIM_VALUES).returning(*JOB_COLUMNS, J.dispatched_at)
     if not postgres:
         return stmt
-    more = [_stamp_runner] if balance is not None and balance.method == "round_robin" else []
+    more = [stamp_claimer] if balance is not None and balance.method == "round_robin" else []
     return _logged(stmt.returning(exists().where(_CHILD.c.parent_id == J.id).label("has_children")),
                    "job_assigned", *more, message=lambda done: literal("attempt ") + done.c.attempt.cast(String)
                    + func.coalesce(literal(", task ") + bindparam("task_id", type_=String), ""))
-
-
-_STAMP_RUNNER = update(RUNNERS).where(RUNNERS.c.hostname == bindparam("runner")).values(
-    last_claimed_at=bindparam("now", type_=RUNNERS.c.last_claimed_at.type))
-
-
-def _stamp_runner(done: Any) -> Any:
-    return _STAMP_RUNNER.where(exists(select(done.c.id)))
 
 
 def claim_next(session: Session, queue: str | None, worker: str, task_id: str | None, now: datetime, *,
@@ -245,7 +236,7 @@ def claim_next(session: Session, queue: str | None, worker: str, task_id: str | 
         task = f", task {task_id}" if task_id else ""
         record_event(session, "job_assigned", now, f"attempt {row['attempt']}{task}", job_id=row["id"], runner=worker)
         if balance is not None and balance.method == "round_robin":
-            session.execute(_STAMP_RUNNER, {"runner": worker, "now": now})
+            session.execute(STAMP_CLAIMER, {"runner": worker, "now": now})
     job = job_from_mapping(row)
     claimed = family_of(session, job) if family and row.get("has_children", True) else Job.from_row(job)
     return claimed, row["dispatched_at"] is None
