@@ -1,6 +1,7 @@
 """The Python API: ``from mediarunner import Client``.
 
-Submission writes the job rows first (one transaction), then publishes the Celery chain.
+Submission writes the job rows first (one transaction), then publishes the root job's message (a
+doorbell for its queue: workers run a queue's jobs in rank order, ``models/ordering.py``).
 If the broker is down the rows stay ``pending`` and the scheduler's outbox publishes them
 later: a submission is never lost and never hangs on the broker.
 """
@@ -25,6 +26,7 @@ from mediarunner.media.hardware import route_hardware
 from mediarunner.media.probe import probe
 from mediarunner.models import transitions, webhooks
 from mediarunner.models.base import utcnow
+from mediarunner.models.capabilities import Needs
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import Health, JobState, JobType
 from mediarunner.models.fleet_queries import list_runners
@@ -60,6 +62,20 @@ from mediarunner.scheduler.dispatch import dispatch, publish_submitted
 from mediarunner.scheduler.routing import QueueProbe, route, route_transcription
 
 MAX_METADATA_BYTES = 16_384
+
+
+def _needs(needs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``needs`` ({"gpu": bool, "model": name, "encoder": name}) as ``NewJob`` fields, validated."""
+    if needs is None:
+        return {}
+    if not isinstance(needs, Mapping) or set(needs) - {"gpu", "model", "encoder"}:
+        raise ValidationError("needs must be a mapping with keys among gpu, model, encoder")
+    gpu, model, encoder = needs.get("gpu", False), needs.get("model"), needs.get("encoder")
+    if not isinstance(gpu, bool) or any(v is not None and not (isinstance(v, str) and 0 < len(v) <= 64
+                                                               and v.isprintable() and "|" not in v)
+                                        for v in (model, encoder)):
+        raise ValidationError("needs: gpu is true or false; model and encoder are names (1-64 characters)")
+    return Needs(gpu=gpu, model=model, encoder=encoder).columns()
 
 
 class Client:
@@ -282,7 +298,10 @@ class Client:
         payload = self._validated(TranscribePayload, output=output, language=language, model=model,
                                   formats=tuple(formats), device=device)
         q, why = route_transcription(payload.device, lambda: self.queue_probe.online("gpu"))
-        return NewJob(JobType.TRANSCRIBE, q, dump(payload), parent=parent, routing_reason=why, **common)
+        # A model named (not a path) must be on the worker's disk: only a worker that has it claims the job.
+        model = payload.model if payload.model and not any(c in payload.model for c in "/\\~") else None
+        return NewJob(JobType.TRANSCRIBE, q, dump(payload), parent=parent, routing_reason=why, need_model=model,
+                      **common)
 
     @property
     def queue_probe(self) -> QueueProbe:
@@ -292,15 +311,17 @@ class Client:
 
     def submit_noop(self, duration: float = 0.0, output: str | None = None, priority: int = 0, *,
                     queue: str | None = None, metadata: Mapping[str, Any] | None = None,
-                    fail_attempts: int = 0) -> Job:
+                    fail_attempts: int = 0, priority_class: str = "default",
+                    needs: Mapping[str, Any] | None = None) -> Job:
         """A diagnostic job: waits ``duration`` seconds (interruptibly), optionally writes a file, and
-        fails transiently on its first ``fail_attempts`` attempts."""
+        fails transiently on its first ``fail_attempts`` attempts. ``needs`` (``gpu``, ``model``,
+        ``encoder``): only a worker that has them claims it (routing checks, capacity planning)."""
         if output is not None:
             self._check_output(output)
         payload = self._validated(NoopPayload, duration=duration, output=output, fail_attempts=fail_attempts)
         q, why = route(JobType.NOOP, queue=queue, allowed=self.settings.job_queues)
         return self._submit([NewJob(JobType.NOOP, q, dump(payload), routing_reason=why,
-                                    **self._common(priority, "default", metadata))])
+                                    **self._common(priority, priority_class, metadata), **_needs(needs))])
 
     # ------------------------------------------------------------------ queries and control
 

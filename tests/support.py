@@ -442,6 +442,26 @@ class InprocWorker:
         assert not alive, f"in-process worker {self.name} did not stop within {timeout}s"
 
 
+def _cancel_leftovers(database_url: str) -> None:
+    """Cancel the jobs an earlier test left active in a shared database (its teardown fails running
+    jobs over, back to pending): a message claims the best due job of its queue, so they would run
+    before this test's own jobs."""
+    from sqlalchemy import select
+
+    from mediarunner.models import transitions
+    from mediarunner.models.base import utcnow
+    from mediarunner.models.db import transaction
+    from mediarunner.models.enums import ACTIVE_STATES
+    from mediarunner.models.tables import JobRow
+
+    def cancel(session: Any) -> None:
+        for job_id in session.scalars(select(JobRow.id).where(JobRow.parent_id.is_(None),
+                                                             JobRow.state.in_(list(ACTIVE_STATES)))).all():
+            transitions.cancel(session, job_id, utcnow())
+
+    transaction(cancel, url=database_url)
+
+
 @contextmanager
 def make_stack(tmp: Path, database_url: str, broker_url: str, **overrides: str) -> Iterator[Stack]:
     from mediarunner.config import get_settings
@@ -465,6 +485,7 @@ def make_stack(tmp: Path, database_url: str, broker_url: str, **overrides: str) 
     os.environ.update(env)
     get_settings.cache_clear()
     upgrade(database_url)
+    _cancel_leftovers(database_url)
     stack = Stack(env=env, tmp=tmp)
     try:
         yield stack

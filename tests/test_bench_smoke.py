@@ -27,6 +27,7 @@ HEADLINES: dict[str, list[str]] = {
     "throughput": ["raw Celery", ": mediarunner no-op jobs", ": ratio vs raw Celery"],
     "scheduler_scale": ["500 rows: rank update", "2,000 rows: failover scan", "2,000 rows: purge tick",
                         "growth exponent rank update"],
+    "rank_fidelity": [": pairs claimed out of rank order", ": pairs started out of rank order", ": drain rate"],
     "api": ["submit transcode: Client p50", "submit transcode: API p50", "submit transcode: ratio API/Client p50",
             "submit transcode: API calls/s", "submit transcode: API submissions/s", "get job: Client p50",
             "get job: API p50"],
@@ -38,7 +39,7 @@ HEADLINES: dict[str, list[str]] = {
 }
 NEEDS_PG = {"scheduler_scale", "admin"}
 # Differences and exponents may be negative (noise, or a cost that does not grow); the rest may not.
-SIGNED = ("growth exponent", "overhead a - b", "of which")
+SIGNED = ("growth exponent", "overhead a - b", "of which", "out of rank order")  # a fraction may be 0
 
 
 @pytest.fixture(scope="module", autouse=True)

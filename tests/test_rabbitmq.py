@@ -1,5 +1,6 @@
-"""RabbitMQ specifics (issue 14, item 6): queue declarations and message priorities. The end-to-end,
-ordering and fault tests run on both brokers through the ``broker_url`` fixture (conftest)."""
+"""RabbitMQ specifics (issue 14, item 6): queue declarations. Message priorities are not used (a
+message is a doorbell for its queue and the claim orders the queue). The end-to-end, ordering and
+fault tests run on both brokers through the ``broker_url`` fixture (conftest)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,8 @@ from pathlib import Path
 
 from mediarunner.config import Settings, is_amqp
 from mediarunner.models.enums import JobState
-from mediarunner.scheduler.dispatch import message_priority
 from mediarunner.workers.app import celery_config
 from tests.support import empty_broker, make_stack, wait_for
-from tests.test_scheduler_ticks import _job
 
 
 def test_broker_kinds_and_queue_arguments() -> None:
@@ -23,14 +22,6 @@ def test_broker_kinds_and_queue_arguments() -> None:
     assert {q.name: (q.queue_arguments or {}).get("x-max-priority") for q in classic["task_queues"]}["gpu"] == 10
     redis_options = celery_config(Settings(broker_url="redis://h:6379/0"))["broker_transport_options"]
     assert redis_options["sep"] == ":" and "confirm_publish" not in redis_options
-
-
-def test_amqp_priorities_are_redis_ones_inverted() -> None:
-    def prio(p: int, amqp: bool) -> int:
-        return message_priority(_job().model_copy(update={"priority": p}), amqp=amqp)
-
-    assert [prio(p, False) for p in (9, 4, 0, -5)] == [0, 0, 4, 9]  # Redis: 0 first
-    assert [prio(p, True) for p in (9, 4, 0, -5)] == [9, 9, 5, 0]  # AMQP: 9 first; RabbitMQ 4 quorum: > 4 first
 
 
 def test_job_queues_are_declared_as_quorum_queues(tmp_path: Path, pg_url: str, rabbitmq_url: str) -> None:

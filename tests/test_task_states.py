@@ -13,13 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState
+from mediarunner.models.tables import EventRow
 from tests.support import RedisServer, Stack, make_stack, wait_for
 
 
 class Events:
-    """Task events by job id (the first task argument), recorded from the broker."""
+    """Task events by the job each task ran, recorded from the broker. A message is a doorbell for
+    its queue (the task may run another job than the one it was published for): the job a task
+    ran is the one whose ``job_assigned`` event names the task."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -34,9 +39,15 @@ class Events:
         self.seen += 1
         uuid = event.get("uuid")
         if uuid:
-            if event["type"] == "task-received":
-                self.job_of[uuid] = str(event.get("args", "")).strip("()[]").split(",")[0].strip(" '\"")
             self.by_task[uuid].append(event)
+
+    def _assigned(self) -> None:
+        """Which job each task ran, from the activity log (``job_assigned``: "attempt N, task T")."""
+        rows = transaction(lambda s: s.execute(select(EventRow.job_id, EventRow.message).where(
+            EventRow.kind == "job_assigned")).all())
+        for job_id, message in rows:
+            if ", task " in message:
+                self.job_of[message.split(", task ", 1)[1]] = job_id
 
     def _run(self) -> None:
         with self.app.connection() as conn:
@@ -57,6 +68,7 @@ class Events:
         self._thread.join(5)
 
     def types(self, job_id: str) -> list[str]:
+        self._assigned()
         return [e["type"] for uuid, job in list(self.job_of.items()) if job == job_id
                 for e in list(self.by_task[uuid])]
 

@@ -128,9 +128,8 @@ def show_job(job: Job) -> None:
     if job.routing_reason:
         ui.console.print(f"  routed to [bold]{job.queue}[/bold]: {escape(job.routing_reason)}")
     for j in job.family:  # why a pending job waits (set by routing, when it knows)
-        reason = getattr(j, "waiting_reason", None)
-        if reason and j.state is JobState.PENDING:
-            ui.console.print(f"  {j.id[:8]} waiting: {escape(str(reason))}", highlight=False)
+        if j.waiting_reason and j.state is JobState.PENDING:
+            ui.console.print(f"  [yellow]{j.id[:8]} {escape(j.waiting_reason)}[/yellow]")
     for j in job.family:
         if j.log_tail:
             lines = j.log_tail.splitlines()[-LOG_LINES:]

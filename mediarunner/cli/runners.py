@@ -35,14 +35,15 @@ def _status(r: Runner) -> str:
 def runners_ls(all: Annotated[bool, typer.Option("--all", help="include unregistered runners")] = False) -> None:
     """Runners with status, health, load, disk and job counters."""
     now = utcnow()
-    table = Table("runner", "status", "health", "queues", "jobs", "max", "load", "free disk", "heartbeat",
+    table = Table("runner", "status", "health", "queues", "prio", "jobs", "max", "load", "free disk", "heartbeat",
                   "completed", "failed", "version")
     for r in ui.fleet().list_runners(include_unregistered=all):
         d = r.diagnostics
         load = f"{d['load_1m']:.2f}/{d.get('cpu_count', '?')}" if "load_1m" in d else ""
         disk = f"{d['disk_free_mb'] / 1024:.1f} GB" if "disk_free_mb" in d else ""
         table.add_row(r.hostname, _status(r), f"[{ui.HEALTH_STYLE[r.health]}]{r.health}[/]", ",".join(r.queues),
-                      str(r.jobs_running), str(r.desired_concurrency or r.concurrency), load, disk,
+                      str(r.priority) + (f" w{r.weight}" if r.weight else ""), str(r.jobs_running),
+                      str(r.desired_concurrency or r.concurrency), load, disk,
                       ui.ago(r.heartbeat_age(now)), str(r.jobs_completed), str(r.jobs_failed), r.version)
     ui.console.print(table)
 
@@ -140,6 +141,17 @@ def runners_rm(name: str) -> None:
     """Remove a stopped (offline) or unregistered runner from the fleet list."""
     hostname = _call(lambda f: f.remove_runner(name))
     ui.console.print(f"{hostname} removed")
+
+
+@runners_app.command("set-priority")
+def runners_set_priority(name: str, priority: Annotated[int, typer.Argument(min=-1000, max=1000)],
+                         weight: Annotated[int | None, typer.Option(min=1, max=10_000, help=(
+                             "share for weighted balancing (default: the concurrency)"))] = None) -> None:
+    """Scheduling priority: jobs go to idle runners of the lowest priority first; among equals the
+    RUNNER_BALANCING method decides (least_loaded, round_robin, priority, weighted)."""
+    res = _call(lambda f: f.set_priority(name, priority, weight=weight))
+    extra = f", weight {weight}" if weight is not None else ""
+    ui.console.print(f"{res.hostname}: priority {priority}{extra}" + ("" if res.changed else " (unchanged)"))
 
 
 @runners_app.command("ping")

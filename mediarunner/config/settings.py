@@ -164,6 +164,18 @@ class Settings(BaseSettings):
     purge_batch_size: int = 1000
     beat_interval_seconds: float = 1.0
     priority_classes: dict[str, int] = Field(default_factory=lambda: {"staff": 0, "default": 10})
+    # Starvation guard: a pending job moves up one priority class per this many minutes (0: off).
+    priority_aging_minutes: float = Field(default=0.0, ge=0)
+    # Which runner takes a job: the best runner priority (lower first, `runners set-priority`) with
+    # idle capacity, and among equals: least_loaded (running / concurrency), round_robin (the one
+    # that claimed least recently), priority (strict: by name; the next only when the first is full)
+    # or weighted (running / weight, the weight defaulting to the concurrency).
+    runner_balancing: Literal["least_loaded", "round_robin", "priority", "weighted"] = "least_loaded"
+    # A job no preferred runner took within this long may be claimed by any runner that can run it.
+    runner_preference_grace_seconds: float = Field(default=5.0, ge=0)
+    # A worker that leaves a job to a preferred runner rings the queue again after this long (one
+    # that leaves it to a worker with a capability it lacks: after at least 1 s).
+    runner_decline_retry_seconds: float = Field(default=0.05, gt=0)
 
     # --- worker
     worker_token: SecretStr | None = None  # registration token (see `mediarunner tokens`); never logged

@@ -202,6 +202,14 @@ class FleetService:
         self._tx(lambda s: steering.remove_runner(s, runner.hostname, utcnow()))
         return runner.hostname
 
+    def set_priority(self, name: str, priority: int, *, weight: int | None = None) -> SteerResult:
+        """The runner's scheduling priority (lower first) and optionally its balancing weight;
+        workers read it from the database at every claim (no remote control needed)."""
+        self._writable()
+        hostname = self.resolve(name)
+        changed = self._tx(lambda s: runners.set_priority(s, hostname, priority, utcnow(), weight=weight))
+        return SteerResult(hostname, changed, {})
+
     def ping(self, names: Sequence[str] | None = None, *, timeout: float | None = None) -> list[PingResult]:
         """A round trip through the broker to each runner (default: every one not offline)."""
         hostnames = ([self.resolve(n) for n in names] if names

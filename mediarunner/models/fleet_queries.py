@@ -29,6 +29,8 @@ class Runner(BaseModel):
     capabilities: dict[str, Any]
     diagnostics: dict[str, Any]
     jobs_running: int  # live, from the jobs table
+    priority: int = 0  # scheduling: lower first (models.balancing)
+    weight: int | None = None  # for `weighted` balancing (None: its concurrency)
     jobs_completed: int
     jobs_failed: int
     registered_at: datetime
@@ -68,7 +70,7 @@ def list_runners(session: Session, now: datetime, thresholds: HealthThresholds, 
             version=row.version, token_id=row.token_id, capabilities=row.capabilities or {},
             diagnostics=row.diagnostics or {}, jobs_running=int(n), jobs_completed=row.jobs_completed,
             jobs_failed=row.jobs_failed, registered_at=row.registered_at, last_heartbeat_at=row.last_heartbeat_at,
-            offline_at=row.offline_at, unregistered_at=row.unregistered_at,
+            offline_at=row.offline_at, unregistered_at=row.unregistered_at, priority=row.priority, weight=row.weight,
         ))
     return out
 

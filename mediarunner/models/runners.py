@@ -22,6 +22,7 @@ from sqlalchemy import CursorResult, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from mediarunner.models.capabilities import Skills
 from mediarunner.models.enums import RunnerStatus
 from mediarunner.models.tables import LockRow, RunnerRow
 from mediarunner.models.transitions import BUMP_COMPLETED, BUMP_FAILED, record_event
@@ -71,6 +72,7 @@ def register(session: Session, info: RunnerInfo, token_id: str | None, now: date
     )
     if info.capabilities:  # else keep the last known ones until the first heartbeat brings fresh ones
         values["capabilities"] = info.capabilities
+        values["skills"] = Skills.from_capabilities(info.capabilities).tokens()
     if not _update(session, info.hostname, values):
         try:
             with session.begin_nested():  # two workers racing on one name: the loser updates
@@ -103,6 +105,7 @@ def heartbeat(session: Session, hostname: str, diagnostics: dict[str, Any], conc
                                   offline_at=None)
     if capabilities is not None:
         values["capabilities"] = capabilities
+        values["skills"] = Skills.from_capabilities(capabilities).tokens()
     if _update(session, hostname, values, RunnerRow.unregistered_at.is_(None)) and offline_at is not None:
         record_event(session, "heartbeat_restored", now, f"back after going offline at {offline_at:%H:%M:%S}",
                      runner=hostname)
@@ -129,6 +132,20 @@ def set_desired_concurrency(session: Session, hostname: str, concurrency: int, n
     ok = _update(session, hostname, dict(desired_concurrency=concurrency), RunnerRow.unregistered_at.is_(None))
     if ok:
         record_event(session, "concurrency_changed", now, f"max concurrent jobs {concurrency}", runner=hostname)
+    return ok
+
+
+def set_priority(session: Session, hostname: str, priority: int, now: datetime, *,
+                 weight: int | None = None) -> bool:
+    """The runner's scheduling priority (lower is preferred) and, when given, its weight for
+    ``weighted`` balancing (``mediarunner.models.balancing``). Survives restarts."""
+    if weight is not None and weight < 1:
+        raise ValueError("weight must be >= 1")
+    values: dict[str, Any] = {"priority": priority, **({"weight": weight} if weight is not None else {})}
+    ok = _update(session, hostname, values, RunnerRow.unregistered_at.is_(None))
+    if ok:
+        what = f"priority {priority}" + (f", weight {weight}" if weight is not None else "")
+        record_event(session, "priority_changed", now, what, runner=hostname)
     return ok
 
 

@@ -56,6 +56,10 @@ class Job(BaseModel):
     heartbeat_at: datetime | None
     finished_at: datetime | None
     run_after: datetime | None
+    need_gpu: bool = False  # what a worker must have to run it (models.capabilities)
+    need_model: str | None = None
+    need_encoder: str | None = None
+    waiting_reason: str | None = None  # while pending: why no online worker can take it
     children: tuple[Job, ...] = ()
 
     @classmethod

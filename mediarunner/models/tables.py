@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Enum, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import Boolean, Enum, Float, ForeignKey, Index, Integer, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mediarunner.models.base import Base, PortableJSON, utcnow
@@ -32,6 +32,12 @@ class JobRow(Base):
 
     queue: Mapped[str] = mapped_column(String(64))
     routing_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # What a worker must have to claim it (mediarunner.models.capabilities), and, while no online
+    # worker has it, why it waits (written by beat's routing tick).
+    need_gpu: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    need_model: Mapped[str | None] = mapped_column(String(200), nullable=True)  # a whisper model name
+    need_encoder: Mapped[str | None] = mapped_column(String(64), nullable=True)  # an ffmpeg encoder
+    waiting_reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
     priority: Mapped[int] = mapped_column(Integer, default=0)  # higher runs first
     priority_class: Mapped[str] = mapped_column(String(32), default="default")
 
@@ -156,6 +162,12 @@ class RunnerRow(Base):
     status_generation: Mapped[int] = mapped_column(Integer, default=0)  # +1 per status change (see runners)
     queues: Mapped[list[str]] = mapped_column(PortableJSON, default=list)
     concurrency: Mapped[int] = mapped_column(Integer, default=1)  # pool size reported by the worker
+    # Scheduling: lower priority is preferred (`runners set-priority`); weight for `weighted` balancing.
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    weight: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Its capabilities as tokens ("|gpu|model:large-v3|enc:libx264|", models.capabilities), for SQL.
+    skills: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_claimed_at: Mapped[datetime | None] = mapped_column(nullable=True)  # round_robin balancing
     desired_concurrency: Mapped[int | None] = mapped_column(Integer, nullable=True)  # set by the operator
     version: Mapped[str] = mapped_column(String(64), default="")
     capabilities: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)

@@ -14,12 +14,11 @@ import uuid
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from functools import lru_cache
+from typing import Any
 
 from sqlalchemy import (
-    CursorResult,
-    Select,
-    Table,
+    String,
     bindparam,
     delete,
     exists,
@@ -32,44 +31,27 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from mediarunner.config.redact import mask_secrets
+from mediarunner.models.balancing import STAMP_CLAIMER, Balance, preferred, stamp_claimer
+from mediarunner.models.capabilities import Skills, claimable
 from mediarunner.models.enums import ACTIVE_STATES, RESTARTABLE_STATES, ErrorKind, JobState, JobType, Stage
+from mediarunner.models.ordering import RankOrder
 from mediarunner.models.queries import JOB_COLUMNS, family_of, get_job, job_from_mapping, tree
 from mediarunner.models.schemas import Job
-from mediarunner.models.tables import EventRow, JobRow, RunnerRow
+from mediarunner.models.statements import (  # noqa: F401  (BUMP_FAILED, record_event: re-exported)
+    BUMP_COMPLETED,
+    BUMP_FAILED,
+    JOBS,
+    is_postgres,
+    logged,
+    record_event,
+    rowcount,
+)
+from mediarunner.models.tables import JobRow
 
 S = JobState
-JOBS = cast(Table, JobRow.__table__)
 J = JOBS.c
-EVENTS = cast(Table, EventRow.__table__)
-
-# The statements every job runs through (submit, claim, complete) are built once: constructing a
-# SQLAlchemy statement costs more CPU than executing a cached one.
-_INSERT_EVENT = insert(EVENTS)
 _INSERT_JOB = insert(JOBS)
-RUNNERS = cast(Table, RunnerRow.__table__)
-
-
-def _bump_runner(column: str) -> Any:
-    """``runners.<column> += 1`` for the runner bound as ``runner`` (lifetime counters)."""
-    return update(RUNNERS).where(RUNNERS.c.hostname == bindparam("runner")).values({column: RUNNERS.c[column] + 1})
-
-
-BUMP_COMPLETED, BUMP_FAILED = _bump_runner("jobs_completed"), _bump_runner("jobs_failed")
-
-
-def _postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
-def _logged(dml: Any, kind: str, *more: Any) -> Select[Any]:
-    """PostgreSQL: ``dml`` (an UPDATE ... RETURNING id) with its event row, and ``more`` statements
-    fed by its rows, as one statement of data-modifying CTEs: one round trip instead of several.
-    The event takes ``now``, ``runner`` and ``message`` from the parameters."""
-    done = dml.cte("done")
-    event = insert(EVENTS).from_select(["at", "kind", "job_id", "runner", "message"], select(
-        bindparam("now", type_=EVENTS.c.at.type), literal(kind), done.c.id, bindparam("runner"), bindparam("message")))
-    return select(done).add_cte(event.cte("logged"), *(m(done).cte(f"then{i}") for i, m in enumerate(more)))
+_logged, _postgres, _rowcount = logged, is_postgres, rowcount
 
 
 @dataclass(frozen=True)
@@ -86,11 +68,10 @@ class NewJob:
     private_payload: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     routing_reason: str | None = None
+    need_gpu: bool = False  # what a worker must have to claim it (models.capabilities)
+    need_model: str | None = None
+    need_encoder: str | None = None
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-
-def _rowcount(result: Any) -> int:
-    return cast(CursorResult[Any], result).rowcount
 
 
 def _cas(session: Session, job_id: str, states: Collection[JobState], values: dict[str, Any],
@@ -102,12 +83,6 @@ def _cas(session: Session, job_id: str, states: Collection[JobState], values: di
         stmt = stmt.where(J.attempt == attempt)
     stmt = stmt.values(**values).execution_options(synchronize_session=False)
     return _rowcount(session.execute(stmt)) == 1
-
-
-def record_event(session: Session, kind: str, now: datetime, message: str = "", *,
-                 job_id: str | None = None, runner: str | None = None) -> None:
-    session.execute(_INSERT_EVENT, {"at": now, "kind": kind, "job_id": job_id, "runner": runner,
-                                    "message": mask_secrets(message)[:2000]})
 
 
 def _worker_of(session: Session, job_id: str) -> str | None:
@@ -141,7 +116,8 @@ def insert_jobs(session: Session, jobs: Sequence[NewJob], now: datetime, *, publ
             priority_class=j.priority_class, parent_id=ids[j.parent] if j.parent is not None else None,
             root_id=root.id, attempt=1, failures=0, aborts=0, max_attempts=j.max_attempts, payload=j.payload,
             private_payload=j.private_payload, meta=j.meta, created_at=now, updated_at=now,
-            dispatched_at=now if publishing else None,
+            dispatched_at=now if publishing else None, need_gpu=j.need_gpu, need_model=j.need_model,
+            need_encoder=j.need_encoder, waiting_reason=None,
         ))
     session.execute(_INSERT_JOB, rows)
     record_event(session, "job_submitted", now, f"{jobs[0].type.value} with {len(jobs) - 1} child job(s)",
@@ -172,14 +148,16 @@ def _set_dispatched(session: Session, job_ids: Iterable[str], when: datetime | N
 
 
 _CHILD = JOBS.alias("child")
+_CLAIM_VALUES: dict[str, Any] = dict(
+    state=S.RUNNING, worker=bindparam("worker_"), worker_instance=bindparam("instance_"),
+    celery_task_id=bindparam("task_id"), started_at=bindparam("now", type_=J.started_at.type),
+    heartbeat_at=bindparam("now"), updated_at=bindparam("now"), stage=None, progress=0.0, error=None,
+    error_kind=None)
 _CLAIM = (
     update(JOBS)
     .where(J.id == bindparam("job_id"), J.state == S.PENDING, J.attempt == bindparam("attempt_"),
            or_(J.run_after.is_(None), J.run_after <= bindparam("now", type_=J.run_after.type)))
-    .values(state=S.RUNNING, worker=bindparam("worker_"), worker_instance=bindparam("instance_"),
-            celery_task_id=bindparam("task_id"),
-            started_at=bindparam("now"), heartbeat_at=bindparam("now"), updated_at=bindparam("now"),
-            stage=None, progress=0.0, error=None, error_kind=None)
+    .values(**_CLAIM_VALUES)
     .returning(*JOB_COLUMNS)
 )
 
@@ -208,6 +186,60 @@ def claim_job(session: Session, job_id: str, attempt: int, worker: str, task_id:
         return None
     job = job_from_mapping(row)
     return family_of(session, job) if family and row.get("has_children", True) else Job.from_row(job)
+
+
+@lru_cache(maxsize=32)
+def _claim_next(order: RankOrder, postgres: bool, live: bool, balance: Balance | None) -> Any:
+    """UPDATE the best due pending job of a queue (by :class:`RankOrder`) to running, RETURNING it,
+    unless a better runner should take it (``balance``)."""
+    def pick(*where: Any, order_by: Any) -> Any:
+        best = select(J.id).where(*claimable(live), *where).order_by(*order_by).limit(1)
+        # Concurrent claims skip the row another claim holds instead of queueing behind it.
+        return (best.with_for_update(skip_locked=True) if postgres else best).scalar_subquery()
+
+    ranks = [rank for _, rank in order.classes]
+    if order.aging_seconds > 0 or len(set(ranks)) != len(ranks):  # classes interleave: one sort
+        best = pick(order_by=order.sql_order())
+    else:  # the first of each class in turn, by `ix_jobs_pending_order` (no sort); evaluated lazily
+        names = [name for name, _ in sorted(order.classes, key=lambda c: c[1])]
+        best = func.coalesce(*(pick(J.priority_class == n, order_by=order.sql_order()[1:]) for n in names),
+                             pick(J.priority_class.not_in(names), order_by=order.sql_order()[1:]))
+    stmt = update(JOBS).where(J.state == S.PENDING, J.id == best,
+                              *([preferred(balance, JOBS)] if balance else [])) \
+        .values(**_CLAIM_VALUES).returning(*JOB_COLUMNS, J.dispatched_at)
+    if not postgres:
+        return stmt
+    more = [stamp_claimer] if balance is not None and balance.method == "round_robin" else []
+    return _logged(stmt.returning(exists().where(_CHILD.c.parent_id == J.id).label("has_children")),
+                   "job_assigned", *more, message=lambda done: literal("attempt ") + done.c.attempt.cast(String)
+                   + func.coalesce(literal(", task ") + bindparam("task_id", type_=String), ""))
+
+
+def claim_next(session: Session, queue: str | None, worker: str, task_id: str | None, now: datetime, *,
+               order: RankOrder, live: bool = False, job_id: str | None = None, instance: str | None = None,
+               skills: Skills = Skills(unlimited=True), balance: Balance | None = None,
+               family: bool = True) -> tuple[Job, bool] | None:
+    """The doorbell claim: pending -> running for the best due job of ``queue`` (None: the queue
+    of ``job_id``, whose message rang) that ``skills`` can run, in :class:`RankOrder`, or None
+    (also when ``balance`` prefers another runner for it). One statement (PostgreSQL: ``FOR
+    UPDATE SKIP LOCKED``; SQLite serialises writers). ``live``: live jobs are claimed by live
+    messages only. Also returns whether the job's own message was never published
+    (``dispatched_at`` unset): the caller then owes its queue a message."""
+    pg = _postgres(session)
+    row = session.execute(_claim_next(order, pg, live, balance), {
+        "queue_": queue, "job_id": job_id, "worker_": worker, "instance_": instance, "task_id": task_id, "now": now,
+        "runner": worker, **order.aging_params(now), **skills.params(), **(balance.params(now) if balance else {}),
+    }).mappings().first()
+    if row is None:
+        return None
+    if not pg:
+        task = f", task {task_id}" if task_id else ""
+        record_event(session, "job_assigned", now, f"attempt {row['attempt']}{task}", job_id=row["id"], runner=worker)
+        if balance is not None and balance.method == "round_robin":
+            session.execute(STAMP_CLAIMER, {"runner": worker, "now": now})
+    job = job_from_mapping(row)
+    claimed = family_of(session, job) if family and row.get("has_children", True) else Job.from_row(job)
+    return claimed, row["dispatched_at"] is None
 
 
 def touch(session: Session, job_id: str, attempt: int, now: datetime, *, progress: float | None = None,

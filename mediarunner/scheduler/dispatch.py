@@ -2,7 +2,11 @@
 
 Rows are committed first; publishing comes second and may fail (broker down). A job whose
 publish failed keeps ``dispatched_at = NULL`` and beat's outbox tick publishes it again.
-A duplicate message is harmless: ``transitions.claim_job`` lets exactly one message win.
+
+A message is a doorbell for its queue: the worker that takes it claims the best due job of that
+queue in rank order (``transitions.claim_next``), so the broker's own order does not matter and
+every pending job has one message. Children get theirs when they become pending (the worker that
+completed their parent rings them). A duplicate message is harmless: with nothing due it is dropped.
 """
 
 from __future__ import annotations
@@ -11,56 +15,34 @@ import logging
 from collections.abc import Iterable
 
 from amqp.exceptions import AMQPError
-from celery import Celery, chain, group
+from celery import Celery
 from celery.canvas import Signature
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
-from mediarunner.config import is_amqp
 from mediarunner.models import transitions
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState
-from mediarunner.models.names import TASK_NAMES
 from mediarunner.models.queries import get_job
 from mediarunner.models.schemas import Job
 
 log = logging.getLogger(__name__)
-_WAITING = {JobState.WAITING_FOR_PARENT, JobState.PENDING}
-
-
-def message_priority(job: Job, *, amqp: bool = False) -> int:
-    """Map job priority (higher first) to Redis message priority (0 is served first), or to an
-    AMQP one (9 first: classic queues with x-max-priority; RabbitMQ 4 quorum queues serve > 4 first)."""
-    redis_priority = max(0, min(9, 4 - job.priority))
-    return 9 - redis_priority if amqp else redis_priority
 
 
 def signature_for(app: Celery, job: Job) -> Signature:
-    """The job's task, chained to a group of its not-yet-run children (recursively)."""
+    """The job's message: its task with (job id, attempt) on its queue, nothing else."""
     # The message carries the job id and attempt only: the payload (inputs, outputs, live stream
-    # keys) stays in the database, where the worker reads it.
-    sig = app.signature(
-        TASK_NAMES[job.type], args=(job.id, job.attempt), queue=job.queue,
-        priority=message_priority(job, amqp=is_amqp(app.conf.broker_url or "")), immutable=True,
-        argsrepr=repr((job.id, job.attempt)), kwargsrepr="{}",
-    )
-    kids = [signature_for(app, c) for c in job.children if c.state in _WAITING]
-    if not kids:
-        return sig
-    return chain(sig, group(kids))
 
 
 def _ids(job: Job) -> Iterable[str]:
+    """The job's id only: its waiting children keep ``dispatched_at`` unset until released."""
     yield job.id
-    for c in job.children:
-        if c.state in _WAITING:
-            yield from _ids(c)
 
 
 def publish(app: Celery, job: Job) -> bool:
-    """Publish ``job`` (with its waiting descendants) once. False when the broker is unreachable."""
+    """Publish ``job``'s message once. False when the broker is unreachable."""
     try:
         signature_for(app, job).apply_async(retry=False)
     except (KombuError, RedisError, AMQPError, OSError) as exc:
@@ -76,16 +58,21 @@ def dispatch(job_id: str, *, app: Celery, database_url: str | None = None) -> bo
 
 
 def dispatch_loaded(job: Job, *, app: Celery, database_url: str | None = None) -> Job | None:
-    """Publish ``job`` as just read (family included); return it as recorded after publishing,
-    or None when it was not pending or the broker was unreachable (the outbox retries)."""
-    if job.state is not JobState.PENDING or not publish(app, job):
+    """Publish ``job`` as just read (family included); return it as recorded, or None when it
+    was not pending or the broker was unreachable (the outbox retries). The publish is recorded
+    first, so no transaction holds the job's row while a worker claims it (its claim would skip it)."""
+    if job.state is not JobState.PENDING:
         return None
 
     def record(session: Session) -> Job:
         transitions.mark_dispatched(session, _ids(job), utcnow())
         return get_job(session, job.id)
 
-    return transaction(record, url=database_url)
+    recorded = transaction(record, url=database_url)
+    if not publish(app, job):
+        transaction(lambda s: transitions.clear_dispatched(s, _ids(job)), url=database_url)
+        return None
+    return recorded
 
 
 def publish_submitted(job: Job, *, app: Celery, database_url: str | None = None) -> bool:

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, delete, exists, func, literal, or_, select, text, update
+from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
@@ -20,7 +20,9 @@ from sqlalchemy.orm import Session, aliased
 from mediarunner.config import Settings
 from mediarunner.errors import TransientError
 from mediarunner.models import transitions
+from mediarunner.models.base import utcnow
 from mediarunner.models.enums import ACTIVE_STATES, JobState, JobType, Queue
+from mediarunner.models.ordering import RankOrder
 from mediarunner.models.queries import get_job
 from mediarunner.models.retry import decide_abort
 from mediarunner.models.schemas import Job
@@ -176,18 +178,23 @@ def reroute_stranded(session: Session, now: datetime, settings: Settings, online
     return moved
 
 
-def update_ranks(session: Session, settings: Settings) -> int:
-    """Recompute every pending job's position in its queue; returns how many ranks were written.
+def update_ranks(session: Session, settings: Settings, now: datetime | None = None) -> int:
+    """Recompute every due pending job's position in its queue, in the order workers claim them
+    (:class:`~mediarunner.models.ordering.RankOrder`); returns how many ranks were written. A job
+    in retry backoff has no rank until it is due (no worker may claim it before).
 
     Set-based, in two statements: forget the ranks of jobs that left ``pending``, then upsert the
     new positions, writing only rows whose rank changed. Ranks live in ``job_ranks``, so a tick
     that shifts them all never locks or rewrites ``jobs`` rows."""
+    now = now or utcnow()
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres:  # sort 100k+ pending jobs in memory, not in temp files (the default is 4 MB)
         session.execute(text("SET LOCAL work_mem = '64MB'"))
-    session.execute(delete(RankRow).where(~exists().where(
-        JobRow.id == RankRow.job_id, JobRow.state == JobState.PENDING)).execution_options(synchronize_session=False))
-    ranked = _ranked_pending(settings.priority_classes, postgres)
+    due = and_(JobRow.state == JobState.PENDING, or_(JobRow.run_after.is_(None), JobRow.run_after <= now))
+    session.execute(delete(RankRow).where(~exists().where(JobRow.id == RankRow.job_id, due))
+                    .execution_options(synchronize_session=False))
+    order = RankOrder.from_settings(settings)
+    ranked = _ranked_pending(order, due, postgres).params(**order.aging_params(now))
     insert = pg_insert if postgres else sqlite_insert
     stmt = insert(RankRow).from_select(["job_id", "rank"], ranked)
     stmt = stmt.on_conflict_do_update(index_elements=[RankRow.job_id], set_={"rank": stmt.excluded.rank},
@@ -195,23 +202,23 @@ def update_ranks(session: Session, settings: Settings) -> int:
     return int(session.execute(stmt.execution_options(preserve_rowcount=True)).rowcount)  # type: ignore[attr-defined]
 
 
-def _ranked_pending(classes: dict[str, int], postgres: bool) -> Select[tuple[str, int]]:
-    """(job id, rank) of every pending job: by queue, class rank, priority (higher first), age, id.
+def _ranked_pending(order: RankOrder, pending: ColumnElement[bool], postgres: bool) -> Select[tuple[str, int]]:
+    """(job id, rank) of every due pending job: by queue, then :class:`RankOrder` (effective
+    class, priority higher first, age, id).
 
-    When every class has a rank of its own (the default), each (queue, class) block is numbered
-    in the order of ``ix_jobs_pending_order`` (no sort) and shifted by the sizes of the blocks
-    of better classes in its queue. Classes that share a rank are interleaved, which needs one
-    sort of all pending jobs. Classes no longer configured rank last."""
-    pending = JobRow.state == JobState.PENDING
-    last = max(classes.values(), default=0) + 1
-    class_rank = case(*((JobRow.priority_class == k, v) for k, v in classes.items()), else_=last) \
-        if classes else literal(0)
-    if len(set(classes.values())) != len(classes):
-        # Byte order for the text sort keys: locale-aware comparison would only slow the sort down.
-        queue, job_id = (JobRow.queue.collate("C"), JobRow.id.collate("C")) if postgres else (JobRow.queue, JobRow.id)
-        return select(JobRow.id, func.row_number().over(
-            partition_by=queue, order_by=[class_rank, JobRow.priority.desc(), JobRow.created_at, job_id]),
-        ).where(pending)
+    When every class has a rank of its own and aging is off (the default), each (queue, class)
+    block is numbered in the order of ``ix_jobs_pending_order`` (no sort) and shifted by the sizes
+    of the blocks of better classes in its queue. Classes that share a rank are interleaved, and
+    aged jobs change class, which needs one sort of all pending jobs. Classes no longer configured
+    rank last."""
+    classes = dict(order.classes)
+    class_rank = order.sql_class()
+    if len(set(classes.values())) != len(classes) or order.aging_seconds > 0:
+        # Byte order for the partition key: locale-aware comparison would only slow the sort down.
+        # Ids keep the database's collation: the claim breaks ties in exactly the same order.
+        queue = JobRow.queue.collate("C") if postgres else JobRow.queue
+        return select(JobRow.id, func.row_number().over(partition_by=queue, order_by=order.sql_order()),
+                      ).where(pending)
     block = select(JobRow.id, JobRow.queue, JobRow.priority_class, func.row_number().over(
         partition_by=[JobRow.queue, JobRow.priority_class],
         order_by=[JobRow.priority.desc(), JobRow.created_at, JobRow.id]).label("n")).where(pending).subquery("block")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,9 +21,12 @@ from mediarunner.config import Settings, get_settings
 from mediarunner.config.redact import mask_secrets
 from mediarunner.errors import JobCancelled, StaleAttemptError
 from mediarunner.models import runners, transitions
+from mediarunner.models.balancing import Balance
 from mediarunner.models.base import utcnow
+from mediarunner.models.capabilities import Skills, due_work
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState
+from mediarunner.models.ordering import RankOrder
 from mediarunner.models.queries import get_job, load_job
 from mediarunner.models.retry import RetryPolicy, decide
 from mediarunner.models.schemas import Job
@@ -33,6 +37,9 @@ log = logging.getLogger(__name__)
 #: Each worker's instance id by its hostname (set by the fleet agent at start, inherited by the
 #: pool): stored on the jobs it claims, so failing over a runner never touches a live namesake's jobs.
 WORKER_INSTANCES: dict[str, str] = {}
+#: What each worker can run (set by the fleet agent at start from its capabilities): it claims
+#: only jobs whose needs it meets. A worker not listed (no agent) claims anything.
+WORKER_SKILLS: dict[str, Skills] = {}
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,8 @@ Handler = Callable[[JobContext], Outcome]
 class RunStatus:
     COMPLETED = "completed"
     DROPPED = "dropped"  # message not claimable: duplicate, stale attempt, cancelled, not yet due
+    DECLINED = "declined"  # due work left to a preferred runner (balancing): ring again soon
+    DEFERRED = "deferred"  # due work only other workers can run (capabilities): ring again later
     CANCELLED = "cancelled"
     SUPERSEDED = "superseded"
     RETRYING = "retrying"
@@ -64,18 +73,60 @@ def policy_from(settings: Settings) -> RetryPolicy:
     return RetryPolicy(base_seconds=settings.retry_base_seconds, max_seconds=settings.retry_max_seconds)
 
 
+@dataclass(frozen=True)
+class Doorbell:
+    """A broker message rang ``queue`` (None: the queue of ``job_id``, the job it was published
+    for). ``live``: it is a live job's message (those claim live jobs only). ``attempt``: the
+    message's; informative only, the claimed job's own attempt fences the run."""
+
+    job_id: str
+    attempt: int
+    queue: str | None = None
+    live: bool = False
+
+
 def execute(handler: Handler, job_id: str, attempt: int, *, worker: str, task_id: str | None,
             settings: Settings | None = None) -> str:
+    """Claim exactly this attempt of this job (a stale or duplicate message loses) and run it."""
     settings = settings or get_settings()
-    # Two transactions on the happy path: claim (+ load) and complete (+ the runner's counter).
-    # On PostgreSQL the claim (and its event) is one statement; what it reads after is not written.
-    claimed = transaction(lambda s: _claim(s, job_id, attempt, worker, task_id), single_statement=True)
+    claimed = transaction(lambda s: _claim_one(s, job_id, attempt, worker, task_id), single_statement=True)
     if claimed is None:
         log.info("job %s attempt %s not claimable here (duplicate, superseded, cancelled or not due)",
                  job_id, attempt)
         return RunStatus.DROPPED
+    return _run(handler, claimed[0], claimed[1], settings, worker)
 
-    job, parent = claimed
+
+def execute_next(handlers: Callable[[Job], Handler], bell: Doorbell, *, worker: str, task_id: str | None,
+                 settings: Settings | None = None,
+                 ring: Callable[[Job], None] | None = None) -> tuple[str, Job | None]:
+    """What a job's message does: claim the best due job of the queue it rang (its rank order,
+    :mod:`mediarunner.models.ordering`) and run it with ``handlers(job)``. Returns the status and
+    the job run (None when nothing was due). ``ring(job)`` publishes ``job``'s message: for the
+    claimed job when its own message was never published (this message was another job's, which
+    now needs one), and for its children once its completion made them pending."""
+    settings = settings or get_settings()
+    # Two transactions on the happy path: claim (+ load) and complete (+ the runner's counter).
+    # On PostgreSQL the claim (and its event) is one statement; what it reads after is not written.
+    claimed = _claim_retrying(bell, RankOrder.from_settings(settings), Balance.from_settings(settings), worker,
+                              task_id)
+    if isinstance(claimed, str):
+        log.info("message for job %s attempt %s: %s", bell.job_id, bell.attempt, {
+            RunStatus.DECLINED: "left to a preferred runner", RunStatus.DEFERRED: "left to a capable runner",
+        }.get(claimed, "nothing due in its queue here"))
+        return claimed, None
+    job, parent, owed = claimed
+    if owed and ring is not None:
+        ring(job)
+    status = _run(handlers(job), job, parent, settings, worker)
+    if status == RunStatus.COMPLETED and ring is not None:
+        for child in job.children:
+            if child.state is JobState.WAITING_FOR_PARENT:  # pending now (pruned ones: a spare message)
+                ring(child)
+    return status, job
+
+
+def _run(handler: Handler, job: Job, parent: Job | None, settings: Settings, worker: str) -> str:
     scratch = Path(settings.scratch_dir) / f"{job.id}-{job.attempt}"
     ctx = JobContext(job=job, parent=parent, settings=settings, worker=worker, scratch_path=scratch)
     try:
@@ -103,13 +154,46 @@ def execute(handler: Handler, job_id: str, attempt: int, *, worker: str, task_id
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _claim(session: Any, job_id: str, attempt: int, worker: str,
-           task_id: str | None) -> tuple[Job, Job | None] | None:
+def _claim_one(session: Any, job_id: str, attempt: int, worker: str,
+               task_id: str | None) -> tuple[Job, Job | None] | None:
     job = transitions.claim_job(session, job_id, attempt, worker, task_id, utcnow(),
                                  instance=WORKER_INSTANCES.get(worker))
     if job is None:
         return None
     return job, load_job(session, job.parent_id) if job.parent_id else None
+
+
+def _claim_retrying(bell: Doorbell, order: RankOrder, balance: Balance, worker: str,
+                    task_id: str | None) -> tuple[Job, Job | None, bool] | str:
+    """The claim, or why nothing was claimed: DROPPED (nothing due that a worker online can run),
+    DECLINED (due work this worker could run is left to a preferred runner, or a row was locked
+    for a moment: ring again soon) or DEFERRED (the due work needs what only other online
+    workers have: ring again later). A claim that finds nothing although this worker could run
+    a due job is tried once more first (PostgreSQL's SKIP LOCKED passes over a row another
+    transaction holds for a moment)."""
+    skills = WORKER_SKILLS.get(worker, Skills(unlimited=True))
+    for pause in (0.02, None):
+        claimed = transaction(lambda s: _claim(s, bell, order, balance, worker, task_id, skills),
+                              single_statement=True)
+        if claimed is not None:
+            return claimed
+        mine, others = transaction(lambda s: due_work(s, bell.queue, bell.job_id, bell.live, skills, utcnow()))
+        if not mine:
+            return RunStatus.DEFERRED if others else RunStatus.DROPPED
+        if pause is not None:
+            time.sleep(pause)
+    return RunStatus.DECLINED
+
+
+def _claim(session: Any, bell: Doorbell, order: RankOrder, balance: Balance, worker: str, task_id: str | None,
+           skills: Skills) -> tuple[Job, Job | None, bool] | None:
+    claimed = transitions.claim_next(session, bell.queue, worker, task_id, utcnow(), order=order, live=bell.live,
+                                     job_id=bell.job_id, instance=WORKER_INSTANCES.get(worker), skills=skills,
+                                     balance=balance)
+    if claimed is None:
+        return None
+    job, owed = claimed
+    return job, load_job(session, job.parent_id) if job.parent_id else None, owed
 
 
 def _counted(session: Any, ctx: JobContext, ok: bool, *, completed: bool = False) -> bool:

@@ -21,7 +21,7 @@ from mediarunner.config import Settings, get_settings
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import Queue
-from mediarunner.scheduler import backlog, lease, ticks, webhooks
+from mediarunner.scheduler import backlog, lease, placement, ticks, webhooks
 from mediarunner.scheduler import fleet as fleet_ticks
 from mediarunner.scheduler.dispatch import dispatch
 from mediarunner.scheduler.routing import QueueProbe
@@ -107,6 +107,7 @@ def tick() -> dict[str, Any]:
     if transaction(lambda s: ticks.has_stranded_candidates(s, now, settings)):
         online = QueueProbe(app, timeout=settings.gpu_probe_timeout_seconds).consumed()
         transaction(lambda s: ticks.reroute_stranded(s, now, settings, online))
+    transaction(lambda s: placement.explain_waiting(s, now, settings))  # may clear dispatched_at: before the outbox
     due = transaction(lambda s: ticks.take_due(s, now, settings, backlog=broker_backlog))
     published = _publish_holding(due, ttl)
     if fo.requeued or fo.failed or fo.timed_out or published:

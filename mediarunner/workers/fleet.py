@@ -42,6 +42,7 @@ from mediarunner.config import Settings, get_settings
 from mediarunner.config.redact import install_log_redaction, secret_values
 from mediarunner.models import runners, tokens
 from mediarunner.models.base import utcnow
+from mediarunner.models.capabilities import Skills
 from mediarunner.models.db import transaction
 from mediarunner.models.runners import Directive, RunnerInfo
 from mediarunner.scheduler.fleet import fail_over_runner
@@ -291,6 +292,7 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         raise SystemExit(EX_CONFIG) from None
     agent = AGENTS[hostname] = FleetAgent(hostname, settings, token_id)
     runtime.WORKER_INSTANCES[hostname] = agent.instance  # before the pool forks: its processes claim as it
+    runtime.WORKER_SKILLS[hostname] = Skills.from_capabilities(capabilities(settings))  # what it may claim
 
 
 @worker_shutdown.connect

@@ -1,0 +1,56 @@
+"""SQL plumbing shared by the write side (``transitions``, ``runners``): the tables as Core
+objects, statements built once, PostgreSQL's one-round-trip CTE wrapper, the activity log insert.
+Nothing here changes a job's state by itself."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Select, Table, bindparam, insert, literal, select, update
+from sqlalchemy.orm import Session
+
+from mediarunner.config.redact import mask_secrets
+from mediarunner.models.tables import EventRow, JobRow, RunnerRow
+
+JOBS = cast(Table, JobRow.__table__)
+EVENTS = cast(Table, EventRow.__table__)
+RUNNERS = cast(Table, RunnerRow.__table__)
+# The statements every job runs through (submit, claim, complete) are built once: constructing a
+# SQLAlchemy statement costs more CPU than executing a cached one.
+INSERT_EVENT = insert(EVENTS)
+
+
+def bump_runner(column: str) -> Any:
+    """``runners.<column> += 1`` for the runner bound as ``runner`` (lifetime counters)."""
+    return update(RUNNERS).where(RUNNERS.c.hostname == bindparam("runner")).values({column: RUNNERS.c[column] + 1})
+
+
+BUMP_COMPLETED, BUMP_FAILED = bump_runner("jobs_completed"), bump_runner("jobs_failed")
+
+
+def is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def logged(dml: Any, kind: str, *more: Any, message: Callable[[Any], Any] | None = None) -> Select[Any]:
+    """PostgreSQL: ``dml`` (an UPDATE ... RETURNING id) with its event row, and ``more`` statements
+    fed by its rows, as one statement of data-modifying CTEs: one round trip instead of several.
+    The event takes ``now``, ``runner`` and ``message`` from the parameters (``message``: an
+    expression of the updated rows instead)."""
+    done = dml.cte("done")
+    text = bindparam("message") if message is None else message(done)
+    event = insert(EVENTS).from_select(["at", "kind", "job_id", "runner", "message"], select(
+        bindparam("now", type_=EVENTS.c.at.type), literal(kind), done.c.id, bindparam("runner"), text))
+    return select(done).add_cte(event.cte("logged"), *(m(done).cte(f"then{i}") for i, m in enumerate(more)))
+
+
+def rowcount(result: Any) -> int:
+    return cast(CursorResult[Any], result).rowcount
+
+
+def record_event(session: Session, kind: str, now: datetime, message: str = "", *,
+                 job_id: str | None = None, runner: str | None = None) -> None:
+    session.execute(INSERT_EVENT, {"at": now, "kind": kind, "job_id": job_id, "runner": runner,
+                                   "message": mask_secrets(message)[:2000]})
