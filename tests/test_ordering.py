@@ -1,7 +1,7 @@
 """Rank order is execution order: the displayed queue rank is exactly the order in which a worker
 claims jobs (priority class, priority higher first, age; a retried or failed-over job keeps its
-age), on SQLite and PostgreSQL. The end-to-end tests take their stack from one fixture
-(``ordered_stack``), so a broker parameter can be added to it."""
+age), on SQLite and PostgreSQL, with Redis and RabbitMQ (the end-to-end tests take their stack from
+``ordered_stack``: conftest's ``matrix_stack``)."""
 
 from __future__ import annotations
 
@@ -92,10 +92,10 @@ def test_a_job_in_backoff_is_neither_ranked_nor_claimed_and_keeps_its_age(db_url
 
 # ------------------------------------------------------------------------------ end to end
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ordered_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
-    """The stack the ordering tests run on: each database (brokers can be added as parameters)."""
-    yield request.getfixturevalue("sqlite_stack" if request.param == "sqlite" else "stack")
+@pytest.fixture
+def ordered_stack(matrix_stack: Stack) -> Iterator[Stack]:
+    """The stack the ordering tests run on: each database on each broker (conftest's matrix_stack)."""
+    yield matrix_stack
 
 
 def _submit_mixed(stack: Stack, n: int, seed: int) -> list[str]:

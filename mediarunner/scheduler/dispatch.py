@@ -25,6 +25,7 @@ from mediarunner.models import transitions
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState
+from mediarunner.models.names import TASK_NAMES
 from mediarunner.models.queries import get_job
 from mediarunner.models.schemas import Job
 
@@ -34,6 +35,10 @@ log = logging.getLogger(__name__)
 def signature_for(app: Celery, job: Job) -> Signature:
     """The job's message: its task with (job id, attempt) on its queue, nothing else."""
     # The message carries the job id and attempt only: the payload (inputs, outputs, live stream
+    # keys) stays in the database, where the worker reads it. No chain: children are rung when
+    # their parent completes, and no broker priority: the claim orders the queue.
+    return app.signature(TASK_NAMES[job.type], args=(job.id, job.attempt), queue=job.queue, immutable=True,
+                         argsrepr=repr((job.id, job.attempt)), kwargsrepr="{}")
 
 
 def _ids(job: Job) -> Iterable[str]:
