@@ -69,6 +69,29 @@ def runner_concurrency(name: RunnerName, body: Concurrency, request: Request) ->
     return steered(fleet(request).set_concurrency(name, body.concurrency))
 
 
+class Priority(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    priority: int = Field(ge=-1000, le=1000, description="scheduling priority: idle runners of the lowest go first")
+    weight: int | None = Field(default=None, ge=1, le=10_000,
+                               description="share for RUNNER_BALANCING=weighted (default: its concurrency)")
+
+
+@router.put("/runners/{name}/priority", summary="Set a runner's scheduling priority (and balancing weight)")
+def runner_priority(name: RunnerName, body: Priority, request: Request) -> dict[str, Any]:
+    return steered(fleet(request).set_priority(name, body.priority, weight=body.weight))
+
+
+@router.post("/runners/{name}/unregister", summary="Let a runner leave: its running jobs go back to pending")
+def runner_unregister(name: RunnerName, request: Request) -> dict[str, Any]:
+    hostname, released = fleet(request).unregister_runner(name)
+    return {"hostname": hostname, "released": released}
+
+
+@router.delete("/runners/{name}", summary="Remove a stopped (offline) or unregistered runner")
+def runner_remove(name: RunnerName, request: Request) -> dict[str, Any]:
+    return {"hostname": fleet(request).remove_runner(name), "removed": True}
+
+
 # ------------------------------------------------------------------------------ registration tokens
 
 class NewTokenRequest(BaseModel):

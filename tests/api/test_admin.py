@@ -19,7 +19,8 @@ ADMIN_ROUTES = [("POST", "/v1/runners/w1/maintenance", None), ("POST", "/v1/runn
                 ("GET", "/v1/tokens", None), ("POST", "/v1/tokens", {"name": "t"}),
                 ("POST", "/v1/tokens/0123abcd/revoke", None), ("GET", "/v1/api-keys", None),
                 ("POST", "/v1/api-keys", {"name": "k", "scopes": ["read"]}),
-                ("POST", "/v1/api-keys/k/revoke", None)]
+                ("POST", "/v1/api-keys/k/revoke", None), ("PUT", "/v1/runners/w1/priority", {"priority": 1}),
+                ("POST", "/v1/runners/w1/unregister", None), ("DELETE", "/v1/runners/w1", None)]
 
 
 @pytest.fixture
@@ -74,6 +75,26 @@ def test_steer_runners(admin: Api) -> None:
     assert ambiguous["matches"] == ["cpu1@box", "cpu2@box"]
     for bad in ({"concurrency": 0}, {"concurrency": "many"}, {}, {"concurrency": 2, "x": 1}):
         _problem(admin.http.put("/v1/runners/cpu1/concurrency", json=bad, headers=admin.h("admin")), 422, "")
+
+
+def test_runner_priority_unregister_and_remove(admin: Api) -> None:
+    from mediarunner.fleet import FleetService
+
+    url = admin.stack.settings().database_url
+    add_runner(url, "cpu1@box")
+    set_ = admin.http.put("/v1/runners/cpu1/priority", json={"priority": -5, "weight": 3}, headers=admin.h("admin"))
+    assert set_.status_code == 200 and set_.json()["hostname"] == "cpu1@box" and set_.json()["changed"], set_.text
+    assert FleetService(admin.stack.settings()).get_runner("cpu1").priority == -5
+    for bad in ({"priority": 5000}, {"priority": 1, "weight": 0}, {}, {"priority": 1, "x": 1}):
+        _problem(admin.http.put("/v1/runners/cpu1/priority", json=bad, headers=admin.h("admin")), 422, "")
+    # a live runner would register again at its next heartbeat: unregister it first
+    _problem(admin.http.delete("/v1/runners/cpu1", headers=admin.h("admin")), 422, "unregister")
+    left = admin.http.post("/v1/runners/cpu1/unregister", headers=admin.h("admin"))
+    assert left.status_code == 200 and left.json() == {"hostname": "cpu1@box", "released": []}, left.text
+    gone = admin.http.delete("/v1/runners/cpu1@box", headers=admin.h("admin"))
+    assert gone.status_code == 200 and gone.json() == {"hostname": "cpu1@box", "removed": True}, gone.text
+    _problem(admin.http.get("/v1/runners/cpu1", headers=admin.h("read")), 404, "cpu1")
+    _problem(admin.http.post("/v1/runners/gpu9/unregister", headers=admin.h("admin")), 404, "gpu9")
 
 
 def test_registration_tokens(admin: Api) -> None:
