@@ -102,6 +102,14 @@ def runner_concurrency(request: Request, who: Who, name: str, csrf: Csrf = "",
     return done(request, who, f"Concurrency set to {concurrency}", _steer_lines(result), f"{PATH}/runners")
 
 
+@router.post("/runners/{name}/priority")
+def runner_priority(request: Request, who: Who, name: str, csrf: Csrf = "",
+                    priority: Annotated[int, Form(ge=-1000, le=1000)] = 0) -> Response:
+    admin(request, who, csrf)
+    result = views.fleet(request).set_priority(name[:200], priority)
+    return done(request, who, f"Priority set to {priority}", _steer_lines(result), f"{PATH}/runners")
+
+
 @router.post("/runners/{name}/ping")
 def runner_ping(request: Request, who: Who, name: str, csrf: Csrf = "") -> Response:
     admin(request, who, csrf)

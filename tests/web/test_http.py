@@ -242,6 +242,11 @@ def test_runner_pages_and_steering(admin: Admin) -> None:
     assert r.status_code == 200
     runner = FleetService(settings).get_runner("cpu7")
     assert runner.status == "maintenance" and runner.desired_concurrency == 5
+    r = admin.http.post("/admin/runners/cpu7/priority", data={"csrf": csrf, "priority": "-3"})
+    assert r.status_code == 200 and "Priority set to -3" in r.text
+    assert FleetService(settings).get_runner("cpu7").priority == -3
+    assert admin.http.post("/admin/runners/cpu7/priority", data={"csrf": csrf, "priority": "5000"}).status_code == 422
+    assert admin.http.post("/admin/runners/cpu7/priority", data={"csrf": "forged", "priority": "1"}).status_code == 403
     assert "no answer" in admin.http.post("/admin/runners/cpu7/ping", data={"csrf": csrf}).text
     assert admin.http.post("/admin/runners/cpu7/status", data={"csrf": csrf, "status": "gone"}).status_code == 422
     assert admin.http.get("/admin/runners/nobody").status_code == 404
