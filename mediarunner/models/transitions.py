@@ -480,13 +480,6 @@ def runner_accept(session: Session, job_id: str, attempt: int, runner: str, runn
 
 
 def runner_abort(session: Session, job_id: str, attempt: int, reason: str, now: datetime) -> bool:
-    """running -> pending as attempt+1 without spending a failure (a runner shutting down, or cut
-    off): the old attempt's job token goes stale; the job runs again at once elsewhere."""
-    worker = _worker_of(session, job_id)
-    ok = _cas(session, job_id, [S.RUNNING], dict(
-        state=S.PENDING, attempt=J.attempt + 1, run_after=None, dispatched_at=None, redispatches=0, stage=None,
-        updated_at=now, worker=None, worker_instance=None), attempt=attempt)
-    if ok:
-        record_event(session, "job_aborted", now, f"attempt {attempt} -> {attempt + 1}: {reason}"[:2000],
-                     job_id=job_id, runner=worker)
-    return ok
+    """A remote runner gives its job back (shutting down, or cut off): :func:`release`, nothing
+    counted; the old attempt's job token goes stale and the job runs again at once elsewhere."""
+    return release(session, job_id, attempt, reason, now, aborted=False, event="job_aborted")
