@@ -19,18 +19,14 @@ from typing import Any
 from celery import Celery
 from pydantic import ValidationError as PydanticValidationError
 
+from mediarunner.client.ladder import LadderJobs
 from mediarunner.config import Settings, get_settings
 from mediarunner.errors import InvalidInputError, InvalidOutputError, MediarunnerError, ValidationError
-from mediarunner.media.cover import probe_image
-from mediarunner.media.hardware import route_hardware
-from mediarunner.media.probe import probe
 from mediarunner.models import transitions, webhooks
 from mediarunner.models.base import utcnow
 from mediarunner.models.capabilities import Needs
 from mediarunner.models.db import transaction
-from mediarunner.models.enums import Health, JobState, JobType
-from mediarunner.models.fleet_queries import list_runners
-from mediarunner.models.health import HealthThresholds
+from mediarunner.models.enums import JobState, JobType
 from mediarunner.models.locations import (
     INPUT_ONLY_SCHEMES,
     check_input_root,
@@ -47,13 +43,9 @@ from mediarunner.models.payloads import (
     ExtractAudioPayload,
     LivePayload,
     NoopPayload,
-    RenditionPayload,
-    StoryboardPayload,
     StudioPayload,
-    TranscodePayload,
     TranscribePayload,
     dump,
-    rendition_name,
 )
 from mediarunner.models.queries import get_job, list_jobs, select_job_ids
 from mediarunner.models.schemas import Job
@@ -78,7 +70,7 @@ def _needs(needs: Mapping[str, Any] | None) -> dict[str, Any]:
     return Needs(gpu=gpu, model=model, encoder=encoder).columns()
 
 
-class Client:
+class Client(LadderJobs):
     def __init__(self, settings: Settings | None = None, *, app: Celery | None = None) -> None:
         self.settings = settings or get_settings()
         self._app = app
@@ -179,99 +171,6 @@ class Client:
         self._check_live_input(payload.input_url, listen)
         return self._submit([NewJob(JobType.LIVE, q, dump(payload), routing_reason=why,
                                     **self._common(priority, priority_class, metadata))], notify)
-
-    def _rungs(self, renditions: Sequence[str] | None) -> builtins.list[Any]:
-        """The configured rungs named by ``renditions`` (None: all), tallest first."""
-        ladder = self.settings.ladder_by_name()
-        if renditions is not None:
-            if isinstance(renditions, str) or not renditions:
-                raise ValidationError("renditions must be a non-empty list of rendition names")
-            unknown = [r for r in renditions if r not in ladder]
-            if unknown:
-                raise ValidationError(f"unknown rendition(s) {unknown}; configured: {sorted(ladder)}")
-        rungs = sorted((ladder[n] for n in (renditions or ladder)), key=lambda r: -r.height)
-        return list({r.name: r for r in rungs}.values())
-
-    def _ladder_jobs(self, input: str, output: str, renditions: Sequence[str] | None, formats: Sequence[str],
-                     common: dict[str, Any], *, queue: str | None, parent: int | None = None,
-                     index: int = 0, parts: int = 1,
-                     video_codecs: Sequence[str] = ("h264",),
-                     cover_image: str | None = None, hardware: str = "none") -> builtins.list[NewJob]:
-        """The jobs of a transcode ladder: the TRANSCODE parent (child of ``parent``, placed at ``index``
-        of the submitted list) and one TRANSCODE_RENDITION child per lower rung; split into
-        ``parts``, one child per part of every rung (the parent prunes those a short video needs not)."""
-        rungs = self._rungs(renditions)
-        q, why = route(JobType.TRANSCODE, queue=queue, allowed=self.settings.job_queues)
-        self._check_input(input)
-        self._check_output(output)
-        if isinstance(formats, str) or isinstance(video_codecs, str):
-            raise ValidationError("formats and video_codecs must be sequences such as ('hls', 'mp4'), ('h264',)")
-        if not isinstance(parts, int) or isinstance(parts, bool):
-            raise ValidationError("parts must be an integer")
-        top = self._validated(TranscodePayload, input=input, output=output, formats=tuple(formats),
-                              ladder=tuple(rungs), parts=parts, video_codecs=tuple(video_codecs),
-                              cover_image=cover_image, hardware=hardware)
-        self._check_local_input(input)
-        cq, cwhy = route(JobType.TRANSCODE_RENDITION, queue=queue, allowed=self.settings.job_queues)
-        if top.hardware != "none" and queue is None:
-            q, why = cq, cwhy = self._route_hardware(top.hardware, top.video_codecs)
-        jobs = [NewJob(JobType.TRANSCODE, q, dump(top), parent=parent, routing_reason=why, **common)]
-        # Unsplit, the parent encodes the top rung (of the first codec) it can fill and children the rest.
-        names = [rendition_name(rung.name, codec) for codec in top.video_codecs for rung in rungs]
-        children = [(name, 0) for name in names[1:]] if parts == 1 else \
-            [(name, part) for name in names for part in range(parts)]
-        for name, part in children:
-            child = self._validated(RenditionPayload, input=input, output=output, formats=top.formats,
-                                    rendition=name, part=part, parts=parts, cover_image=cover_image,
-                                    hardware=top.hardware)
-            jobs.append(NewJob(JobType.TRANSCODE_RENDITION, cq, dump(child), parent=index, routing_reason=cwhy,
-                               **common))
-        return jobs
-
-    def _route_hardware(self, asked: str, codecs: Sequence[str]) -> tuple[str, str]:
-        """A hardware request goes to an online worker whose start-up test encode opened such an
-        encoder; with none online, to cpu as a software fallback (the reason says so)."""
-        def online(s: Any) -> builtins.list[Any]:
-            return [(r.hostname, r.queues, (r.capabilities.get("ffmpeg") or {}).get("hardware_usable") or ())
-                    for r in list_runners(s, utcnow(), HealthThresholds.from_settings(self.settings))
-                    if r.health is not Health.OFFLINE]
-        runners = transaction(online, url=self.settings.database_url)
-        return route_hardware(asked, codecs, runners, allowed=self.settings.job_queues)
-
-    def _check_cover(self, input: str, cover: str | None) -> None:
-        """A cover image lies in the input roots (or is an allowed URL); a local one must be an image,
-        and a local input with it must be audio only."""
-        if cover is None:
-            return
-        self._check_input(cover)
-        self._check_local_input(cover)
-        self._check_exists(cover)
-        try:
-            if is_local(cover):
-                probe_image(resolve_local_path(cover, None, what="input"), ffprobe=self.settings.ffprobe_path)
-            if is_local(input) and probe(resolve_local_path(input, None, what="input"),
-                                         ffprobe=self.settings.ffprobe_path).has_video:
-                raise ValidationError(f"{input!r} already has video; a cover image is for an audio-only input")
-        except MediarunnerError as exc:
-            raise ValidationError(f"invalid cover_image: {exc}") from None
-
-    def _storyboard_job(self, input: str, output: str, storyboard: bool, thumbnails: int, common: dict[str, Any],
-                        *, queue: str | None) -> NewJob:
-        """The ``storyboard`` child of a transcode parent (index 0). A local input is probed now, so
-        that an audio-only one is refused before anything is written (a remote one: by the job)."""
-        if not isinstance(thumbnails, int) or isinstance(thumbnails, bool):
-            raise ValidationError("thumbnails must be an integer")
-        payload = self._validated(StoryboardPayload, input=input, output=output, storyboard=bool(storyboard),
-                                  thumbnails=thumbnails)
-        if is_local(input):
-            try:
-                info = probe(resolve_local_path(input, None, what="input"), ffprobe=self.settings.ffprobe_path)
-            except MediarunnerError as exc:
-                raise ValidationError(f"invalid input: {exc}") from None
-            if not info.has_video:
-                raise ValidationError(f"storyboard and thumbnails need a video stream; {input!r} is audio only")
-        q, why = route(JobType.STORYBOARD, queue=queue, allowed=self.settings.job_queues)
-        return NewJob(JobType.STORYBOARD, q, dump(payload), parent=0, routing_reason=why, **common)
 
     def submit_transcription(self, input: str, output: str, language: str | None = None, model: str | None = None,
                              formats: Sequence[str] = ("vtt", "srt", "json"), priority: int = 0,
