@@ -14,28 +14,25 @@ import uuid
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
-    String,
     bindparam,
     delete,
     exists,
     func,
     insert,
-    literal,
-    or_,
     select,
     update,
 )
 from sqlalchemy.orm import Session
 
-from mediarunner.models.balancing import STAMP_CLAIMER, Balance, preferred, stamp_claimer
-from mediarunner.models.capabilities import Skills, claimable
+from mediarunner.models.balancing import STAMP_CLAIMER, Balance
+from mediarunner.models.capabilities import Skills
+from mediarunner.models.claims import CLAIM, CLAIM_LOGGED, claim_next_statement
 from mediarunner.models.enums import ACTIVE_STATES, RESTARTABLE_STATES, ErrorKind, JobState, JobType, Stage
 from mediarunner.models.ordering import RankOrder
-from mediarunner.models.queries import JOB_COLUMNS, family_of, get_job, job_from_mapping, tree
+from mediarunner.models.queries import family_of, get_job, job_from_mapping, tree
 from mediarunner.models.schemas import Job
 from mediarunner.models.statements import (  # noqa: F401  (BUMP_FAILED, record_event: re-exported)
     BUMP_COMPLETED,
@@ -147,26 +144,6 @@ def _set_dispatched(session: Session, job_ids: Iterable[str], when: datetime | N
         )
 
 
-_CHILD = JOBS.alias("child")
-_CLAIM_VALUES: dict[str, Any] = dict(
-    state=S.RUNNING, worker=bindparam("worker_"), worker_instance=bindparam("instance_"),
-    celery_task_id=bindparam("task_id"), started_at=bindparam("now", type_=J.started_at.type),
-    heartbeat_at=bindparam("now"), updated_at=bindparam("now"), stage=None, progress=0.0, error=None,
-    error_kind=None)
-_CLAIM = (
-    update(JOBS)
-    .where(J.id == bindparam("job_id"), J.state == S.PENDING, J.attempt == bindparam("attempt_"),
-           or_(J.run_after.is_(None), J.run_after <= bindparam("now", type_=J.run_after.type)))
-    .values(**_CLAIM_VALUES)
-    .returning(*JOB_COLUMNS)
-)
-
-
-# PostgreSQL also says whether the job has children (SQLite's RETURNING cannot correlate a subquery).
-_CLAIM_LOGGED = _logged(_CLAIM.returning(exists().where(_CHILD.c.parent_id == J.id).label("has_children")),
-                        "job_assigned")
-
-
 def claim_job(session: Session, job_id: str, attempt: int, worker: str, task_id: str | None,
               now: datetime, *, family: bool = True, instance: str | None = None) -> Job | None:
     """pending -> running, for exactly this attempt (a duplicate or stale message loses here),
@@ -177,42 +154,15 @@ def claim_job(session: Session, job_id: str, attempt: int, worker: str, task_id:
               "now": now}
     message = f"attempt {attempt}"
     if _postgres(session):
-        row = session.execute(_CLAIM_LOGGED, {**params, "runner": worker, "message": message}).mappings().first()
+        row = session.execute(CLAIM_LOGGED, {**params, "runner": worker, "message": message}).mappings().first()
     else:
-        row = session.execute(_CLAIM, params).mappings().first()
+        row = session.execute(CLAIM, params).mappings().first()
         if row is not None:
             record_event(session, "job_assigned", now, message, job_id=job_id, runner=worker)
     if row is None:
         return None
     job = job_from_mapping(row)
     return family_of(session, job) if family and row.get("has_children", True) else Job.from_row(job)
-
-
-@lru_cache(maxsize=32)
-def _claim_next(order: RankOrder, postgres: bool, live: bool, balance: Balance | None) -> Any:
-    """UPDATE the best due pending job of a queue (by :class:`RankOrder`) to running, RETURNING it,
-    unless a better runner should take it (``balance``)."""
-    def pick(*where: Any, order_by: Any) -> Any:
-        best = select(J.id).where(*claimable(live), *where).order_by(*order_by).limit(1)
-        # Concurrent claims skip the row another claim holds instead of queueing behind it.
-        return (best.with_for_update(skip_locked=True) if postgres else best).scalar_subquery()
-
-    ranks = [rank for _, rank in order.classes]
-    if order.aging_seconds > 0 or len(set(ranks)) != len(ranks):  # classes interleave: one sort
-        best = pick(order_by=order.sql_order())
-    else:  # the first of each class in turn, by `ix_jobs_pending_order` (no sort); evaluated lazily
-        names = [name for name, _ in sorted(order.classes, key=lambda c: c[1])]
-        best = func.coalesce(*(pick(J.priority_class == n, order_by=order.sql_order()[1:]) for n in names),
-                             pick(J.priority_class.not_in(names), order_by=order.sql_order()[1:]))
-    stmt = update(JOBS).where(J.state == S.PENDING, J.id == best,
-                              *([preferred(balance, JOBS)] if balance else [])) \
-        .values(**_CLAIM_VALUES).returning(*JOB_COLUMNS, J.dispatched_at)
-    if not postgres:
-        return stmt
-    more = [stamp_claimer] if balance is not None and balance.method == "round_robin" else []
-    return _logged(stmt.returning(exists().where(_CHILD.c.parent_id == J.id).label("has_children")),
-                   "job_assigned", *more, message=lambda done: literal("attempt ") + done.c.attempt.cast(String)
-                   + func.coalesce(literal(", task ") + bindparam("task_id", type_=String), ""))
 
 
 def claim_next(session: Session, queue: str | None, worker: str, task_id: str | None, now: datetime, *,
@@ -226,7 +176,7 @@ def claim_next(session: Session, queue: str | None, worker: str, task_id: str | 
     messages only. Also returns whether the job's own message was never published
     (``dispatched_at`` unset): the caller then owes its queue a message."""
     pg = _postgres(session)
-    row = session.execute(_claim_next(order, pg, live, balance), {
+    row = session.execute(claim_next_statement(order, pg, live, balance), {
         "queue_": queue, "job_id": job_id, "worker_": worker, "instance_": instance, "task_id": task_id, "now": now,
         "runner": worker, **order.aging_params(now), **skills.params(), **(balance.params(now) if balance else {}),
     }).mappings().first()
