@@ -455,8 +455,9 @@ def _cancel_leftovers(database_url: str) -> None:
     from mediarunner.models.tables import JobRow
 
     def cancel(session: Any) -> None:
-        for job_id in session.scalars(select(JobRow.id).where(JobRow.parent_id.is_(None),
-                                                             JobRow.state.in_(list(ACTIVE_STATES)))).all():
+        # every active job, not only roots: a finished parent may leave pending children behind
+        for job_id in session.scalars(select(JobRow.id).where(JobRow.state.in_(list(ACTIVE_STATES)))
+                                      .order_by(JobRow.parent_id.is_not(None))).all():
             transitions.cancel(session, job_id, utcnow())
 
     transaction(cancel, url=database_url)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import Connection
 
 from mediarunner.models import Base
 from mediarunner.models.db import get_engine
@@ -19,11 +20,27 @@ def run_migrations_online() -> None:
         _run(connectable)
 
 
-def _run(connection: object) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata,  # type: ignore[arg-type]
-                      render_as_batch=True, compare_type=True)
-    with context.begin_transaction():
-        context.run_migrations()
+def _run(connection: Connection) -> None:
+    # SQLite's batch mode recreates a table (copy, DROP the old one, rename). With foreign keys on,
+    # that DROP deletes the rows that reference the old table, cascading (children, events): off
+    # for the migration, back on after. The pragma is a no-op inside a transaction, so it goes first
+    # (on a connection of our own, not one a caller holds in a transaction).
+    toggle = connection.dialect.name == "sqlite" and not connection.in_transaction()
+    if toggle:
+        _foreign_keys(connection, False)
+    try:
+        context.configure(connection=connection, target_metadata=target_metadata,
+                          render_as_batch=True, compare_type=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    finally:
+        if toggle:
+            _foreign_keys(connection, True)
+
+
+def _foreign_keys(connection: Connection, on: bool) -> None:
+    connection.exec_driver_sql(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    connection.commit()  # end SQLAlchemy's autobegun transaction: the migration opens its own
 
 
 run_migrations_online()
