@@ -8,7 +8,7 @@ UV     ?= uv
 LOCK   := $(UV) pip compile --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes \
           --no-header --annotation-style line --quiet
 
-.PHONY: all venv lock system-deps demo test test-fast test-soak test-whisperx lint bench bench-smoke clean
+.PHONY: all venv lock system-deps demo test test-rabbitmq test-fast test-soak test-whisperx lint bench bench-smoke clean
 
 all: test
 
@@ -35,7 +35,11 @@ demo: venv system-deps
 	@bash scripts/demo.sh
 
 test: venv system-deps
-	@bash scripts/with-services.sh $(BIN)/python -m pytest -q -ra -m "not soak" $(PYTEST_ARGS)
+	@bash scripts/with-services.sh $(BIN)/python -m pytest -q -ra -m "not soak and not rabbitmq" $(PYTEST_ARGS)
+	@bash scripts/with-services.sh $(BIN)/python -m pytest -q -ra -m "rabbitmq and not soak" $(PYTEST_ARGS)
+
+test-rabbitmq: venv system-deps
+	@bash scripts/with-services.sh $(BIN)/python -m pytest -q -ra -m "rabbitmq and not soak" $(PYTEST_ARGS)
 
 test-soak: venv system-deps
 	@bash scripts/with-services.sh $(BIN)/python -m pytest -q -ra -m soak $(PYTEST_ARGS)

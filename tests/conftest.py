@@ -125,3 +125,14 @@ def matrix_stack(request: pytest.FixtureRequest, tmp_path: Path, broker_url: str
             yield s
     finally:
         drop_pg_database(url)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the RabbitMQ runs (the ``rabbitmq`` broker parameter, or the ``rabbitmq_url`` fixture):
+    ``make test-rabbitmq`` runs them in a pytest session of their own, so that the in-process Celery
+    app, which every in-process worker and client of a session shares, never switches between Redis
+    and RabbitMQ within one session."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "rabbitmq" in params.values() or "rabbitmq_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.rabbitmq)

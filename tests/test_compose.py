@@ -173,7 +173,7 @@ def test_each_service_starts_with_the_secrets_compose_mounts(name: str, host: Pa
         mounted[target.removeprefix("mediarunner_")] = (run_secrets / target).read_text()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIARUNNER_")}
     env.update({k: str(v) for k, v in svc["environment"].items()}, MEDIARUNNER_SECRETS_DIR=str(run_secrets),
-               COLUMNS="250")
+               COLUMNS="1000")  # wide enough for any tmp path: rich truncates cells
     res = subprocess.run([*CLI, "settings"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     for field, value in mounted.items():

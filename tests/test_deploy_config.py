@@ -29,7 +29,7 @@ NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], cwd=ROOT, env={**_CLEAN, "COLUMNS": "250", **env}, capture_output=True,
+    return subprocess.run([*CLI, *args], cwd=ROOT, env={**_CLEAN, "COLUMNS": "1000", **env}, capture_output=True,
                           text=True, timeout=120)
 
 
