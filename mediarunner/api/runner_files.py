@@ -23,6 +23,7 @@ from mediarunner.models.locations import Direction
 from mediarunner.models.queries import get_job
 from mediarunner.models.remote import RemoteRunner
 from mediarunner.storage.layout import tree_files
+from mediarunner.storage.local import file_sha256
 from mediarunner.storage.store import DEFAULT_LAST, Store, open_store
 
 router = APIRouter(prefix="/v1/runner/jobs/{job_id}", tags=["remote runners"])
@@ -141,14 +142,6 @@ class Publish(BaseModel):
     last: list[str] = Field(default_factory=lambda: list(DEFAULT_LAST), max_length=100)
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 @router.post("/publish", summary="Publish an upload at the job's output (atomically, checked by SHA-256)")
 def publish(job_id: str, body: Publish, runner: Runner, job_token: JobToken, request: Request) -> dict[str, Any]:
     attempt, store = job_store(request, runner, job_id, job_token, body.location, "output")
@@ -156,7 +149,7 @@ def publish(job_id: str, body: Publish, runner: Runner, job_token: JobToken, req
     arrived = tree_files(root) if root.is_dir() else []
     if sorted(arrived) != sorted(body.sha256):
         raise HTTPException(409, f"the upload has {len(arrived)} file(s), not the {len(body.sha256)} announced")
-    bad = [p for p in arrived if _digest(root / p) != body.sha256[p].lower()]
+    bad = [p for p in arrived if file_sha256(root / p) != body.sha256[p].lower()]
     if bad:
         shutil.rmtree(root, ignore_errors=True)
         raise HTTPException(409, f"SHA-256 mismatch for {', '.join(bad[:5])}: upload again")

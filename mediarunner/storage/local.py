@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
+import hashlib
 import os
 import shutil
 import uuid
@@ -21,6 +22,7 @@ from mediarunner.storage.layout import DEFAULT_LAST, publish_order, tree_files
 
 __all__ = [
     "check_free_space",
+    "file_sha256",
     "free_bytes",
     "publish_file",
     "publish_tree",
@@ -124,3 +126,12 @@ def check_free_space(directory: Path, min_free_mb: float) -> None:
         raise InsufficientResourcesError(
             f"only {free_mb:.0f} MiB free under {directory}, need at least {min_free_mb:.0f} MiB"
         )
+
+
+def file_sha256(path: Path) -> str:
+    """The hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -17,7 +17,6 @@ copy), then packages and publishes the rendition exactly as an unsplit job would
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ from mediarunner.media.quality import measure_quality
 from mediarunner.models.enums import JobState, JobType, Stage
 from mediarunner.models.payloads import RenditionPayload, TranscodePayload, load
 from mediarunner.models.schemas import Job
+from mediarunner.storage.local import file_sha256
 from mediarunner.tasks import io
 from mediarunner.tasks.context import JobContext
 from mediarunner.tasks.runtime import Outcome
@@ -268,15 +268,7 @@ def publish_rendition(ctx: JobContext, mp4: Path, info: MediaInfo, r: PlannedRen
 
 def artifact(kind: str, path: Path, duration: float | None = None, codec: str | None = None) -> dict[str, Any]:
     return {"kind": kind, "path": str(path), "size": path.stat().st_size, "duration": duration,
-            "codec": codec, "checksum": _sha256(path) if kind in ("mp4", "audio") else None}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+            "codec": codec, "checksum": file_sha256(path) if kind in ("mp4", "audio") else None}
 
 
 def _master_writer(ctx: JobContext, output: str, formats: tuple[str, ...]) -> Any:
