@@ -139,9 +139,10 @@ class Server:
         return {"Authorization": f"Bearer {self.keys[who]}"}
 
 
-@pytest.fixture
-def server(stack: Stack) -> Iterator[Server]:
-    """The real server: uvicorn on a free loopback port (in a thread), on PostgreSQL and Redis."""
+@contextmanager
+def serving(stack: Stack, env: dict[str, str]) -> Iterator[tuple[str, Any]]:
+    """The real server: uvicorn on a free loopback port (in a thread), with ``env`` set for the
+    stack and this process while it runs. Yields its base URL and its settings."""
     import os
 
     import uvicorn
@@ -149,8 +150,8 @@ def server(stack: Stack) -> Iterator[Server]:
     from mediarunner.api import create_app
     from mediarunner.config import get_settings
 
-    stack.env.update(API_ENV)
-    os.environ.update(API_ENV)
+    stack.env.update(env)
+    os.environ.update(env)
     get_settings.cache_clear()
     settings = stack.settings()
     port = free_port()
@@ -160,10 +161,17 @@ def server(stack: Stack) -> Iterator[Server]:
     thread.start()
     wait_for(lambda: srv.started, 20, what="uvicorn to start")
     try:
-        yield Server(f"http://127.0.0.1:{port}", _keys(settings), stack)
+        yield f"http://127.0.0.1:{port}", settings
     finally:
         srv.should_exit = True
         thread.join(10)
-        for k in API_ENV:
+        for k in env:
             os.environ.pop(k, None)
         get_settings.cache_clear()
+
+
+@pytest.fixture
+def server(stack: Stack) -> Iterator[Server]:
+    """The real server on PostgreSQL and Redis, with the test keys."""
+    with serving(stack, API_ENV) as (url, settings):
+        yield Server(url, _keys(settings), stack)

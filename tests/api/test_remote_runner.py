@@ -19,8 +19,8 @@ import httpx
 import pytest
 import redis
 
-from tests.api.conftest import API_ENV
-from tests.support import ROOT, Stack, free_port, make_clip, wait_for
+from tests.api.conftest import API_ENV, serving
+from tests.support import ROOT, Stack, make_clip, wait_for
 
 #: what the runner process keeps of the stack's environment: no database, broker, roots or credentials
 CLI = [sys.executable, "-c", "from mediarunner.cli import main; main()", "runner"]
@@ -70,35 +70,17 @@ class Remote:
 
 @pytest.fixture
 def remote(stack: Stack) -> Iterator[Remote]:
-    import uvicorn
-
-    from mediarunner.api import create_app
-    from mediarunner.config import get_settings
     from mediarunner.fleet import FleetService
 
     queue = f"remote-{uuid.uuid4().hex[:8]}"
     env = {**API_ENV, "MEDIARUNNER_JOB_QUEUES": f'["cpu", "gpu", "{queue}"]',
            "MEDIARUNNER_REMOTE_QUEUES": f'["{queue}"]'}
-    stack.env.update(env)
-    os.environ.update(env)
-    get_settings.cache_clear()
-    settings = stack.settings()
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(settings, client=stack.client()), host="127.0.0.1", port=port,
-                                        log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    wait_for(lambda: srv.started, 20, what="uvicorn to start")
-    token = FleetService(settings).create_token("remote-test")
-    try:
-        yield Remote(f"http://127.0.0.1:{port}", stack, token.id, token.secret, queue)
-    finally:
-        srv.should_exit = True
-        thread.join(10)
-        _cancel_queue(settings.database_url, queue)
-        for k in env:
-            os.environ.pop(k, None)
-        get_settings.cache_clear()
+    with serving(stack, env) as (url, settings):
+        token = FleetService(settings).create_token("remote-test")
+        try:
+            yield Remote(url, stack, token.id, token.secret, queue)
+        finally:
+            _cancel_queue(settings.database_url, queue)
 
 
 def _cancel_queue(database_url: str, queue: str) -> None:
