@@ -105,10 +105,15 @@ def ftp(tmp_path: Path) -> Iterator[Remote]:
 # ---------------------------------------------------------------------------------------------- helpers
 
 
+def s3_keys(remote: Remote, prefix: str) -> list[str]:
+    """The keys under ``prefix``, relative to it (a listing only: keys may vanish while it runs)."""
+    listing = remote.client.list_objects_v2(Bucket=remote.bucket, Prefix=prefix)
+    return [o["Key"][len(prefix):] for o in listing.get("Contents", [])]
+
+
 def s3_objects(remote: Remote, prefix: str) -> dict[str, bytes]:
     c, b = remote.client, remote.bucket
-    keys = [o["Key"] for o in c.list_objects_v2(Bucket=b, Prefix=prefix).get("Contents", [])]
-    return {k[len(prefix):]: c.get_object(Bucket=b, Key=k)["Body"].read() for k in keys}
+    return {k: c.get_object(Bucket=b, Key=prefix + k)["Body"].read() for k in s3_keys(remote, prefix)}
 
 
 def mirror(files: dict[str, bytes], dst: Path) -> Path:
@@ -176,7 +181,8 @@ def test_s3_split_transcode_joins_remote_parts_and_removes_them(stack: Stack, s3
     assert sum(1 for j in job.family if j.result and j.result.get("joined") == 2) == 1
     # the joiner removes its parts right after its completion is committed (Outcome.cleanup), so
     # the family can be seen done a moment before they are gone
-    wait_for(lambda: not [k for k in s3_objects(s3, "out/split/") if k.startswith(".parts/")], 10,
+    # (it lists keys only: reading them would race the removal)
+    wait_for(lambda: not [k for k in s3_keys(s3, "out/split/") if k.startswith(".parts/")], 10,
              what="the joined parts to be removed")
     objects = s3_objects(s3, "out/split/")
     assert_ladder(mirror(objects, tmp_path / "copy"), ["240p"], 8.0)
