@@ -176,7 +176,7 @@ def claim_next(session: Session, queue: str | None, worker: str, task_id: str | 
     messages only. Also returns whether the job's own message was never published
     (``dispatched_at`` unset): the caller then owes its queue a message."""
     pg = _postgres(session)
-    row = session.execute(claim_next_statement(order, pg, live, balance), {
+    row = session.connection().execute(claim_next_statement(order, pg, live, balance), {
         "queue_": queue, "job_id": job_id, "worker_": worker, "instance_": instance, "task_id": task_id, "now": now,
         "runner": worker, **order.aging_params(now), **skills.params(), **(balance.params(now) if balance else {}),
     }).mappings().first()

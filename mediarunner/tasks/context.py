@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,19 @@ from mediarunner.storage.store import Store
 from mediarunner.tasks.lease import DatabaseLease, Lease
 
 log = logging.getLogger(__name__)
+
+_PULSERS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pulsers() -> ThreadPoolExecutor:
+    """This process's heartbeat threads: one per running job, kept for the next job instead of
+    a thread started and joined per job (a no-op job would spend most of its time on that).
+    Keyed by pid: a forked pool process never uses threads that stayed in its parent."""
+    pid = os.getpid()
+    pool = _PULSERS.get(pid)
+    if pool is None:
+        pool = _PULSERS[pid] = ThreadPoolExecutor(max_workers=1024, thread_name_prefix="heartbeat")
+    return pool
 
 
 @dataclass
@@ -121,16 +136,17 @@ class JobContext:
         """Keep the heartbeat and the cancel check going from a thread while the handler runs,
         whatever it does (a long download, a model load, an upload): slow is not dead."""
         stop = threading.Event()
-        thread = threading.Thread(target=self._pulse, args=(stop,), name=f"heartbeat-{self.job.id[:8]}",
-                                  daemon=True)
         self._pulsing = True
-        thread.start()
+        pulse = _pulsers().submit(self._pulse, stop)
         try:
             yield
         finally:
             self._pulsing = False
             stop.set()
-            thread.join(timeout=self.settings.heartbeat_seconds + 5)
+            try:  # its last write (if one is under way) ends before the outcome is recorded
+                pulse.result(timeout=self.settings.heartbeat_seconds + 5)
+            except TimeoutError:
+                log.warning("job %s: heartbeat still writing; outcome recorded anyway", self.job.id)
 
     def _pulse(self, stop: threading.Event) -> None:
         period = min(self.settings.cancel_poll_seconds, self.settings.heartbeat_seconds)
