@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
-from sqlalchemy import ColumnElement, String, Table, and_, bindparam, exists, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, String, Table, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import aliased
 
+from mediarunner.models.base import sql_str
 from mediarunner.models.capabilities import runner_can_run
 from mediarunner.models.enums import JobState, RunnerStatus
 from mediarunner.models.statements import RUNNERS
@@ -76,7 +77,7 @@ def preferred(balance: Balance, job: Table) -> ColumnElement[bool]:
         me.hostname == bindparam("worker_"), r.hostname != me.hostname,
         r.unregistered_at.is_(None), r.offline_at.is_(None), r.status == RunnerStatus.ENABLED,
         r.last_heartbeat_at >= bindparam("online_since", type_=RunnerRow.last_heartbeat_at.type),
-        r.queues.cast(String).like(literal('%"') + job.c.queue + literal('"%')),
+        r.queues.cast(String).like(sql_str('%"') + job.c.queue + sql_str('"%')),
         _running(r) < r.concurrency, runner_can_run(r.skills, job),
         or_(r.priority < me.priority, and_(r.priority == me.priority, _ahead(balance.method, r, me))))
     waited = func.coalesce(job.c.dispatched_at, job.c.created_at) < bindparam(

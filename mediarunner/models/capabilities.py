@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, String, and_, bindparam, func, literal, literal_column, or_, select
+from sqlalchemy import Boolean, ColumnElement, String, and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
+from mediarunner.models.base import sql_str
 from mediarunner.models.enums import JobState, JobType
 from mediarunner.models.tables import JobRow
 
@@ -91,22 +92,22 @@ def can_run() -> ColumnElement[bool]:
     """SQL: the worker whose :meth:`Skills.params` are bound meets the job row's needs."""
     tokens = bindparam("skill_tokens", type_=String)
 
+    return or_(bindparam("skill_any", type_=Boolean), _meets(tokens, JobRow.need_model, JobRow.need_gpu,
+                                                             JobRow.need_encoder))
+
+
+def _meets(tokens: Any, model: Any, gpu: Any, encoder: Any) -> ColumnElement[bool]:
+    """SQL: the ``|``-delimited skill ``tokens`` cover the needs ``model``, ``gpu``, ``encoder``."""
     def has(token: Any) -> ColumnElement[bool]:
-        return tokens.like(literal("%|") + token + literal("|%"))
-    return or_(bindparam("skill_any", type_=Boolean), and_(
-        or_(JobRow.need_model.is_(None), has(literal("model:") + JobRow.need_model)),
-        or_(~JobRow.need_gpu, has(literal("gpu"))),
-        or_(JobRow.need_encoder.is_(None), has(literal("enc:") + JobRow.need_encoder)),
-    ))
+        return tokens.like(sql_str("%|") + token + sql_str("|%"))
+    return and_(or_(model.is_(None), has(sql_str("model:") + model)),
+                or_(~gpu, tokens.like(sql_str("%|gpu|%"))),
+                or_(encoder.is_(None), has(sql_str("enc:") + encoder)))
 
 
 def runner_can_run(skills: Any, job: Any) -> ColumnElement[bool]:
     """SQL: a runner whose ``skills`` column is ``skills`` meets the needs of the ``job`` row."""
-    def has(token: Any) -> ColumnElement[bool]:
-        return skills.like(literal("%|") + token + literal("|%"))
-    return and_(or_(job.c.need_model.is_(None), has(literal("model:") + job.c.need_model)),
-                or_(~job.c.need_gpu, has(literal("gpu"))),
-                or_(job.c.need_encoder.is_(None), has(literal("enc:") + job.c.need_encoder)))
+    return _meets(skills, job.c.need_model, job.c.need_gpu, job.c.need_encoder)
 
 
 def claimable(live: bool) -> list[ColumnElement[bool]]:
@@ -116,8 +117,9 @@ def claimable(live: bool) -> list[ColumnElement[bool]]:
     queue = func.coalesce(bindparam("queue_", type_=String), select(JobRow.queue).where(
         JobRow.id == bindparam("job_id", type_=String)).scalar_subquery())
     # 'pending' inline, not bound: the planner can then use the partial ix_jobs_pending_order.
-    return [JobRow.state == literal_column(f"'{JobState.PENDING.value}'"), JobRow.queue == queue,
-            (JobRow.type == JobType.LIVE) if live else (JobRow.type != JobType.LIVE), can_run(),
+    live_type = sql_str(JobType.LIVE.value)
+    return [JobRow.state == sql_str(JobState.PENDING.value), JobRow.queue == queue,
+            (JobRow.type == live_type) if live else (JobRow.type != live_type), can_run(),
             or_(JobRow.run_after.is_(None), JobRow.run_after <= bindparam("now", type_=JobRow.run_after.type))]
 
 
