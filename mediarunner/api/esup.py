@@ -29,6 +29,7 @@ from mediarunner.client import Client
 from mediarunner.models import esup, queries, webhooks
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
+from mediarunner.models.enums import Health
 from mediarunner.models.esup import EsupTask
 from mediarunner.models.schemas import Job
 
@@ -156,7 +157,7 @@ def _health(request: Request, key: str) -> dict[str, Any]:
     authorize(request, key, "submit")
     _root(request)
     fleet = request.app.state.fleet
-    online = [r for r in fleet.list_runners() if getattr(r.health, "value", r.health) != "offline"]
+    online = [r for r in fleet.list_runners() if r.health is not Health.OFFLINE]
     tasks = transaction(esup.count, url=_client(request).settings.database_url)
     return {"status": "healthy", "timestamp": datetime.now(UTC).isoformat(), "runners": len(online),
             "tasks": tasks}

@@ -247,8 +247,12 @@ def test_refusals_are_problems(esup: Setup) -> None:
     early = requests.get(esup.rm.url + f"task/result/{task_id}", headers=esup.rm._h(), timeout=10)
     assert early.status_code == 425
     assert esup.rm.status("0" * 36) is None
-    shown = requests.get(esup.rm.url + f"task/status/{task_id}", headers=esup.rm._h(), timeout=10).text
-    assert esup.rm.token not in shown
+    shown = requests.get(esup.rm.url + f"task/status/{task_id}", headers=esup.rm._h(), timeout=10)
+    job_id = shown.json()["job_id"]
+    job = requests.get(esup.rm.url.replace("/esup/", f"/v1/jobs/{job_id}"), timeout=10,
+                       headers={"Authorization": f"Bearer {esup.keys['rw']}"})
+    assert job.status_code == 200 and job.json()["meta"]["esup"]["etab_name"] == "University name / Pod"
+    assert all(esup.rm.token not in text for text in (shown.text, job.text))  # Pod's key is never shown
 
 
 def test_transcription_as_pod_does_it(esup: Setup) -> None:
