@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 import re
 from typing import Any, Literal
+from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mediarunner.config import Settings
 from mediarunner.config.settings import Rendition
@@ -45,6 +46,14 @@ class TaskRequest(BaseModel):
     notify_url: str = Field(min_length=1, max_length=2000)
     affiliation: str | None = Field(default=None, max_length=100)
     parameters: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("source_url", "notify_url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        """Pod sends http(s) URLs only (never a path of this machine)."""
+        if urlsplit(v).scheme.lower() not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL")
+        return v
 
 
 def _json_param(params: dict[str, Any], name: str) -> dict[str, Any] | None:
