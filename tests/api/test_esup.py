@@ -1,7 +1,8 @@
 """mediarunner as an Esup-Pod Runner Manager (``/esup``), driven by a client that does what Pod's
 code does (Esup-Pod ``pod/video_encode_transcript/``: ``runner_manager.py`` submits,
 ``views.py`` receives ``notify_task_end`` and downloads the manifest's files checking their
-SHA-256, ``admin.py`` tests the connection, ``process_tasks.py`` polls the status), against the
+SHA-256, ``admin.py`` tests the connection, ``process_tasks.py`` polls the status; the same
+requests, headers and checks, sent with httpx where Pod uses requests), against the
 real server, real workers and ffmpeg. A small real HTTP server plays Pod's side: it serves
 ``/media/`` and receives ``POST /runner/notify_task_end/`` with Pod's checks (JSON, Bearer token)."""
 
@@ -19,8 +20,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-import requests
 
 from tests.api.conftest import API_ENV, _keys, serving
 from tests.support import Stack, free_port, make_clip, wait_for
@@ -88,22 +89,22 @@ class RunnerManager:
     def _h(self, **extra: str) -> dict[str, str]:
         return {**extra, "Authorization": f"Bearer {self.token}"}
 
-    def execute(self, payload: dict[str, Any]) -> requests.Response:  # runner_manager._try_send_to_rm
+    def execute(self, payload: dict[str, Any]) -> httpx.Response:  # runner_manager._try_send_to_rm
         base = self.url if self.url.endswith("/") else self.url + "/"
-        return requests.post(base + "task/execute", data=json.dumps(payload), headers=self._h(**HEADERS_JSON),
-                             timeout=30)
+        return httpx.post(base + "task/execute", content=json.dumps(payload), headers=self._h(**HEADERS_JSON),
+                          timeout=30)
 
     def status(self, task_id: str) -> str | None:  # process_tasks._check_task_status
-        r = requests.get(self.url + f"task/status/{task_id}", headers=self._h(Accept="application/json"), timeout=30)
+        r = httpx.get(self.url + f"task/status/{task_id}", headers=self._h(Accept="application/json"), timeout=30)
         return r.json().get("status") if r.status_code == 200 else None
 
-    def health(self, token: str | None = None) -> requests.Response:  # admin.test_connection_view
-        return requests.get(self.url + "manager/health", timeout=15,
-                            headers={"Accept": "application/json", "Authorization": f"Bearer {token or self.token}"})
+    def health(self, token: str | None = None) -> httpx.Response:  # admin.test_connection_view
+        return httpx.get(self.url + "manager/health", timeout=15,
+                         headers={"Accept": "application/json", "Authorization": f"Bearer {token or self.token}"})
 
     def import_result(self, task_id: str, task_type: str, dest: Path) -> dict[str, Path]:
         """views.download_and_import_task_result: the manifest, then each file, SHA-256 checked."""
-        r = requests.get(self.url + f"task/result/{task_id}", headers=self._h(**HEADERS_JSON), timeout=30)
+        r = httpx.get(self.url + f"task/result/{task_id}", headers=self._h(**HEADERS_JSON), timeout=30)
         assert r.status_code == 200, r.text
         files = r.json().get("files")
         assert isinstance(files, list) and files
@@ -115,13 +116,12 @@ class RunnerManager:
                 continue
             norm = os.path.normpath(path)
             assert not norm.startswith("..") and not os.path.isabs(norm), path
-            resp = requests.get(self.url + f"task/result/{task_id}/file/{path}",
-                                headers=self._h(Accept="*/*"), timeout=60, stream=True)
-            assert resp.status_code == 200, (path, resp.status_code)
             digest, target = hashlib.sha256(), dest / norm
             target.parent.mkdir(parents=True, exist_ok=True)
-            with target.open("wb") as f:
-                for chunk in resp.iter_content(chunk_size=1024 * 1024):
+            with httpx.stream("GET", self.url + f"task/result/{task_id}/file/{path}",
+                              headers=self._h(Accept="*/*"), timeout=60) as resp, target.open("wb") as f:
+                assert resp.status_code == 200, (path, resp.status_code)
+                for chunk in resp.iter_bytes(chunk_size=1024 * 1024):
                     f.write(chunk)
                     digest.update(chunk)
             assert sha is not None and digest.hexdigest() == sha.strip().lower(), path
@@ -207,7 +207,7 @@ def test_encoding_as_pod_does_it(esup: Setup) -> None:
     for name in videos:  # what Pod's import_mp4 opens
         assert abs(duration(files[name]) - 3) < 0.5
     # a path outside the task's directory is not served
-    bad = requests.get(esup.rm.url + f"task/result/{task_id}/file/../../x", headers=esup.rm._h(), timeout=10)
+    bad = httpx.get(esup.rm.url + f"task/result/{task_id}/file/../../x", headers=esup.rm._h(), timeout=10)
     assert bad.status_code == 404
 
 
@@ -244,12 +244,12 @@ def test_refusals_are_problems(esup: Setup) -> None:
     r = esup.rm.execute(good)  # no worker: it waits
     task_id = r.json()["task_id"]
     assert esup.rm.status(task_id) == "pending"
-    early = requests.get(esup.rm.url + f"task/result/{task_id}", headers=esup.rm._h(), timeout=10)
+    early = httpx.get(esup.rm.url + f"task/result/{task_id}", headers=esup.rm._h(), timeout=10)
     assert early.status_code == 425
     assert esup.rm.status("0" * 36) is None
-    shown = requests.get(esup.rm.url + f"task/status/{task_id}", headers=esup.rm._h(), timeout=10)
+    shown = httpx.get(esup.rm.url + f"task/status/{task_id}", headers=esup.rm._h(), timeout=10)
     job_id = shown.json()["job_id"]
-    job = requests.get(esup.rm.url.replace("/esup/", f"/v1/jobs/{job_id}"), timeout=10,
+    job = httpx.get(esup.rm.url.replace("/esup/", f"/v1/jobs/{job_id}"), timeout=10,
                        headers={"Authorization": f"Bearer {esup.keys['rw']}"})
     assert job.status_code == 200 and job.json()["meta"]["esup"]["etab_name"] == "University name / Pod"
     assert all(esup.rm.token not in text for text in (shown.text, job.text))  # Pod's key is never shown
@@ -271,3 +271,46 @@ def test_transcription_as_pod_does_it(esup: Setup) -> None:
     assert set(files) == {"transcript.vtt", "transcript.json"}  # what Pod keeps of a transcription
     vtt = files["transcript.vtt"].read_text()
     assert vtt.startswith("WEBVTT") and "-->" in vtt
+
+
+def test_pod_parameters_become_rungs_and_operations() -> None:
+    from mediarunner.api import esup_tasks
+    from mediarunner.errors import ValidationError
+
+    rungs, resolutions = esup_tasks.ladder({"rendition": json.dumps({
+        **RENDITIONS, "1080": {"resolution": "1920x1080", "video_bitrate": "3M", "audio_bitrate": "192k",
+                               "encode_mp4": False}})})
+    assert rungs is not None
+    assert [(r.name, r.height, r.video_bitrate_k, r.audio_bitrate_k) for r in rungs] == [
+        ("240p", 240, 400, 64), ("360p", 360, 750, 96), ("1080p", 1080, 3000, 192)]
+    assert resolutions == {"240p": "426x240", "360p": "640x360", "1080p": "1920x1080"}
+    assert esup_tasks.ladder({}) == (None, {})
+    ops = esup_tasks.operations({
+        "cut": json.dumps({"start": "00:00:07", "end": "00:01:17.5", "initial_duration": "00:01:00"}),
+        "dressing": json.dumps({"watermark": "https://pod.example/media/wm.png", "watermark_position": "haut gauche",
+                                "opening_credits_video": "https://pod.example/media/open.mp4"})})
+    assert ops == [{"op": "cut", "start": 7.0, "end": 60.0},
+                   {"op": "watermark", "image_url": "https://pod.example/media/wm.png", "position": "top-left",
+                    "scale": 0.15},
+                   {"op": "intro", "url": "https://pod.example/media/open.mp4"}]
+    assert esup_tasks.transcription_language({"language": "fr", "source_language": "auto"}) == "fr"
+    assert esup_tasks.transcription_language({"language": "", "source_language": "auto"}) is None
+    for bad in ({"rendition": json.dumps({"360": {"resolution": "big"}})}, {"rendition": "[1]"},
+                {"cut": json.dumps({"start": "soon", "end": "later"})}):
+        with pytest.raises(ValidationError):
+            esup_tasks.ladder(bad) if "rendition" in bad else esup_tasks.operations(bad)
+
+
+def test_mediapackage_tracks_and_hostile_xml() -> None:
+    from mediarunner.api.esup_tasks import _track_url
+    from mediarunner.errors import ValidationError
+
+    two = (b'<mediapackage xmlns="http://mediapackage.opencastproject.org"><media>'
+           b'<track type="presentation/source"><url>https://pod/slides.mp4</url></track>'
+           b'<track type="presenter/source"><url>https://pod/cam.mp4</url></track></media></mediapackage>')
+    assert _track_url(two) == "https://pod/cam.mp4"
+    assert _track_url(two.replace(b"presenter/source", b"other/source")) == "https://pod/slides.mp4"
+    for bad in (b'<!DOCTYPE x [<!ENTITY a "aaaa">]><mediapackage>&a;</mediapackage>', b"<mediapackage>",
+                b"<mediapackage><media/></mediapackage>"):
+        with pytest.raises(ValidationError):
+            _track_url(bad)
