@@ -4,7 +4,9 @@ the due ones, signed.
 A family submitted by Esup-Pod (``/esup``, ``models.esup``) gets Pod's notify body instead
 (``{"task_id", "status", "error_message", "script_output"}``, event ``esup.<status>``), sent with
 ``Authorization: Bearer <the key Pod submitted with>`` as Pod's ``notify_task_end`` requires (and
-esup-runner's manager does); the same queue, backoff and give-up apply.
+esup-runner's manager does); the same queue, backoff and give-up apply, except after a read
+timeout: Pod downloads and imports the result before it answers, so a request that timed out
+while waiting for the answer counts as delivered (esup-runner's manager does not retry it either).
 
 ``Mediarunner-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`` with
 ``MEDIARUNNER_WEBHOOK_SECRET``; ``Idempotency-Key`` (also ``Mediarunner-Delivery``) is the same on
@@ -92,6 +94,10 @@ def post(delivery: Delivery, settings: Settings) -> Outcome:
     try:
         res = httpx.post(delivery.url, content=body, headers=headers, timeout=settings.webhook_timeout_seconds,
                          follow_redirects=False)
+    except httpx.ReadTimeout as exc:
+        if esup_headers is not None:  # sent; Pod imports the result before it answers: not sent twice
+            return Outcome(None, None)  # (esup-runner's manager does the same: a second import is not safe)
+        return Outcome(None, f"{type(exc).__name__}: {exc}"[:500])
     except httpx.HTTPError as exc:
         return Outcome(None, f"{type(exc).__name__}: {exc}"[:500])
     if 200 <= res.status_code < 300:

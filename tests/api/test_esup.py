@@ -15,6 +15,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -314,3 +315,44 @@ def test_mediapackage_tracks_and_hostile_xml() -> None:
                 b"<mediapackage><media/></mediapackage>"):
         with pytest.raises(ValidationError):
             _track_url(bad)
+
+
+def test_notify_of_a_cancelled_task_is_sent_once_even_if_pod_answers_late(api: Any) -> None:
+    """Pod imports the result inside its notify handler: an answer later than the webhook timeout
+    is not a reason to send it again. A cancelled family is ``failed`` for Pod."""
+    import time
+
+    from mediarunner.models.base import utcnow
+    from mediarunner.scheduler import webhooks
+
+    got: list[tuple[dict[str, str], bytes]] = []
+
+    class Slow(SimpleHTTPRequestHandler):
+        def do_POST(self) -> None:
+            got.append((dict(self.headers.items()), self.rfile.read(int(self.headers["Content-Length"]))))
+            time.sleep(1.5)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", free_port()), Slow)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{srv.server_address[1]}"
+        r = api.http.post("/esup/task/execute", headers=api.h("submit"), json={
+            "etab_name": "U", "app_name": "Esup-Pod", "task_type": "encoding", "source_url": f"{base}/media/v.mp4",
+            "notify_url": f"{base}/runner/notify_task_end/", "parameters": {}})
+        assert r.status_code == 200, r.text
+        assert api.http.post(f"/v1/jobs/{r.json()['job_id']}/cancel", headers=api.h()).status_code == 200
+        settings = api.stack.settings().model_copy(update={"webhook_timeout_seconds": 0.5})
+        assert webhooks.enqueue_finished(settings, utcnow()) == 1
+        assert list(webhooks.deliver_due(settings, utcnow()).values()) == ["delivered"]
+        assert webhooks.deliver_due(settings, utcnow() + timedelta(hours=1)) == {}
+    finally:
+        srv.shutdown()
+    ((headers, body),) = got
+    assert headers["Authorization"] == f"Bearer {api.keys['submit']}" and "Mediarunner-Signature" not in headers
+    assert json.loads(body) == {"task_id": r.json()["task_id"], "status": "failed", "error_message": "cancelled",
+                                "script_output": f"mediarunner job {r.json()['job_id']}: failed"}
