@@ -64,6 +64,8 @@ def manifest(task: EsupTask, job: Job) -> dict[str, Any]:
         files.append({"file_path": name, "sha256": known.get(name) or file_sha256(path), "size": path.stat().st_size})
     for alias, target in aliases(task, job, out).items():
         src = next(f for f in files if f["file_path"] == target)
+        if target == "studio.mp4":  # the edit is listed once, under Pod's name (a rung stays: info names it)
+            files.remove(src)
         files.append({**src, "file_path": alias})
     return {"task_id": task.task_id, "files": files}
 

@@ -225,6 +225,7 @@ def test_studio_mediapackage_with_cut(esup: Setup) -> None:
         "cut": json.dumps({"start": "00:00:01", "end": "00:00:03", "initial_duration": "00:00:04"})})
     assert not esup.pod.refused  # JSON, and the Bearer key Pod stores as the Runner Manager's token
     assert abs(duration(files["studio_base.mp4"]) - 2) < 0.5  # what Pod turns into a video
+    assert "studio.mp4" not in files  # listed once, under Pod's name
     info = json.loads(files["info_video.json"].read_text())
     assert [v["rendition"] for v in info["encode_video"]] == ["426x240"]
 
