@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from kombu import Connection
 from sqlalchemy import text
 
-from mediarunner.api import admin, fleet, jobs, problems, runner, stream
+from mediarunner.api import admin, esup, fleet, jobs, problems, runner, stream
 from mediarunner.api.keys import ApiKeys
 from mediarunner.client import Client
 from mediarunner.config import Settings, get_settings
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
     app.include_router(fleet.router)
     app.include_router(admin.router)
     app.include_router(runner.router)
+    app.include_router(esup.router)
 
     @app.get("/healthz", tags=["health"], summary="Database and broker reachable", response_model=None)
     def health() -> JSONResponse:

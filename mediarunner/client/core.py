@@ -12,7 +12,7 @@ import builtins
 import functools
 import json
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +21,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from mediarunner.client.ladder import LadderJobs
 from mediarunner.config import Settings, get_settings
+from mediarunner.config.settings import Rendition
 from mediarunner.errors import InvalidInputError, InvalidOutputError, MediarunnerError, ValidationError
 from mediarunner.models import transitions, webhooks
 from mediarunner.models.base import utcnow
@@ -54,6 +55,7 @@ from mediarunner.scheduler.dispatch import dispatch, publish_submitted
 from mediarunner.scheduler.routing import QueueProbe, route, route_transcription
 
 MAX_METADATA_BYTES = 16_384
+OnSubmit = Callable[[Any, Job], None]  # (session, root job), in the submission's transaction
 
 
 def _needs(needs: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -95,7 +97,8 @@ class Client(LadderJobs):
                          transcribe_device: str = "auto", parts: int | None = None,
                          video_codecs: Sequence[str] = ("h264",), storyboard: bool = False,
                          thumbnails: int = 0, cover_image: str | None = None, hardware: str = "none",
-                         notify_url: str | None = None) -> Job:
+                         notify_url: str | None = None, ladder: Sequence[Rendition] | None = None,
+                         on_submit: OnSubmit | None = None) -> Job:
         """Transcode ``input`` into an HLS + MP4 ladder under the directory ``output``; with
         ``transcribe=True`` also subtitles (an extract_audio -> transcribe branch after the parent).
         ``parts`` (default: the ``transcode_parts`` setting): split every rung of a long video into
@@ -108,13 +111,17 @@ class Client(LadderJobs):
         ``vaapi``; default ``none``): encode on a worker whose GPU encoder opens, else in software
         (the routing reason and each rendition's ``encoder`` record say which and why).
         ``notify_url`` (every ``submit_*``): POSTed a signed webhook when the family is terminal
-        (:meth:`_notify`); the subscription is written in the submission's transaction."""
+        (:meth:`_notify`); the subscription is written in the submission's transaction. ``ladder``: the
+        rungs themselves instead of configured names (``renditions``). ``on_submit(session, root)``
+        (``submit_transcode``, ``submit_studio``, ``submit_transcription``): called in the submission's
+        transaction, e.g. to record what the family stands for elsewhere (``api/esup.py``)."""
         notify = self._notify(notify_url)
 
         common = self._common(priority, priority_class, metadata)
         jobs = self._ladder_jobs(input, output, renditions, formats, common, queue=queue,
                                  parts=self.settings.transcode_parts if parts is None else parts,
-                                 video_codecs=video_codecs, cover_image=cover_image, hardware=hardware)
+                                 video_codecs=video_codecs, cover_image=cover_image, hardware=hardware,
+                                 ladder=ladder)
         self._check_exists(input)
         self._check_cover(input, cover_image)
         if storyboard or thumbnails:
@@ -125,13 +132,14 @@ class Client(LadderJobs):
                                routing_reason=route(JobType.EXTRACT_AUDIO)[1], **common))
             jobs.append(self._transcribe_job(output, language, None, ("vtt", "srt", "json"), transcribe_device,
                                              parent=len(jobs) - 1, common=common))
-        return self._submit(jobs, notify)
+        return self._submit(jobs, notify, on_submit)
 
     def submit_studio(self, input: str, output: str, operations: Sequence[Mapping[str, Any]], *,
                       transcode: bool = False, renditions: Sequence[str] | None = None,
                       formats: Sequence[str] = ("hls", "mp4"), priority: int = 0,
                       metadata: Mapping[str, Any] | None = None, priority_class: str = "default",
-                      queue: str | None = None, notify_url: str | None = None) -> Job:
+                      queue: str | None = None, notify_url: str | None = None,
+                      ladder: Sequence[Rendition] | None = None, on_submit: OnSubmit | None = None) -> Job:
         """Apply studio ``operations`` (cut, intro, outro, watermark; in order) to ``input`` and publish
         ``output``/studio.mp4. ``transcode=True`` adds a transcode ladder of that file under ``output``
         as a child branch (it starts when the edit completes)."""
@@ -153,8 +161,8 @@ class Client(LadderJobs):
         jobs = [NewJob(JobType.STUDIO, q, dump(payload), routing_reason=why, **common)]
         if transcode:
             jobs += self._ladder_jobs(join_location(output, STUDIO_OUTPUT), output, renditions, formats, common,
-                                      queue=queue, parent=0, index=len(jobs))
-        return self._submit(jobs, notify)
+                                      queue=queue, parent=0, index=len(jobs), ladder=ladder)
+        return self._submit(jobs, notify, on_submit)
 
     def submit_live(self, input_url: str, output: str, renditions: Sequence[str] | None = None, *,
                     listen: bool = False, audio: bool = True, priority: int = 0,
@@ -175,7 +183,8 @@ class Client(LadderJobs):
     def submit_transcription(self, input: str, output: str, language: str | None = None, model: str | None = None,
                              formats: Sequence[str] = ("vtt", "srt", "json"), priority: int = 0,
                              metadata: Mapping[str, Any] | None = None, *, device: str = "auto",
-                             priority_class: str = "default", notify_url: str | None = None) -> Job:
+                             priority_class: str = "default", notify_url: str | None = None,
+                             on_submit: OnSubmit | None = None) -> Job:
         """Speech to subtitles: ``extract_audio`` (cpu) then ``transcribe`` — on a GPU worker when one
         is online (or ``device="gpu"``), else on cpu; the job records where it ran and why."""
         notify = self._notify(notify_url)
@@ -188,7 +197,7 @@ class Client(LadderJobs):
         q, why = route(JobType.EXTRACT_AUDIO)
         jobs = [NewJob(JobType.EXTRACT_AUDIO, q, dump(ext), routing_reason=why, **common)]
         jobs.append(self._transcribe_job(output, language, model, formats, device, parent=0, common=common))
-        return self._submit(jobs, notify)
+        return self._submit(jobs, notify, on_submit)
 
     def _transcribe_job(self, output: str, language: str | None, model: str | None, formats: Sequence[str],
                         device: str, *, parent: int, common: dict[str, Any]) -> NewJob:
@@ -286,7 +295,8 @@ class Client(LadderJobs):
 
     # ------------------------------------------------------------------ helpers
 
-    def _submit(self, jobs: builtins.list[NewJob], notify_url: str | None = None) -> Job:
+    def _submit(self, jobs: builtins.list[NewJob], notify_url: str | None = None,
+                on_submit: OnSubmit | None = None) -> Job:
         url = self.settings.database_url
         # Rows first (the source of truth, stamped as being published), then the message: one
         # transaction per submit, holding the webhook subscription too. If publishing fails the
@@ -302,6 +312,8 @@ class Client(LadderJobs):
             job = transitions.insert_jobs(session, jobs, now, publishing=publishing)
             if notify_url is not None:
                 webhooks.subscribe(session, job.id, notify_url, now)
+            if on_submit is not None:
+                on_submit(session, job)
             return job
 
         job = transaction(write, url=url)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from mediarunner.config import Settings
+from mediarunner.config.settings import Rendition
 from mediarunner.errors import MediarunnerError, ValidationError
 from mediarunner.media.cover import probe_image
 from mediarunner.media.hardware import route_hardware
@@ -35,8 +36,13 @@ class LadderJobs:
         @staticmethod
         def _validated(schema: type[Any], /, **fields: Any) -> Any: ...
 
-    def _rungs(self, renditions: Sequence[str] | None) -> builtins.list[Any]:
-        """The configured rungs named by ``renditions`` (None: all), tallest first."""
+    def _rungs(self, renditions: Sequence[str] | None, given: Sequence[Rendition] | None = None) -> builtins.list[Any]:
+        """The configured rungs named by ``renditions`` (None: all), tallest first; or the rungs ``given``."""
+        if given is not None:
+            if renditions is not None or isinstance(given, str) or not given or \
+                    not all(isinstance(r, Rendition) for r in given):
+                raise ValidationError("ladder must be a non-empty list of Rendition (and renditions unset)")
+            return list({r.name: r for r in sorted(given, key=lambda r: -r.height)}.values())
         ladder = self.settings.ladder_by_name()
         if renditions is not None:
             if isinstance(renditions, str) or not renditions:
@@ -51,11 +57,12 @@ class LadderJobs:
                      common: dict[str, Any], *, queue: str | None, parent: int | None = None,
                      index: int = 0, parts: int = 1,
                      video_codecs: Sequence[str] = ("h264",),
-                     cover_image: str | None = None, hardware: str = "none") -> builtins.list[NewJob]:
+                     cover_image: str | None = None, hardware: str = "none",
+                     ladder: Sequence[Rendition] | None = None) -> builtins.list[NewJob]:
         """The jobs of a transcode ladder: the TRANSCODE parent (child of ``parent``, placed at ``index``
         of the submitted list) and one TRANSCODE_RENDITION child per lower rung; split into
         ``parts``, one child per part of every rung (the parent prunes those a short video needs not)."""
-        rungs = self._rungs(renditions)
+        rungs = self._rungs(renditions, ladder)
         q, why = route(JobType.TRANSCODE, queue=queue, allowed=self.settings.job_queues)
         self._check_input(input)
         self._check_output(output)

@@ -282,6 +282,9 @@ class Settings(BaseSettings):
     webhook_retry_base_seconds: float = Field(default=10.0, gt=0)  # backoff doubles from this...
     webhook_retry_max_seconds: float = Field(default=3600.0, gt=0)  # ...up to this between attempts
     webhook_give_up_after_seconds: float = Field(default=24 * 3600.0, gt=0)  # then the delivery fails
+    # Esup-Pod Runner Manager API (`/esup`): Pod's tasks write under <this>/<task id> (a local directory
+    # inside output_roots that the API server also reads, to serve the results); unset: /esup is off.
+    esup_output_root: Path | None = None
 
     # --- remote (HTTP) runners (`mediarunner runner serve`; served by `mediarunner api`)
     # Jobs on these queues are offered to remote runners (add them to job_queues to submit there).

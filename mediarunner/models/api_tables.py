@@ -48,3 +48,22 @@ class WebhookDeliveryRow(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
     __table_args__ = (Index("ix_webhook_deliveries_state_next_attempt_at", "state", "next_attempt_at"),)
+
+
+class EsupTaskRow(Base):
+    """A task of Esup-Pod's Runner Manager API (``/esup``): Pod's task id for the mediarunner job
+    family it became. ``client_token`` is the Bearer key Pod sent, sent back (only) to Pod's
+    ``notify_url`` as Pod requires; never shown, logged or put in a job document."""
+
+    __tablename__ = "esup_tasks"
+
+    task_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(36), ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    task_type: Mapped[str] = mapped_column(String(16))  # encoding | transcription | studio
+    output: Mapped[str] = mapped_column(Text)  # the local directory the family writes to
+    notify_url: Mapped[str] = mapped_column(Text)
+    client_token: Mapped[str] = mapped_column(Text)
+    etab_name: Mapped[str] = mapped_column(String(200))
+    app_name: Mapped[str] = mapped_column(String(100))
+    app_version: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

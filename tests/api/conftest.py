@@ -64,7 +64,8 @@ def _api(tmp_path: Any, redis_server: RedisServer, database_url: str) -> Iterato
 
     redis_server.ping() or redis_server.start()
     redis.Redis.from_url(redis_server.url).flushdb()
-    with make_stack(tmp_path, database_url, redis_server.url, **API_ENV) as stack:
+    esup = {"MEDIARUNNER_ESUP_OUTPUT_ROOT": str(tmp_path / "outputs" / "esup")}  # /esup on (fuzzed too)
+    with make_stack(tmp_path, database_url, redis_server.url, **API_ENV, **esup) as stack:
         settings = stack.settings()
         with TestClient(create_app(settings, client=stack.client()), raise_server_exceptions=False) as http:
             yield Api(stack, http, _keys(settings))

@@ -1,0 +1,359 @@
+"""mediarunner as an Esup-Pod Runner Manager (``/esup``), driven by a client that does what Pod's
+code does (Esup-Pod ``pod/video_encode_transcript/``: ``runner_manager.py`` submits,
+``views.py`` receives ``notify_task_end`` and downloads the manifest's files checking their
+SHA-256, ``admin.py`` tests the connection, ``process_tasks.py`` polls the status; the same
+requests, headers and checks, sent with httpx where Pod uses requests), against the
+real server, real workers and ffmpeg. A small real HTTP server plays Pod's side: it serves
+``/media/`` and receives ``POST /runner/notify_task_end/`` with Pod's checks (JSON, Bearer token)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.conftest import API_ENV, _keys, serving
+from tests.support import Stack, free_port, make_clip, wait_for
+
+HEADERS_JSON = {"Accept": "application/json", "Content-Type": "application/json"}
+
+
+@dataclass
+class PodSite:
+    """Pod's web server as the Runner Manager sees it: ``/media/`` and the notify endpoint."""
+
+    media: Path
+    token: str = ""
+    notified: list[dict[str, Any]] = field(default_factory=list)
+    refused: list[int] = field(default_factory=list)
+    unavailable: list[int] = field(default_factory=list)  # answers to give first (Pod down), then its own
+
+    def start(self) -> None:
+        site = self
+
+        class Handler(SimpleHTTPRequestHandler):
+            def do_POST(self) -> None:  # views.notify_task_end, its checks in its order
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                auth_type, _, token = (self.headers.get("Authorization") or "").partition(" ")
+                if site.unavailable:
+                    code = site.unavailable.pop(0)
+                elif self.path != "/runner/notify_task_end/":
+                    code = 404
+                elif "application/json" not in (self.headers.get("Content-Type") or ""):
+                    code = 415
+                elif auth_type.lower() != "bearer" or not token.strip():
+                    code = 401
+                elif token.strip() != site.token:
+                    code = 403
+                else:
+                    code = 200
+                    site.notified.append(json.loads(body))
+                if code != 200:
+                    site.refused.append(code)
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b'{"status": "OK"}' if code == 200 else b'{"error": "refused"}')
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.media.mkdir(parents=True, exist_ok=True)
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()),
+                                          partial(Handler, directory=str(self.media.parent)))
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@dataclass
+class RunnerManager:
+    """Pod's ``RunnerManager`` row (url, token) and what Pod's code does with it."""
+
+    url: str
+    token: str
+
+    def _h(self, **extra: str) -> dict[str, str]:
+        return {**extra, "Authorization": f"Bearer {self.token}"}
+
+    def execute(self, payload: dict[str, Any]) -> httpx.Response:  # runner_manager._try_send_to_rm
+        base = self.url if self.url.endswith("/") else self.url + "/"
+        return httpx.post(base + "task/execute", content=json.dumps(payload), headers=self._h(**HEADERS_JSON),
+                          timeout=30)
+
+    def status(self, task_id: str) -> str | None:  # process_tasks._check_task_status
+        r = httpx.get(self.url + f"task/status/{task_id}", headers=self._h(Accept="application/json"), timeout=30)
+        return r.json().get("status") if r.status_code == 200 else None
+
+    def health(self, token: str | None = None) -> httpx.Response:  # admin.test_connection_view
+        return httpx.get(self.url + "manager/health", timeout=15,
+                         headers={"Accept": "application/json", "Authorization": f"Bearer {token or self.token}"})
+
+    def import_result(self, task_id: str, task_type: str, dest: Path) -> dict[str, Path]:
+        """views.download_and_import_task_result: the manifest, then each file, SHA-256 checked."""
+        r = httpx.get(self.url + f"task/result/{task_id}", headers=self._h(**HEADERS_JSON), timeout=30)
+        assert r.status_code == 200, r.text
+        files = r.json().get("files")
+        assert isinstance(files, list) and files
+        got = {}
+        for entry in files:
+            path = entry if isinstance(entry, str) else entry.get("file_path") or entry.get("path")
+            sha = None if isinstance(entry, str) else entry.get("sha256")
+            if task_type == "transcription" and not path.lower().endswith((".vtt", ".json")):
+                continue
+            norm = os.path.normpath(path)
+            assert not norm.startswith("..") and not os.path.isabs(norm), path
+            digest, target = hashlib.sha256(), dest / norm
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with httpx.stream("GET", self.url + f"task/result/{task_id}/file/{path}",
+                              headers=self._h(Accept="*/*"), timeout=60) as resp, target.open("wb") as f:
+                assert resp.status_code == 200, (path, resp.status_code)
+                for chunk in resp.iter_bytes(chunk_size=1024 * 1024):
+                    f.write(chunk)
+                    digest.update(chunk)
+            assert sha is not None and digest.hexdigest() == sha.strip().lower(), path
+            got[path] = target
+        return got
+
+
+def payload(pod: PodSite, task_type: str, source: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """runner_manager._prepare_task_data."""
+    return {"etab_name": "University name / Pod", "app_name": "Esup-Pod", "app_version": "4.2.0",
+            "task_type": task_type, "source_url": f"{pod.base_url}/media/{source}",
+            "notify_url": f"{pod.base_url}/runner/notify_task_end/", "parameters": parameters}
+
+
+RENDITIONS = {  # _build_rendition_parameters: Pod's VideoRendition rows, as a JSON string
+    "240": {"resolution": "426x240", "video_bitrate": "400k", "audio_bitrate": "64k", "encode_mp4": True},
+    "360": {"resolution": "640x360", "video_bitrate": "750k", "audio_bitrate": "96k", "encode_mp4": True},
+}
+
+
+@dataclass
+class Setup:
+    stack: Stack
+    pod: PodSite
+    rm: RunnerManager
+    keys: dict[str, str]
+
+
+@pytest.fixture
+def esup(stack: Stack) -> Iterator[Setup]:
+    env = {**API_ENV, "MEDIARUNNER_ESUP_OUTPUT_ROOT": str(stack.tmp / "outputs" / "esup")}
+    env.pop("MEDIARUNNER_WEBHOOK_SECRET")  # Pod's webhook needs no signing secret
+    pod = PodSite(stack.tmp / "pod" / "media")
+    pod.start()
+    with serving(stack, env) as (url, settings):
+        keys = _keys(settings)
+        pod.token = keys["submit"]
+        yield Setup(stack, pod, RunnerManager(url + "/esup/", keys["submit"]), keys)
+    pod.server.shutdown()
+
+
+def run_task(s: Setup, task_type: str, source: str, parameters: dict[str, Any]) -> tuple[str, dict[str, Path]]:
+    r = s.rm.execute(payload(s.pod, task_type, source, parameters))
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["status"] == "running" and len(answer["task_id"]) == 36
+    task_id = answer["task_id"]
+    wait_for(lambda: any(n["task_id"] == task_id for n in s.pod.notified), 240, what="Pod to be notified")
+    (note,) = [n for n in s.pod.notified if n["task_id"] == task_id]
+    assert note["status"] == "completed" and note["error_message"] is None, note
+    assert set(note) == {"task_id", "status", "error_message", "script_output"}
+    assert s.rm.status(task_id) == "completed"
+    return task_id, s.rm.import_result(task_id, task_type, s.stack.tmp / "pod" / "imported" / task_id)
+
+
+def clip(path: Path, seconds: float) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return make_clip(path, seconds=seconds)
+
+
+def duration(path: Path) -> float:
+    from mediarunner.media.probe import probe
+
+    return probe(path).duration
+
+
+def test_encoding_as_pod_does_it(esup: Setup) -> None:
+    clip(esup.pod.media / "videos" / "talk.mp4", 3)
+    esup.stack.worker("cpu1", "cpu")
+    esup.stack.worker("sched", "scheduler", beat=True)
+    esup.pod.unavailable = [503]  # the first notify attempt finds Pod down: retried (webhook backoff)
+    assert esup.rm.health().status_code == 200 and esup.rm.health().json()["status"] == "healthy"
+    task_id, files = run_task(esup, "encoding", "videos/talk.mp4", {
+        "rendition": json.dumps(RENDITIONS), "video_id": 12, "video_slug": "0012-talk", "video_title": "Talk"})
+    assert esup.pod.refused == [503]
+    info = json.loads(files["info_video.json"].read_text())
+    assert info["has_stream_video"] is True and info["has_stream_thumbnail"] is False
+    assert abs(info["duration"] - 3) < 0.5 and info["video_id"] == "12"
+    videos = {v["filename"]: v for v in info["encode_video"]}
+    assert set(videos) == {"360p.mp4", "240p.mp4"}  # Pod maps "360..." to its 360p encoding choice
+    assert {v["rendition"] for v in videos.values()} == {"640x360", "426x240"}
+    assert all(v["encoding_format"] == "video/mp4" for v in videos.values())
+    for name in videos:  # what Pod's import_mp4 opens
+        assert abs(duration(files[name]) - 3) < 0.5
+    # a path outside the task's directory is not served
+    bad = httpx.get(esup.rm.url + f"task/result/{task_id}/file/../../x", headers=esup.rm._h(), timeout=10)
+    assert bad.status_code == 404
+
+
+def test_studio_mediapackage_with_cut(esup: Setup) -> None:
+    clip(esup.pod.media / "studio" / "presenter.mp4", 4)
+    (esup.pod.media / "studio" / "mediapackage.xml").write_text(
+        '<?xml version="1.0" encoding="UTF-8"?><mediapackage xmlns="http://mediapackage.opencastproject.org">'
+        f'<media><track type="presenter/source" id="t1"><url>{esup.pod.base_url}/media/studio/presenter.mp4</url>'
+        '</track></media></mediapackage>')
+    esup.stack.worker("cpu1", "cpu")
+    esup.stack.worker("sched", "scheduler", beat=True)
+    _, files = run_task(esup, "studio", "studio/mediapackage.xml", {
+        "rendition": json.dumps({"240": RENDITIONS["240"]}),
+        "cut": json.dumps({"start": "00:00:01", "end": "00:00:03", "initial_duration": "00:00:04"})})
+    assert not esup.pod.refused  # JSON, and the Bearer key Pod stores as the Runner Manager's token
+    assert abs(duration(files["studio_base.mp4"]) - 2) < 0.5  # what Pod turns into a video
+    assert "studio.mp4" not in files  # listed once, under Pod's name
+    info = json.loads(files["info_video.json"].read_text())
+    assert [v["rendition"] for v in info["encode_video"]] == ["426x240"]
+
+
+def test_refusals_are_problems(esup: Setup) -> None:
+    clip(esup.pod.media / "v.mp4", 1)
+    good = payload(esup.pod, "encoding", "v.mp4", {})
+    for token in ("nope", esup.keys["read"]):
+        r = RunnerManager(esup.rm.url, token).execute(good)
+        assert r.status_code in (401, 403) and r.headers["content-type"] == "application/problem+json"
+    assert esup.rm.health("nope").status_code == 401  # Pod's "Test connection": "check the bearer token"
+    missing = {k: v for k, v in good.items() if k != "source_url"}
+    for bad in ({**good, "task_type": "live"}, {**good, "notify_url": "http://10.1.2.3/runner/notify_task_end/"},
+                {**good, "parameters": {"rendition": "{not json"}}, missing):
+        r = esup.rm.execute(bad)
+        assert r.status_code in (400, 422), r.text
+        assert r.headers["content-type"] == "application/problem+json"
+    r = esup.rm.execute(good)  # no worker: it waits
+    task_id = r.json()["task_id"]
+    assert esup.rm.status(task_id) == "pending"
+    early = httpx.get(esup.rm.url + f"task/result/{task_id}", headers=esup.rm._h(), timeout=10)
+    assert early.status_code == 425
+    assert esup.rm.status("0" * 36) is None
+    shown = httpx.get(esup.rm.url + f"task/status/{task_id}", headers=esup.rm._h(), timeout=10)
+    job_id = shown.json()["job_id"]
+    job = httpx.get(esup.rm.url.replace("/esup/", f"/v1/jobs/{job_id}"), timeout=10,
+                       headers={"Authorization": f"Bearer {esup.keys['rw']}"})
+    assert job.status_code == 200 and job.json()["meta"]["esup"]["etab_name"] == "University name / Pod"
+    assert all(esup.rm.token not in text for text in (shown.text, job.text))  # Pod's key is never shown
+
+
+def test_transcription_as_pod_does_it(esup: Setup) -> None:
+    from tests.transcribe.conftest import SPEECH_TEXT
+
+    wav, mp4 = esup.stack.tmp / "speech.wav", esup.pod.media / "videos" / "speech.mp4"
+    mp4.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), SPEECH_TEXT], check=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=blue:s=128x72:r=10", "-i", str(wav),
+                    "-shortest", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(mp4)], check=True)
+    esup.stack.inproc_worker("cpu1", queues="cpu")
+    esup.stack.worker("sched", "scheduler", beat=True)
+    _, files = run_task(esup, "transcription", "videos/speech.mp4", {  # _prepare_transcription_parameters
+        "language": "en", "source_language": "auto", "duration": 6.0, "normalize": False, "video_id": 5})
+    assert not esup.pod.refused
+    assert set(files) == {"transcript.vtt", "transcript.json"}  # what Pod keeps of a transcription
+    vtt = files["transcript.vtt"].read_text()
+    assert vtt.startswith("WEBVTT") and "-->" in vtt
+
+
+def test_pod_parameters_become_rungs_and_operations() -> None:
+    from mediarunner.api import esup_tasks
+    from mediarunner.errors import ValidationError
+
+    rungs, resolutions = esup_tasks.ladder({"rendition": json.dumps({
+        **RENDITIONS, "1080": {"resolution": "1920x1080", "video_bitrate": "3M", "audio_bitrate": "192k",
+                               "encode_mp4": False}})})
+    assert rungs is not None
+    assert [(r.name, r.height, r.video_bitrate_k, r.audio_bitrate_k) for r in rungs] == [
+        ("240p", 240, 400, 64), ("360p", 360, 750, 96), ("1080p", 1080, 3000, 192)]
+    assert resolutions == {"240p": "426x240", "360p": "640x360", "1080p": "1920x1080"}
+    assert esup_tasks.ladder({}) == (None, {})
+    ops = esup_tasks.operations({
+        "cut": json.dumps({"start": "00:00:07", "end": "00:01:17.5", "initial_duration": "00:01:00"}),
+        "dressing": json.dumps({"watermark": "https://pod.example/media/wm.png", "watermark_position": "haut gauche",
+                                "opening_credits_video": "https://pod.example/media/open.mp4"})})
+    assert ops == [{"op": "cut", "start": 7.0, "end": 60.0},
+                   {"op": "watermark", "image_url": "https://pod.example/media/wm.png", "position": "top-left",
+                    "scale": 0.15},
+                   {"op": "intro", "url": "https://pod.example/media/open.mp4"}]
+    assert esup_tasks.transcription_language({"language": "fr", "source_language": "auto"}) == "fr"
+    assert esup_tasks.transcription_language({"language": "", "source_language": "auto"}) is None
+    for bad in ({"rendition": json.dumps({"360": {"resolution": "big"}})}, {"rendition": "[1]"},
+                {"cut": json.dumps({"start": "soon", "end": "later"})}):
+        with pytest.raises(ValidationError):
+            esup_tasks.ladder(bad) if "rendition" in bad else esup_tasks.operations(bad)
+
+
+def test_mediapackage_tracks_and_hostile_xml() -> None:
+    from mediarunner.api.esup_tasks import _track_url
+    from mediarunner.errors import ValidationError
+
+    two = (b'<mediapackage xmlns="http://mediapackage.opencastproject.org"><media>'
+           b'<track type="presentation/source"><url>https://pod/slides.mp4</url></track>'
+           b'<track type="presenter/source"><url>https://pod/cam.mp4</url></track></media></mediapackage>')
+    assert _track_url(two) == "https://pod/cam.mp4"
+    assert _track_url(two.replace(b"presenter/source", b"other/source")) == "https://pod/slides.mp4"
+    for bad in (b'<!DOCTYPE x [<!ENTITY a "aaaa">]><mediapackage>&a;</mediapackage>', b"<mediapackage>",
+                b"<mediapackage><media/></mediapackage>"):
+        with pytest.raises(ValidationError):
+            _track_url(bad)
+
+
+def test_notify_of_a_cancelled_task_is_sent_once_even_if_pod_answers_late(api: Any) -> None:
+    """Pod imports the result inside its notify handler: an answer later than the webhook timeout
+    is not a reason to send it again. A cancelled family is ``failed`` for Pod."""
+    import time
+
+    from mediarunner.models.base import utcnow
+    from mediarunner.scheduler import webhooks
+
+    got: list[tuple[dict[str, str], bytes]] = []
+
+    class Slow(SimpleHTTPRequestHandler):
+        def do_POST(self) -> None:
+            got.append((dict(self.headers.items()), self.rfile.read(int(self.headers["Content-Length"]))))
+            time.sleep(1.5)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", free_port()), Slow)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{srv.server_address[1]}"
+        r = api.http.post("/esup/task/execute", headers=api.h("submit"), json={
+            "etab_name": "U", "app_name": "Esup-Pod", "task_type": "encoding", "source_url": f"{base}/media/v.mp4",
+            "notify_url": f"{base}/runner/notify_task_end/", "parameters": {}})
+        assert r.status_code == 200, r.text
+        assert api.http.post(f"/v1/jobs/{r.json()['job_id']}/cancel", headers=api.h()).status_code == 200
+        settings = api.stack.settings().model_copy(update={"webhook_timeout_seconds": 0.5})
+        assert webhooks.enqueue_finished(settings, utcnow()) == 1
+        assert list(webhooks.deliver_due(settings, utcnow()).values()) == ["delivered"]
+        assert webhooks.deliver_due(settings, utcnow() + timedelta(hours=1)) == {}
+    finally:
+        srv.shutdown()
+    ((headers, body),) = got
+    assert headers["Authorization"] == f"Bearer {api.keys['submit']}" and "Mediarunner-Signature" not in headers
+    assert json.loads(body) == {"task_id": r.json()["task_id"], "status": "failed", "error_message": "cancelled",
+                                "script_output": f"mediarunner job {r.json()['job_id']}: failed"}
