@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
+from mediarunner.api.runner_limits import charge
 from mediarunner.api.runner_protocol import JobToken, Runner, attempt_of, attempt_scratch, settings_of, tx
 from mediarunner.models.locations import Direction
 from mediarunner.models.queries import get_job
@@ -122,15 +123,31 @@ async def upload_chunk(job_id: str, upload_id: str, path: str, runner: Runner, j
     size = dst.stat().st_size if dst.is_file() else 0
     if offset != size:
         raise HTTPException(409, f"the upload has {size} bytes: send from offset {size}")
-    limit = settings_of(request).runner_max_upload_bytes
+    settings = settings_of(request)
+    limit, start = settings.runner_max_upload_bytes, size
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with dst.open("ab") as f:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise HTTPException(413, f"a result file may be at most {limit} bytes")
-            f.write(chunk)
+    try:
+        with dst.open("ab") as f:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPException(413, f"a result file may be at most {limit} bytes (RUNNER_MAX_UPLOAD_BYTES)")
+                f.write(chunk)
+    finally:  # what arrived counts toward the attempt's total, even from a dropped connection
+        _charge(request, job_id, attempt, dst, start, size)
     return {"size": size}
+
+
+def _charge(request: Request, job_id: str, attempt: int, dst: Path, start: int, size: int) -> None:
+    """Count the bytes a chunk added to the attempt's total; beyond RUNNER_MAX_JOB_UPLOAD_BYTES the
+    chunk is cut off again (the file back at ``start``) and refused."""
+    written = max(0, min(size, dst.stat().st_size if dst.is_file() else 0) - start)
+    limit = settings_of(request).runner_max_job_upload_bytes
+    if written and charge(_scratch(request, job_id, attempt, "remote-uploads"), written, limit) is None:
+        with dst.open("r+b") as f:
+            f.truncate(start)
+        raise HTTPException(413, f"the results of one job may be at most {limit} bytes in all "
+                                 "(RUNNER_MAX_JOB_UPLOAD_BYTES)")
 
 
 class Publish(BaseModel):

@@ -4,6 +4,7 @@ the HTTP API, with its job token. Handlers run unchanged on top of it."""
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from mediarunner.errors import StaleAttemptError, TransientError
 from mediarunner.models.enums import JobState, Stage
 from mediarunner.models.locations import Direction, parse_location
 from mediarunner.models.schemas import Job
-from mediarunner.runner.api import JOB_TOKEN, CutOff, RunnerApi, check
+from mediarunner.runner.api import JOB_TOKEN, CutOff, RunnerApi, check, retry_after
 from mediarunner.storage.layout import DEFAULT_LAST, Published, safe_name, tree_files
 from mediarunner.storage.transfer import Report
 
@@ -91,6 +92,8 @@ class ApiStore:
                         return dst
                     if r.status_code >= 300:
                         r.read()
+                        if r.status_code == 429:  # the rate limit of this runner token: wait, then go on
+                            time.sleep(retry_after(r))
                         check(r)
                     total = have + int(r.headers.get("content-length", 0))
                     with dst.open("ab" if r.status_code == 206 else "wb") as f:
