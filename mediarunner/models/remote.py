@@ -100,9 +100,19 @@ def authenticate(session: Session, runner_token: str, now: datetime) -> RemoteRu
 
 
 def accepting(session: Session, runner: RemoteRunner) -> bool:
-    """False while an operator keeps the runner in maintenance or disabled (it takes no new jobs)."""
-    status = session.scalar(select(RunnerRow.status).where(RunnerRow.hostname == runner.hostname))
-    return status in (None, RunnerStatus.ENABLED)
+    """False while an operator keeps the runner in maintenance or disabled, or while it runs as
+    many jobs as the operator's concurrency for it (``runners set-concurrency``): it takes no new jobs."""
+    row = session.execute(select(RunnerRow.status, RunnerRow.desired_concurrency)
+                          .where(RunnerRow.hostname == runner.hostname)).first()
+    if row is None:
+        return True
+    if row[0] != RunnerStatus.ENABLED:
+        return False
+    if row[1] is None:
+        return True
+    running = session.scalar(select(func.count()).select_from(JobRow).where(
+        JobRow.worker_instance == runner.id, JobRow.state == JobState.RUNNING)) or 0
+    return running < row[1]
 
 
 def advertise(session: Session, runner: RemoteRunner, capabilities: Mapping[str, Any], concurrency: int,

@@ -205,3 +205,19 @@ def test_upload_sizes_are_limited_per_file_and_per_job(stack: Stack) -> None:
             assert http.get("/uploads/upload0002/c.bin").json() == {"size": 0}  # cut off again
             assert http.put("/uploads/upload0002/c.bin", params={"offset": 0}, content=b"c" * 100).json() == {
                 "size": 100}  # what is left of the job's allowance still goes
+
+
+def test_operator_concurrency_caps_what_a_runner_is_offered(remote: Remote) -> None:
+    from mediarunner.fleet import FleetService
+
+    runner = register(remote, "capped")
+    fleet = FleetService(remote.stack.settings())
+    fleet.reply_timeout = 0.2  # no Celery worker answers the pool resize: a remote runner reads it from its row
+    fleet.set_concurrency(runner["hostname"], 1)
+    client = remote.stack.client()
+    first, second = client.submit_noop(duration=30, queue=remote.queue), client.submit_noop(queue=remote.queue)
+    with httpx.Client(base_url=f"{remote.url}/v1/runner", timeout=30) as http:
+        token = http.post(f"/jobs/{first.id}/accept", json={"attempt": 1}, headers=h(runner)).json()["job_token"]
+        assert _offered(http, runner, concurrency=4) == []  # running 1 of the operator's 1
+        assert http.post(f"/jobs/{first.id}/abort", json={}, headers=h(runner, token)).status_code == 200
+        assert set(_offered(http, runner)) == {first.id, second.id}
