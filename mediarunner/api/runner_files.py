@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
@@ -25,6 +25,7 @@ from mediarunner.models.queries import get_job
 from mediarunner.models.remote import RemoteRunner
 from mediarunner.storage.layout import tree_files
 from mediarunner.storage.local import file_sha256
+from mediarunner.storage.remote import RemoteStore
 from mediarunner.storage.store import DEFAULT_LAST, Store, open_store
 
 router = APIRouter(prefix="/v1/runner/jobs/{job_id}", tags=["remote runners"])
@@ -75,10 +76,16 @@ def _file_response(path: Path, copied_under: Path) -> FileResponse:
     return FileResponse(path, media_type="application/octet-stream", background=cleanup)
 
 
-@router.get("/input", summary="Download an input of the job (HTTP ranges: resumable)", response_model=None)
+@router.get("/input", summary="Download an input of the job (HTTP ranges: resumable), or a redirect to a "
+                           "short-lived presigned URL (S3, with RUNNER_PRESIGN_SECONDS)", response_model=None)
 def download_input(job_id: str, runner: Runner, job_token: JobToken, request: Request,
-                   location: str = Location) -> FileResponse:
+                   location: str = Location) -> FileResponse | RedirectResponse:
     attempt, store = job_store(request, runner, job_id, job_token, location, "input", finished_ok=False)
+    seconds = settings_of(request).runner_presign_seconds
+    if seconds > 0 and isinstance(store, RemoteStore):
+        url = store.presign(seconds)
+        if url is not None:  # the runner reads the object store directly: no bytes through the API
+            return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
     scratch = _scratch(request, job_id, attempt, "remote-inputs") / hashlib.sha256(location.encode()).hexdigest()[:16]
     return _file_response(store.stage_in(scratch), scratch)
 

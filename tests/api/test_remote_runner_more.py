@@ -12,7 +12,7 @@ import pytest
 
 from mediarunner.speech import wer
 from tests.api.remote_support import Remote, h, open_remote, register
-from tests.support import Stack, wait_for
+from tests.support import Stack, make_clip, wait_for
 from tests.transcribe.conftest import SPEECH_TEXT, WER_BOUND
 
 
@@ -221,3 +221,45 @@ def test_operator_concurrency_caps_what_a_runner_is_offered(remote: Remote) -> N
         assert _offered(http, runner, concurrency=4) == []  # running 1 of the operator's 1
         assert http.post(f"/jobs/{first.id}/abort", json={}, headers=h(runner, token)).status_code == 200
         assert set(_offered(http, runner)) == {first.id, second.id}
+
+
+def test_s3_inputs_come_from_a_presigned_url_not_through_the_api(stack: Stack) -> None:
+    """With RUNNER_PRESIGN_SECONDS the input call answers a redirect to a short-lived presigned URL of
+    the object (moto S3 server): the runner reads it directly, without any of its tokens; the API
+    stages nothing. A real runner process transcodes such an input."""
+    from tests.storage.servers import moto_server
+    from tests.test_storage_e2e import s3_remote
+
+    with moto_server() as endpoint:
+        s3 = s3_remote(endpoint)
+        clip = make_clip(stack.tmp / "in.mp4", seconds=1)
+        s3.client.upload_file(str(clip), s3.bucket, "in/talk.mp4")
+        source = f"{s3.prefix}/in/talk.mp4"
+        with open_remote(stack, MEDIARUNNER_RUNNER_PRESIGN_SECONDS="120", **s3.env) as remote:
+            runner = register(remote, "direct")
+            out = stack.tmp / "outputs" / "s3in"
+            probe = stack.client().submit_transcode(source, str(stack.tmp / "outputs" / "probe"), ["240p"],
+                                                    queue=remote.queue)
+            with httpx.Client(base_url=f"{remote.url}/v1/runner/jobs/{probe.id}", timeout=30) as http:
+                token = http.post("/accept", json={"attempt": 1}, headers=h(runner)).json()["job_token"]
+                moved = http.get("/input", params={"location": source}, headers=h(runner, token))
+                assert moved.status_code == 307 and moved.headers["cache-control"] == "no-store"
+                url = moved.headers["location"]
+                assert url.startswith(f"{endpoint}/{s3.bucket}/in/talk.mp4?") and "Expires=" in url, url
+                assert httpx.get(url).content == clip.read_bytes()  # no credentials, no tokens
+                assert httpx.get(url, headers={"Range": "bytes=10-"}).content == clip.read_bytes()[10:]
+                assert http.post("/abort", json={}, headers=h(runner, token)).status_code == 200
+            job = stack.client().submit_transcode(source, str(out), ["240p"], queue=remote.queue)
+            assert remote.cli("register", "--url", remote.url, "--registration-token", remote.token,
+                              "--name", "s3box").returncode == 0
+            proc = remote.serve("--name", "s3box")
+            try:
+                done = wait_for(lambda: (j := stack.client().get(job.id)).done and j, 120,
+                                what="the transcode of an S3 input on the runner")
+            finally:
+                proc.terminate()
+                proc.wait(30)
+        assert [j.state for j in done.family] == ["completed"] * len(done.family), (
+            [(j.type, j.state, j.error) for j in done.family], remote.log())
+        assert (out / "240p.mp4").is_file() and (out / "master.m3u8").is_file()
+        assert not (stack.tmp / "scratch" / "remote-inputs").exists()  # the API staged no input of either job
