@@ -157,12 +157,14 @@ def cut_off(session: Session, runner_ids: Collection[str], now: datetime, reason
     ids = list(runner_ids)
     if not ids:
         return []
-    rows = session.scalars(select(RemoteRunnerRow).where(RemoteRunnerRow.id.in_(ids))).all()
-    for r in rows:
-        runners.unregister(session, _info(r).hostname, now, reason)
+    # remote_runners before runners: the lock order of a runner's own calls (authenticate), so a
+    # cut-off never deadlocks with them
     session.execute(update(RemoteRunnerRow)
                     .where(RemoteRunnerRow.id.in_(ids), RemoteRunnerRow.unregistered_at.is_(None))
                     .values(unregistered_at=now).execution_options(synchronize_session=False))
+    rows = session.scalars(select(RemoteRunnerRow).where(RemoteRunnerRow.id.in_(ids))).all()
+    for r in rows:
+        runners.unregister(session, _info(r).hostname, now, reason)
     running = session.execute(select(JobRow.id, JobRow.attempt).where(
         JobRow.worker_instance.in_(ids), JobRow.state == JobState.RUNNING)).all()
     return [job_id for job_id, attempt in running
