@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from mediarunner.models import runners, tokens, transitions
 from mediarunner.models.balancing import STAMP_CLAIMER, Balance, preferred
-from mediarunner.models.capabilities import Skills, can_run, needs_of
+from mediarunner.models.capabilities import Needs, Skills, runner_can_run
 from mediarunner.models.enums import JobState, JobType, RunnerStatus
 from mediarunner.models.remote_tables import JobTokenRow, RemoteRunnerRow
 from mediarunner.models.statements import JOBS
@@ -123,26 +123,27 @@ def advertise(session: Session, runner: RemoteRunner, capabilities: Mapping[str,
                       capabilities={**capabilities, "remote": True})
 
 
-def skills_of(session: Session, runner: RemoteRunner) -> Skills:
-    """What the runner advertised (nothing yet: only jobs that need nothing special)."""
-    return Skills.from_tokens(session.scalar(select(RunnerRow.skills).where(RunnerRow.hostname == runner.hostname)))
+def _skills(runner: RemoteRunner) -> Any:
+    """SQL: the runner's advertised skills (``|gpu|model:...|enc:...|``; ``||``: nothing yet)."""
+    return func.coalesce(select(RunnerRow.skills).where(RunnerRow.hostname == runner.hostname)
+                         .scalar_subquery(), literal("||"))
 
 
 def lacks(session: Session, runner: RemoteRunner, job_id: str, now: datetime,
           balance: Balance | None = None) -> str | None:
     """Why ``runner`` may not accept the job (None: it may): a need it does not meet, or (with
-    ``balance``) a better runner that should take it first (``models.balancing``)."""
-    row = session.get(JobRow, job_id)
+    ``balance``) a better runner that should take it first (``models.balancing``). One read."""
+    guard = preferred(balance, JOBS) if balance is not None else literal(True)
+    row = session.execute(select(JobRow.need_gpu, JobRow.need_model, JobRow.need_encoder, _skills(runner),
+                                 guard).where(JobRow.id == job_id),
+                          {"worker_": runner.hostname, **(balance.params(now) if balance else {})}).first()
     if row is None:
         return None  # the claim itself says the job is not pending
-    missing = skills_of(session, runner).missing(needs_of(row))
+    missing = Skills.from_tokens(row[3]).missing(Needs(gpu=bool(row[0]), model=row[1], encoder=row[2]))
     if missing is not None:
         return f"this runner lacks {missing}"
-    if balance is not None:
-        ok = session.execute(select(JobRow.id).where(JobRow.id == job_id, preferred(balance, JOBS)),
-                             {"worker_": runner.hostname, **balance.params(now)}).first()
-        if ok is None:
-            return "another runner is preferred for it (runner priority and balancing)"
+    if not row[4]:
+        return "another runner is preferred for it (runner priority and balancing)"
     return None
 
 
@@ -197,11 +198,11 @@ def offers(session: Session, runner: RemoteRunner, queues: Collection[str], type
         if classes else literal(0)
     stmt = (select(JobRow.id, JobRow.attempt, JobRow.type)
             .where(JobRow.state == JobState.PENDING, JobRow.queue.in_(list(queues)),
-                   or_(JobRow.run_after.is_(None), JobRow.run_after <= now), can_run())
+                   or_(JobRow.run_after.is_(None), JobRow.run_after <= now), runner_can_run(_skills(runner), JOBS))
             .order_by(class_rank, JobRow.priority.desc(), JobRow.created_at, JobRow.id).limit(limit))
     if types:
         stmt = stmt.where(JobRow.type.in_(list(types)))
-    params: dict[str, Any] = {"worker_": runner.hostname, **skills_of(session, runner).params()}
+    params: dict[str, Any] = {"worker_": runner.hostname}
     if balance is not None:
         stmt, params = stmt.where(preferred(balance, JOBS)), {**params, **balance.params(now)}
     return [(r[0], r[1], r[2]) for r in session.execute(stmt, params)]
