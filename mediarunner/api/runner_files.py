@@ -14,16 +14,18 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
+from mediarunner.api.runner_limits import charge
 from mediarunner.api.runner_protocol import JobToken, Runner, attempt_of, attempt_scratch, settings_of, tx
 from mediarunner.models.locations import Direction
 from mediarunner.models.queries import get_job
 from mediarunner.models.remote import RemoteRunner
 from mediarunner.storage.layout import tree_files
 from mediarunner.storage.local import file_sha256
+from mediarunner.storage.remote import RemoteStore
 from mediarunner.storage.store import DEFAULT_LAST, Store, open_store
 
 router = APIRouter(prefix="/v1/runner/jobs/{job_id}", tags=["remote runners"])
@@ -74,10 +76,16 @@ def _file_response(path: Path, copied_under: Path) -> FileResponse:
     return FileResponse(path, media_type="application/octet-stream", background=cleanup)
 
 
-@router.get("/input", summary="Download an input of the job (HTTP ranges: resumable)", response_model=None)
+@router.get("/input", summary="Download an input of the job (HTTP ranges: resumable), or a redirect to a "
+                           "short-lived presigned URL (S3, with RUNNER_PRESIGN_SECONDS)", response_model=None)
 def download_input(job_id: str, runner: Runner, job_token: JobToken, request: Request,
-                   location: str = Location) -> FileResponse:
+                   location: str = Location) -> FileResponse | RedirectResponse:
     attempt, store = job_store(request, runner, job_id, job_token, location, "input", finished_ok=False)
+    seconds = settings_of(request).runner_presign_seconds
+    if seconds > 0 and isinstance(store, RemoteStore):
+        url = store.presign(seconds)
+        if url is not None:  # the runner reads the object store directly: no bytes through the API
+            return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
     scratch = _scratch(request, job_id, attempt, "remote-inputs") / hashlib.sha256(location.encode()).hexdigest()[:16]
     return _file_response(store.stage_in(scratch), scratch)
 
@@ -122,15 +130,31 @@ async def upload_chunk(job_id: str, upload_id: str, path: str, runner: Runner, j
     size = dst.stat().st_size if dst.is_file() else 0
     if offset != size:
         raise HTTPException(409, f"the upload has {size} bytes: send from offset {size}")
-    limit = settings_of(request).runner_max_upload_bytes
+    settings = settings_of(request)
+    limit, start = settings.runner_max_upload_bytes, size
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with dst.open("ab") as f:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise HTTPException(413, f"a result file may be at most {limit} bytes")
-            f.write(chunk)
+    try:
+        with dst.open("ab") as f:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPException(413, f"a result file may be at most {limit} bytes (RUNNER_MAX_UPLOAD_BYTES)")
+                f.write(chunk)
+    finally:  # what arrived counts toward the attempt's total, even from a dropped connection
+        _charge(request, job_id, attempt, dst, start, size)
     return {"size": size}
+
+
+def _charge(request: Request, job_id: str, attempt: int, dst: Path, start: int, size: int) -> None:
+    """Count the bytes a chunk added to the attempt's total; beyond RUNNER_MAX_JOB_UPLOAD_BYTES the
+    chunk is cut off again (the file back at ``start``) and refused."""
+    written = max(0, min(size, dst.stat().st_size if dst.is_file() else 0) - start)
+    limit = settings_of(request).runner_max_job_upload_bytes
+    if written and charge(_scratch(request, job_id, attempt, "remote-uploads"), written, limit) is None:
+        with dst.open("r+b") as f:
+            f.truncate(start)
+        raise HTTPException(413, f"the results of one job may be at most {limit} bytes in all "
+                                 "(RUNNER_MAX_JOB_UPLOAD_BYTES)")
 
 
 class Publish(BaseModel):

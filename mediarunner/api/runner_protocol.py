@@ -28,17 +28,20 @@ from sqlalchemy.orm import Session
 
 from mediarunner.api.auth import CHALLENGE, bearer
 from mediarunner.api.jobs import checked_id
+from mediarunner.api.runner_limits import RateLimiter, retry_after
+from mediarunner.api.runner_schemas import Capabilities
 from mediarunner.api.runner_watch import watch_of
 from mediarunner.config import Settings
 from mediarunner.errors import PermanentError, TransientError
 from mediarunner.models import remote, runners, transitions
+from mediarunner.models.balancing import Balance
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState, JobType, Stage
 from mediarunner.models.queries import get_job, load_job
 from mediarunner.models.retry import RetryPolicy, decide
 from mediarunner.models.schemas import Job
-from mediarunner.models.tables import JobRow
+from mediarunner.models.tables import JobRow, RunnerRow
 
 router = APIRouter(prefix="/v1/runner", tags=["remote runners"])
 T = TypeVar("T")
@@ -62,7 +65,21 @@ def runner_auth(request: Request,
     if runner is None:
         raise HTTPException(401, "this runner is not registered (unknown runner token, unregistered, or its "
                                  "registration token was revoked)", headers=CHALLENGE)
+    wait = limiter_of(request).take(runner.id, time.monotonic())
+    if wait > 0:
+        raise HTTPException(429, f"too many requests from this runner (RUNNER_RATE_PER_SECOND "
+                                 f"{settings_of(request).runner_rate_per_second:g}): retry in {wait:.2f} s",
+                            headers={"Retry-After": retry_after(wait)})
     return runner
+
+
+def limiter_of(request: Request) -> RateLimiter:
+    limiter = getattr(request.app.state, "runner_limiter", None)
+    if limiter is None:
+        settings = settings_of(request)
+        limiter = request.app.state.runner_limiter = RateLimiter(settings.runner_rate_per_second,
+                                                                 settings.runner_rate_burst)
+    return limiter
 
 
 Runner = Annotated[remote.RemoteRunner, Depends(runner_auth)]
@@ -96,15 +113,21 @@ def drop_uploads(settings: Settings, job_id: str, attempt: int) -> None:
 
 # --------------------------------------------------------------------------- registration
 
+Concurrency = Field(default=None, ge=1, le=256)
+
+
 class Registration(BaseModel):
     registration_token: str = Field(min_length=8, max_length=200)
     name: str = Field(pattern=remote.NAME.pattern)
+    capabilities: Capabilities | None = None  # what it can run (encoders, GPUs, Whisper models)
+    concurrency: int | None = Concurrency
 
 
 @router.post("/register", status_code=201, summary="Exchange a registration token for a runner token")
 def register(body: Registration, request: Request) -> dict[str, Any]:
+    caps = body.capabilities.stored() if body.capabilities else None
     got = tx(request, lambda s: remote.register(s, body.registration_token, body.name, utcnow(),
-                                                settings_of(request).remote_queues))
+                                                settings_of(request).remote_queues, caps, body.concurrency or 1))
     if got is None:
         raise HTTPException(401, "unknown or revoked registration token", headers=CHALLENGE)
     runner, secret = got
@@ -113,8 +136,12 @@ def register(body: Registration, request: Request) -> dict[str, Any]:
 
 
 def limits(settings: Settings) -> dict[str, Any]:
-    """What a runner must know of the server: the largest upload chunk, the remote queues."""
-    return {"max_chunk_bytes": max(1024, settings.api_max_body_bytes - 1024), "queues": settings.remote_queues}
+    """What a runner must know of the server: the largest upload chunk, the remote queues, the
+    limits of its token."""
+    return {"max_chunk_bytes": max(1024, settings.api_max_body_bytes - 1024), "queues": settings.remote_queues,
+            "max_upload_bytes": settings.runner_max_upload_bytes,
+            "max_job_upload_bytes": settings.runner_max_job_upload_bytes,
+            "rate_per_second": settings.runner_rate_per_second, "rate_burst": settings.runner_rate_burst}
 
 
 @router.post("/unregister", summary="Unregister this runner (its running jobs go back to pending)")
@@ -134,6 +161,9 @@ class JobRequest(BaseModel):
     job_types: list[JobType] = Field(default_factory=list, max_length=20)  # empty: any
     queues: list[str] = Field(default_factory=list, max_length=20)  # empty: every remote queue
     timeout: float = Field(default=20.0, ge=0, le=60)
+    # Sent when they change (a runner sends them with its first request): routing reads them.
+    capabilities: Capabilities | None = None
+    concurrency: int | None = Concurrency
 
 
 @router.post("/jobs/request", summary="Pending jobs this runner may accept (a long poll)")
@@ -143,18 +173,35 @@ async def request_jobs(body: JobRequest, runner: Runner, request: Request) -> di
     queues = [q for q in body.queues if q in allowed] if body.queues else allowed
     if body.queues and not queues:
         raise HTTPException(422, f"remote runners take jobs from the queues {', '.join(allowed)} only")
+    if body.capabilities is not None or body.concurrency is not None:
+        await run_in_threadpool(tx, request, lambda s: _advertise(s, runner, body))
     deadline = time.monotonic() + min(body.timeout, settings.runner_poll_max_seconds)
-    watch = watch_of(request)
+    watch, balance = watch_of(request), Balance.from_settings(settings)
     while True:
         version = watch.version
         found = await run_in_threadpool(tx, request, lambda s: remote.offers(
-            s, queues, body.job_types, utcnow(), classes=settings.priority_classes)
+            s, runner, queues, body.job_types, utcnow(), classes=settings.priority_classes, balance=balance)
             if remote.accepting(s, runner) else [])
         left = deadline - time.monotonic()
         if found or left <= 0 or await request.is_disconnected():
             break
         await watch.wait(version, min(left, 1.0))  # at least once a second: a runner that hung up
     return {"jobs": [{"id": i, "attempt": a, "type": t.value} for i, a, t in found]}
+
+
+def _advertise(s: Session, runner: remote.RemoteRunner, body: JobRequest) -> None:
+    caps = body.capabilities.stored() if body.capabilities is not None else None
+    if caps is None:  # concurrency only: keep what it advertised
+        caps = runners_capabilities(s, runner.hostname)
+    remote.advertise(s, runner, caps, body.concurrency or runners_concurrency(s, runner.hostname), utcnow())
+
+
+def runners_capabilities(s: Session, hostname: str) -> dict[str, Any]:
+    return dict(s.scalar(select(RunnerRow.capabilities).where(RunnerRow.hostname == hostname)) or {})
+
+
+def runners_concurrency(s: Session, hostname: str) -> int:
+    return int(s.scalar(select(RunnerRow.concurrency).where(RunnerRow.hostname == hostname)) or 1)
 
 
 class Accept(BaseModel):
@@ -165,15 +212,24 @@ class Accept(BaseModel):
 def accept(job_id: str, body: Accept, runner: Runner, request: Request) -> dict[str, Any]:
     checked_id(job_id)
 
-    def claim(s: Session) -> tuple[Job, Job | None, str] | None:
+    balance = Balance.from_settings(settings_of(request))
+
+    def claim(s: Session) -> tuple[Job, Job | None, str] | str | None:
         now = utcnow()
+        why = remote.lacks(s, runner, job_id, now, balance)
+        if why is not None:
+            return why
         job = transitions.runner_accept(s, job_id, body.attempt, runner.hostname, runner.id, now)
         if job is None:
             return None
+        if balance.method == "round_robin":
+            remote.stamp_claim(s, runner, now)
         token = remote.issue_job_token(s, runner, job.id, job.attempt, now)
         return job, load_job(s, job.parent_id) if job.parent_id else None, token
 
     got = tx(request, claim)
+    if isinstance(got, str):
+        raise HTTPException(409, f"job {job_id[:40]!r} is not for this runner: {got}")
     if got is None:
         raise HTTPException(409, f"job {job_id[:40]!r} attempt {body.attempt} is not pending (taken, cancelled, "
                                  "superseded or not due)")

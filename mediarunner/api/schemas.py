@@ -9,7 +9,7 @@ nesting are refused before anything reaches the database.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -65,7 +65,8 @@ class Submission(BaseModel):
         return self.model_dump()
 
 
-Queue = Literal["cpu", "gpu"]
+#: a queue name; ``Client`` checks it against ``job_queues`` (422 for any other, e.g. ``scheduler``)
+Queue = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 Rungs = Field(default=None, min_length=1, max_length=16, description="rendition names (default: the whole ladder)")
 
 
@@ -114,3 +115,4 @@ class TranscriptionRequest(Submission):
     model: str | None = Field(default=None, max_length=200)
     formats: list[str] = Field(default=["vtt", "srt", "json"], min_length=1, max_length=4)
     device: Literal["auto", "cpu", "gpu"] = "auto"
+    queue: Queue | None = None

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from mediarunner.cli import ui
-from mediarunner.cli.submit_more import NotifyUrl, PriorityClass
+from mediarunner.cli.submit_more import NotifyUrl, PriorityClass, QueueOpt
 from mediarunner.config.redact import mask_url
 from mediarunner.errors import JobNotFoundError, MediarunnerError
 from mediarunner.models.enums import ACTIVE_STATES, RESTARTABLE_STATES, JobState, JobType
@@ -36,6 +36,7 @@ def submit_transcode(
     hardware: Annotated[str, typer.Option(help="auto, nvenc, qsv, vaapi or none (software)")] = "none",
     priority_class: PriorityClass = "default",
     notify_url: NotifyUrl = None,
+    queue: QueueOpt = None,
     parts: Annotated[int | None, typer.Option(help="split each rung of a long video into N time parts "
                                               "(default: the TRANSCODE_PARTS setting)")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="show progress until done")] = False,
@@ -46,7 +47,8 @@ def submit_transcode(
         job = ui.client(writes=True).submit_transcode(
             input, output, renditions=rendition or None, formats=tuple(format or ("hls", "mp4")), priority=priority,
             parts=parts, video_codecs=tuple(video_codec or ("h264",)), storyboard=storyboard, thumbnails=thumbnails,
-            cover_image=cover_image, hardware=hardware, priority_class=priority_class, notify_url=notify_url)
+            cover_image=cover_image, hardware=hardware, priority_class=priority_class, notify_url=notify_url,
+            queue=queue)
     except MediarunnerError as exc:
         raise ui.fail(exc) from None
     ui.console.print(f"submitted [bold]{job.id}[/bold] ({len(job.children)} child job(s))")

@@ -17,6 +17,8 @@ PriorityClass = Annotated[str, typer.Option("--priority-class", help="a configur
 Renditions = Annotated[list[str] | None, typer.Option("--rendition", "-r", help="rung name; repeat")]
 NotifyUrl = Annotated[str | None, typer.Option("--notify-url", help="POSTed a signed webhook when the job is done "
                                                "(needs MEDIARUNNER_WEBHOOK_SECRET)")]
+QueueOpt = Annotated[str | None, typer.Option("--queue", "-q", help="one of JOB_QUEUES (e.g. a remote runners' "
+                                              "queue); default: by job type")]
 
 
 def _submitted(job: Job) -> None:
@@ -27,12 +29,12 @@ def submit_transcription(input: str, output: str, language: Annotated[str | None
                          model: Annotated[str | None, typer.Option()] = None,
                          format: Annotated[list[str] | None, typer.Option("--format", "-f", help="vtt, srt, json")]
                          = None, device: str = "auto", priority: int = 0, priority_class: PriorityClass = "default",
-                         notify_url: NotifyUrl = None) -> None:
+                         notify_url: NotifyUrl = None, queue: QueueOpt = None) -> None:
     """Transcribe INPUT's speech into subtitles under the directory OUTPUT."""
     try:
         _submitted(ui.client(writes=True).submit_transcription(
             input, output, language=language, model=model, formats=tuple(format or ("vtt", "srt", "json")),
-            device=device, priority=priority, priority_class=priority_class, notify_url=notify_url))
+            device=device, priority=priority, priority_class=priority_class, notify_url=notify_url, queue=queue))
     except MediarunnerError as exc:
         raise ui.fail(exc) from None
 
@@ -40,7 +42,8 @@ def submit_transcription(input: str, output: str, language: Annotated[str | None
 def submit_studio(input: str, output: str,
                   operations: Annotated[Path, typer.Option(help="a JSON file: a list of operations")],
                   transcode: bool = False, rendition: Renditions = None, priority: int = 0,
-                  priority_class: PriorityClass = "default", notify_url: NotifyUrl = None) -> None:
+                  priority_class: PriorityClass = "default", notify_url: NotifyUrl = None,
+                  queue: QueueOpt = None) -> None:
     """Apply studio OPERATIONS to INPUT, publishing OUTPUT/studio.mp4 (and a ladder with --transcode)."""
     try:
         ops = json.loads(operations.read_text())
@@ -49,7 +52,7 @@ def submit_studio(input: str, output: str,
     try:
         _submitted(ui.client(writes=True).submit_studio(
             input, output, ops, transcode=transcode, renditions=rendition or None, priority=priority,
-            priority_class=priority_class, notify_url=notify_url))
+            priority_class=priority_class, notify_url=notify_url, queue=queue))
     except MediarunnerError as exc:
         raise ui.fail(exc) from None
 

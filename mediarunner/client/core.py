@@ -184,28 +184,33 @@ class Client(LadderJobs):
                              formats: Sequence[str] = ("vtt", "srt", "json"), priority: int = 0,
                              metadata: Mapping[str, Any] | None = None, *, device: str = "auto",
                              priority_class: str = "default", notify_url: str | None = None,
-                             on_submit: OnSubmit | None = None) -> Job:
+                             queue: str | None = None, on_submit: OnSubmit | None = None) -> Job:
         """Speech to subtitles: ``extract_audio`` (cpu) then ``transcribe`` — on a GPU worker when one
-        is online (or ``device="gpu"``), else on cpu; the job records where it ran and why."""
+        is online (or ``device="gpu"``), else on cpu; the job records where it ran and why. ``queue``
+        (one of ``job_queues``, e.g. a remote runners' queue): both jobs run there instead."""
         notify = self._notify(notify_url)
         self._check_output(output)
         self._check_input(input)
         common = self._common(priority, priority_class, metadata)
         ext = self._validated(ExtractAudioPayload, input=input, output=output)
+        q, why = route(JobType.EXTRACT_AUDIO, queue=queue, allowed=self.settings.job_queues)
         self._check_local_input(input)
         self._check_exists(input)
-        q, why = route(JobType.EXTRACT_AUDIO)
         jobs = [NewJob(JobType.EXTRACT_AUDIO, q, dump(ext), routing_reason=why, **common)]
-        jobs.append(self._transcribe_job(output, language, model, formats, device, parent=0, common=common))
+        jobs.append(self._transcribe_job(output, language, model, formats, device, parent=0, common=common,
+                                         queue=queue))
         return self._submit(jobs, notify, on_submit)
 
     def _transcribe_job(self, output: str, language: str | None, model: str | None, formats: Sequence[str],
-                        device: str, *, parent: int, common: dict[str, Any]) -> NewJob:
+                        device: str, *, parent: int, common: dict[str, Any], queue: str | None = None) -> NewJob:
         if isinstance(formats, str):
             raise ValidationError("formats must be a sequence such as ('vtt', 'srt')")
         payload = self._validated(TranscribePayload, output=output, language=language, model=model,
                                   formats=tuple(formats), device=device)
-        q, why = route_transcription(payload.device, lambda: self.queue_probe.online("gpu"))
+        if queue is not None:
+            q, why = route(JobType.TRANSCRIBE, queue=queue, allowed=self.settings.job_queues)
+        else:
+            q, why = route_transcription(payload.device, lambda: self.queue_probe.online("gpu"))
         # A model named (not a path) must be on the worker's disk: only a worker that has it claims the job.
         model = payload.model if payload.model and not any(c in payload.model for c in "/\\~") else None
         return NewJob(JobType.TRANSCRIBE, q, dump(payload), parent=parent, routing_reason=why, need_model=model,

@@ -292,6 +292,10 @@ class Settings(BaseSettings):
     runner_poll_max_seconds: float = Field(default=20.0, gt=0, le=60)  # a job request waits at most this long
     runner_poll_interval_seconds: float = Field(default=0.05, gt=0)  # how often a waiting request looks
     runner_max_upload_bytes: int = Field(default=50 * 2**30, ge=1)  # per uploaded result file: larger is 413
+    runner_max_job_upload_bytes: int = Field(default=200 * 2**30, ge=1)  # all files of one attempt: beyond, 413
+    runner_rate_per_second: float = Field(default=100.0, gt=0)  # requests per runner token, sustained
+    runner_rate_burst: int = Field(default=500, ge=1)  # ... and at once; beyond: 429 with Retry-After
+    runner_presign_seconds: int = Field(default=0, ge=0, le=7 * 86400)  # S3 inputs: presigned URLs (0: via the API)
 
 
 def _with_password(url: str, password: SecretStr) -> str:

@@ -15,13 +15,17 @@ import secrets
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import case, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from mediarunner.models import runners, tokens, transitions
+from mediarunner.models.balancing import STAMP_CLAIMER, Balance, preferred
+from mediarunner.models.capabilities import Needs, Skills, runner_can_run
 from mediarunner.models.enums import JobState, JobType, RunnerStatus
 from mediarunner.models.remote_tables import JobTokenRow, RemoteRunnerRow
+from mediarunner.models.statements import JOBS
 from mediarunner.models.tables import JobRow, RunnerRow
 
 PREFIX, JOB_PREFIX = "mrr_", "mrj_"
@@ -54,7 +58,8 @@ def _info(r: RemoteRunnerRow) -> RemoteRunner:
 
 
 def register(session: Session, registration_token: str, name: str, now: datetime,
-             queues: Collection[str] = ()) -> tuple[RemoteRunner, str] | None:
+             queues: Collection[str] = (), capabilities: Mapping[str, Any] | None = None,
+             concurrency: int = 1) -> tuple[RemoteRunner, str] | None:
     """Exchange a valid registration token for a runner token. None: unknown or revoked token.
     The runner also joins the fleet's ``runners`` (as ``name@remote-<id>``, instance = its id), so
     it shows, with health from its calls, wherever runners do, and obeys maintenance/disable."""
@@ -67,8 +72,9 @@ def register(session: Session, registration_token: str, name: str, now: datetime
     session.add(row)
     session.flush()
     runner = _info(row)
-    runners.register(session, runners.RunnerInfo(runner.hostname, tuple(queues), 1, "remote", {"remote": True},
-                                                 instance=runner_id), token_id, now)
+    runners.register(session, runners.RunnerInfo(runner.hostname, tuple(queues), concurrency, "remote",
+                                                 {**(capabilities or {}), "remote": True}, instance=runner_id),
+                     token_id, now)
     return runner, f"{PREFIX}{runner_id}_{secret}"
 
 
@@ -94,9 +100,56 @@ def authenticate(session: Session, runner_token: str, now: datetime) -> RemoteRu
 
 
 def accepting(session: Session, runner: RemoteRunner) -> bool:
-    """False while an operator keeps the runner in maintenance or disabled (it takes no new jobs)."""
-    status = session.scalar(select(RunnerRow.status).where(RunnerRow.hostname == runner.hostname))
-    return status in (None, RunnerStatus.ENABLED)
+    """False while an operator keeps the runner in maintenance or disabled, or while it runs as
+    many jobs as the operator's concurrency for it (``runners set-concurrency``): it takes no new jobs."""
+    row = session.execute(select(RunnerRow.status, RunnerRow.desired_concurrency)
+                          .where(RunnerRow.hostname == runner.hostname)).first()
+    if row is None:
+        return True
+    if row[0] != RunnerStatus.ENABLED:
+        return False
+    if row[1] is None:
+        return True
+    running = session.scalar(select(func.count()).select_from(JobRow).where(
+        JobRow.worker_instance == runner.id, JobRow.state == JobState.RUNNING)) or 0
+    return running < row[1]
+
+
+def advertise(session: Session, runner: RemoteRunner, capabilities: Mapping[str, Any], concurrency: int,
+              now: datetime) -> None:
+    """What the runner says it can do (its encoders, GPUs, Whisper models: ``Skills``) and how
+    many jobs it runs at once: routing and balancing read them from its fleet row."""
+    runners.heartbeat(session, runner.hostname, {"remote": True}, concurrency, now,
+                      capabilities={**capabilities, "remote": True})
+
+
+def _skills(runner: RemoteRunner) -> Any:
+    """SQL: the runner's advertised skills (``|gpu|model:...|enc:...|``; ``||``: nothing yet)."""
+    return func.coalesce(select(RunnerRow.skills).where(RunnerRow.hostname == runner.hostname)
+                         .scalar_subquery(), literal("||"))
+
+
+def lacks(session: Session, runner: RemoteRunner, job_id: str, now: datetime,
+          balance: Balance | None = None) -> str | None:
+    """Why ``runner`` may not accept the job (None: it may): a need it does not meet, or (with
+    ``balance``) a better runner that should take it first (``models.balancing``). One read."""
+    guard = preferred(balance, JOBS) if balance is not None else literal(True)
+    row = session.execute(select(JobRow.need_gpu, JobRow.need_model, JobRow.need_encoder, _skills(runner),
+                                 guard).where(JobRow.id == job_id),
+                          {"worker_": runner.hostname, **(balance.params(now) if balance else {})}).first()
+    if row is None:
+        return None  # the claim itself says the job is not pending
+    missing = Skills.from_tokens(row[3]).missing(Needs(gpu=bool(row[0]), model=row[1], encoder=row[2]))
+    if missing is not None:
+        return f"this runner lacks {missing}"
+    if not row[4]:
+        return "another runner is preferred for it (runner priority and balancing)"
+    return None
+
+
+def stamp_claim(session: Session, runner: RemoteRunner, now: datetime) -> None:
+    """``round_robin`` balancing: when this runner last took a job."""
+    session.execute(STAMP_CLAIMER, {"runner": runner.hostname, "now": now})
 
 
 def cut_off(session: Session, runner_ids: Collection[str], now: datetime, reason: str) -> list[str]:
@@ -105,12 +158,14 @@ def cut_off(session: Session, runner_ids: Collection[str], now: datetime, reason
     ids = list(runner_ids)
     if not ids:
         return []
-    rows = session.scalars(select(RemoteRunnerRow).where(RemoteRunnerRow.id.in_(ids))).all()
-    for r in rows:
-        runners.unregister(session, _info(r).hostname, now, reason)
+    # remote_runners before runners: the lock order of a runner's own calls (authenticate), so a
+    # cut-off never deadlocks with them
     session.execute(update(RemoteRunnerRow)
                     .where(RemoteRunnerRow.id.in_(ids), RemoteRunnerRow.unregistered_at.is_(None))
                     .values(unregistered_at=now).execution_options(synchronize_session=False))
+    rows = session.scalars(select(RemoteRunnerRow).where(RemoteRunnerRow.id.in_(ids))).all()
+    for r in rows:
+        runners.unregister(session, _info(r).hostname, now, reason)
     running = session.execute(select(JobRow.id, JobRow.attempt).where(
         JobRow.worker_instance.in_(ids), JobRow.state == JobState.RUNNING)).all()
     return [job_id for job_id, attempt in running
@@ -131,20 +186,26 @@ def list_runners(session: Session, *, include_unregistered: bool = False) -> lis
     return [_info(r) for r in session.scalars(stmt)]
 
 
-def offers(session: Session, queues: Collection[str], types: Collection[JobType], now: datetime,
-           limit: int = 5, classes: Mapping[str, int] | None = None) -> list[tuple[str, int, JobType]]:
-    """Pending jobs a runner may accept: (id, attempt, type), best first in the queues' rank order
-    (priority class rank, priority, age: the order of beat's rank tick)."""
+def offers(session: Session, runner: RemoteRunner, queues: Collection[str], types: Collection[JobType],
+           now: datetime, limit: int = 5, classes: Mapping[str, int] | None = None,
+           balance: Balance | None = None) -> list[tuple[str, int, JobType]]:
+    """Pending jobs ``runner`` may accept: (id, attempt, type), best first in the queues' rank order
+    (priority class rank, priority, age: the order of beat's rank tick). Only jobs whose needs it
+    meets (its advertised skills: the condition of the Celery workers' claim) and, with
+    ``balance``, for which no better runner waits (runner priority, ``RUNNER_BALANCING``)."""
     last = max((classes or {}).values(), default=0) + 1
     class_rank = case(*((JobRow.priority_class == k, v) for k, v in classes.items()), else_=last) \
         if classes else literal(0)
     stmt = (select(JobRow.id, JobRow.attempt, JobRow.type)
             .where(JobRow.state == JobState.PENDING, JobRow.queue.in_(list(queues)),
-                   or_(JobRow.run_after.is_(None), JobRow.run_after <= now))
+                   or_(JobRow.run_after.is_(None), JobRow.run_after <= now), runner_can_run(_skills(runner), JOBS))
             .order_by(class_rank, JobRow.priority.desc(), JobRow.created_at, JobRow.id).limit(limit))
     if types:
         stmt = stmt.where(JobRow.type.in_(list(types)))
-    return [(r[0], r[1], r[2]) for r in session.execute(stmt)]
+    params: dict[str, Any] = {"worker_": runner.hostname}
+    if balance is not None:
+        stmt, params = stmt.where(preferred(balance, JOBS)), {**params, **balance.params(now)}
+    return [(r[0], r[1], r[2]) for r in session.execute(stmt, params)]
 
 
 def pending_signature(session: Session, queues: Collection[str], now: datetime) -> tuple[int, datetime | None]:

@@ -67,10 +67,12 @@ def revoke_token(session: Session, token_id: str, now: datetime) -> list[str] | 
         .values(revoked_at=now).execution_options(synchronize_session=False))
     if res.rowcount != 1:  # type: ignore[attr-defined]
         return None
-    hosts = runners.unregister_by_token(session, token_id, now, f"token {token_id} revoked")
     from mediarunner.models import remote  # (imports this module) remote runners: cut off, jobs back to pending
 
+    # Remote runners first: their rows are locked before their fleet rows, in the order a runner's
+    # own request takes them (authenticate), so a revoke never deadlocks with a runner's call.
     remote.unregister_by_token(session, token_id, now)
+    hosts = runners.unregister_by_token(session, token_id, now, f"token {token_id} revoked")
     record_event(session, "token_revoked", now, f"token {token_id}: {len(hosts)} runner(s) unregistered")
     return hosts
 

@@ -2,11 +2,13 @@
 
 Errors: 401 -> :class:`CutOff` (stop: unregistered or the registration token was revoked);
 409 on a job call -> ``StaleAttemptError`` (drop the work); 4xx -> ``PermanentError``; network
-errors and 5xx -> ``TransientError`` after a few quick retries.
+errors and 5xx -> ``TransientError`` after a few quick retries. ``429`` (the server's rate limit for
+this runner token): the call waits ``Retry-After`` and goes again.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -41,6 +43,17 @@ def check(r: httpx.Response) -> httpx.Response:
     raise PermanentError(f"HTTP {r.status_code}: {detail}")
 
 
+SLOW_DOWN_TRIES = 20  # 429 answers waited out (Retry-After) before the call fails as transient
+
+
+def retry_after(r: httpx.Response) -> float:
+    """The seconds a 429 asks to wait (``Retry-After``, at most 30; 1 when absent or odd)."""
+    try:
+        return min(30.0, max(0.0, float(r.headers.get("retry-after", "1"))))
+    except ValueError:
+        return 1.0
+
+
 _retrying = retry(retry=retry_if_exception_type((httpx.TransportError, TransientError)), reraise=True,
                   stop=stop_after_attempt(4), wait=wait_exponential(multiplier=0.2, max=3))
 
@@ -56,10 +69,14 @@ class RunnerApi:
     @_retrying
     def call(self, method: str, path: str, *, job_token: str | None = None, **kw: Any) -> Any:
         headers = {JOB_TOKEN: job_token} if job_token else {}
-        try:
-            r = self.http.request(method, f"/v1/runner{path}", headers=headers, **kw)
-        except httpx.TransportError as exc:
-            raise TransientError(f"cannot reach the API: {type(exc).__name__}: {exc}") from exc
+        for _ in range(SLOW_DOWN_TRIES):
+            try:
+                r = self.http.request(method, f"/v1/runner{path}", headers=headers, **kw)
+            except httpx.TransportError as exc:
+                raise TransientError(f"cannot reach the API: {type(exc).__name__}: {exc}") from exc
+            if r.status_code != 429:
+                break
+            time.sleep(retry_after(r))  # the server's rate limit for this runner token: slow down
         return check(r).json()
 
     def register(self, registration_token: str, name: str) -> dict[str, Any]:
@@ -71,9 +88,15 @@ class RunnerApi:
     def me(self) -> dict[str, Any]:
         return self.call("GET", "/me")
 
-    def request_jobs(self, job_types: list[str], timeout: float) -> list[dict[str, Any]]:
-        return self.call("POST", "/jobs/request", json={"job_types": job_types, "timeout": timeout},
-                         timeout=timeout + 30)["jobs"]
+    def request_jobs(self, job_types: list[str], timeout: float, *, capabilities: dict[str, Any] | None = None,
+                     concurrency: int | None = None) -> list[dict[str, Any]]:
+        """Offers (a long poll); ``capabilities`` and ``concurrency``, when given, are advertised first."""
+        body: dict[str, Any] = {"job_types": job_types, "timeout": timeout}
+        if capabilities is not None:
+            body["capabilities"] = capabilities
+        if concurrency is not None:
+            body["concurrency"] = concurrency
+        return self.call("POST", "/jobs/request", json=body, timeout=timeout + 30)["jobs"]
 
     def accept(self, job_id: str, attempt: int) -> dict[str, Any]:
         return self.call("POST", f"/jobs/{job_id}/accept", json={"attempt": attempt})

@@ -4,6 +4,7 @@ the HTTP API, with its job token. Handlers run unchanged on top of it."""
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from mediarunner.errors import StaleAttemptError, TransientError
 from mediarunner.models.enums import JobState, Stage
 from mediarunner.models.locations import Direction, parse_location
 from mediarunner.models.schemas import Job
-from mediarunner.runner.api import JOB_TOKEN, CutOff, RunnerApi, check
+from mediarunner.runner.api import JOB_TOKEN, CutOff, RunnerApi, check, retry_after
 from mediarunner.storage.layout import DEFAULT_LAST, Published, safe_name, tree_files
 from mediarunner.storage.transfer import Report
 
@@ -78,31 +79,48 @@ class ApiStore:
         self.local_path: Path | None = None
 
     def _download(self, action: str, params: dict[str, str], dst: Path) -> Path:
+        """Through the API, or from the short-lived presigned URL it redirects to (an S3 input:
+        the bytes do not flow through the API); resumed with a range after a dropped connection
+        (a fresh URL each try: an expired one is not fatal)."""
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.unlink(missing_ok=True)
         http = self.lease.api.http
         for attempt in range(TRIES):
             have = dst.stat().st_size if dst.exists() else 0
-            headers = {JOB_TOKEN: self.lease.job_token, **({"Range": f"bytes={have}-"} if have else {})}
+            ranged = {"Range": f"bytes={have}-"} if have else {}
             try:
                 with http.stream("GET", f"/v1/runner/jobs/{self.lease.job_id}/{action}", params=params,
-                                 headers=headers) as r:
-                    if r.status_code == 416:  # nothing left to send
+                                 headers={JOB_TOKEN: self.lease.job_token, **ranged}) as r:
+                    if r.has_redirect_location:
+                        url = r.headers["location"]
+                    else:
+                        self._receive(r, dst, have, api=True)
                         return dst
-                    if r.status_code >= 300:
-                        r.read()
-                        check(r)
-                    total = have + int(r.headers.get("content-length", 0))
-                    with dst.open("ab" if r.status_code == 206 else "wb") as f:
-                        for block in r.iter_bytes(1 << 20):
-                            f.write(block)
-                            if self.report:
-                                self.report(f.tell(), total)
+                # A fresh request with none of our headers: the runner and job tokens stay with the API.
+                with httpx.stream("GET", url, headers=ranged, timeout=http.timeout) as r:
+                    self._receive(r, dst, have, api=False)
                 return dst
             except (httpx.TransportError, TransientError):
                 if attempt == TRIES - 1:
                     raise
         return dst
+
+    def _receive(self, r: httpx.Response, dst: Path, have: int, *, api: bool) -> None:
+        if r.status_code == 416:  # nothing left to send
+            return
+        if r.status_code >= 300:
+            r.read()
+            if r.status_code == 429 and api:  # the rate limit of this runner token: wait, then go on
+                time.sleep(retry_after(r))
+            if not api:  # the presigned URL expired or the object store hiccuped: ask the API again
+                raise TransientError(f"presigned download: HTTP {r.status_code}")
+            check(r)
+        total = have + int(r.headers.get("content-length", 0))
+        with dst.open("ab" if r.status_code == 206 else "wb") as f:
+            for block in r.iter_bytes(1 << 20):
+                f.write(block)
+                if self.report:
+                    self.report(f.tell(), total)
 
     def stage_in(self, scratch: Path, rel: str = "") -> Path:
         name = safe_name(Path(self.location.path).name or "input")

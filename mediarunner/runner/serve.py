@@ -24,6 +24,7 @@ from mediarunner.runner.config import Registration
 from mediarunner.runner.lease import HttpLease
 from mediarunner.tasks.context import JobContext
 from mediarunner.tasks.handlers import HANDLERS
+from mediarunner.tasks.probes import machine_capabilities
 from mediarunner.tasks.runtime import Outcome
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class Runner:
     cut_off: str | None = None  # why the server refused this runner
     running: dict[str, HttpLease] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    capabilities: dict[str, Any] | None = None  # probed when serving starts (encoders, GPUs, Whisper models)
 
     def serve(self) -> str | None:
         """Run until stopped or cut off; returns why it was cut off (None: stopped)."""
@@ -52,6 +54,8 @@ class Runner:
             return str(exc)
         finally:
             api.close()
+        if self.capabilities is None:
+            self.capabilities = machine_capabilities(self.settings)
         slots = [threading.Thread(target=self._slot, args=(chunk,), name=f"slot-{i}", daemon=True)
                  for i in range(self.concurrency)]
         for t in slots:
@@ -79,10 +83,14 @@ class Runner:
 
     def _slot(self, chunk: int) -> None:
         api = RunnerApi(self.reg.url, self.reg.runner_token)
+        advertised = False  # what this runner can run, and how many at once: with its first request
         try:
             while not self.stop.is_set():
                 try:
-                    offers = api.request_jobs([t.value for t in self.job_types], self.poll_seconds)
+                    offers = api.request_jobs([t.value for t in self.job_types], self.poll_seconds,
+                                              capabilities=None if advertised else self.capabilities,
+                                              concurrency=None if advertised else self.concurrency)
+                    advertised = True
                     for offer in offers:
                         if self.stop.is_set() or self._take(api, offer, chunk):
                             break

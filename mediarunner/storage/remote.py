@@ -90,6 +90,19 @@ class RemoteStore:
         os.replace(tmp, dest)
         return dest
 
+    def presign(self, seconds: int, rel: str = "") -> str | None:
+        """A URL that reads the object at ``rel`` for ``seconds`` without credentials (S3 only:
+        None elsewhere), after checking it is a file."""
+        loc = self.location.join(rel)
+        if loc.scheme != "s3":
+            return None
+        what = f"presign {loc.url_for(loc.fs_path)}"
+        with self._connection(loc, "input") as conn:
+            info = conn.run(what, lambda fs: fs.info(loc.fs_path))
+            if info.get("type") != "file":
+                raise InvalidInputError(f"{what}: not a file (it is a {info.get('type', 'unknown')})")
+            return str(conn.run(what, lambda fs: fs.sign(loc.fs_path, expiration=seconds)))
+
     def list_files(self, rel: str = "") -> list[str]:
         """Relative paths of the files under ``rel`` (none when it does not exist)."""
         loc = self.location.join(rel)

@@ -10,12 +10,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.support import RedisServer, Stack, free_port, make_stack, wait_for
+
+if TYPE_CHECKING:
+    from tests.api.remote_support import Remote
 
 SECRET = "whsec-test-1234567890"
 API_ENV = {
@@ -140,6 +143,10 @@ class Server:
         return {"Authorization": f"Bearer {self.keys[who]}"}
 
 
+#: the app each running server serves, by base URL (tests wait on its state, never on a fixed sleep)
+SERVED: dict[str, Any] = {}
+
+
 @contextmanager
 def serving(stack: Stack, env: dict[str, str]) -> Iterator[tuple[str, Any]]:
     """The real server: uvicorn on a free loopback port (in a thread), with ``env`` set for the
@@ -156,8 +163,8 @@ def serving(stack: Stack, env: dict[str, str]) -> Iterator[tuple[str, Any]]:
     get_settings.cache_clear()
     settings = stack.settings()
     port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(settings, client=stack.client()), host="127.0.0.1", port=port,
-                                        log_level="warning", lifespan="off"))
+    app = SERVED[f"http://127.0.0.1:{port}"] = create_app(settings, client=stack.client())
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     wait_for(lambda: srv.started, 20, what="uvicorn to start")
@@ -166,6 +173,7 @@ def serving(stack: Stack, env: dict[str, str]) -> Iterator[tuple[str, Any]]:
     finally:
         srv.should_exit = True
         thread.join(10)
+        SERVED.pop(f"http://127.0.0.1:{port}", None)
         for k in env:
             os.environ.pop(k, None)
         get_settings.cache_clear()
@@ -176,3 +184,12 @@ def server(stack: Stack) -> Iterator[Server]:
     """The real server on PostgreSQL and Redis, with the test keys."""
     with serving(stack, API_ENV) as (url, settings):
         yield Server(url, _keys(settings), stack)
+
+
+@pytest.fixture
+def remote(stack: Stack) -> Iterator[Remote]:
+    """The real server with a remote queue of the test's own (``tests/api/remote_support.py``)."""
+    from tests.api.remote_support import open_remote
+
+    with open_remote(stack) as r:
+        yield r

@@ -5,109 +5,16 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import redis
 
-from tests.api.conftest import API_ENV, serving
-from tests.support import ROOT, Stack, make_clip, wait_for
-
-#: what the runner process keeps of the stack's environment: no database, broker, roots or credentials
-CLI = [sys.executable, "-c", "from mediarunner.cli import main; main()", "runner"]
-RUNNER_KEEPS = ("MEDIARUNNER_X264_PRESET", "MEDIARUNNER_HEARTBEAT_SECONDS", "MEDIARUNNER_CANCEL_POLL_SECONDS",
-                "MEDIARUNNER_HLS_SEGMENT_SECONDS")
-
-
-@dataclass
-class Remote:
-    url: str
-    stack: Stack
-    token_id: str
-    token: str
-    queue: str  # the test's own remote queue (the PostgreSQL database is shared by the session's tests)
-
-    @property
-    def home(self) -> Path:
-        return self.stack.tmp / "runner-home"
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIARUNNER_")}
-        env.update({k: self.stack.env[k] for k in RUNNER_KEEPS if k in self.stack.env})
-        env.update(MEDIARUNNER_RUNNER_HOME=str(self.home), MEDIARUNNER_SCRATCH_DIR=str(self.stack.tmp / "rscratch"),
-                   PYTHONPATH=str(ROOT))
-        return env
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*CLI, *args], env=self.env(),
-                              cwd=self.cwd, capture_output=True, text=True, timeout=60)
-
-    def serve(self, *args: str) -> subprocess.Popen[str]:
-        log = (self.stack.tmp / "runner.log").open("a")
-        return subprocess.Popen([*CLI, "serve", *args], env=self.env(),
-                                cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT, text=True)
-
-    @property
-    def cwd(self) -> Path:
-        """Where the runner runs: were it to open its (default, SQLite) database, var/ would appear here."""
-        path = self.stack.tmp / "runner-cwd"
-        path.mkdir(exist_ok=True)
-        return path
-
-    def log(self) -> str:
-        path = self.stack.tmp / "runner.log"
-        return path.read_text()[-4000:] if path.exists() else ""
-
-
-@pytest.fixture
-def remote(stack: Stack) -> Iterator[Remote]:
-    from mediarunner.fleet import FleetService
-
-    queue = f"remote-{uuid.uuid4().hex[:8]}"
-    env = {**API_ENV, "MEDIARUNNER_JOB_QUEUES": f'["cpu", "gpu", "{queue}"]',
-           "MEDIARUNNER_REMOTE_QUEUES": f'["{queue}"]'}
-    with serving(stack, env) as (url, settings):
-        token = FleetService(settings).create_token("remote-test")
-        try:
-            yield Remote(url, stack, token.id, token.secret, queue)
-        finally:
-            _cancel_queue(settings.database_url, queue)
-
-
-def _cancel_queue(database_url: str, queue: str) -> None:
-    """Leave no pending job behind in the session's shared database."""
-    from sqlalchemy import select
-
-    from mediarunner.models import transitions
-    from mediarunner.models.base import utcnow
-    from mediarunner.models.db import transaction
-    from mediarunner.models.tables import JobRow
-
-    def cancel(s: Any) -> None:
-        for job_id in s.scalars(select(JobRow.id).where(JobRow.queue == queue, JobRow.parent_id.is_(None))):
-            transitions.cancel(s, job_id, utcnow())
-
-    transaction(cancel, url=database_url)
-
-
-def _register(remote: Remote, name: str) -> dict[str, Any]:
-    r = httpx.post(f"{remote.url}/v1/runner/register", json={"registration_token": remote.token, "name": name})
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
-def _h(runner: dict[str, Any], job_token: str | None = None) -> dict[str, str]:
-    h = {"Authorization": f"Bearer {runner['runner_token']}"}
-    return {**h, "Mediarunner-Job-Token": job_token} if job_token else h
+from tests.api.remote_support import Remote, h, register
+from tests.support import make_clip, wait_for
 
 
 def test_runner_process_transcodes_without_database_or_broker(remote: Remote) -> None:
@@ -149,39 +56,39 @@ def test_runner_process_transcodes_without_database_or_broker(remote: Remote) ->
 
 
 def test_accept_is_exclusive_stale_tokens_get_409_and_abort_spends_no_failure(remote: Remote) -> None:
-    a, b = _register(remote, "a"), _register(remote, "b")
+    a, b = register(remote, "a"), register(remote, "b")
     client = remote.stack.client()
     with httpx.Client(base_url=f"{remote.url}/v1/runner", timeout=30) as http:
         # a long poll answers as soon as a job is pending (not at the end of its timeout)
         box: dict[str, Any] = {}
         waiter = threading.Thread(target=lambda: box.update(r=http.post(
-            "/jobs/request", json={"timeout": 15}, headers=_h(a))))
+            "/jobs/request", json={"timeout": 15}, headers=h(a))))
         waiter.start()
-        time.sleep(0.3)
+        wait_for(lambda: remote.waiting_requests() > 0, 10, interval=0.02, what="the long poll to wait")
         job = client.submit_noop(duration=30, queue=remote.queue)
         t0 = time.monotonic()
         assert redis.Redis.from_url(remote.stack.env["MEDIARUNNER_BROKER_URL"]).llen(remote.queue) == 0  # unpublished
         waiter.join(20)
         assert time.monotonic() - t0 < 3 and [o["id"] for o in box["r"].json()["jobs"]] == [job.id]
-        first = http.post(f"/jobs/{job.id}/accept", json={"attempt": 1}, headers=_h(a))
+        first = http.post(f"/jobs/{job.id}/accept", json={"attempt": 1}, headers=h(a))
         assert first.status_code == 200, first.text
         token = first.json()["job_token"]
-        assert http.post(f"/jobs/{job.id}/accept", json={"attempt": 1}, headers=_h(a)).status_code == 409
-        assert http.post(f"/jobs/{job.id}/accept", json={"attempt": 1}, headers=_h(b)).status_code == 409
-        assert http.post(f"/jobs/{job.id}/update", json={"progress": 10}, headers=_h(a, token)).status_code == 200
+        assert http.post(f"/jobs/{job.id}/accept", json={"attempt": 1}, headers=h(a)).status_code == 409
+        assert http.post(f"/jobs/{job.id}/accept", json={"attempt": 1}, headers=h(b)).status_code == 409
+        assert http.post(f"/jobs/{job.id}/update", json={"progress": 10}, headers=h(a, token)).status_code == 200
         # another runner cannot read or write this runner's job, even with its job token
-        assert http.post(f"/jobs/{job.id}/update", json={"progress": 50}, headers=_h(b, token)).status_code == 404
-        assert http.get(f"/jobs/{job.id}/state", headers=_h(b, token)).status_code == 404
-        assert http.post(f"/jobs/{job.id}/abort", json={"reason": "shutdown"}, headers=_h(a, token)).status_code == 200
+        assert http.post(f"/jobs/{job.id}/update", json={"progress": 50}, headers=h(b, token)).status_code == 404
+        assert http.get(f"/jobs/{job.id}/state", headers=h(b, token)).status_code == 404
+        assert http.post(f"/jobs/{job.id}/abort", json={"reason": "shutdown"}, headers=h(a, token)).status_code == 200
         back = client.get(job.id)
         assert (back.state, back.attempt, back.failures) == ("pending", 2, 0)
-        stale = http.post(f"/jobs/{job.id}/update", json={"progress": 20}, headers=_h(a, token))
+        stale = http.post(f"/jobs/{job.id}/update", json={"progress": 20}, headers=h(a, token))
         assert stale.status_code == 409 and "stale" in stale.json()["detail"]
-        assert http.post(f"/jobs/{job.id}/success", json={}, headers=_h(a, token)).status_code == 409
-        again = http.post(f"/jobs/{job.id}/accept", json={"attempt": 2}, headers=_h(b))
+        assert http.post(f"/jobs/{job.id}/success", json={}, headers=h(a, token)).status_code == 409
+        again = http.post(f"/jobs/{job.id}/accept", json={"attempt": 2}, headers=h(b))
         assert again.status_code == 200
         err = http.post(f"/jobs/{job.id}/error", json={"message": "boom", "kind": "transient"},
-                        headers=_h(b, again.json()["job_token"]))
+                        headers=h(b, again.json()["job_token"]))
         assert err.json() == {"outcome": "retrying"}
         assert (client.get(job.id).attempt, client.get(job.id).failures) == (3, 1)
         assert http.post("/jobs/request", json={"timeout": 0}, headers={"Authorization": "Bearer mrr_nope"}
@@ -215,7 +122,7 @@ def test_upload_resumes_after_a_dropped_connection_and_publishes_once(remote: Re
     from mediarunner.runner.api import RunnerApi
     from mediarunner.runner.lease import HttpLease
 
-    runner = _register(remote, "up")
+    runner = register(remote, "up")
     out = remote.stack.tmp / "outputs" / "result.bin"
     job = remote.stack.client().submit_noop(duration=30, output=str(out), queue=remote.queue)
     data = os.urandom(700_000)
@@ -242,7 +149,7 @@ def test_upload_resumes_after_a_dropped_connection_and_publishes_once(remote: Re
     assert out.read_bytes() == data and Flaky.puts == 7  # 7 chunks, none sent twice
     assert not list((remote.stack.tmp / "scratch" / "remote-uploads").rglob("*.bin"))
     # the server refuses a file whose bytes do not match, a location the job does not name, a stale token
-    with httpx.Client(base_url=f"{remote.url}/v1/runner/jobs/{job.id}", headers=_h(runner, accepted["job_token"]),
+    with httpx.Client(base_url=f"{remote.url}/v1/runner/jobs/{job.id}", headers=h(runner, accepted["job_token"]),
                       timeout=30) as http:
         assert http.put("/uploads/abcdefgh12/x.bin", params={"offset": 0}, content=b"abc").json() == {"size": 3}
         assert http.put("/uploads/abcdefgh12/x.bin", params={"offset": 0}, content=b"abc").status_code == 409
@@ -272,7 +179,7 @@ def test_killed_runner_job_fails_over_and_completes_on_another_runner(remote: Re
     from mediarunner.scheduler.ticks import fail_over
 
     for name in ("k1", "k2"):
-        got = _register(remote, name)
+        got = register(remote, name)
         config.save(remote.home / f"{name}.json", config.Registration(remote.url, got["id"], name, got["runner_token"]))
     client = remote.stack.client()
     out = remote.stack.tmp / "outputs" / "noop.txt"
@@ -302,7 +209,7 @@ def test_remote_runners_join_the_fleet_views_and_obey_maintenance(remote: Remote
     from mediarunner.api.keys import ApiKeys
     from mediarunner.fleet import FleetService
 
-    runner = _register(remote, "fleet1")
+    runner = register(remote, "fleet1")
     settings = remote.stack.settings()
     _, key = ApiKeys(settings).create(f"read-{remote.queue}", ["read"])
     listed = httpx.get(f"{remote.url}/v1/runners", headers={"Authorization": f"Bearer {key}"}).json()
@@ -312,7 +219,7 @@ def test_remote_runners_join_the_fleet_views_and_obey_maintenance(remote: Remote
     fleet.maintenance(runner["hostname"])
     job = remote.stack.client().submit_noop(queue=remote.queue)
     urgent = remote.stack.client().submit_noop(queue=remote.queue, priority=5)
-    with httpx.Client(base_url=f"{remote.url}/v1/runner", headers=_h(runner), timeout=30) as http:
+    with httpx.Client(base_url=f"{remote.url}/v1/runner", headers=h(runner), timeout=30) as http:
         assert http.post("/jobs/request", json={"timeout": 0.5}).json() == {"jobs": []}
         fleet.enable(runner["hostname"])
         offered = http.post("/jobs/request", json={"timeout": 5}).json()["jobs"]
@@ -322,7 +229,7 @@ def test_remote_runners_join_the_fleet_views_and_obey_maintenance(remote: Remote
 def test_sigterm_gives_running_jobs_back_without_spending_a_failure(remote: Remote) -> None:
     from mediarunner.runner import config
 
-    got = _register(remote, "term")
+    got = register(remote, "term")
     config.save(remote.home / "term.json", config.Registration(remote.url, got["id"], "term", got["runner_token"]))
     client = remote.stack.client()
     job = client.submit_noop(duration=60, queue=remote.queue)
@@ -350,10 +257,10 @@ def test_celery_children_of_a_remote_job_go_to_the_outbox(remote: Remote) -> Non
     clip = make_clip(remote.stack.tmp / "in.mp4", seconds=1)
     job = remote.stack.client().submit_transcode(str(clip), str(remote.stack.tmp / "outputs" / "t"), ["360p", "240p"],
                                                  queue=remote.queue, transcribe=True)
-    runner = _register(remote, "mixed")
+    runner = register(remote, "mixed")
     with httpx.Client(base_url=f"{remote.url}/v1/runner", timeout=30) as http:
-        token = http.post(f"/jobs/{job.id}/accept", json={"attempt": 1}, headers=_h(runner)).json()["job_token"]
-        family = http.post(f"/jobs/{job.id}/success", json={"result": {}}, headers=_h(runner, token)).json()["family"]
+        token = http.post(f"/jobs/{job.id}/accept", json={"attempt": 1}, headers=h(runner)).json()["job_token"]
+        family = http.post(f"/jobs/{job.id}/success", json={"result": {}}, headers=h(runner, token)).json()["family"]
     assert family["state"] == "completed"
     rows = transaction(lambda s: s.execute(select(JobRow.type, JobRow.queue, JobRow.state, JobRow.dispatched_at)
                                            .where(JobRow.parent_id == job.id)).all())

@@ -317,3 +317,32 @@ def test_unexpected_errors_are_an_html_page(admin: Admin, monkeypatch: pytest.Mo
     assert r.status_code == 500 and "an internal error occurred" in r.text and "kaboom" not in r.text
     assert r.headers["content-type"].startswith("text/html")
     assert admin.http.get("/v1/jobs/x").headers["content-type"] == "application/problem+json"
+
+
+def test_remote_runners_show_their_kind_health_and_capabilities(admin: Admin) -> None:
+    from mediarunner.fleet import FleetService
+
+    fleet = FleetService(admin.stack.settings())
+    token = fleet.create_token("web-remote")
+    caps = {"gpus": [{"index": 0, "name": "NVIDIA H200", "memory_total_mb": 143771}],
+            "ffmpeg": {"version": "7.1", "encoders": ["libx264", "h264_nvenc"], "hardware_usable": ["h264_nvenc"]},
+            "whisper": {"engines": ["faster-whisper"], "models": ["large-v3"]}, "python": "3.11.7"}
+    reg = admin.http.post("/v1/runner/register", json={"registration_token": token.secret, "name": "gpubox",
+                                                       "capabilities": caps, "concurrency": 2})
+    assert reg.status_code == 201, reg.text
+    bare = admin.http.post("/v1/runner/register", json={"registration_token": token.secret, "name": "bare"}).json()
+    _add_runner(admin.stack.settings(), "cpu8@host")
+    admin.login("admin")
+    table = admin.http.get("/admin/runners").text
+    row = table[table.index(f'data-runner="{reg.json()["hostname"]}"'):]
+    row = row[:row.index("</tr>")]
+    assert 'data-kind="remote"' in row and "remote (HTTP)" in row and "health-healthy" in row
+    assert "1 GPU" in row and "h264_nvenc" in row and "whisper large-v3" in row
+    assert "/ping" not in row  # a remote runner has no broker to ping through
+    bare_row = table[table.index(f'data-runner="{bare["hostname"]}"'):]
+    assert "not advertised" in bare_row[:bare_row.index("</tr>")]
+    celery_row = table[table.index('data-runner="cpu8@host"'):]
+    assert 'data-kind="celery"' in celery_row[:celery_row.index("</tr>")]
+    page = admin.http.get(f"/admin/runners/{reg.json()['hostname']}").text
+    assert "NVIDIA H200" in page and "large-v3" in page and "remote runner over HTTP" in page and "/ping" not in page
+    assert reg.json()["runner_token"] not in table + page
