@@ -51,7 +51,8 @@ class LadderJobs:
                      common: dict[str, Any], *, queue: str | None, parent: int | None = None,
                      index: int = 0, parts: int = 1,
                      video_codecs: Sequence[str] = ("h264",),
-                     cover_image: str | None = None, hardware: str = "none") -> builtins.list[NewJob]:
+                     cover_image: str | None = None, hardware: str = "none",
+                     fps: float | None = None) -> builtins.list[NewJob]:
         """The jobs of a transcode ladder: the TRANSCODE parent (child of ``parent``, placed at ``index``
         of the submitted list) and one TRANSCODE_RENDITION child per lower rung; split into
         ``parts``, one child per part of every rung (the parent prunes those a short video needs not)."""
@@ -65,7 +66,7 @@ class LadderJobs:
             raise ValidationError("parts must be an integer")
         top = self._validated(TranscodePayload, input=input, output=output, formats=tuple(formats),
                               ladder=tuple(rungs), parts=parts, video_codecs=tuple(video_codecs),
-                              cover_image=cover_image, hardware=hardware)
+                              cover_image=cover_image, hardware=hardware, fps=fps)
         self._check_local_input(input)
         cq, cwhy = route(JobType.TRANSCODE_RENDITION, queue=queue, allowed=self.settings.job_queues)
         if top.hardware != "none" and queue is None:

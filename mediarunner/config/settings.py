@@ -290,6 +290,14 @@ class Settings(BaseSettings):
     runner_poll_interval_seconds: float = Field(default=0.05, gt=0)  # how often a waiting request looks
     runner_max_upload_bytes: int = Field(default=50 * 2**30, ge=1)  # per uploaded result file: larger is 413
 
+    # --- PeerTube connector (`mediarunner peertube serve`)
+    # Inputs downloaded from PeerTube and the results of their jobs, one directory per PeerTube job
+    # (removed when it ends): must lie inside input_roots and output_roots, on storage the workers share.
+    peertube_staging_dir: Path = Path("var/outputs/peertube")
+    # Progress `update` to PeerTube this often per job: PeerTube aborts a job silent for 2 min (VOD).
+    peertube_update_seconds: float = Field(default=15.0, gt=0, le=60)
+    peertube_poll_seconds: float = Field(default=10.0, gt=0)  # job requests without a socket.io ping
+
 
 def _with_password(url: str, password: SecretStr) -> str:
     """``url`` with ``password`` in it, unless it has one already (or is a file URL such as SQLite's)."""
