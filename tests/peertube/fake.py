@@ -193,7 +193,8 @@ class FakePeerTube:
             body = await request.json()
             self.register_bodies.append({k: v for k, v in body.items() if k != "registrationToken"})
             name = body.get("name")
-            if not isinstance(name, str) or not 1 <= len(name) <= 100 or not isinstance(body.get("registrationToken"), str):
+            if not isinstance(name, str) or not 1 <= len(name) <= 100 or \
+                    not isinstance(body.get("registrationToken"), str):
                 return _fail(400, "Incorrect request parameters: name")
             if body["registrationToken"] not in self.registration_tokens:
                 return _fail(404, "Registration token is invalid")
@@ -249,7 +250,8 @@ class FakePeerTube:
             else:
                 fields = await request.json()
             rt, jt = fields.get("runnerToken"), fields.get("jobToken")
-            if not UUID.match(uuid) or not isinstance(rt, str) or not rt or not isinstance(jt, str) or not 1 <= len(jt) <= 1000:
+            if not UUID.match(uuid) or not isinstance(rt, str) or not rt or not isinstance(jt, str) or \
+                    not 1 <= len(jt) <= 1000:
                 return None, _fail(400, "Incorrect request parameters"), None
             j = self.jobs.get(uuid)
             if j is None or j.job_token != jt or j.runner != rt or rt not in self.runners:
@@ -264,8 +266,7 @@ class FakePeerTube:
             if j is None:
                 return fields
             progress = fields.get("progress")
-            if progress is not None and not re.fullmatch(r"\d+", str(progress)) or \
-                    (progress is not None and not 0 <= int(progress) <= 100):
+            if progress is not None and (not re.fullmatch(r"\d+", str(progress)) or not 0 <= int(progress) <= 100):
                 return _fail(400, "Incorrect request parameters: progress")
             if fields.get("payload") not in (None, {}):  # VOD update payloads must be empty
                 return _fail(400, "Payload is invalid")

@@ -81,7 +81,7 @@ def test_vod_web_video_and_hls_outputs_are_peertubes(stack: Stack, peertube: Fak
 
     assert hls.success["fields"] == {} and set(hls.success["files"]) == {"videoFile", "resolutionPlaylistFile"}
     video, video_name, vmime = hls.success["files"]["videoFile"]
-    playlist, playlist_name, pmime = hls.success["files"]["resolutionPlaylistFile"]
+    playlist, _, pmime = hls.success["files"]["resolutionPlaylistFile"]
     assert (vmime, pmime) == ("video/mp4", "application/vnd.apple.mpegurl")
     m = FRAGMENTED.match(video_name)
     assert m and m.group(1) == "360", video_name
@@ -128,7 +128,8 @@ def test_audio_merge(stack: Stack, peertube: FakePeerTube) -> None:
     register(stack, peertube)
     running = start_connector(stack)
     try:
-        payload = {"input": {"audioFileUrl": file_url("max-quality"), "previewFileUrl": file_url("previews/max-quality")},
+        payload = {"input": {"audioFileUrl": file_url("max-quality"),
+                             "previewFileUrl": file_url("previews/max-quality")},
                    "output": {"resolution": 480, "fps": 25}}
         job = peertube.add_job("vod-audio-merge-transcoding", payload,
                                {"max-quality": audio, "previews/max-quality": preview})
@@ -232,8 +233,8 @@ def test_revoked_runner_stops_the_instance(stack: Stack, peertube: FakePeerTube,
                  timeout=20, what="the instance to stop")
         inst = transaction(lambda s: records.get_instance(s, "fleet"), url=url)
         assert inst.state_reason and "revoked" in inst.state_reason
-        events = transaction(lambda s: [e.message for e in s.query(EventRow).filter(EventRow.kind == "peertube_stopped")],
-                             url=url)
+        events = transaction(lambda s: [e.message for e in s.query(EventRow)
+                                        .filter(EventRow.kind == "peertube_stopped")], url=url)
         assert len(events) == 1 and inst.runner_token not in events[0]
         n = len(peertube.requests)
         job = peertube.add_job("vod-web-video-transcoding", vod(240, 25), {"max-quality": clip})
