@@ -117,9 +117,11 @@ class FakePeerTube:
         self.ping()
         return job
 
-    def cancel(self, uuid: str) -> None:  # cancelRunnerJob: pending/processing -> CANCELLED
+    def cancel(self, uuid: str) -> None:
+        """cancelRunnerJob: pending/processing -> CANCELLED; setToErrorOrCancel drops the job token,
+        so the runner's next call gets 404 "Unknown runner job" (as observed on 6.3.3)."""
         with self.lock:
-            self.jobs[uuid].state = CANCELLED
+            self.jobs[uuid].state, self.jobs[uuid].job_token = CANCELLED, None
 
     def delete(self, uuid: str) -> None:
         with self.lock:
@@ -262,9 +264,11 @@ class FakePeerTube:
 
         @app.post(base + "/jobs/{uuid}/update")
         async def update(uuid: str, request: Request) -> Response:
-            j, fields, _ = await job_of_runner(uuid, request, {PROCESSING, COMPLETED})
+            j, fields, form = await job_of_runner(uuid, request, {PROCESSING, COMPLETED})
             if j is None:
                 return fields
+            if form is None and j.type == "video-transcription":  # the live validator reads req.files
+                return _fail(500, "Cannot read properties of undefined (reading 'payload[resolutionPlaylistFile]')")
             progress = fields.get("progress")
             if progress is not None and (not re.fullmatch(r"\d+", str(progress)) or not 0 <= int(progress) <= 100):
                 return _fail(400, "Incorrect request parameters: progress")

@@ -6,9 +6,10 @@ own ``peertube-runner`` speak it:
 * ``POST /jobs/request`` ``{runnerToken, jobTypes}`` -> ``{availableJobs: [{uuid, type, payload}]}``
   (``jobTypes`` filters on newer servers; older ones ignore it, so the list is filtered here too);
 * ``POST /jobs/<uuid>/accept`` ``{runnerToken}`` -> ``{job: {..., jobToken}}``;
-* ``POST /jobs/<uuid>/update|abort|error`` and multipart ``/success`` with ``runnerToken`` and
-  ``jobToken``; a job no longer processing answers 404 (unknown: deleted) or 400
-  (``runner_job_not_in_processing_state``: cancelled, errored, aborted by the watchdog);
+* ``POST /jobs/<uuid>/abort|error`` (JSON) and multipart ``/update`` and ``/success`` with
+  ``runnerToken`` and ``jobToken``; a job no longer this runner's answers 404 "Unknown runner job"
+  (cancelled, deleted, aborted by the watchdog: the job token is gone) or 400
+  ``runner_job_not_in_processing_state`` (a state change in between);
 * input files: ``POST <file url>`` with the JSON body ``{runnerToken, jobToken}``.
 
 Tokens travel in request bodies only; no message or exception here ever contains one.
@@ -122,10 +123,12 @@ class RunnerAPI:
         return {"runnerToken": self._token, "jobToken": job_token, **extra}
 
     def update(self, uuid: str, job_token: str, progress: int | None = None) -> None:
-        body = self._job_body(job_token)  # JSON: PeerTube's body parser takes it as it takes multipart
+        fields = self._job_body(job_token)
         if progress is not None:
-            body["progress"] = max(0, min(100, int(progress)))
-        self._post(f"/jobs/{uuid}/update", body)
+            fields["progress"] = str(max(0, min(100, int(progress))))
+        # Multipart, as peertube-runner sends it: 6.3's update validator reads the files multer
+        # parses, and answers a JSON update of some job types (transcription) with a 500.
+        self._post(f"/jobs/{uuid}/update", files={k: (None, v) for k, v in fields.items()})
 
     def error(self, uuid: str, job_token: str, message: str) -> None:
         self._post(f"/jobs/{uuid}/error", self._job_body(job_token, message=(message or "error")[:5000]))
