@@ -276,3 +276,33 @@ def test_transcription(stack: Stack, peertube: FakePeerTube) -> None:
     vtt, _, mime = job.success["files"]["vttFile"]
     assert mime == "text/vtt" and vtt.read_text().startswith("WEBVTT") and "-->" in vtt.read_text()
     assert job.updates  # multipart updates (a JSON one is a 500 on 6.3.3 for this type)
+
+
+def test_studio_cut_intro_watermark(stack: Stack, peertube: FakePeerTube, clip: Path) -> None:
+    intro = make_clip(stack.tmp / "intro.mp4", seconds=1.0, size="320x180")
+    mark = stack.tmp / "mark.png"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=red:s=64x32", "-frames:v", "1",
+                    str(mark)], check=True)
+    stack.inproc_worker("cpu1", queues="cpu")
+    register(stack, peertube)
+    running = start_connector(stack)
+    try:
+        tasks = [{"name": "cut", "options": {"start": "1", "end": "3"}},  # strings, as PeerTube sends them
+                 {"name": "add-intro", "options": {"file": file_url("studio/task-files/intro.mp4")}},
+                 {"name": "add-watermark", "options": {"file": file_url("studio/task-files/mark.png"),
+                                                       "watermarkSizeRatio": 0.1, "horitonzalMarginRatio": 0.05,
+                                                       "verticalMarginRatio": 0.05}}]
+        job = peertube.add_job("video-studio-transcoding", {
+            "input": {"videoFileUrl": file_url("max-quality"), "separatedAudioFileUrl": []}, "tasks": tasks},
+            {"max-quality": clip, "studio/task-files/intro.mp4": intro, "studio/task-files/mark.png": mark})
+        unknown = peertube.add_job("video-studio-transcoding", {
+            "input": {"videoFileUrl": file_url("max-quality"), "separatedAudioFileUrl": []},
+            "tasks": [{"name": "add-sepia", "options": {}}]}, {"max-quality": clip})
+        done(peertube, job)
+        assert unknown.state == PENDING  # a task we do not know is never accepted
+    finally:
+        running.stop()
+    assert job.success is not None and set(job.success["files"]) == {"videoFile"} and job.success["fields"] == {}
+    info = streams(job.success["files"]["videoFile"][0])
+    assert info["video"]["height"] == 360 and info["audio"] is not None
+    assert abs(float(info["format"]["duration"]) - 3.0) < 0.5  # 1 s intro + the 2 s cut

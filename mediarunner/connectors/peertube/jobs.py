@@ -13,6 +13,8 @@ vod-hls-transcoding             the same, then a stream copy to one fMP4 +      
                                 byte-range playlist (video only / audio only    ``resolutionPlaylistFile``
                                 with ``separatedAudio``; resolution 0: audio)
 vod-audio-merge-transcoding     transcode of the audio over the preview image   ``videoFile``
+video-studio-transcoding        studio (cut, intro, outro, watermark: see       ``videoFile``
+                                ``studio.py``)
 video-transcription             extract_audio -> transcribe (VTT)               ``inputLanguage``, ``vttFile``
 ==============================  ==============================================  ===============================
 """
@@ -27,13 +29,16 @@ from typing import Any
 
 from mediarunner.client import Client
 from mediarunner.config.settings import Rendition
+from mediarunner.connectors.peertube import studio
 from mediarunner.errors import PermanentError
 from mediarunner.media.probe import probe
 from mediarunner.media.single_file import Streams, merge_tracks, package_single_file_hls, select_streams
+from mediarunner.models.payloads import STUDIO_OUTPUT
 from mediarunner.models.schemas import Job
 
 SUPPORTED_JOB_TYPES: tuple[str, ...] = (
-    "vod-web-video-transcoding", "vod-hls-transcoding", "vod-audio-merge-transcoding", "video-transcription",
+    "vod-web-video-transcoding", "vod-hls-transcoding", "vod-audio-merge-transcoding", "video-studio-transcoding",
+    "video-transcription",
 )
 VIDEO, AUDIO, PREVIEW = "video", "audio", "preview"
 
@@ -51,7 +56,10 @@ def supported(job: Mapping[str, Any], enabled: tuple[str, ...]) -> bool:
         return False
     try:
         urls = input_urls(str(kind), payload)
-        if kind != "video-transcription":
+        if kind == "video-studio-transcoding":
+            if not studio.tasks_supported(payload.get("tasks")):
+                return False
+        elif kind != "video-transcription":
             _resolution_fps(payload)
     except (KeyError, TypeError, ValueError):
         return False
@@ -66,6 +74,8 @@ def input_urls(kind: str, payload: Mapping[str, Any]) -> dict[str, str]:
     separated = inp.get("separatedAudioFileUrl") or []
     if kind != "video-transcription" and separated:
         urls[AUDIO] = separated[0]
+    if kind == "video-studio-transcoding":
+        urls |= studio.task_urls(payload["tasks"])
     return urls
 
 
@@ -101,18 +111,26 @@ def submit(client: Client, kind: str, payload: Mapping[str, Any], staged: Mappin
     common: dict[str, Any] = {"priority_class": priority_class, "metadata": dict(meta)}
     if kind == "video-transcription":
         return client.submit_transcription(str(staged[VIDEO]), str(out), formats=("vtt",), **common)
+    if kind == "video-studio-transcoding":
+        src = _with_audio(client, staged, out)
+        ops = studio.operations(payload["tasks"], staged, src, ffprobe=client.settings.ffprobe_path)
+        return client.submit_studio(str(src), str(out), ops, **common)
     resolution, fps = _resolution_fps(payload)
     if kind == "vod-audio-merge-transcoding":
         src, cover = staged[AUDIO], str(staged[PREVIEW])
     else:
-        src, cover = staged[VIDEO], None
-        if AUDIO in staged:  # separated audio: one input with both tracks (stream copy)
-            src = merge_tracks(staged[VIDEO], staged[AUDIO], out.parent / "merged.mp4",
-                               ffmpeg=client.settings.ffmpeg_path)
+        src, cover = _with_audio(client, staged, out), None
     rung = _rung(client, _height(client, src, resolution))
     rung_client = Client(client.settings.model_copy(update={"renditions": [rung]}), app=client.app)
     return rung_client.submit_transcode(str(src), str(out), renditions=[rung.name], formats=("mp4",), parts=None,
                                         cover_image=cover, fps=fps or None, **common)
+
+
+def _with_audio(client: Client, staged: Mapping[str, Path], out: Path) -> Path:
+    """The video input; with a separated audio file, one input with both tracks (stream copy)."""
+    if AUDIO not in staged:
+        return staged[VIDEO]
+    return merge_tracks(staged[VIDEO], staged[AUDIO], out.parent / "merged.mp4", ffmpeg=client.settings.ffmpeg_path)
 
 
 def _encoded(out: Path) -> Path:
@@ -133,6 +151,11 @@ def success_body(kind: str, payload: Mapping[str, Any], job: Job, out: Path, wor
         if not vtt.is_file() or not language:
             raise PermanentError("the transcription published no VTT or no language")
         return Success({"inputLanguage": str(language)}, {"vttFile": vtt})
+    if kind == "video-studio-transcoding":
+        edited = out / STUDIO_OUTPUT
+        if not edited.is_file():
+            raise PermanentError("the studio job published no video")
+        return Success({}, {"videoFile": edited})
     resolution, _ = _resolution_fps(payload)
     mp4 = _encoded(out)
     if kind == "vod-hls-transcoding":

@@ -24,13 +24,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import re
 import shutil
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import socketio
 
@@ -47,6 +49,12 @@ from mediarunner.models.peertube import Instance
 from mediarunner.models.schemas import Job
 
 log = logging.getLogger(__name__)
+
+
+def _suffix(url: str) -> str:
+    """The file extension of an input URL's path (``.png`` of a watermark), else ``.bin``."""
+    suffix = PurePosixPath(urlsplit(url).path).suffix
+    return suffix.lower() if re.fullmatch(r"\.[A-Za-z0-9]{1,5}", suffix) else ".bin"
 
 
 def check_staging(settings: Settings) -> Path:
@@ -237,7 +245,7 @@ class JobWork(threading.Thread):
             if self._interrupted():
                 return self._interruption()
             try:
-                staged[name] = self.loop.api.download(url, self.job_token, self.dir / "in" / f"{name}.bin")
+                staged[name] = self.loop.api.download(url, self.job_token, self.dir / "in" / f"{name}{_suffix(url)}")
             except PeerTubeError as exc:
                 if exc.job_gone or exc.unknown_runner:
                     self._mark_gone(exc)
