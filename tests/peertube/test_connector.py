@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState
 from tests.peertube.conftest import register, start_connector
@@ -219,7 +221,8 @@ def test_failed_work_posts_error(stack: Stack, peertube: FakePeerTube) -> None:
     assert job.error and "mediarunner" in job.error and 1 <= len(job.error) <= 5000
 
 
-def test_revoked_runner_stops_the_instance(stack: Stack, peertube: FakePeerTube, clip: Path) -> None:
+def test_revoked_runner_stops_the_instance(stack: Stack, peertube: FakePeerTube, clip: Path,
+                                           caplog: pytest.LogCaptureFixture) -> None:
     from mediarunner.models import peertube as records
     from mediarunner.models.tables import EventRow
 
@@ -236,6 +239,9 @@ def test_revoked_runner_stops_the_instance(stack: Stack, peertube: FakePeerTube,
         events = transaction(lambda s: [e.message for e in s.query(EventRow)
                                         .filter(EventRow.kind == "peertube_stopped")], url=url)
         assert len(events) == 1 and inst.runner_token not in events[0]
+        stopped = [r.getMessage() for r in caplog.records if "stopping this instance" in r.getMessage()]
+        assert len(stopped) == 1 and "fleet" in stopped[0]
+        assert inst.runner_token not in caplog.text
         n = len(peertube.requests)
         job = peertube.add_job("vod-web-video-transcoding", vod(240, 25), {"max-quality": clip})
         time.sleep(1.5)  # the scenario: several poll periods after the stop
