@@ -15,6 +15,7 @@ from mediarunner import __version__
 from mediarunner.cli import ui
 from mediarunner.config.redact import install_log_redaction, secret_values
 from mediarunner.connectors.peertube import SUPPORTED_JOB_TYPES, PeerTubeError, RunnerAPI
+from mediarunner.connectors.peertube.protocol import TokenFilter
 from mediarunner.connectors.peertube.serve import Connector
 from mediarunner.models import peertube as records
 from mediarunner.models.base import utcnow
@@ -105,6 +106,9 @@ def serve() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tokens = {i.runner_token for i in transaction(records.list_instances, url=settings.database_url)}
     install_log_redaction(secret_values(settings) | tokens)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(TokenFilter())  # job tokens too, whatever logs them
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per update
     connector = Connector(settings, ui.client())
 
     def stop(signum: int, _frame: Any) -> None:

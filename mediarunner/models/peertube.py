@@ -100,8 +100,15 @@ def stop_instance(session: Session, name: str, reason: str, now: datetime) -> bo
 
 
 def track_job(session: Session, *, uuid: str, instance: str, type: str, job_token: str, now: datetime) -> None:
-    session.add(PeerTubeJobRow(uuid=uuid, instance=instance, type=type, job_token=job_token, state="accepted",
-                               created_at=now))
+    """Record an accepted job; one PeerTube offers again (after an abort, an error, its watchdog)
+    starts over in the same row, with its new job token."""
+    row = session.get(PeerTubeJobRow, uuid)
+    if row is None:
+        session.add(PeerTubeJobRow(uuid=uuid, instance=instance, type=type, job_token=job_token, state="accepted",
+                                   created_at=now))
+        return
+    row.instance, row.type, row.job_token, row.state, row.created_at = instance, type, job_token, "accepted", now
+    row.job_id = row.message = row.finished_at = None
 
 
 def set_job(session: Session, uuid: str, *, state: str | None = None, job_id: str | None = None,

@@ -47,3 +47,12 @@ def test_register_ls_unregister(stack: Stack, peertube: FakePeerTube) -> None:
     assert transaction(lambda s: records.get_instance(s, "fleet"), url=url) is None
     missing = runner.invoke(app, ["peertube", "unregister", "fleet"])
     assert missing.exit_code == 2 and "no PeerTube instance named" in missing.output
+
+
+def test_peertube_tokens_are_masked_in_log_records() -> None:
+    import logging
+
+    from mediarunner.connectors.peertube.protocol import TokenFilter
+
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "row %s", ("('ptrjt-a114fe3d-2ae8', 'ptrt-9f')",), None)
+    assert TokenFilter().filter(record) and record.getMessage() == "row ('***', '***')"

@@ -191,6 +191,26 @@ def test_shutdown_aborts_running_jobs(stack: Stack, peertube: FakePeerTube, clip
     running.stop("mediarunner connector stopped (SIGTERM)")
     assert job.aborts == ["mediarunner connector stopped (SIGTERM)"] and job.state == PENDING
     assert client.get(job_id).state is JobState.CANCELLED
+    # A new connector takes the job PeerTube offers again (same uuid, a new job token) and ends it.
+    stack.inproc_worker("cpu1", queues="cpu")
+    again = start_connector(stack)
+    try:
+        done(peertube, job)
+    finally:
+        again.stop()
+    assert _tracked(stack, job.uuid).state == "done" and _mediarunner_job(stack, job.uuid) != job_id
+
+
+def test_input_gone_with_the_job_still_ours_posts_error(stack: Stack, peertube: FakePeerTube) -> None:
+    # A deleted video leaves its runner jobs behind: the file 404s while the job is still processing.
+    register(stack, peertube)
+    running = start_connector(stack)
+    try:
+        job = peertube.add_job("vod-web-video-transcoding", vod(240, 25), {})
+        wait_for(lambda: job.state == ERRORED, timeout=30, what="the error")
+    finally:
+        running.stop()
+    assert job.error and "cannot download the input" in job.error
 
 
 def test_unsupported_types_are_never_accepted(stack: Stack, peertube: FakePeerTube, clip: Path) -> None:

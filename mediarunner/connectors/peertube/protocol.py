@@ -18,16 +18,37 @@ Tokens travel in request bodies only; no message or exception here ever contains
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+#: PeerTube's tokens (registration ``ptrrt-``, runner ``ptrt-``, job ``ptrjt-``): masked in every log record
+TOKEN = re.compile(r"\bptr(?:r|j)?t-[A-Za-z0-9-]+")
 UNKNOWN_RUNNER_TOKEN = "unknown_runner_token"
 NOT_PROCESSING = "runner_job_not_in_processing_state"
 NOT_PENDING = "runner_job_not_in_pending_state"
 MIME = {".mp4": "video/mp4", ".m3u8": "application/vnd.apple.mpegurl", ".vtt": "text/vtt", ".jpg": "image/jpeg"}
+
+
+class TokenFilter(logging.Filter):
+    """Masks PeerTube tokens in a log record's message and traceback (a database error quoting a
+    row, an HTTP library's debug line...)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string is logging's problem
+            return True
+        record.msg, record.args = TOKEN.sub("***", message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = TOKEN.sub("***", record.exc_text)
+        return True
 
 
 class PeerTubeError(Exception):

@@ -125,6 +125,8 @@ class InstanceLoop(threading.Thread):
                     self.revoked()
                     break
                 log.warning("PeerTube %s: job request failed: %s", self.inst.name, exc)
+            except Exception:  # the database, a bug: logged, and the loop goes on
+                log.exception("PeerTube %s: cannot take jobs", self.inst.name)
             if self.global_stop.wait(0) or self.wake.wait(self.settings.peertube_poll_seconds):
                 continue
         self._wind_down()
@@ -161,9 +163,14 @@ class InstanceLoop(threading.Thread):
 
     def _start(self, job: dict[str, Any]) -> None:
         uuid, kind = str(job["uuid"]), str(job["type"])
-        transaction(lambda s: records.track_job(s, uuid=uuid, instance=self.inst.name, type=kind,
-                                                job_token=str(job["jobToken"]), now=utcnow()),
-                    url=self.settings.database_url)
+        try:
+            transaction(lambda s: records.track_job(s, uuid=uuid, instance=self.inst.name, type=kind,
+                                                    job_token=str(job["jobToken"]), now=utcnow()),
+                        url=self.settings.database_url)
+        except Exception:  # never keep a job PeerTube thinks we run without tracking it
+            with contextlib.suppress(PeerTubeError):
+                self.api.abort(uuid, str(job["jobToken"]), "mediarunner cannot record the job")
+            raise
         w = JobWork(self, uuid, kind, dict(job.get("payload") or {}), str(job["jobToken"]))
         self.work[uuid] = w
         w.start()
@@ -247,10 +254,10 @@ class JobWork(threading.Thread):
             try:
                 staged[name] = self.loop.api.download(url, self.job_token, self.dir / "in" / f"{name}{_suffix(url)}")
             except PeerTubeError as exc:
-                if exc.job_gone or exc.unknown_runner:
+                if exc.unknown_runner or (exc.job_gone and not self._still_ours()):
                     self._mark_gone(exc)
                     return self._interruption()
-                return "error", f"cannot download the input: {exc}"
+                return "error", f"cannot download the input: {exc}"  # e.g. its video was deleted
         meta = {"peertube": {"instance": self.loop.inst.name, "job": self.uuid, "type": self.kind}}
         try:
             job = kinds.submit(self.loop.client, self.kind, self.payload, staged, self.dir / "out",
@@ -266,6 +273,15 @@ class JobWork(threading.Thread):
             return self._success(done)
         failed = next((j for j in done.family if j.state is not JobState.COMPLETED and j.error), done)
         return "error", f"mediarunner job {failed.id} {failed.state.value}: {failed.error or 'no error recorded'}"
+
+    def _still_ours(self) -> bool:
+        """Whether PeerTube still has this job processing by us (a 404 on a download may be the
+        job's, or only its video's: deleted videos leave their runner jobs behind)."""
+        try:
+            self.loop.api.update(self.uuid, self.job_token, self.progress)
+        except PeerTubeError:
+            return False
+        return True
 
     def _watch(self, job_id: str) -> Job | None:
         client = self.loop.client
