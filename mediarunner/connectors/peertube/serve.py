@@ -93,6 +93,8 @@ class Connector:
         for loop in self.loops.values():
             loop.reason = reason
         self.stop.set()
+        for loop in self.loops.values():
+            loop.wake.set()  # not waiting out the poll period
 
 
 class InstanceLoop(threading.Thread):
