@@ -332,3 +332,26 @@ def test_studio_cut_intro_watermark(stack: Stack, peertube: FakePeerTube, clip: 
     info = streams(job.success["files"]["videoFile"][0])
     assert info["video"]["height"] == 360 and info["audio"] is not None
     assert abs(float(info["format"]["duration"]) - 3.0) < 0.5  # 1 s intro + the 2 s cut
+
+
+def test_one_process_serves_several_instances(stack: Stack, peertube: FakePeerTube, clip: Path) -> None:
+    from tests.support import free_port
+
+    other = FakePeerTube(stack.tmp / "other-received")
+    other.start(free_port())
+    try:
+        stack.inproc_worker("cpu1", queues="cpu", concurrency=2)
+        register(stack, peertube, "site-a")
+        register(stack, other, "site-b")
+        running = start_connector(stack)
+        try:
+            a = peertube.add_job("vod-web-video-transcoding", vod(240, 25), {"max-quality": clip})
+            b = other.add_job("vod-hls-transcoding", vod(240, 25, separated_audio=False), {"max-quality": clip})
+            done(peertube, a)
+            done(other, b)
+        finally:
+            running.stop()
+        assert a.runner in peertube.runners and b.runner in other.runners  # each with its own runner token
+        assert {r.name for r in peertube.runners.values()} == {"site-a"}
+    finally:
+        other.stop()
