@@ -16,7 +16,8 @@ from mediarunner.cli import ui
 from mediarunner.config.redact import install_log_redaction, secret_values
 from mediarunner.connectors.peertube import SUPPORTED_JOB_TYPES, PeerTubeError, RunnerAPI
 from mediarunner.connectors.peertube.protocol import TokenFilter
-from mediarunner.connectors.peertube.serve import Connector
+from mediarunner.connectors.peertube.serve import Connector, check_staging
+from mediarunner.errors import MediarunnerError
 from mediarunner.models import peertube as records
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
@@ -103,6 +104,10 @@ def serve() -> None:
     """Take the registered PeerTube instances' jobs until stopped (SIGTERM/SIGINT abort running ones:
     PeerTube offers them again)."""
     settings = ui.settings()
+    try:
+        check_staging(settings)  # before anything else: a misconfiguration is one line, exit 2
+    except MediarunnerError as exc:
+        raise ui.fail(str(exc)) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tokens = {i.runner_token for i in transaction(records.list_instances, url=settings.database_url)}
     install_log_redaction(secret_values(settings) | tokens)
@@ -116,10 +121,7 @@ def serve() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    try:
-        connector.serve()
-    except ValueError as exc:
-        raise ui.fail(str(exc)) from None
+    connector.serve()
     ui.console.print("PeerTube connector stopped")
 
 

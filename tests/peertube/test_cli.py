@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from typer.testing import CliRunner
 
 from mediarunner.cli import app
@@ -56,3 +57,16 @@ def test_peertube_tokens_are_masked_in_log_records() -> None:
 
     record = logging.LogRecord("x", logging.ERROR, __file__, 1, "row %s", ("('ptrjt-a114fe3d-2ae8', 'ptrt-9f')",), None)
     assert TokenFilter().filter(record) and record.getMessage() == "row ('***', '***')"
+
+
+def test_serve_refuses_a_staging_dir_workers_cannot_read(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mediarunner.config import get_settings
+
+    monkeypatch.setenv("MEDIARUNNER_PEERTUBE_STAGING_DIR", "/var/tmp/not-a-root")
+    get_settings.cache_clear()
+    try:
+        res = runner.invoke(app, ["peertube", "serve"])
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert res.exit_code == 2 and "must lie inside one of INPUT_ROOTS" in res.output, res.output
