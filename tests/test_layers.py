@@ -2,7 +2,7 @@
 listed for it here (function-local imports included). Lowest first:
 
 ``errors`` → ``config`` → ``models`` → ``storage`` → ``media`` → ``speech`` → ``tasks`` | ``scheduler``
-→ ``fleet`` → ``workers`` | ``client`` | ``metrics`` | ``runner`` → ``api`` → ``web`` → ``cli``.
+→ ``fleet`` → ``workers`` | ``client`` | ``metrics`` | ``runner`` → ``connectors`` | ``api`` → ``web`` → ``cli``.
 
 A new top-level module or package must be added to the table, which is the point: its place in
 the layering is a decision, not an accident.
@@ -39,9 +39,10 @@ ALLOWED: dict[str, set[str]] = {
     "client": _SERVICES | {"workers"},  # publishes through the workers' Celery app
     "metrics": _SERVICES,
     "runner": _ENGINE,  # a remote runner: the handlers, over the HTTP API (no database, broker, storage)
+    "connectors": _LIBS | {"client"},  # PeerTube's runner protocol served with ordinary jobs, through the client
     "api": _PROCESSES,
     "web": _PROCESSES | {"api"},
-    "cli": _PROCESSES | {"api", "web"},  # `mediarunner api` serves the API with the web admin
+    "cli": _PROCESSES | {"api", "web", "connectors"},  # `mediarunner api` serves the API with the web admin
     "__init__": {"client", "models"},
     "__main__": {"cli"},
 }

@@ -21,7 +21,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from mediarunner.cli import api, db, jobs, overview, processes, remote, runners, submit_more, tokens
+from mediarunner.cli import api, db, jobs, overview, peertube, processes, remote, runners, submit_more, tokens
 from mediarunner.cli.errors import explain
 
 
@@ -60,6 +60,7 @@ app.command("check")(overview.check)
 app.command("api")(api.api)
 app.add_typer(api.api_keys_app, name="api-keys")
 app.add_typer(remote.runner_app, name="runner")
+app.add_typer(peertube.peertube_app, name="peertube")
 
 
 def main() -> None:

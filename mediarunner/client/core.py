@@ -98,7 +98,7 @@ class Client(LadderJobs):
                          video_codecs: Sequence[str] = ("h264",), storyboard: bool = False,
                          thumbnails: int = 0, cover_image: str | None = None, hardware: str = "none",
                          notify_url: str | None = None, ladder: Sequence[Rendition] | None = None,
-                         on_submit: OnSubmit | None = None) -> Job:
+                         on_submit: OnSubmit | None = None, fps: float | None = None) -> Job:
         """Transcode ``input`` into an HLS + MP4 ladder under the directory ``output``; with
         ``transcribe=True`` also subtitles (an extract_audio -> transcribe branch after the parent).
         ``parts`` (default: the ``transcode_parts`` setting): split every rung of a long video into
@@ -110,6 +110,7 @@ class Client(LadderJobs):
         that image over the audio (PeerTube's audio merge). ``hardware`` (``auto``, ``nvenc``, ``qsv``,
         ``vaapi``; default ``none``): encode on a worker whose GPU encoder opens, else in software
         (the routing reason and each rendition's ``encoder`` record say which and why).
+        ``fps``: every video rendition at this frame rate (default: the source's, at most the policy's).
         ``notify_url`` (every ``submit_*``): POSTed a signed webhook when the family is terminal
         (:meth:`_notify`); the subscription is written in the submission's transaction. ``ladder``: the
         rungs themselves instead of configured names (``renditions``). ``on_submit(session, root)``
@@ -121,7 +122,7 @@ class Client(LadderJobs):
         jobs = self._ladder_jobs(input, output, renditions, formats, common, queue=queue,
                                  parts=self.settings.transcode_parts if parts is None else parts,
                                  video_codecs=video_codecs, cover_image=cover_image, hardware=hardware,
-                                 ladder=ladder)
+                                 ladder=ladder, fps=fps)
         self._check_exists(input)
         self._check_cover(input, cover_image)
         if storyboard or thumbnails:

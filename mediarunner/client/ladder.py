@@ -58,7 +58,8 @@ class LadderJobs:
                      index: int = 0, parts: int = 1,
                      video_codecs: Sequence[str] = ("h264",),
                      cover_image: str | None = None, hardware: str = "none",
-                     ladder: Sequence[Rendition] | None = None) -> builtins.list[NewJob]:
+                     ladder: Sequence[Rendition] | None = None,
+                     fps: float | None = None) -> builtins.list[NewJob]:
         """The jobs of a transcode ladder: the TRANSCODE parent (child of ``parent``, placed at ``index``
         of the submitted list) and one TRANSCODE_RENDITION child per lower rung; split into
         ``parts``, one child per part of every rung (the parent prunes those a short video needs not)."""
@@ -72,7 +73,7 @@ class LadderJobs:
             raise ValidationError("parts must be an integer")
         top = self._validated(TranscodePayload, input=input, output=output, formats=tuple(formats),
                               ladder=tuple(rungs), parts=parts, video_codecs=tuple(video_codecs),
-                              cover_image=cover_image, hardware=hardware)
+                              cover_image=cover_image, hardware=hardware, fps=fps)
         self._check_local_input(input)
         cq, cwhy = route(JobType.TRANSCODE_RENDITION, queue=queue, allowed=self.settings.job_queues)
         if top.hardware != "none" and queue is None:

@@ -297,6 +297,14 @@ class Settings(BaseSettings):
     runner_rate_burst: int = Field(default=500, ge=1)  # ... and at once; beyond: 429 with Retry-After
     runner_presign_seconds: int = Field(default=0, ge=0, le=7 * 86400)  # S3 inputs: presigned URLs (0: via the API)
 
+    # --- PeerTube connector (`mediarunner peertube serve`)
+    # Inputs downloaded from PeerTube and the results of their jobs, one directory per PeerTube job
+    # (removed when it ends): must lie inside input_roots and output_roots, on storage the workers share.
+    peertube_staging_dir: Path = Path("var/outputs/peertube")
+    # Progress `update` to PeerTube this often per job: PeerTube aborts a job silent for 2 min (VOD).
+    peertube_update_seconds: float = Field(default=15.0, gt=0, le=60)
+    peertube_poll_seconds: float = Field(default=10.0, gt=0)  # job requests without a socket.io ping
+
 
 def _with_password(url: str, password: SecretStr) -> str:
     """``url`` with ``password`` in it, unless it has one already (or is a file URL such as SQLite's)."""

@@ -73,16 +73,25 @@ def _picture(source: Any, cover: Path | None, info: MediaInfo) -> Any:
     return still["v:0"]
 
 
+def output_fps(r: PlannedRendition, info: MediaInfo) -> tuple[float, bool]:
+    """The rendition's output frame rate and whether an ``fps`` filter must make it: the rate the
+    rendition asks for (``r.fps``, e.g. PeerTube's payload), else the source's at most ``max_fps``."""
+    if r.fps is not None:
+        return r.fps, not info.fps or abs(info.fps - r.fps) > 0.01
+    return rung_fps(info.fps), bool(info.fps and info.fps > POLICY.max_fps)
+
+
 def _hardware_video(source: Any, r: PlannedRendition, info: MediaInfo, hardware: str, segment_seconds: float,
                     gpu_decode: bool) -> tuple[Any, Options]:  # fmt: skip
     """The video stream and options of a hardware encode (see :func:`.encoders.hardware_scale`)."""
     assert r.width and r.height and r.video_bitrate_k
     video = source["V:0"]
-    if info.fps and info.fps > POLICY.max_fps:  # a software filter: only without GPU decode
-        video = video.filter("fps", f"{POLICY.max_fps:g}")
+    fps, refilter = output_fps(r, info)
+    if refilter:  # a software filter: only without GPU decode
+        video = video.filter("fps", f"{fps:g}")
     for name, kwargs in hardware_scale(hardware, r.width, r.height, gpu_decode=gpu_decode):
         video = video.filter(name, **kwargs)
-    return video, hardware_video_options(hardware, r.codec, rung_fps(info.fps), r.video_bitrate_k,
+    return video, hardware_video_options(hardware, r.codec, fps, r.video_bitrate_k,
                                          segment_seconds=segment_seconds)
 
 
@@ -91,7 +100,7 @@ def rendition_args(src: Path, dst_mp4: Path, r: PlannedRendition, info: MediaInf
                    hardware: str | None = None, vaapi_device: str = "/dev/dri/renderD128") -> list[str]:  # fmt: skip
     """The ffmpeg arguments of :func:`encode_rendition`, built with ffmpeg-python. ``hardware``: a
     family of :data:`.encoders.HARDWARE_ENCODERS` (not with a cover image)."""
-    gpu_decode = bool(hardware) and cover is None and r.has_video and not (info.fps and info.fps > POLICY.max_fps)
+    gpu_decode = bool(hardware) and cover is None and r.has_video and not output_fps(r, info)[1]
     hw_in = hardware_input_options(hardware, gpu_decode=gpu_decode, vaapi_device=vaapi_device) if hardware else {}
     source = ffpy.input("file:" + str(src.resolve()), **file_input_options(), **hw_in,
                         **({"ss": f"{start:.6f}"} if start > 0 else {}))
@@ -106,11 +115,12 @@ def rendition_args(src: Path, dst_mp4: Path, r: PlannedRendition, info: MediaInf
     elif r.has_video:
         assert r.width and r.height and r.video_bitrate_k  # checked by _check_rendition
         video = _picture(source, cover, info)
-        if info.fps and info.fps > POLICY.max_fps:
-            video = video.filter("fps", f"{POLICY.max_fps:g}")
+        fps, refilter = output_fps(r, info)
+        if refilter:
+            video = video.filter("fps", f"{fps:g}")
         streams.append(video.filter("scale", r.width, r.height, flags="bicubic").filter("setsar", 1)
                        .filter("format", POLICY.pix_fmt))  # fmt: skip
-        opts |= codec_video_options(r.codec, r.width, r.height, rung_fps(info.fps), r.video_bitrate_k,
+        opts |= codec_video_options(r.codec, r.width, r.height, fps, r.video_bitrate_k,
                                     speed=preset or codec_spec(r.codec).default_speed,
                                     segment_seconds=segment_seconds)  # fmt: skip
         opts |= still_image_options(r.codec) if cover is not None else {}

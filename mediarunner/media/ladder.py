@@ -25,6 +25,7 @@ class PlannedRendition(BaseModel, frozen=True):
     has_video: bool
     has_audio: bool
     codec: str = "h264"  # the video codec (see media/encoders.CODECS); irrelevant without video
+    fps: float | None = None  # an output frame rate asked for (None: the source's, at most the policy's max_fps)
 
 
 # yuv420p needs even dimensions. Heights round down (never above the source); widths round

@@ -63,6 +63,8 @@ def _stream_misfit(v: dict[str, Any], r: PlannedRendition, info: MediaInfo) -> s
         return "source has non-square pixels or a rotation"
     if not info.fps or info.fps > POLICY.max_fps:
         return f"source frame rate {info.fps} is unknown or above {POLICY.max_fps:g}"
+    if r.fps is not None and abs(info.fps - r.fps) > 0.01:
+        return f"source frame rate {info.fps:g} is not the {r.fps:g} asked for"
     return None
 
 

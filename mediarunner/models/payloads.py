@@ -67,6 +67,7 @@ class TranscodePayload(_Payload):
     video_codecs: tuple[VideoCodec, ...] = ("h264",)  # one ladder per codec
     cover_image: str | None = Field(default=None, max_length=MAX_URL)  # audio input + still image -> video
     hardware: Hardware = "none"  # software unless asked; a worker without it falls back (recorded)
+    fps: float | None = Field(default=None, gt=0, le=120)  # every video rung at this rate (None: the source's)
 
     _url = field_validator("input", "output")(_check_url)
     _cover = field_validator("cover_image")(lambda v: None if v is None else _check_url(v))

@@ -64,6 +64,8 @@ def run_transcode(ctx: JobContext) -> Outcome:
         info = with_cover(info, probe_image(cover, ffprobe=s.ffprobe_path))
         ctx.log(f"audio + cover image: a {info.width}x{info.height} video of {info.duration:.2f}s")
     plan = plan_ladder(info, p.ladder, codecs=p.video_codecs)
+    if p.fps is not None:  # the children read the plan, frame rate included, from this job's result
+        plan = [r.model_copy(update={"fps": p.fps}) if r.has_video else r for r in plan]
     parts = effective_parts(info.duration, p.parts, min_part_seconds=s.transcode_part_min_seconds,
                             segment_seconds=s.hls_segment_seconds) if p.parts > 1 else 1
     ctx.log(f"probed {info.width}x{info.height} {info.duration:.2f}s; plan: {[r.name for r in plan]}"
