@@ -23,6 +23,11 @@ from mediarunner.storage.transfer import Report
 
 
 class Lease(Protocol):
+    #: True when an ``Outcome.finalize`` step runs inside the transaction that recorded the
+    #: completion (so that transaction, having matched this attempt under the family lock, is the
+    #: fence: the step needs no read of its own); False when it runs after it (remote runners).
+    finalize_in_completion: bool
+
     def touch(self, job: Job, *, progress: float, stage: Stage | None, result: dict[str, Any] | None) -> bool:
         """Heartbeat with progress; False once the attempt may no longer run."""
         ...
@@ -44,6 +49,8 @@ class Lease(Protocol):
 
 class DatabaseLease:
     """The Celery worker's lease: transitions on the database, stores opened here."""
+
+    finalize_in_completion = True  # tasks.runtime._complete
 
     def touch(self, job: Job, *, progress: float, stage: Stage | None, result: dict[str, Any] | None) -> bool:
         return transaction(lambda s: transitions.touch(s, job.id, job.attempt, utcnow(), progress=progress,
