@@ -283,6 +283,8 @@ class BenchWorker(Worker):
         cmd = [sys.executable, "-m", "celery", "-A", self.app_module, "worker", "-Q", self.queues,
                "-c", str(self.concurrency), "-P", self.pool, "-n", self.hostname, "--loglevel", "INFO",
                "--without-mingle", "--without-gossip", "-E"]
+        if self.beat:  # beat embedded, as ``mediarunner beat`` runs it
+            cmd += ["-B", "--schedule", str(self.log.with_suffix(".beat"))]
         return (["taskset", "-c", self.cpus] if self.cpus else []) + cmd
 
     def start(self, wait: bool = True) -> None:
