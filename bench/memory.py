@@ -117,9 +117,7 @@ def worker_peak(tmp: Path, url: str, smoke: bool, seconds: float) -> dict[str, A
     size = "640x360" if smoke else "1920x1080"
     ladder = SMOKE_LADDER if smoke else LADDER
     src = cached_clip(seconds, size)
-    roots = f'["{tmp.parent}", "{src.parent}"]'  # the clip cache may lie outside the temporary directory
-    with private_redis(tmp) as redis, make_stack(tmp, url, redis.url, **production_overrides(smoke),
-                                                 MEDIARUNNER_INPUT_ROOTS=roots) as stack:
+    with private_redis(tmp) as redis, make_stack(tmp, url, redis.url, **production_overrides(smoke)) as stack:
         (worker,) = start_workers(stack, [{"name": "memory", "concurrency": 1}])
         assert worker.proc is not None
         sampler = TreeSampler(worker.proc.pid)
