@@ -21,7 +21,7 @@ from bench.common import timed_run
 
 # Metrics every available result must contain (prefix match on the metric name).
 HEADLINES: dict[str, list[str]] = {
-    "overhead": ["mediarunner, submit", "plain ffmpeg", "ratio a/b"],
+    "overhead": ["mediarunner, submit", "plain ffmpeg", "ratio a/b", "inside jobs, outside ffmpeg"],
     "scaleout": ["single: speedup", "single: efficiency", "batch: efficiency", "long: efficiency"],
     "dispatch_latency": [": p50 created", ": p95 created", ": p99 created"],
     "throughput": ["raw Celery", ": mediarunner no-op jobs", ": ratio vs raw Celery"],
