@@ -40,10 +40,10 @@ from tests.support import (
     Worker,
     drop_pg_database,
     make_clip,
-    make_stack,
     pg_available,
     wait_for,
 )
+from tests.support import make_stack as _test_stack
 
 __all__ = [
     "ROOT", "BenchResult", "BenchWorker", "Metric", "Stack", "Unavailable", "bench_tmp", "cached_clip", "cli",
@@ -57,6 +57,19 @@ CACHE_ENV = "MEDIARUNNER_BENCH_CACHE"  # where generated clips are kept (default
 
 def results_dir() -> Path:
     return Path(os.environ.get(RESULTS_ENV) or ROOT / "bench" / "results")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or results_dir() / "cache")
+
+
+@contextlib.contextmanager
+def make_stack(tmp: Path, database_url: str, broker_url: str, **overrides: str) -> Iterator[Stack]:
+    """``tests.support.make_stack`` whose input roots also hold the clip cache (by default under
+    the checkout, outside the temporary directory the test stacks allow)."""
+    roots = overrides.pop("MEDIARUNNER_INPUT_ROOTS", None) or json.dumps([str(tmp.parent), str(cache_dir())])
+    with _test_stack(tmp, database_url, broker_url, MEDIARUNNER_INPUT_ROOTS=roots, **overrides) as stack:
+        yield stack
 
 
 # --------------------------------------------------------------------------- results
@@ -283,6 +296,8 @@ class BenchWorker(Worker):
         cmd = [sys.executable, "-m", "celery", "-A", self.app_module, "worker", "-Q", self.queues,
                "-c", str(self.concurrency), "-P", self.pool, "-n", self.hostname, "--loglevel", "INFO",
                "--without-mingle", "--without-gossip", "-E"]
+        if self.beat:  # beat embedded, as ``mediarunner beat`` runs it
+            cmd += ["-B", "--schedule", str(self.log.with_suffix(".beat"))]
         return (["taskset", "-c", self.cpus] if self.cpus else []) + cmd
 
     def start(self, wait: bool = True) -> None:
@@ -367,7 +382,7 @@ def _cpu_list(text: str) -> set[int]:
 
 def cached_clip(seconds: float, size: str = "1280x720") -> Path:
     """A synthetic clip (testsrc2 + sine, 25 fps, H.264/AAC) generated once and kept in the cache dir."""
-    cache = Path(os.environ.get(CACHE_ENV) or results_dir() / "cache")
+    cache = cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     path = cache / f"clip-{size}-{seconds:g}s.mp4"
     if not path.exists():

@@ -19,8 +19,8 @@ from pathlib import Path
 from bench.common import BenchResult, environment, render_table, results_dir, timed_run, write_json
 
 # Cheapest first, so a broken setup shows up early.
-BENCHMARKS = ("transcription", "scheduler_scale", "api", "admin", "dispatch_latency", "rank_fidelity", "throughput",
-              "overhead", "scaleout", "codecs", "remote_runner")
+BENCHMARKS = ("transcription", "scheduler_scale", "db_scale", "api", "admin", "dispatch_latency", "rank_fidelity",
+              "throughput", "overhead", "memory", "scaleout", "codecs", "remote_runner")
 
 
 def run_all(names: Sequence[str], smoke: bool, progress: bool = True) -> list[BenchResult]:

@@ -21,7 +21,7 @@ from bench.common import timed_run
 
 # Metrics every available result must contain (prefix match on the metric name).
 HEADLINES: dict[str, list[str]] = {
-    "overhead": ["mediarunner, submit", "plain ffmpeg", "ratio a/b"],
+    "overhead": ["mediarunner, submit", "plain ffmpeg", "ratio a/b", "inside jobs, outside ffmpeg"],
     "scaleout": ["single: speedup", "single: efficiency", "batch: efficiency", "long: efficiency"],
     "dispatch_latency": [": p50 created", ": p95 created", ": p99 created"],
     "throughput": ["raw Celery", ": mediarunner no-op jobs", ": ratio vs raw Celery"],
@@ -34,10 +34,13 @@ HEADLINES: dict[str, list[str]] = {
     "codecs": ["h264: speed", "hevc: bitrate at equal PSNR", "av1: bitrate vs x264", "vp9: speed"],
     "admin": ["dashboard: p95", "runners: p95", "jobs: p95", "job (family of 3): p95", "activity: p95"],
     "transcription": [": realtime factor", "worker: RSS idle", "worker: RSS peak under load", "worker: model loads"],
+    "memory": ["worker: peak RSS", "worker: peak PSS", "beat: peak RSS", "beat: peak PSS"],
+    "db_scale": ["10 workers: heartbeat writes/s sustained", "50 workers: heartbeat p99", "per job: statements",
+                 "per job: database ms"],
     "remote_runner": ["ladder: Celery worker", "ladder: HTTP runner", "ladder: ratio runner/worker",
                       "idle runner: p50 request→start"],
 }
-NEEDS_PG = {"scheduler_scale", "admin"}
+NEEDS_PG = {"scheduler_scale", "admin", "memory", "db_scale"}
 # Differences and exponents may be negative (noise, or a cost that does not grow); the rest may not.
 SIGNED = ("growth exponent", "overhead a - b", "of which", "out of rank order")  # a fraction may be 0
 

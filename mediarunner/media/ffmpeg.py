@@ -314,8 +314,10 @@ def _supervise(
             waits.append(next_poll - now)
         if deadline is not None:
             waits.append(deadline - now)
-        if stdout_done:
-            waits.append(0.05)  # stdout closed: just waiting for the exit status
+        if stdout_done:  # stdout closed: wait for the exit status itself (no polling delay)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.0, min(waits)))
+            continue
         try:
             item = progress_q.get(timeout=max(0.0, min(waits)))
         except queue.Empty:

@@ -15,6 +15,7 @@ from typing import Any
 import m3u8
 
 from mediarunner.errors import ProcessingError, UnsupportedMediaError
+from mediarunner.media.mp4box import Track, read_tracks
 
 __all__ = ["HlsVariant", "describe_variant", "render_master_playlist"]
 
@@ -97,12 +98,9 @@ _H264_PROFILES = {  # ffprobe profile name -> (profile_idc, constraint flags byt
 
 def _avc_codec(stream: dict[str, Any]) -> str:
     """``avc1.PPCCLL``, preferably straight from the avcC box (exact constraint flags)."""
-    hexdump = str(stream.get("extradata") or "")
-    # ffprobe's hexdump lines look like "00000000: 0164 001f ffe1 ...  .d......".
-    data = "".join("".join(m.group(1).split()) for m in re.finditer(r"^[0-9a-f]{8}: ((?:[0-9a-f]{2,4} ?)+)",
-                                                                   hexdump, re.M))  # fmt: skip
-    if len(data) >= 8 and data[:2] == "01":
-        return f"avc1.{data[2:8].lower()}"
+    rec = _extradata(stream)
+    if len(rec) >= 4 and rec[0] == 1:
+        return _avc_from_record(rec)
     profile = _H264_PROFILES.get(str(stream.get("profile")))
     level = stream.get("level")
     if profile is None or not isinstance(level, int) or level <= 0:
@@ -110,6 +108,10 @@ def _avc_codec(stream: dict[str, Any]) -> str:
             f"cannot derive an RFC 6381 codec for H.264 profile {stream.get('profile')!r}"
         )
     return f"avc1.{profile[0]:02x}{profile[1]:02x}{level:02x}"
+
+
+def _avc_from_record(rec: bytes) -> str:
+    return f"avc1.{rec[1:4].hex()}"  # AVCProfileIndication, profile_compatibility, AVCLevelIndication
 
 
 def _extradata(stream: dict[str, Any]) -> bytes:
@@ -120,10 +122,9 @@ def _extradata(stream: dict[str, Any]) -> bytes:
     return bytes.fromhex(data) if len(data) % 2 == 0 else b""
 
 
-def _hevc_codec(stream: dict[str, Any]) -> str:
+def _hevc_codec(rec: bytes) -> str:
     """``hvc1.<space><profile>.<compat, bit-reversed hex>.<tier><level>.<constraint bytes>`` (ISO
     14496-15 annex E) from the hvcC record."""
-    rec = _extradata(stream)
     if len(rec) < 13 or rec[0] != 1:
         raise UnsupportedMediaError("cannot derive an RFC 6381 codec for HEVC: no hvcC record")
     space = "" if rec[1] >> 6 == 0 else "ABC"[(rec[1] >> 6) - 1]
@@ -136,9 +137,8 @@ def _hevc_codec(stream: dict[str, Any]) -> str:
     return ".".join(parts)
 
 
-def _av1_codec(stream: dict[str, Any]) -> str:
+def _av1_codec(rec: bytes) -> str:
     """``av01.<profile>.<level><tier>.<bit depth>`` (AV1 codec ISO media file format binding) from av1C."""
-    rec = _extradata(stream)
     if len(rec) < 4 or rec[0] != 0x81:
         raise UnsupportedMediaError("cannot derive an RFC 6381 codec for AV1: no av1C record")
     profile, level = rec[1] >> 5, rec[1] & 0x1F
@@ -159,10 +159,15 @@ def _vp9_codec(stream: dict[str, Any]) -> str:
     """``vp09.<profile>.<level>.<bit depth>`` (VP codec ISO media file format binding): ffprobe does not
     show the vpcC record, so the level is derived from the picture size and rate."""
     profile = {"Profile 0": 0, "Profile 1": 1, "Profile 2": 2, "Profile 3": 3}.get(str(stream.get("profile")), 0)
-    pixels = int(stream.get("width") or 0) * int(stream.get("height") or 0)
-    rate = pixels * (_frame_rate(stream) or 30.0)
-    level = next((lv for lv, size, per_s in _VP9_LEVELS if pixels <= size and rate <= per_s), 62)
     depth = int(stream.get("bits_per_raw_sample") or 0) or (10 if "10" in str(stream.get("pix_fmt")) else 8)
+    return _vp9_string(profile, int(stream.get("width") or 0), int(stream.get("height") or 0),
+                       _frame_rate(stream), depth)
+
+
+def _vp9_string(profile: int, width: int, height: int, fps: float | None, depth: int) -> str:
+    pixels = width * height
+    rate = pixels * (fps or 30.0)
+    level = next((lv for lv, size, per_s in _VP9_LEVELS if pixels <= size and rate <= per_s), 62)
     return f"vp09.{profile:02d}.{level:02d}.{depth:02d}"
 
 
@@ -171,9 +176,9 @@ def _codec_string(stream: dict[str, Any]) -> str:
     if name == "h264":
         return _avc_codec(stream)
     if name == "hevc":
-        return _hevc_codec(stream)
+        return _hevc_codec(_extradata(stream))
     if name == "av1":
-        return _av1_codec(stream)
+        return _av1_codec(_extradata(stream))
     if name == "vp9":
         return _vp9_codec(stream)
     if name == "aac":
@@ -281,21 +286,47 @@ def _frame_rate(video: dict[str, Any]) -> float | None:
     return None
 
 
-def describe_variant(
-    mp4: Path,
-    playlist_uri: str,
-    *,
-    ffprobe: str = "ffprobe",
-    segment_seconds: float = 4.0,
-    media_playlist: Path | None = None,
-) -> HlsVariant:
-    """Measure ``mp4`` (the rendition that was packaged) and describe it as a variant.
+def _track_codec(t: Track) -> str | None:
+    """The RFC 6381 string of a track read from the MP4's boxes; None: ask ffprobe."""
+    rec = t.config
+    if t.entry in ("avc1", "avc3") and len(rec) >= 4 and rec[0] == 1:
+        return _avc_from_record(rec)
+    if t.entry in ("hvc1", "hev1") and rec:
+        return _hevc_codec(rec)
+    if t.entry == "av01" and rec:
+        return _av1_codec(rec)
+    if t.entry == "vp09" and len(rec) >= 7:  # vpcC: version/flags, profile, level, bitDepth << 4 | ...
+        fps = round(float(t.frame_rate), 3) if t.frame_rate else None
+        return _vp9_string(rec[4], t.width, t.height, fps, rec[6] >> 4)
+    if t.entry == "mp4a" and t.object_type in (0x69, 0x6B):
+        return "mp4a.40.34"
+    if t.entry == "mp4a" and t.object_type == 0x40 and rec:
+        aot = rec[0] >> 3
+        if aot == 31 and len(rec) >= 2:
+            aot = 32 + ((rec[0] & 0x07) << 3 | rec[1] >> 5)
+        return f"mp4a.40.{aot if aot in (5, 29) else 2}"  # as ffprobe's profile names map (see _codec_string)
+    return None
 
-    With ``media_playlist`` (what :func:`package_hls` returned) the real segment files are
-    measured; without it the segments are estimated from the MP4's packets, replaying the
-    muxer's cut rule with ``segment_seconds`` and TS overhead. BANDWIDTH is the peak segment
-    bitrate, and never less than 1.1 x the average.
-    """
+
+def _facts_from_boxes(mp4: Path) -> tuple[str, tuple[int, int] | None, float | None] | None:
+    """(codecs, resolution, frame rate) read from the MP4's ``moov`` (no ffprobe); None when it
+    holds anything :mod:`.mp4box` does not know."""
+    tracks = read_tracks(mp4)
+    if tracks is None:
+        return None
+    video = next((t for t in tracks if t.kind == "video"), None)
+    audio = next((t for t in tracks if t.kind == "audio"), None)
+    codecs = [_track_codec(t) for t in (video, audio) if t is not None]
+    if not codecs or None in codecs or (video is not None and not (video.width and video.height)):
+        return None
+    if video is None:
+        return ",".join(c for c in codecs if c), None, None
+    fps = round(float(video.frame_rate), 3) if video.frame_rate else None
+    return ",".join(c for c in codecs if c), (video.width, video.height), fps
+
+
+def _facts_from_ffprobe(mp4: Path, ffprobe: str) -> tuple[str, tuple[int, int] | None, float | None, Any]:
+    """(codecs, resolution, frame rate, the video stream) as ffprobe describes the MP4."""
     streams = json.loads(_ffprobe(["-show_streams", "-show_data", "-of", "json", _file_url(mp4)], ffprobe))
     streams = streams.get("streams") or []
     video = next((s for s in streams if s.get("codec_type") == "video"), None)
@@ -303,7 +334,36 @@ def describe_variant(
     if video is None and audio is None:
         raise UnsupportedMediaError(f"{mp4}: nothing to describe (no audio or video)")
     codecs = ",".join(_codec_string(s) for s in (video, audio) if s is not None)
+    resolution = (int(video["width"]), int(video["height"])) if video is not None else None
+    return codecs, resolution, _frame_rate(video) if video is not None else None, video
 
+
+def describe_variant(
+    mp4: Path,
+    playlist_uri: str,
+    *,
+    ffprobe: str = "ffprobe",
+    segment_seconds: float = 4.0,
+    media_playlist: Path | None = None,
+    use_ffprobe: bool = False,
+) -> HlsVariant:
+    """Measure ``mp4`` (the rendition that was packaged) and describe it as a variant.
+
+    With ``media_playlist`` (what :func:`package_hls` returned) the real segment files are
+    measured; without it the segments are estimated from the MP4's packets, replaying the
+    muxer's cut rule with ``segment_seconds`` and TS overhead. BANDWIDTH is the peak segment
+    bitrate, and never less than 1.1 x the average.
+
+    With ``media_playlist`` the codecs, picture size and frame rate are read from the MP4's
+    ``moov`` box (:mod:`.mp4box`: no ffprobe process); ffprobe describes what that cannot read,
+    and every MP4 when ``use_ffprobe`` (the reference the tests compare the boxes with).
+    """
+    boxes = None if use_ffprobe or media_playlist is None else _facts_from_boxes(mp4)
+    if boxes is not None:
+        codecs, resolution, frame_rate = boxes
+        video: Any = None
+    else:
+        codecs, resolution, frame_rate, video = _facts_from_ffprobe(mp4, ffprobe)
     if media_playlist is not None:
         segments = _measure_playlist(media_playlist)
     else:
@@ -316,8 +376,6 @@ def describe_variant(
     peak = max(math.ceil(b * 8 / d) for d, b in segments)
     bandwidth = max(peak, math.ceil(average * 1.1))
 
-    resolution = (int(video["width"]), int(video["height"])) if video is not None else None
-    frame_rate = _frame_rate(video) if video is not None else None
     return HlsVariant(uri=playlist_uri, bandwidth=bandwidth, average_bandwidth=average, codecs=codecs,
                       resolution=resolution, frame_rate=frame_rate)  # fmt: skip
 

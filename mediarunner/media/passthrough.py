@@ -68,6 +68,19 @@ def _stream_misfit(v: dict[str, Any], r: PlannedRendition, info: MediaInfo) -> s
     return None
 
 
+def _probed_misfit(r: PlannedRendition, info: MediaInfo) -> str | None:
+    """What the input's probe (``info``: the same first video stream) already rules out: the codec,
+    the display size (a coded size, pixel aspect or rotation that differs shows here too) or the
+    frame rate. Every lower rung of a ladder is decided here, without starting an ffprobe."""
+    if info.video_codec != r.codec:
+        return f"source video is {info.video_codec}, the rung is {r.codec}"
+    if (info.width, info.height) != (r.width, r.height):
+        return f"source is {info.width}x{info.height}, the rung {r.width}x{r.height}"
+    if not info.fps or info.fps > POLICY.max_fps:
+        return f"source frame rate {info.fps} is unknown or above {POLICY.max_fps:g}"
+    return None
+
+
 def _bitrate_misfit(v: dict[str, Any], r: PlannedRendition, info: MediaInfo) -> str | None:
     bps = int(v["bit_rate"]) if str(v.get("bit_rate", "")).isdigit() else info.bit_rate
     cap = (r.video_bitrate_k or 0) * 1000
@@ -93,6 +106,9 @@ def check_passthrough(src: Path, info: MediaInfo, r: PlannedRendition, *, segmen
     """Whether ``src`` fits rung ``r`` as it is (see the module docstring), and why (not)."""
     if not r.has_video or not info.has_video:
         return Verdict(False, "no video to pass through")
+    misfit = _probed_misfit(r, info)
+    if misfit is not None:  # the input's probe already says no: no ffprobe of the source
+        return Verdict(False, misfit)
     streams = _ffprobe(src, ffprobe, "stream=codec_name,profile,pix_fmt,width,height,sample_aspect_ratio,bit_rate,"
                                      "side_data_list:stream_tags=rotate").get("streams") or []  # fmt: skip
     if not streams:

@@ -25,6 +25,8 @@ TRIES = 5  # per transfer, resuming where the last try stopped
 
 
 class HttpLease:
+    finalize_in_completion = False  # runner.serve._finish: after the server recorded the completion
+
     def __init__(self, api: RunnerApi, job_id: str, job_token: str, chunk_bytes: int) -> None:
         self.api, self.job_id, self.job_token, self.chunk_bytes = api, job_id, job_token, chunk_bytes
         self.cut_off: str | None = None

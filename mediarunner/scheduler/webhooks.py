@@ -24,8 +24,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
-import httpx
-
 from mediarunner.config import Settings
 from mediarunner.errors import JobNotFoundError, ValidationError
 from mediarunner.models import esup, webhooks
@@ -91,6 +89,8 @@ def post(delivery: Delivery, settings: Settings) -> Outcome:
         "Content-Type": "application/json", "User-Agent": "mediarunner-webhooks",
         SIGNATURE_HEADER: sign(secret or "", body, int(time.time())), "Idempotency-Key": delivery.id,
         "Mediarunner-Delivery": delivery.id, "Mediarunner-Event": delivery.event or ""}
+    import httpx  # here, not at import: beat's processes load it only once a webhook is sent
+
     try:
         res = httpx.post(delivery.url, content=body, headers=headers, timeout=settings.webhook_timeout_seconds,
                          follow_redirects=False)

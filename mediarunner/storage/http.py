@@ -29,8 +29,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from mediarunner.config.settings import Settings
 from mediarunner.errors import InvalidInputError, InvalidOutputError
@@ -40,6 +39,9 @@ from mediarunner.storage.connection import Connection
 from mediarunner.storage.layout import DEFAULT_LAST, Published, safe_name
 from mediarunner.storage.local import check_free_space
 from mediarunner.storage.transfer import Meter, Report
+
+if TYPE_CHECKING:  # httpx (with the click/rich/pygments its package imports) loads on first use
+    import httpx
 
 __all__ = ["HttpStore"]
 
@@ -170,6 +172,8 @@ def _check_status(resp: httpx.Response, loc: Location) -> None:
         return
     why = f"HTTP {code} {resp.reason_phrase}".strip()
     if 300 <= code < 400:
+        import httpx  # loaded already: the response came through it
+
         target = httpx.URL(resp.headers.get("location", "")).host or "?"
         raise InvalidInputError(f"input {loc.display} answered {why} (a redirect to host {target!r}); "
                                 "redirects are not followed: submit the final URL")

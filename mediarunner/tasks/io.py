@@ -73,14 +73,17 @@ def publish_output(ctx: JobContext, local: Path, output: str, rel: str = "") -> 
     return store.publish(local, rel)
 
 
-def publish_text(ctx: JobContext, text: str, output: str, rel: str = "") -> Published:
-    """Publish a small generated file (a master playlist, a manifest, subtitles) at ``output``/``rel``."""
+def publish_text(ctx: JobContext, text: str, output: str, rel: str = "", *, fence: bool = True) -> Published:
+    """Publish a small generated file (a master playlist, a manifest, subtitles) at ``output``/``rel``.
+    ``fence=False`` only where the caller is fenced already (a finalize step inside the completion
+    transaction, see ``Lease.finalize_in_completion``)."""
     staging = ctx.scratch / "generated"
     staging.mkdir(parents=True, exist_ok=True)
     src = staging / (posixpath.basename(rel) or posixpath.basename(output.rstrip("/")) or "output.txt")
     src.write_text(text, encoding="utf-8")
     store = output_store(ctx, output)
-    ctx.fence()
+    if fence:
+        ctx.fence()
     (published,) = store.publish(src, rel)
     return published
 

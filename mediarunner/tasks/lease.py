@@ -23,6 +23,11 @@ from mediarunner.storage.transfer import Report
 
 
 class Lease(Protocol):
+    #: True when an ``Outcome.finalize`` step runs inside the transaction that recorded the
+    #: completion (so that transaction, having matched this attempt under the family lock, is the
+    #: fence: the step needs no read of its own); False when it runs after it (remote runners).
+    finalize_in_completion: bool
+
     def touch(self, job: Job, *, progress: float, stage: Stage | None, result: dict[str, Any] | None) -> bool:
         """Heartbeat with progress; False once the attempt may no longer run."""
         ...
@@ -45,13 +50,17 @@ class Lease(Protocol):
 class DatabaseLease:
     """The Celery worker's lease: transitions on the database, stores opened here."""
 
+    finalize_in_completion = True  # tasks.runtime._complete
+
+    # A heartbeat is one guarded UPDATE and a fence one SELECT: on PostgreSQL each is sent without
+    # BEGIN/COMMIT (one round trip instead of three; see models.db.session_factory).
     def touch(self, job: Job, *, progress: float, stage: Stage | None, result: dict[str, Any] | None) -> bool:
         return transaction(lambda s: transitions.touch(s, job.id, job.attempt, utcnow(), progress=progress,
-                                                       stage=stage, result=result))
+                                                       stage=stage, result=result), single_statement=True)
 
     def state(self, job: Job, *, retry_for: float = 60.0) -> tuple[JobState, int] | None:
         row = transaction(lambda s: s.execute(select(JobRow.state, JobRow.attempt).where(JobRow.id == job.id)).first(),
-                          retry_for=retry_for)
+                          retry_for=retry_for, single_statement=True)
         return (row[0], row[1]) if row is not None else None
 
     def prune_children(self, job: Job, keep: set[str]) -> list[str]:

@@ -284,6 +284,8 @@ def _master_writer(ctx: JobContext, output: str, formats: tuple[str, ...]) -> An
         variants = [HlsVariant.from_dict(r["variant"]) for j in root.family
                     if j.state is JobState.COMPLETED and j.result
                     for r in [j.result, *j.result.get("also", [])] if "variant" in r]
-        io.publish_text(ctx, render_master_playlist(variants), output, MASTER)  # local or remote
+        # In a worker this runs in the completion's own transaction: no fence read of its own.
+        io.publish_text(ctx, render_master_playlist(variants), output, MASTER,  # local or remote
+                        fence=not ctx.lease.finalize_in_completion)
 
     return write_master

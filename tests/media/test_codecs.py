@@ -99,6 +99,8 @@ def test_rendition_in_codec(codec: str, renditions: dict[str, dict]) -> None:
     assert variant.resolution == (320, 180) and variant.frame_rate == 25.0
     peak = max((got["playlist"].parent / s.uri).stat().st_size * 8 / s.duration for s in media.segments)
     assert variant.bandwidth >= peak and variant.average_bandwidth > 0
+    # read from the MP4's boxes (hvcC, av1C, vpcC): exactly what ffprobe describes
+    assert describe_variant(got["mp4"], variant.uri, media_playlist=got["playlist"], use_ffprobe=True) == variant
 
 
 def test_keyframes_aligned_across_codecs(renditions: dict[str, dict]) -> None:

@@ -114,6 +114,9 @@ def test_describe_variant(encoded: dict) -> None:
     # The estimate from the MP4 alone is close to, and not below, the real TS segments.
     assert real_peak * 0.98 <= estimated.bandwidth <= real_peak * 1.2
     assert HlsVariant.from_dict(json.loads(json.dumps(measured.to_dict()))) == measured
+    # Codecs, size and rate read from the MP4's boxes are what ffprobe says.
+    assert describe_variant(encoded["mp4"], "240p/index.m3u8", media_playlist=encoded["playlist"],
+                            use_ffprobe=True) == measured  # fmt: skip
 
 
 def test_audio_only_rendition(clips: dict[str, Path], tmp_path: Path) -> None:
@@ -127,6 +130,7 @@ def test_audio_only_rendition(clips: dict[str, Path], tmp_path: Path) -> None:
     playlist = package_hls(m4a, tmp_path / "hls", segment_seconds=SEG)
     v = describe_variant(m4a, "audio/index.m3u8", media_playlist=playlist)
     assert (v.codecs, v.resolution, v.frame_rate) == ("mp4a.40.2", None, None)
+    assert describe_variant(m4a, "audio/index.m3u8", media_playlist=playlist, use_ffprobe=True) == v
     assert v.bandwidth >= _real_peak(playlist)
 
 
