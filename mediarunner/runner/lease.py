@@ -55,6 +55,11 @@ class HttpLease:
             state = JobState.RUNNING  # this attempt's own finishing writes (see `completed`)
         return state, int(got["attempt"])
 
+    def idle_slots(self, queue: str, settings: Settings) -> int | None:
+        """Not asked over the API: a remote runner's ladders keep one job per rung (the planner
+        treats the idle capacity as unknown)."""
+        return None
+
     def prune_children(self, job: Job, keep: set[str]) -> list[str]:
         return list(self.call("POST", "prune", json={"keep": sorted(keep)})["dropped"])
 

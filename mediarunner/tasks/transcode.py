@@ -29,6 +29,7 @@ from mediarunner.media import (
     describe_variant,
     effective_parts,
     encode_rendition,
+    encode_renditions,
     package_hls,
     part_span,
     plan_ladder,
@@ -40,6 +41,7 @@ from mediarunner.media.encoders import HARDWARE_ENCODERS, codec_spec, codec_spee
 from mediarunner.media.hardware import choose_encoder, usable_encoders
 from mediarunner.media.passthrough import check_passthrough, copy_rendition
 from mediarunner.media.quality import measure_quality
+from mediarunner.media.strategy import LadderLayout, choose_layout, rung_cost
 from mediarunner.models.enums import JobState, JobType, Stage
 from mediarunner.models.payloads import RenditionPayload, TranscodePayload, load
 from mediarunner.models.schemas import Job
@@ -64,36 +66,93 @@ def run_transcode(ctx: JobContext) -> Outcome:
         info = with_cover(info, probe_image(cover, ffprobe=s.ffprobe_path))
         ctx.log(f"audio + cover image: a {info.width}x{info.height} video of {info.duration:.2f}s")
     plan = plan_ladder(info, p.ladder, codecs=p.video_codecs)
-    parts = effective_parts(info.duration, p.parts, min_part_seconds=s.transcode_part_min_seconds,
-                            segment_seconds=s.hls_segment_seconds) if p.parts > 1 else 1
+    layout = _layout(ctx, p, info, plan, cover)
+    parts = layout.parts
     ctx.log(f"probed {info.width}x{info.height} {info.duration:.2f}s; plan: {[r.name for r in plan]}"
-            + (f"; {parts} part(s) per rendition" if p.parts > 1 else ""))
+            + (f"; {parts} part(s) per rendition" if p.parts > 1 else "") + f"; layout {layout.kind}: {layout.reason}")
     child_rungs = {c.payload.get("rendition") for c in ctx.job.children if c.type is JobType.TRANSCODE_RENDITION}
-    # Unsplit, the parent encodes the top rung of the first codec; split, the children encode every
-    # rung. A planned rendition no child was made for (a source smaller than every rung, audio
-    # only) is encoded here, whole.
-    own = [r for i, r in enumerate(plan) if (i == 0 and p.parts == 1) or r.name not in child_rungs]
+    # Unsplit, the parent encodes the top rung of the first codec (combined: every rung); split, the
+    # children encode every rung. A planned rendition no child was made for (a source smaller than
+    # every rung, audio only) is encoded here, whole.
+    top_here = p.parts == 1 or (p.planner == "auto" and parts == 1)
+    own = [r for i, r in enumerate(plan) if (i == 0 and top_here) or r.name not in child_rungs]
     rungs = {r.name for r in plan if r not in own}
     # Children were created for every rung (and part); keep those the source can fill (never
-    # upscale) and the parts a video this long is split into.
+    # upscale) and the parts a video this long is split into. Combined, the children of the lower
+    # rungs are kept until every rung is published, so that a failed attempt fans out on retry.
     keep = {c.id for c in ctx.job.children
             if c.type is not JobType.TRANSCODE_RENDITION
             or (c.payload.get("rendition") in rungs and c.payload.get("part", 0) < parts)}
     dropped = ctx.prune_children(keep)
     if dropped:
-        ctx.log(f"dropped {len(dropped)} child job(s): rungs that would upscale or parts not needed")
+        ctx.log(f"dropped {len(dropped)} child job(s): rungs that would upscale, parts not needed, "
+                "or rungs this job encodes")
     ctx.progress(5)
-    done: list[dict[str, Any]] = []
-    for i, r in enumerate(own):
-        step = 95 / len(own)
-        done.append(encode_and_publish(ctx, src, info, r, p.output, p.formats, span=(5 + i * step, 5 + (i + 1) * step),
-                                       cover=cover, hardware=p.hardware))
+    if layout.combined:
+        done = _encode_combined(ctx, src, info, plan, p.output, p.formats)
+        ctx.prune_children({c.id for c in ctx.job.children if c.type is not JobType.TRANSCODE_RENDITION})
+    else:
+        done = []
+        for i, r in enumerate(own):
+            step = 95 / len(own)
+            done.append(encode_and_publish(ctx, src, info, r, p.output, p.formats,
+                                           span=(5 + i * step, 5 + (i + 1) * step), cover=cover, hardware=p.hardware))
     result: dict[str, Any] = dict(done[0]) if done else {}
     if len(done) > 1:
         result["also"] = done[1:]  # the other renditions this job encoded (their variants)
         result["artifacts"] = [a for d in done for a in d["artifacts"]]
-    result.update(plan=[r.model_dump() for r in plan], media=dataclasses.asdict(info), parts=parts)
-    return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats) if own else None)
+    result.update(plan=[r.model_dump() for r in plan], media=dataclasses.asdict(info), parts=parts,
+                  layout={"kind": layout.kind, "parts": parts, "workers": layout.workers, "reason": layout.reason})
+    return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats) if done else None)
+
+
+def _layout(ctx: JobContext, p: TranscodePayload, info: MediaInfo, plan: list[PlannedRendition],
+            cover: Path | None) -> LadderLayout:
+    """How this ladder is encoded (media/strategy.py): from the submitted parts (fixed planner) or
+    from the idle slots of the children's queue now (auto). A retried attempt never combines (it
+    fans out, so that a rung that fails again fails alone), and splits only into the parts whose
+    children are still there."""
+    s = ctx.settings
+    fit = {"min_part_seconds": s.transcode_part_min_seconds, "segment_seconds": s.hls_segment_seconds}
+    if p.planner != "auto":
+        parts = effective_parts(info.duration, p.parts, **fit) if p.parts > 1 else 1
+        return LadderLayout(parts, False, 0, f"fixed planner, {p.parts} part(s) asked for")
+    kids = [c for c in ctx.job.children if c.type is JobType.TRANSCODE_RENDITION]
+    have = min((sum(1 for c in kids if c.payload.get("rendition") == r.name) for r in plan), default=0)
+    first = ctx.job.failures == 0 and ctx.job.aborts == 0
+    idle = ctx.idle_slots(kids[0].queue if kids else ctx.job.queue)
+    return choose_layout(info.duration, [rung_cost(r.width, r.height) for r in plan], idle,
+                         parts=None if p.auto_parts else min(p.parts, max(1, have)), max_parts=max(1, have),
+                         can_combine=first and cover is None and p.hardware == "none", can_split=have > 1, **fit)
+
+
+def _encode_combined(ctx: JobContext, src: Path, info: MediaInfo, plan: list[PlannedRendition], output: str,
+                     formats: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Every rung of ``plan`` by this job: one ffmpeg decodes the source once and encodes them all
+    (a top rung the source fits as it is is copied instead, on its own), then each is packaged and
+    published as a child would."""
+    s = ctx.settings
+    io.check_output(ctx, output)
+    done: list[dict[str, Any]] = []
+    encode = list(plan)
+    if s.transcode_passthrough and plan[0].has_video and check_passthrough(
+            src, info, plan[0], segment_seconds=s.hls_segment_seconds, ffprobe=s.ffprobe_path).fits:
+        done.append(encode_and_publish(ctx, src, info, plan[0], output, formats, span=(5, 20)))
+        encode = plan[1:]
+    outs = [(r, ctx.scratch / f"{r.name}.{'mp4' if r.has_video else 'm4a'}") for r in encode]
+    lo, mid = (20.0 if done else 5.0), 85.0
+    encode_renditions(src, outs, info, ffmpeg=s.ffmpeg_path, speed=lambda codec: codec_speed(s, codec),
+                      threads=s.ffmpeg_threads, segment_seconds=s.hls_segment_seconds,
+                      on_progress=ctx.span(lo, mid), should_cancel=ctx.should_cancel, cancel_poll=s.cancel_poll_seconds)
+    ctx.log(f"encoded {', '.join(r.name for r, _ in outs)} in one ffmpeg (one decode)")
+    step = (100 - mid) / len(outs)
+    for i, (r, mp4) in enumerate(outs):
+        res = publish_rendition(ctx, mp4, info, r, output, formats, span=(mid + i * step, mid + (i + 1) * step),
+                                quality=src)
+        if r.has_video:
+            res["encoder"] = {**encoder_record("none", r, None, "software"), "combined": True}
+        done.append(res)
+    return done
 
 
 def run_rendition(ctx: JobContext) -> Outcome:
