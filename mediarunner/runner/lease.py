@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from mediarunner.config import Settings
-from mediarunner.errors import StaleAttemptError, TransientError
+from mediarunner.errors import MediarunnerError, StaleAttemptError, TransientError
 from mediarunner.models.enums import JobState, Stage
 from mediarunner.models.locations import Direction, parse_location
 from mediarunner.models.schemas import Job
@@ -56,9 +56,12 @@ class HttpLease:
         return state, int(got["attempt"])
 
     def idle_slots(self, queue: str, settings: Settings) -> int | None:
-        """Not asked over the API: a remote runner's ladders keep one job per rung (the planner
-        treats the idle capacity as unknown)."""
-        return None
+        """Asked of the server (None when it cannot answer, an older server included: the planner
+        then keeps one job per rung)."""
+        try:
+            return int(self.call("GET", "idle-slots", params={"queue": queue})["idle"])
+        except (MediarunnerError, KeyError, TypeError, ValueError):
+            return None
 
     def prune_children(self, job: Job, keep: set[str]) -> list[str]:
         return list(self.call("POST", "prune", json={"keep": sorted(keep)})["dropped"])
