@@ -69,10 +69,12 @@ def test_a_long_video_is_split_for_the_idle_workers_without_a_parts_argument(sta
     job = client.wait(client.submit_transcode(str(src), str(out), renditions=RUNGS[:2]).id, timeout=300)
     assert all(j.state is DONE for j in job.family), [(j.type, j.state, j.error) for j in job.family]
     assert job.result is not None and job.result["layout"]["kind"] == "split" and job.result["parts"] == 2
+    assert job.result["layout"]["rungs"] == ["480p", "360p"]  # each part job encodes both rungs of its span
     kids = [j for j in job.family if j.type is JobType.TRANSCODE_RENDITION]
-    assert sorted((k.payload["rendition"], k.payload["part"]) for k in kids) == \
-        [("360p", 0), ("360p", 1), ("480p", 0), ("480p", 1)]  # of the 4 parts per rung submitted
-    assert sum(1 for k in kids if k.result and k.result.get("joined") == 2) == 2
+    assert sorted((k.payload["rendition"], k.payload["part"]) for k in kids) == [("480p", 0), ("480p", 1)]
+    (joiner,) = [k for k in kids if k.result and k.result.get("joined") == 2]
+    assert joiner.result is not None and [r["rendition"] for r in [joiner.result, *joiner.result["also"]]] == \
+        ["480p", "360p"]
     got = ladder(out, 12.0)
     assert [uri for uri, _ in got.pop("master")] == ["hls/360p/index.m3u8", "hls/480p/index.m3u8"]
     assert got == {"360p": ("h264", 640, 360, "aac", 6), "480p": ("h264", 854, 480, "aac", 6)}
@@ -105,3 +107,39 @@ def test_a_killed_combined_attempt_is_retried_one_job_per_rung(tmp_path: Path, s
     assert sorted(k.payload["rendition"] for k in kids) == ["240p", "360p"] and all(k.attempt == 1 for k in kids)
     got = ladder(out, 6.0)
     assert sorted(got) == ["240p", "360p", "480p", "master"] and len(got["master"]) == 3
+
+
+@pytest.mark.slow
+def test_a_killed_part_of_a_split_ladder_is_retried_alone(tmp_path: Path, stack: Stack,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each part job encodes every rung of its span; the worker of one part is killed: only that
+    part runs again (on the other worker), the finished part is not redone, and one part joins."""
+    fast = {**AUTO, "MEDIARUNNER_BEAT_INTERVAL_SECONDS": "0.5", "MEDIARUNNER_FAILOVER_AFTER_SECONDS": "3",
+            "MEDIARUNNER_X264_PRESET": "faster"}
+    for k, v in fast.items():
+        monkeypatch.setenv(k, v)
+    get_settings.cache_clear()
+    src = make_clip(tmp_path / "in.mp4", seconds=12.0, size="1280x720")
+    workers = {w.hostname: w for w in (stack.worker("a", extra_env=fast), stack.worker("b", extra_env=fast))}
+    stack.worker("sched", queues="scheduler", beat=True, extra_env=fast)
+    client = stack.client()
+    out = stack.tmp / "outputs" / "split-killed"
+    job = client.submit_transcode(str(src), str(out), renditions=["720p", "360p"])
+
+    def a_running_part() -> Any:
+        kids = [j for j in client.get(job.id).children if j.state is JobState.RUNNING and j.progress > 5]
+        return kids[0] if kids else None
+
+    victim_part = wait_for(a_running_part, 120, what="a part to be encoding")
+    workers[victim_part.worker].kill()
+    done = client.wait(job.id, timeout=300)
+    assert all(j.state is DONE for j in done.family), [(j.type, j.state, j.error) for j in done.family]
+    assert done.result is not None and done.result["layout"]["rungs"] == ["720p", "360p"]
+    kids = {k.id: k for k in done.children if k.type is JobType.TRANSCODE_RENDITION}
+    assert len(kids) == 2 and kids[victim_part.id].attempt == 2
+    (other,) = [k for k in kids.values() if k.id != victim_part.id]
+    assert other.attempt == 1  # the finished part was not redone
+    assert sum(1 for k in kids.values() if k.result and k.result.get("joined") == 2) == 1
+    got = ladder(out, 12.0)
+    assert [uri for uri, _ in got.pop("master")] == ["hls/360p/index.m3u8", "hls/720p/index.m3u8"]
+    assert got == {"360p": ("h264", 640, 360, "aac", 6), "720p": ("h264", 1280, 720, "aac", 6)}

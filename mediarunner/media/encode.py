@@ -169,11 +169,13 @@ def encode_rendition(
 
 
 def renditions_args(src: Path, outputs: Sequence[tuple[PlannedRendition, Path]], info: MediaInfo, *,
-                    speed: Callable[[str], str | None], threads: int, segment_seconds: float) -> list[str]:
+                    speed: Callable[[str], str | None], threads: int, segment_seconds: float,
+                    start: float = 0.0, duration: float | None = None) -> list[str]:
     """The ffmpeg arguments of :func:`encode_renditions`: one input, its video decoded once and
     ``split`` into one ``scale`` chain per video rung, one MP4 output per rung with the options
     :func:`rendition_args` gives that rung alone (``speed``: a codec's speed setting)."""
-    source = ffpy.input("file:" + str(src.resolve()), **file_input_options())
+    source = ffpy.input("file:" + str(src.resolve()), **file_input_options(),
+                        **({"ss": f"{start:.6f}"} if start > 0 else {}))
     n_video = sum(1 for r, _ in outputs if r.has_video)
     pictures: Any = None
     single: Any = None
@@ -204,7 +206,7 @@ def renditions_args(src: Path, outputs: Sequence[tuple[PlannedRendition, Path]],
             opts |= rung_audio_options(r.audio_bitrate_k, info.audio_channels)
         else:
             opts["an"] = None
-        opts |= threads_option(threads) | MP4_OUTPUT
+        opts |= threads_option(threads) | MP4_OUTPUT | ({"t": f"{duration:.6f}"} if duration is not None else {})
         outs.append(ffpy.output(*streams, "file:" + str(dst.resolve()), **opts))
     return list(ffpy.merge_outputs(*outs).get_args())
 
@@ -221,21 +223,26 @@ def encode_renditions(
     on_progress: Callable[[float], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
     cancel_poll: float = 0.5,
+    start: float = 0.0,
+    duration: float | None = None,
 ) -> None:
-    """Encode several renditions of ``src`` in one ffmpeg run (software encoders, whole source): the
-    source is read and decoded once, and each ``(rendition, mp4)`` gets the MP4
-    :func:`encode_rendition` would have made alone (same filters, encoder options, keyframe grid).
+    """Encode several renditions of ``src`` in one ffmpeg run (software encoders): the source is
+    read and decoded once, and each ``(rendition, mp4)`` gets the MP4 :func:`encode_rendition`
+    would have made alone (same filters, encoder options, keyframe grid), of the whole source or
+    of the span ``start``/``duration`` (a time part, as :func:`encode_rendition` cuts it).
     ``speed(codec)``: that codec's speed setting (None: the policy's default). On any failure
     (including cancellation) every partial output is removed."""
     if not outputs:
         raise ValidationError("no renditions to encode")
     for r, _ in outputs:
         _check_rendition(r, info, segment_seconds)
-    args = renditions_args(src, outputs, info, speed=speed, threads=threads, segment_seconds=segment_seconds)
+    args = renditions_args(src, outputs, info, speed=speed, threads=threads, segment_seconds=segment_seconds,
+                           start=start, duration=duration)
     for _, dst in outputs:
         dst.parent.mkdir(parents=True, exist_ok=True)
     try:
-        run_ffmpeg(args, ffmpeg=ffmpeg, duration=info.duration, on_progress=on_progress,
+        span = duration if duration is not None else max(0.0, info.duration - start)
+        run_ffmpeg(args, ffmpeg=ffmpeg, duration=span, on_progress=on_progress,
                    should_cancel=should_cancel, cancel_poll=cancel_poll)
     except BaseException:
         for _, dst in outputs:

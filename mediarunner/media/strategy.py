@@ -9,8 +9,10 @@ Three layouts:
   :func:`~mediarunner.media.encode.encode_renditions`);
 * **fan-out**: other slots are idle and the video is short: the parent encodes the top rung and one
   child per lower rung runs on the other workers (the layout before the planner);
-* **split**: other slots are idle and the video is long enough: every rung is cut into ``parts``
-  time parts on the segment grid (:mod:`.parts`), encoded by as many workers at once.
+* **split**: other slots are idle and the video is long enough: the video is cut into ``parts``
+  time parts on the segment grid (:mod:`.parts`), encoded by as many workers at once; when it may
+  combine, each part job encodes every rung of its span in one ffmpeg (one decode per part),
+  otherwise each rung's parts are jobs of their own.
 
 An explicit ``parts`` (asked for by the submitter) wins over the planner's choice of parts.
 """
@@ -29,13 +31,13 @@ __all__ = ["LadderLayout", "choose_layout", "rung_cost"]
 @dataclass(frozen=True)
 class LadderLayout:
     parts: int  # time parts per rung (1: whole rungs)
-    combined: bool  # every rung in one ffmpeg on this worker (only with parts == 1)
+    combined: bool  # every rung in one ffmpeg: by this job (parts == 1), or by each part job (split)
     workers: int  # the workers the layout counts on: this one + the idle slots (0: unknown)
     reason: str  # one line for the job's log and result
 
     @property
     def kind(self) -> str:
-        return "combined" if self.combined else "split" if self.parts > 1 else "fan-out"
+        return "split" if self.parts > 1 else "combined" if self.combined else "fan-out"
 
 
 def rung_cost(width: int | None, height: int | None) -> float:
@@ -80,7 +82,9 @@ def choose_layout(duration: float, costs: Sequence[float], idle_slots: int | Non
         why = "idle capacity unknown" if workers == 0 else \
             "no other idle slot" if workers == 1 else "splitting not possible"
     if n > 1:
-        return LadderLayout(n, False, workers, why)
+        together = can_combine and len(costs) > 1
+        return LadderLayout(n, together, workers, why + ("; each part job encodes every rung in one ffmpeg"
+                                                         if together else ""))
     if workers == 1 and can_combine and len(costs) > 1:
         return LadderLayout(1, True, workers, f"{why}: all {len(costs)} rungs in one ffmpeg (one decode)")
     return LadderLayout(1, False, workers, why)

@@ -77,32 +77,32 @@ def run_transcode(ctx: JobContext) -> Outcome:
     top_here = p.parts == 1 or (p.planner == "auto" and parts == 1)
     own = [r for i, r in enumerate(plan) if (i == 0 and top_here) or r.name not in child_rungs]
     rungs = {r.name for r in plan if r not in own}
+    if layout.combined and parts > 1:  # each part job of the top rung encodes every rung of its span
+        rungs = {plan[0].name}
     # Children were created for every rung (and part); keep those the source can fill (never
     # upscale) and the parts a video this long is split into. Combined, the children of the lower
     # rungs are kept until every rung is published, so that a failed attempt fans out on retry.
     keep = {c.id for c in ctx.job.children
             if c.type is not JobType.TRANSCODE_RENDITION
             or (c.payload.get("rendition") in rungs and c.payload.get("part", 0) < parts)}
-    dropped = ctx.prune_children(keep)
-    if dropped:
+    if dropped := ctx.prune_children(keep):
         ctx.log(f"dropped {len(dropped)} child job(s): rungs that would upscale, parts not needed, "
                 "or rungs this job encodes")
     ctx.progress(5)
-    if layout.combined:
+    if layout.combined and parts == 1:
         done = _encode_combined(ctx, src, info, plan, p.output, p.formats)
         ctx.prune_children({c.id for c in ctx.job.children if c.type is not JobType.TRANSCODE_RENDITION})
     else:
-        done = []
-        for i, r in enumerate(own):
-            step = 95 / len(own)
-            done.append(encode_and_publish(ctx, src, info, r, p.output, p.formats,
-                                           span=(5 + i * step, 5 + (i + 1) * step), cover=cover, hardware=p.hardware))
+        step = 95 / max(1, len(own))
+        done = [encode_and_publish(ctx, src, info, r, p.output, p.formats, span=(5 + i * step, 5 + (i + 1) * step),
+                                   cover=cover, hardware=p.hardware) for i, r in enumerate(own)]
     result: dict[str, Any] = dict(done[0]) if done else {}
     if len(done) > 1:
         result["also"] = done[1:]  # the other renditions this job encoded (their variants)
         result["artifacts"] = [a for d in done for a in d["artifacts"]]
     result.update(plan=[r.model_dump() for r in plan], media=dataclasses.asdict(info), parts=parts,
-                  layout={"kind": layout.kind, "parts": parts, "workers": layout.workers, "reason": layout.reason})
+                  layout={"kind": layout.kind, "parts": parts, "workers": layout.workers, "reason": layout.reason,
+                          **({"rungs": [r.name for r in plan]} if layout.combined and parts > 1 else {})})
     return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats) if done else None)
 
 
@@ -171,6 +171,9 @@ def run_rendition(ctx: JobContext) -> Outcome:
     cover = _stage_cover(ctx, p.cover_image)
     ctx.set_stage(Stage.PROCESSING)
     if parts > 1:
+        together = (parent.result.get("layout") or {}).get("rungs")
+        if together:
+            return _run_combined_part(ctx, p, src, info, [plan[n] for n in together], parts)
         return _run_part(ctx, p, src, info, plan[p.rendition], parts, cover)
     result = encode_and_publish(ctx, src, info, plan[p.rendition], p.output, p.formats, span=(0, 100), cover=cover,
                                 hardware=p.hardware)
@@ -232,6 +235,60 @@ def _run_part(ctx: JobContext, p: RenditionPayload, src: Path, info: MediaInfo, 
     # never delete what the live attempt joins from (parts of failed families: beat's sweep).
     return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats),
                    cleanup=lambda: io.discard_after_completion(ctx, p.output, where))
+
+
+def _run_combined_part(ctx: JobContext, p: RenditionPayload, src: Path, info: MediaInfo,
+                       rungs: list[PlannedRendition], parts: int) -> Outcome:
+    """One time part of every rung in one ffmpeg (one decode of the span; part 0 also the audio of
+    each audio bitrate), published under ``.parts/<top rung>/<rung>/``; the last part to finish
+    joins every rung, packages and publishes them (the other rungs' results under ``also``)."""
+    s = ctx.settings
+    io.check_output(ctx, p.output)
+    start, length = part_span(info.duration, p.part, parts, segment_seconds=s.hls_segment_seconds)
+    where = f"{PARTS_DIR}/{rungs[0].name}"
+    outs = [(r.model_copy(update={"has_audio": False}), ctx.scratch / r.name / _part_name(p.part)) for r in rungs]
+    with_audio = p.part == 0 and rungs[0].has_audio
+    encode_renditions(src, outs, info, ffmpeg=s.ffmpeg_path, speed=lambda codec: codec_speed(s, codec),
+                      threads=s.ffmpeg_threads, segment_seconds=s.hls_segment_seconds, start=start, duration=length,
+                      on_progress=ctx.span(0, 55 if with_audio else 60), should_cancel=ctx.should_cancel,
+                      cancel_poll=s.cancel_poll_seconds)
+    for r, chunk in outs:
+        io.publish_output(ctx, chunk, p.output, f"{where}/{r.name}/{chunk.name}")
+    for r in {_audio_name(r): r for r in rungs}.values() if with_audio else ():
+        audio = ctx.scratch / _audio_name(r)
+        encode_rendition(src, audio, r.model_copy(update={"has_video": False}), info, ffmpeg=s.ffmpeg_path,
+                         threads=s.ffmpeg_threads, should_cancel=ctx.should_cancel, cancel_poll=s.cancel_poll_seconds)
+        io.publish_output(ctx, audio, p.output, f"{where}/{audio.name}")
+    family = ctx.record_part_encoded()
+    if family is None:
+        raise JobCancelled("cancelled or superseded while encoding a part")
+    siblings = [j for j in family.family if j.parent_id == ctx.job.parent_id
+                and j.type is JobType.TRANSCODE_RENDITION and j.payload.get("rendition") == p.rendition]
+    result: dict[str, Any] = {"rendition": p.rendition, "part": p.part, "parts": parts, "start": start,
+                              "part_encoded": True, "rungs": [r.name for r in rungs],
+                              "encoder": {**encoder_record("none", rungs[0], None, "software"), "combined": True}}
+    if len(siblings) != parts or not all((j.result or {}).get("part_encoded") for j in siblings) \
+            or any((j.result or {}).get("joined") for j in siblings):
+        ctx.log(f"part {p.part + 1}/{parts} of {len(rungs)} rungs encoded ({start:g}s +{length or 'end'})")
+        return Outcome(result)
+    ctx.log(f"all {parts} parts encoded: joining {len(rungs)} rungs")
+    done = []
+    for i, r in enumerate(rungs):
+        chunks = [io.fetch_output(ctx, p.output, f"{where}/{r.name}/{_part_name(k)}") for k in range(parts)]
+        audio_in = io.fetch_output(ctx, p.output, f"{where}/{_audio_name(r)}") if r.has_audio else None
+        mp4 = ctx.scratch / "joined" / f"{r.name}.mp4"
+        concat_parts(chunks, audio_in, mp4, ffmpeg=s.ffmpeg_path, duration=info.duration, codec=r.codec,
+                     should_cancel=ctx.should_cancel, cancel_poll=s.cancel_poll_seconds)
+        step = 40 / len(rungs)
+        done.append(publish_rendition(ctx, mp4, info, r, p.output, p.formats, span=(60 + i * step, 60 + (i + 1) * step),
+                                      quality=src))
+    result.update(done[0], also=done[1:], artifacts=[a for d in done for a in d["artifacts"]], joined=parts)
+    return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats),
+                   cleanup=lambda: io.discard_after_completion(ctx, p.output, where))
+
+
+def _audio_name(r: PlannedRendition) -> str:
+    return f"audio_{r.audio_bitrate_k or 0}k.m4a"
 
 
 def _part_name(part: int) -> str:

@@ -39,7 +39,8 @@ def test_decision_table(duration: float, idle: int | None, parts: int | None, ca
                         expected: tuple[str, int, int]) -> None:
     got = choose_layout(duration, LADDER, idle, parts=parts, can_combine=can_combine, **FIT)
     assert (got.kind, got.parts, got.workers) == expected, got.reason
-    assert got.combined == (got.kind == "combined") and got.reason
+    assert got.reason
+    assert got.combined == (can_combine and (got.kind == "combined" or got.kind == "split"))
 
 
 def test_a_single_rung_is_never_combined_and_a_ladder_without_children_never_split() -> None:
