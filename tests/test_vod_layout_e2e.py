@@ -5,6 +5,7 @@ PostgreSQL, workers)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,34 @@ import pytest
 from mediarunner.config import get_settings
 from mediarunner.models.enums import JobState, JobType
 from tests.media_checks import duration, master_variants, media_playlist_duration, streams
-from tests.support import Stack, make_clip, wait_for
+from tests.support import (
+    RedisServer,
+    Stack,
+    create_pg_database,
+    drop_pg_database,
+    empty_broker,
+    make_clip,
+    make_stack,
+    wait_for,
+)
 
 DONE = JobState.COMPLETED
 AUTO = {"MEDIARUNNER_TRANSCODE_PLANNER": "auto", "MEDIARUNNER_TRANSCODE_PART_MIN_SECONDS": "3"}
 RUNGS = ["480p", "360p", "240p"]
+
+
+@pytest.fixture
+def stack(tmp_path: Path, redis_server: RedisServer) -> Iterator[Stack]:
+    """A PostgreSQL database of this test's own: a runner another test left registered (a killed
+    worker looks online for a while) would count as idle capacity and change the layout."""
+    redis_server.ping() or redis_server.start()
+    empty_broker(redis_server.url)
+    url = create_pg_database()
+    try:
+        with make_stack(tmp_path, url, redis_server.url) as s:
+            yield s
+    finally:
+        drop_pg_database(url)
 
 
 def ladder(out: Path, seconds: float) -> dict[str, Any]:
