@@ -278,6 +278,7 @@ def production_overrides(smoke: bool) -> dict[str, str]:
         "MEDIARUNNER_HEARTBEAT_SECONDS": "2.0",
         "MEDIARUNNER_CANCEL_POLL_SECONDS": "0.5",
         "MEDIARUNNER_HLS_SEGMENT_SECONDS": "4",
+        "MEDIARUNNER_TRANSCODE_PLANNER": "auto",
     }
 
 

@@ -14,7 +14,8 @@ from unittest import mock
 from mediarunner.client import Client
 from mediarunner.config import Settings
 from mediarunner.media import encode as encode_mod
-from mediarunner.media import encode_rendition, package_hls, plan_ladder, probe
+from mediarunner.media import encode_rendition, encode_renditions, package_hls, plan_ladder, probe
+from mediarunner.media.encoders import codec_speed
 from mediarunner.models.base import utcnow
 from mediarunner.models.enums import JobState
 from mediarunner.models.schemas import Job
@@ -47,11 +48,13 @@ def family_timings(root: Job, submitted_at: datetime) -> dict[str, Any]:
                      "worker": j.worker, "wait_s": round(_secs(runnable_at, j.started_at), 4),
                      "run_s": round(_secs(j.started_at, j.finished_at), 4)})
     last = max(j.finished_at for j in family if j.finished_at)
-    return {"e2e_s": _secs(submitted_at, last), "db_span_s": _secs(root.created_at, last),
+    layout = (root.result or {}).get("layout") or {}
+    return {"layout": layout.get("kind"), "parts": (root.result or {}).get("parts"),
+            "e2e_s": _secs(submitted_at, last), "db_span_s": _secs(root.created_at, last),
             "busy_s": sum(j["run_s"] for j in jobs), "jobs": jobs}
 
 
-def submit_ladder(client: Client, src: Path, out: Path, parts: int = 1) -> Job:
+def submit_ladder(client: Client, src: Path, out: Path, parts: int | None = None) -> Job:
     return client.submit_transcode(str(src), str(out), renditions=list(LADDER), formats=FORMATS, parts=parts)
 
 
@@ -61,9 +64,10 @@ def wait_all(client: Client, ids: Sequence[str], timeout: float) -> list[Job]:
     return [client.wait(i, timeout=timeout, poll=0.25) for i in ids]
 
 
-def run_ladders(client: Client, src: Path, outs: Sequence[Path], timeout: float, parts: int = 1) -> dict[str, Any]:
-    """Submit one ladder per output directory at once (each rung split into ``parts``); time until
-    every job of every family is done."""
+def run_ladders(client: Client, src: Path, outs: Sequence[Path], timeout: float,
+                parts: int | None = None) -> dict[str, Any]:
+    """Submit one ladder per output directory at once (each rung split into ``parts``; None: as the
+    planner decides); time until every job of every family is done."""
     submitted_at = utcnow()
     t0 = time.perf_counter()
     roots = [submit_ladder(client, src, out, parts) for out in outs]
@@ -98,6 +102,29 @@ def ffmpeg_commands(src: Path, work: Path, settings: Settings) -> list[list[str]
             encode_rendition(src, mp4, r, info, ffmpeg=settings.ffmpeg_path, preset=settings.x264_preset,
                              threads=settings.ffmpeg_threads, segment_seconds=settings.hls_segment_seconds)
             package_hls(mp4, work / "hls" / r.name, ffmpeg=settings.ffmpeg_path,
+                        segment_seconds=settings.hls_segment_seconds)
+    return cmds
+
+
+def one_command(src: Path, work: Path, settings: Settings) -> list[list[str]]:
+    """What a careful operator runs on one machine: one ffmpeg invocation that decodes the source
+    once and encodes every rung (``split`` + ``scale`` per rung, the same encoder options as each
+    rung alone), then HLS packaging of each encoded MP4 by stream copy. Captured from
+    ``encode_renditions`` and ``package_hls``, without the progress pipe."""
+    info = probe(src, ffprobe=settings.ffprobe_path)
+    ladder = settings.ladder_by_name()
+    plan = plan_ladder(info, [ladder[n] for n in LADDER])
+    cmds: list[list[str]] = []
+
+    def record(args: Sequence[str], **_: Any) -> None:
+        cmds.append([settings.ffmpeg_path, "-hide_banner", "-nostdin", "-y", "-loglevel", "error", *args])
+
+    with mock.patch.object(encode_mod, "run_ffmpeg", record):
+        encode_renditions(src, [(r, work / f"{r.name}.mp4") for r in plan], info, ffmpeg=settings.ffmpeg_path,
+                          speed=lambda codec: codec_speed(settings, codec), threads=settings.ffmpeg_threads,
+                          segment_seconds=settings.hls_segment_seconds)
+        for r in plan:
+            package_hls(work / f"{r.name}.mp4", work / "hls" / r.name, ffmpeg=settings.ffmpeg_path,
                         segment_seconds=settings.hls_segment_seconds)
     return cmds
 

@@ -480,6 +480,9 @@ def make_stack(tmp: Path, database_url: str, broker_url: str, **overrides: str) 
         "MEDIARUNNER_HEARTBEAT_SECONDS": "0.5",
         "MEDIARUNNER_CANCEL_POLL_SECONDS": "0.2",
         "MEDIARUNNER_HLS_SEGMENT_SECONDS": "2",
+        # One job per rung, split only when asked: what most tests assert on. The auto planner
+        # (production's default) is tested by tests/test_vod_layout_e2e.py.
+        "MEDIARUNNER_TRANSCODE_PLANNER": "fixed",
         **overrides,
     }
     saved = {k: os.environ.get(k) for k in env}

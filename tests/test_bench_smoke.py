@@ -21,8 +21,9 @@ from bench.common import timed_run
 
 # Metrics every available result must contain (prefix match on the metric name).
 HEADLINES: dict[str, list[str]] = {
-    "overhead": ["mediarunner, submit", "plain ffmpeg", "ratio a/b", "inside jobs, outside ffmpeg"],
-    "scaleout": ["single: speedup", "single: efficiency", "batch: efficiency", "long: efficiency"],
+    "overhead": ["mediarunner, submit", "plain ffmpeg", "ratio a/c", "ratio a/b", "inside jobs, outside ffmpeg"],
+    "scaleout": ["single: speedup", "single: efficiency", "minute: efficiency", "batch: efficiency",
+                 "long: efficiency"],
     "dispatch_latency": [": p50 created", ": p95 created", ": p99 created"],
     "throughput": ["raw Celery", ": mediarunner no-op jobs", ": ratio vs raw Celery"],
     "scheduler_scale": ["500 rows: rank update", "2,000 rows: failover scan", "2,000 rows: purge tick",
@@ -42,7 +43,7 @@ HEADLINES: dict[str, list[str]] = {
 }
 NEEDS_PG = {"scheduler_scale", "admin", "memory", "db_scale"}
 # Differences and exponents may be negative (noise, or a cost that does not grow); the rest may not.
-SIGNED = ("growth exponent", "overhead a - b", "of which", "out of rank order")  # a fraction may be 0
+SIGNED = ("growth exponent", "overhead a - c", "of which", "out of rank order")  # a fraction may be 0
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request, Security
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
@@ -38,6 +38,8 @@ from mediarunner.models.balancing import Balance
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState, JobType, Stage
+from mediarunner.models.fleet_queries import queue_idle_slots
+from mediarunner.models.health import HealthThresholds
 from mediarunner.models.queries import get_job, load_job
 from mediarunner.models.retry import RetryPolicy, decide
 from mediarunner.models.schemas import Job
@@ -358,6 +360,15 @@ class Prune(BaseModel):
 def prune(job_id: str, body: Prune, runner: Runner, job_token: JobToken, request: Request) -> dict[str, Any]:
     attempt = attempt_of(request, runner, job_id, job_token)
     return {"dropped": tx(request, lambda s: transitions.prune_children(s, job_id, attempt, set(body.keep)))}
+
+
+@router.get("/jobs/{job_id}/idle-slots", summary="Slots of a queue that would start a job now, besides this one")
+def idle_slots(job_id: str, runner: Runner, job_token: JobToken, request: Request,
+               queue: Annotated[str, Query(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]) -> dict[str, Any]:
+    """What the transcode planner reads to lay a ladder out (see ``fleet_queries.queue_idle_slots``)."""
+    attempt_of(request, runner, job_id, job_token)
+    thresholds = HealthThresholds.from_settings(settings_of(request))
+    return {"idle": tx(request, lambda s: queue_idle_slots(s, queue, utcnow(), thresholds))}
 
 
 @router.post("/jobs/{job_id}/part-encoded", summary="A split rendition's part is encoded: the family so far")

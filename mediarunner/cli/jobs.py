@@ -38,7 +38,7 @@ def submit_transcode(
     notify_url: NotifyUrl = None,
     queue: QueueOpt = None,
     parts: Annotated[int | None, typer.Option(help="split each rung of a long video into N time parts "
-                                              "(default: the TRANSCODE_PARTS setting)")] = None,
+                                              "(default: the planner decides, TRANSCODE_PLANNER)")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="show progress until done")] = False,
     timeout: float | None = None,
 ) -> None:

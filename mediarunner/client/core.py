@@ -101,8 +101,10 @@ class Client(LadderJobs):
                          on_submit: OnSubmit | None = None, fps: float | None = None) -> Job:
         """Transcode ``input`` into an HLS + MP4 ladder under the directory ``output``; with
         ``transcribe=True`` also subtitles (an extract_audio -> transcribe branch after the parent).
-        ``parts`` (default: the ``transcode_parts`` setting): split every rung of a long video into
-        that many time parts, encoded by several workers at once (fewer for a short video).
+        ``parts``: split every rung of a long video into that many time parts, encoded by several
+        workers at once (fewer for a short video); default: with the ``auto`` planner
+        (``transcode_planner``) the transcode parent decides from the duration and the idle workers,
+        with ``fixed`` the ``transcode_parts`` setting.
         ``video_codecs`` (``h264``, ``hevc``, ``av1``, ``vp9``): one ladder per codec, all in one master
         playlist (renditions named ``720p``, ``720p_hevc``, ``720p_av1``...). ``storyboard=True`` and/or
         ``thumbnails=N`` add a ``storyboard`` child: a sprite sheet + WebVTT track, N images and a poster.
@@ -120,7 +122,7 @@ class Client(LadderJobs):
 
         common = self._common(priority, priority_class, metadata)
         jobs = self._ladder_jobs(input, output, renditions, formats, common, queue=queue,
-                                 parts=self.settings.transcode_parts if parts is None else parts,
+                                 parts=parts,
                                  video_codecs=video_codecs, cover_image=cover_image, hardware=hardware,
                                  ladder=ladder, fps=fps)
         self._check_exists(input)

@@ -55,15 +55,21 @@ class LadderJobs:
 
     def _ladder_jobs(self, input: str, output: str, renditions: Sequence[str] | None, formats: Sequence[str],
                      common: dict[str, Any], *, queue: str | None, parent: int | None = None,
-                     index: int = 0, parts: int = 1,
+                     index: int = 0, parts: int | None = 1,
                      video_codecs: Sequence[str] = ("h264",),
                      cover_image: str | None = None, hardware: str = "none",
                      ladder: Sequence[Rendition] | None = None,
                      fps: float | None = None) -> builtins.list[NewJob]:
         """The jobs of a transcode ladder: the TRANSCODE parent (child of ``parent``, placed at ``index``
         of the submitted list) and one TRANSCODE_RENDITION child per lower rung; split into
-        ``parts``, one child per part of every rung (the parent prunes those a short video needs not)."""
+        ``parts``, one child per part of every rung (the parent prunes those a short video needs not).
+        ``parts=None``: the ``transcode_parts`` setting, or with the auto planner up to
+        ``transcode_auto_max_parts`` children per rung, of which the parent keeps what it decides."""
         rungs = self._rungs(renditions, ladder)
+        planner = self.settings.transcode_planner
+        auto_parts = parts is None and planner == "auto"
+        if parts is None:
+            parts = self.settings.transcode_auto_max_parts if auto_parts else self.settings.transcode_parts
         q, why = route(JobType.TRANSCODE, queue=queue, allowed=self.settings.job_queues)
         self._check_input(input)
         self._check_output(output)
@@ -73,7 +79,8 @@ class LadderJobs:
             raise ValidationError("parts must be an integer")
         top = self._validated(TranscodePayload, input=input, output=output, formats=tuple(formats),
                               ladder=tuple(rungs), parts=parts, video_codecs=tuple(video_codecs),
-                              cover_image=cover_image, hardware=hardware, fps=fps)
+                              cover_image=cover_image, hardware=hardware, fps=fps, planner=planner,
+                              auto_parts=auto_parts)
         self._check_local_input(input)
         cq, cwhy = route(JobType.TRANSCODE_RENDITION, queue=queue, allowed=self.settings.job_queues)
         if top.hardware != "none" and queue is None:

@@ -120,10 +120,18 @@ class Settings(BaseSettings):
     svtav1_preset: int = Field(default=10, ge=0, le=13)
     vp9_cpu_used: int = Field(default=4, ge=0, le=8)
     hls_segment_seconds: float = 4.0
-    # Long videos: each rung split into this many time parts, encoded by as many workers at once
-    # (1: one job per rung). A part is never shorter than transcode_part_min_seconds.
+    # How a ladder is laid out over the workers (media/strategy.py). "auto": the transcode parent
+    # decides when it has probed the source, from the duration, the rungs' costs and the idle slots
+    # of the queue: no other idle slot -> every rung in one ffmpeg (one decode); idle slots and a
+    # long video -> each rung split into up to transcode_auto_max_parts time parts; otherwise one
+    # job per rung. "fixed": one job per rung, split only into the parts asked for (parts= or
+    # transcode_parts). An explicit parts= always fixes the split.
+    transcode_planner: Literal["auto", "fixed"] = "auto"
+    transcode_auto_max_parts: int = Field(default=4, ge=1, le=64)
+    # With the fixed planner: each rung split into this many time parts (1: one job per rung).
+    # A part is never shorter than transcode_part_min_seconds (either planner).
     transcode_parts: int = Field(default=1, ge=1, le=64)
-    transcode_part_min_seconds: float = Field(default=60.0, gt=0)
+    transcode_part_min_seconds: float = Field(default=20.0, gt=0)
     # A rung the source already fits (codec, size, bitrate cap, keyframes on the segment grid) is
     # packaged by stream copy instead of re-encoded (media/passthrough.py); False: always encode.
     transcode_passthrough: bool = True

@@ -4,7 +4,7 @@ Pure library: knows nothing of Celery or SQL. Every failure is raised from
 :mod:`mediarunner.errors` so the retry policy can classify it.
 """
 
-from mediarunner.media.encode import concat_parts, encode_rendition, package_hls
+from mediarunner.media.encode import concat_parts, encode_rendition, encode_renditions, package_hls
 from mediarunner.media.ffmpeg import ffmpeg_version, list_encoders, run_ffmpeg
 from mediarunner.media.hls import HlsVariant, describe_variant, render_master_playlist
 from mediarunner.media.ladder import PlannedRendition, plan_ladder
@@ -19,6 +19,7 @@ __all__ = [
     "describe_variant",
     "effective_parts",
     "encode_rendition",
+    "encode_renditions",
     "ffmpeg_version",
     "list_encoders",
     "package_hls",

@@ -7,7 +7,7 @@ with the same ``segment_seconds`` cuts every segment exactly on a keyframe.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ __all__ = [
     "concat_parts",
     "describe_variant",
     "encode_rendition",
+    "encode_renditions",
     "h264_level",
     "package_hls",
     "render_master_playlist",
@@ -174,6 +175,88 @@ def encode_rendition(
                    on_progress=on_progress, should_cancel=should_cancel, cancel_poll=cancel_poll)  # fmt: skip
     except BaseException:
         remove_quietly(dst_mp4)
+        raise
+
+
+def renditions_args(src: Path, outputs: Sequence[tuple[PlannedRendition, Path]], info: MediaInfo, *,
+                    speed: Callable[[str], str | None], threads: int, segment_seconds: float,
+                    start: float = 0.0, duration: float | None = None) -> list[str]:
+    """The ffmpeg arguments of :func:`encode_renditions`: one input, its video decoded once and
+    ``split`` into one ``scale`` chain per video rung, one MP4 output per rung with the options
+    :func:`rendition_args` gives that rung alone (``speed``: a codec's speed setting)."""
+    source = ffpy.input("file:" + str(src.resolve()), **file_input_options(),
+                        **({"ss": f"{start:.6f}"} if start > 0 else {}))
+    n_video = sum(1 for r, _ in outputs if r.has_video)
+    pictures: Any = None
+    single: Any = None
+    if n_video:
+        video = source["V:0"]
+        if info.fps and info.fps > POLICY.max_fps:
+            video = video.filter("fps", f"{POLICY.max_fps:g}")
+        pictures = video.filter_multi_output("split", n_video) if n_video > 1 else None
+        single = video
+    outs: list[Any] = []
+    k = 0
+    for r, dst in outputs:
+        streams: list[Any] = []
+        opts: Options = {}
+        if r.has_video:
+            assert r.width and r.height and r.video_bitrate_k  # checked by _check_rendition
+            picture = pictures.stream(k) if pictures is not None else single
+            k += 1
+            streams.append(picture.filter("scale", r.width, r.height, flags="bicubic").filter("setsar", 1)
+                           .filter("format", POLICY.pix_fmt))  # fmt: skip
+            opts |= codec_video_options(r.codec, r.width, r.height, rung_fps(info.fps), r.video_bitrate_k,
+                                        speed=speed(r.codec) or codec_spec(r.codec).default_speed,
+                                        segment_seconds=segment_seconds)  # fmt: skip
+        else:
+            opts["vn"] = None
+        if r.has_audio:
+            streams.append(source["a:0"])
+            opts |= rung_audio_options(r.audio_bitrate_k, info.audio_channels)
+        else:
+            opts["an"] = None
+        opts |= threads_option(threads) | MP4_OUTPUT | ({"t": f"{duration:.6f}"} if duration is not None else {})
+        outs.append(ffpy.output(*streams, "file:" + str(dst.resolve()), **opts))
+    return list(ffpy.merge_outputs(*outs).get_args())
+
+
+def encode_renditions(
+    src: Path,
+    outputs: Sequence[tuple[PlannedRendition, Path]],
+    info: MediaInfo,
+    *,
+    ffmpeg: str = "ffmpeg",
+    speed: Callable[[str], str | None] = lambda codec: None,
+    threads: int = 0,
+    segment_seconds: float = 4.0,
+    on_progress: Callable[[float], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    cancel_poll: float = 0.5,
+    start: float = 0.0,
+    duration: float | None = None,
+) -> None:
+    """Encode several renditions of ``src`` in one ffmpeg run (software encoders): the source is
+    read and decoded once, and each ``(rendition, mp4)`` gets the MP4 :func:`encode_rendition`
+    would have made alone (same filters, encoder options, keyframe grid), of the whole source or
+    of the span ``start``/``duration`` (a time part, as :func:`encode_rendition` cuts it).
+    ``speed(codec)``: that codec's speed setting (None: the policy's default). On any failure
+    (including cancellation) every partial output is removed."""
+    if not outputs:
+        raise ValidationError("no renditions to encode")
+    for r, _ in outputs:
+        _check_rendition(r, info, segment_seconds)
+    args = renditions_args(src, outputs, info, speed=speed, threads=threads, segment_seconds=segment_seconds,
+                           start=start, duration=duration)
+    for _, dst in outputs:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        span = duration if duration is not None else max(0.0, info.duration - start)
+        run_ffmpeg(args, ffmpeg=ffmpeg, duration=span, on_progress=on_progress,
+                   should_cancel=should_cancel, cancel_poll=cancel_poll)
+    except BaseException:
+        for _, dst in outputs:
+            remove_quietly(dst)
         raise
 
 

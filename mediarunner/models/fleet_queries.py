@@ -78,3 +78,17 @@ def list_runners(session: Session, now: datetime, thresholds: HealthThresholds, 
 def get_runner(session: Session, hostname: str, now: datetime, thresholds: HealthThresholds) -> Runner | None:
     found = list_runners(session, now, thresholds, include_unregistered=True, hostname=hostname)
     return found[0] if found else None
+
+
+def queue_idle_slots(session: Session, queue: str, now: datetime, thresholds: HealthThresholds) -> int:
+    """Job slots of ``queue`` that would start a job now: the free slots (concurrency - running jobs)
+    of the enabled, online runners consuming it, less the jobs already pending there. The caller's
+    own slot is busy (it runs the asking job), so it is not counted."""
+    free = sum(max(0, r.concurrency - r.jobs_running) for r in list_runners(session, now, thresholds)
+               if queue in r.queues and r.status is RunnerStatus.ENABLED and r.health is not Health.OFFLINE)
+    if free == 0:
+        return 0
+    pending = (select(JobRow.id).where(JobRow.state == JobState.PENDING, JobRow.queue == queue)
+               .limit(free).subquery())  # counting past `free` would change nothing
+    waiting = session.scalar(select(func.count()).select_from(pending)) or 0
+    return max(0, free - int(waiting))

@@ -64,6 +64,10 @@ class TranscodePayload(_Payload):
     formats: tuple[Format, ...] = ("hls", "mp4")
     ladder: tuple[Rendition, ...] = Field(min_length=1, max_length=16)  # snapshot at submission
     parts: int = Field(default=1, ge=1, le=MAX_PARTS)  # time parts per rung asked for (fewer for short videos)
+    # "auto": the parent lays the ladder out from the idle capacity it sees (media/strategy.py);
+    # with auto_parts, ``parts`` is only the most it may choose (children exist for that many).
+    planner: Literal["fixed", "auto"] = "fixed"
+    auto_parts: bool = False
     video_codecs: tuple[VideoCodec, ...] = ("h264",)  # one ladder per codec
     cover_image: str | None = Field(default=None, max_length=MAX_URL)  # audio input + still image -> video
     hardware: Hardware = "none"  # software unless asked; a worker without it falls back (recorded)

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from mediarunner.config import Settings
-from mediarunner.errors import StaleAttemptError, TransientError
+from mediarunner.errors import MediarunnerError, StaleAttemptError, TransientError
 from mediarunner.models.enums import JobState, Stage
 from mediarunner.models.locations import Direction, parse_location
 from mediarunner.models.schemas import Job
@@ -57,6 +57,14 @@ class HttpLease:
         if self.completed and state is JobState.COMPLETED:
             state = JobState.RUNNING  # this attempt's own finishing writes (see `completed`)
         return state, int(got["attempt"])
+
+    def idle_slots(self, queue: str, settings: Settings) -> int | None:
+        """Asked of the server (None when it cannot answer, an older server included: the planner
+        then keeps one job per rung)."""
+        try:
+            return int(self.call("GET", "idle-slots", params={"queue": queue})["idle"])
+        except (MediarunnerError, KeyError, TypeError, ValueError):
+            return None
 
     def prune_children(self, job: Job, keep: set[str]) -> list[str]:
         return list(self.call("POST", "prune", json={"keep": sorted(keep)})["dropped"])

@@ -181,6 +181,10 @@ class JobContext:
         """Drop waiting children not in ``keep`` (the parent planned less work than submitted)."""
         return self.lease.prune_children(self.job, keep)
 
+    def idle_slots(self, queue: str) -> int | None:
+        """Slots of ``queue`` that would start a job now besides this one (None: unknown)."""
+        return self.lease.idle_slots(queue, self.settings)
+
     def record_part_encoded(self) -> Job | None:
         """This split-rendition part is encoded: returns the family as committed so far, under the
         family lock (see ``transitions.record_part_encoded``), or None when the attempt is over."""

@@ -15,6 +15,8 @@ from mediarunner.models import transitions
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState, Stage
+from mediarunner.models.fleet_queries import queue_idle_slots
+from mediarunner.models.health import HealthThresholds
 from mediarunner.models.locations import Direction
 from mediarunner.models.schemas import Job
 from mediarunner.models.tables import JobRow
@@ -46,6 +48,10 @@ class Lease(Protocol):
     def open_store(self, location: str, settings: Settings, direction: Direction, report: Report | None) -> Store:
         ...
 
+    def idle_slots(self, queue: str, settings: Settings) -> int | None:
+        """Slots of ``queue`` that would start a job now besides this one (None: not known here)."""
+        ...
+
 
 class DatabaseLease:
     """The Celery worker's lease: transitions on the database, stores opened here."""
@@ -72,3 +78,7 @@ class DatabaseLease:
 
     def open_store(self, location: str, settings: Settings, direction: Direction, report: Report | None) -> Store:
         return open_store(location, settings, direction, report)
+
+    def idle_slots(self, queue: str, settings: Settings) -> int | None:
+        thresholds = HealthThresholds.from_settings(settings)
+        return transaction(lambda s: queue_idle_slots(s, queue, utcnow(), thresholds))

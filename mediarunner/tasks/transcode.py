@@ -29,6 +29,7 @@ from mediarunner.media import (
     describe_variant,
     effective_parts,
     encode_rendition,
+    encode_renditions,
     package_hls,
     part_span,
     plan_ladder,
@@ -40,6 +41,7 @@ from mediarunner.media.encoders import HARDWARE_ENCODERS, codec_spec, codec_spee
 from mediarunner.media.hardware import choose_encoder, usable_encoders
 from mediarunner.media.passthrough import check_passthrough, copy_rendition
 from mediarunner.media.quality import measure_quality
+from mediarunner.media.strategy import LadderLayout, choose_layout, rung_cost
 from mediarunner.models.enums import JobState, JobType, Stage
 from mediarunner.models.payloads import RenditionPayload, TranscodePayload, load
 from mediarunner.models.schemas import Job
@@ -66,36 +68,93 @@ def run_transcode(ctx: JobContext) -> Outcome:
     plan = plan_ladder(info, p.ladder, codecs=p.video_codecs)
     if p.fps is not None:  # the children read the plan, frame rate included, from this job's result
         plan = [r.model_copy(update={"fps": p.fps}) if r.has_video else r for r in plan]
-    parts = effective_parts(info.duration, p.parts, min_part_seconds=s.transcode_part_min_seconds,
-                            segment_seconds=s.hls_segment_seconds) if p.parts > 1 else 1
+    layout = _layout(ctx, p, info, plan, cover)
+    parts = layout.parts
     ctx.log(f"probed {info.width}x{info.height} {info.duration:.2f}s; plan: {[r.name for r in plan]}"
-            + (f"; {parts} part(s) per rendition" if p.parts > 1 else ""))
+            + (f"; {parts} part(s) per rendition" if p.parts > 1 else "") + f"; layout {layout.kind}: {layout.reason}")
     child_rungs = {c.payload.get("rendition") for c in ctx.job.children if c.type is JobType.TRANSCODE_RENDITION}
-    # Unsplit, the parent encodes the top rung of the first codec; split, the children encode every
-    # rung. A planned rendition no child was made for (a source smaller than every rung, audio
-    # only) is encoded here, whole.
-    own = [r for i, r in enumerate(plan) if (i == 0 and p.parts == 1) or r.name not in child_rungs]
+    # Unsplit, the parent encodes the top rung of the first codec (combined: every rung); split, the
+    # children encode every rung. A planned rendition no child was made for (a source smaller than
+    # every rung, audio only) is encoded here, whole.
+    top_here = p.parts == 1 or (p.planner == "auto" and parts == 1)
+    own = [r for i, r in enumerate(plan) if (i == 0 and top_here) or r.name not in child_rungs]
     rungs = {r.name for r in plan if r not in own}
+    if layout.combined and parts > 1:  # each part job of the top rung encodes every rung of its span
+        rungs = {plan[0].name}
     # Children were created for every rung (and part); keep those the source can fill (never
-    # upscale) and the parts a video this long is split into.
+    # upscale) and the parts a video this long is split into. Combined, the children of the lower
+    # rungs are kept until every rung is published, so that a failed attempt fans out on retry.
     keep = {c.id for c in ctx.job.children
             if c.type is not JobType.TRANSCODE_RENDITION
             or (c.payload.get("rendition") in rungs and c.payload.get("part", 0) < parts)}
-    dropped = ctx.prune_children(keep)
-    if dropped:
-        ctx.log(f"dropped {len(dropped)} child job(s): rungs that would upscale or parts not needed")
+    if dropped := ctx.prune_children(keep):
+        ctx.log(f"dropped {len(dropped)} child job(s): rungs that would upscale, parts not needed, "
+                "or rungs this job encodes")
     ctx.progress(5)
-    done: list[dict[str, Any]] = []
-    for i, r in enumerate(own):
-        step = 95 / len(own)
-        done.append(encode_and_publish(ctx, src, info, r, p.output, p.formats, span=(5 + i * step, 5 + (i + 1) * step),
-                                       cover=cover, hardware=p.hardware))
+    if layout.combined and parts == 1:
+        done = _encode_combined(ctx, src, info, plan, p.output, p.formats)
+        ctx.prune_children({c.id for c in ctx.job.children if c.type is not JobType.TRANSCODE_RENDITION})
+    else:
+        step = 95 / max(1, len(own))
+        done = [encode_and_publish(ctx, src, info, r, p.output, p.formats, span=(5 + i * step, 5 + (i + 1) * step),
+                                   cover=cover, hardware=p.hardware) for i, r in enumerate(own)]
     result: dict[str, Any] = dict(done[0]) if done else {}
     if len(done) > 1:
         result["also"] = done[1:]  # the other renditions this job encoded (their variants)
         result["artifacts"] = [a for d in done for a in d["artifacts"]]
-    result.update(plan=[r.model_dump() for r in plan], media=dataclasses.asdict(info), parts=parts)
-    return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats) if own else None)
+    result.update(plan=[r.model_dump() for r in plan], media=dataclasses.asdict(info), parts=parts,
+                  layout={"kind": layout.kind, "parts": parts, "workers": layout.workers, "reason": layout.reason,
+                          **({"rungs": [r.name for r in plan]} if layout.combined and parts > 1 else {})})
+    return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats) if done else None)
+
+
+def _layout(ctx: JobContext, p: TranscodePayload, info: MediaInfo, plan: list[PlannedRendition],
+            cover: Path | None) -> LadderLayout:
+    """How this ladder is encoded (media/strategy.py): from the submitted parts (fixed planner) or
+    from the idle slots of the children's queue now (auto). A retried attempt never combines (it
+    fans out, so that a rung that fails again fails alone), and splits only into the parts whose
+    children are still there."""
+    s = ctx.settings
+    fit = {"min_part_seconds": s.transcode_part_min_seconds, "segment_seconds": s.hls_segment_seconds}
+    if p.planner != "auto":
+        parts = effective_parts(info.duration, p.parts, **fit) if p.parts > 1 else 1
+        return LadderLayout(parts, False, 0, f"fixed planner, {p.parts} part(s) asked for")
+    kids = [c for c in ctx.job.children if c.type is JobType.TRANSCODE_RENDITION]
+    have = min((sum(1 for c in kids if c.payload.get("rendition") == r.name) for r in plan), default=0)
+    first = ctx.job.failures == 0 and ctx.job.aborts == 0
+    idle = ctx.idle_slots(kids[0].queue if kids else ctx.job.queue)
+    return choose_layout(info.duration, [rung_cost(r.width, r.height) for r in plan], idle,
+                         parts=None if p.auto_parts else min(p.parts, max(1, have)), max_parts=max(1, have),
+                         can_combine=first and cover is None and p.hardware == "none", can_split=have > 1, **fit)
+
+
+def _encode_combined(ctx: JobContext, src: Path, info: MediaInfo, plan: list[PlannedRendition], output: str,
+                     formats: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Every rung of ``plan`` by this job: one ffmpeg decodes the source once and encodes them all
+    (a top rung the source fits as it is is copied instead, on its own), then each is packaged and
+    published as a child would."""
+    s = ctx.settings
+    io.check_output(ctx, output)
+    done: list[dict[str, Any]] = []
+    encode = list(plan)
+    if s.transcode_passthrough and plan[0].has_video and check_passthrough(
+            src, info, plan[0], segment_seconds=s.hls_segment_seconds, ffprobe=s.ffprobe_path).fits:
+        done.append(encode_and_publish(ctx, src, info, plan[0], output, formats, span=(5, 20)))
+        encode = plan[1:]
+    outs = [(r, ctx.scratch / f"{r.name}.{'mp4' if r.has_video else 'm4a'}") for r in encode]
+    lo, mid = (20.0 if done else 5.0), 85.0
+    encode_renditions(src, outs, info, ffmpeg=s.ffmpeg_path, speed=lambda codec: codec_speed(s, codec),
+                      threads=s.ffmpeg_threads, segment_seconds=s.hls_segment_seconds,
+                      on_progress=ctx.span(lo, mid), should_cancel=ctx.should_cancel, cancel_poll=s.cancel_poll_seconds)
+    ctx.log(f"encoded {', '.join(r.name for r, _ in outs)} in one ffmpeg (one decode)")
+    step = (100 - mid) / len(outs)
+    for i, (r, mp4) in enumerate(outs):
+        res = publish_rendition(ctx, mp4, info, r, output, formats, span=(mid + i * step, mid + (i + 1) * step),
+                                quality=src)
+        if r.has_video:
+            res["encoder"] = {**encoder_record("none", r, None, "software"), "combined": True}
+        done.append(res)
+    return done
 
 
 def run_rendition(ctx: JobContext) -> Outcome:
@@ -114,6 +173,9 @@ def run_rendition(ctx: JobContext) -> Outcome:
     cover = _stage_cover(ctx, p.cover_image)
     ctx.set_stage(Stage.PROCESSING)
     if parts > 1:
+        together = (parent.result.get("layout") or {}).get("rungs")
+        if together:
+            return _run_combined_part(ctx, p, src, info, [plan[n] for n in together], parts)
         return _run_part(ctx, p, src, info, plan[p.rendition], parts, cover)
     result = encode_and_publish(ctx, src, info, plan[p.rendition], p.output, p.formats, span=(0, 100), cover=cover,
                                 hardware=p.hardware)
@@ -175,6 +237,60 @@ def _run_part(ctx: JobContext, p: RenditionPayload, src: Path, info: MediaInfo, 
     # never delete what the live attempt joins from (parts of failed families: beat's sweep).
     return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats),
                    cleanup=lambda: io.discard_after_completion(ctx, p.output, where))
+
+
+def _run_combined_part(ctx: JobContext, p: RenditionPayload, src: Path, info: MediaInfo,
+                       rungs: list[PlannedRendition], parts: int) -> Outcome:
+    """One time part of every rung in one ffmpeg (one decode of the span; part 0 also the audio of
+    each audio bitrate), published under ``.parts/<top rung>/<rung>/``; the last part to finish
+    joins every rung, packages and publishes them (the other rungs' results under ``also``)."""
+    s = ctx.settings
+    io.check_output(ctx, p.output)
+    start, length = part_span(info.duration, p.part, parts, segment_seconds=s.hls_segment_seconds)
+    where = f"{PARTS_DIR}/{rungs[0].name}"
+    outs = [(r.model_copy(update={"has_audio": False}), ctx.scratch / r.name / _part_name(p.part)) for r in rungs]
+    with_audio = p.part == 0 and rungs[0].has_audio
+    encode_renditions(src, outs, info, ffmpeg=s.ffmpeg_path, speed=lambda codec: codec_speed(s, codec),
+                      threads=s.ffmpeg_threads, segment_seconds=s.hls_segment_seconds, start=start, duration=length,
+                      on_progress=ctx.span(0, 55 if with_audio else 60), should_cancel=ctx.should_cancel,
+                      cancel_poll=s.cancel_poll_seconds)
+    for r, chunk in outs:
+        io.publish_output(ctx, chunk, p.output, f"{where}/{r.name}/{chunk.name}")
+    for r in {_audio_name(r): r for r in rungs}.values() if with_audio else ():
+        audio = ctx.scratch / _audio_name(r)
+        encode_rendition(src, audio, r.model_copy(update={"has_video": False}), info, ffmpeg=s.ffmpeg_path,
+                         threads=s.ffmpeg_threads, should_cancel=ctx.should_cancel, cancel_poll=s.cancel_poll_seconds)
+        io.publish_output(ctx, audio, p.output, f"{where}/{audio.name}")
+    family = ctx.record_part_encoded()
+    if family is None:
+        raise JobCancelled("cancelled or superseded while encoding a part")
+    siblings = [j for j in family.family if j.parent_id == ctx.job.parent_id
+                and j.type is JobType.TRANSCODE_RENDITION and j.payload.get("rendition") == p.rendition]
+    result: dict[str, Any] = {"rendition": p.rendition, "part": p.part, "parts": parts, "start": start,
+                              "part_encoded": True, "rungs": [r.name for r in rungs],
+                              "encoder": {**encoder_record("none", rungs[0], None, "software"), "combined": True}}
+    if len(siblings) != parts or not all((j.result or {}).get("part_encoded") for j in siblings) \
+            or any((j.result or {}).get("joined") for j in siblings):
+        ctx.log(f"part {p.part + 1}/{parts} of {len(rungs)} rungs encoded ({start:g}s +{length or 'end'})")
+        return Outcome(result)
+    ctx.log(f"all {parts} parts encoded: joining {len(rungs)} rungs")
+    done = []
+    for i, r in enumerate(rungs):
+        chunks = [io.fetch_output(ctx, p.output, f"{where}/{r.name}/{_part_name(k)}") for k in range(parts)]
+        audio_in = io.fetch_output(ctx, p.output, f"{where}/{_audio_name(r)}") if r.has_audio else None
+        mp4 = ctx.scratch / "joined" / f"{r.name}.mp4"
+        concat_parts(chunks, audio_in, mp4, ffmpeg=s.ffmpeg_path, duration=info.duration, codec=r.codec,
+                     should_cancel=ctx.should_cancel, cancel_poll=s.cancel_poll_seconds)
+        step = 40 / len(rungs)
+        done.append(publish_rendition(ctx, mp4, info, r, p.output, p.formats, span=(60 + i * step, 60 + (i + 1) * step),
+                                      quality=src))
+    result.update(done[0], also=done[1:], artifacts=[a for d in done for a in d["artifacts"]], joined=parts)
+    return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats),
+                   cleanup=lambda: io.discard_after_completion(ctx, p.output, where))
+
+
+def _audio_name(r: PlannedRendition) -> str:
+    return f"audio_{r.audio_bitrate_k or 0}k.m4a"
 
 
 def _part_name(part: int) -> str:

@@ -212,3 +212,38 @@ def test_master_playlist_parses_with_m3u8() -> None:
     assert (info.bandwidth, info.average_bandwidth, info.codecs) == (500_000, 420_000, "avc1.64001e,mp4a.40.2")
     assert info.resolution == (426, 240) and info.frame_rate == 25.0
     assert second.stream_info.resolution is None and second.stream_info.codecs == "mp4a.40.2"
+
+
+def test_encode_renditions_makes_in_one_run_what_encode_rendition_makes_per_rung(clips, tmp_path: Path) -> None:
+    """One decode, ``split`` + ``scale`` per rung: each MP4 is the one a run of its own makes
+    (same stream parameters, frames, keyframes and, with one thread, the same bytes of video)."""
+    from mediarunner.media import encode_renditions
+
+    src = clips["av"]
+    info = probe(src)
+    plan = plan_ladder(info, [r for r in DEFAULT_LADDER if r.height <= 360])
+    assert len(plan) >= 2
+    together = [(r, tmp_path / "one" / f"{r.name}.mp4") for r in plan]
+    encode_renditions(src, together, info, speed=lambda codec: "ultrafast", threads=1, segment_seconds=SEG)
+    for r, mp4 in together:
+        alone = tmp_path / "alone" / f"{r.name}.mp4"
+        encode_rendition(src, alone, r, info, preset="ultrafast", threads=1, segment_seconds=SEG)
+        entries = "stream=codec_name,width,height,nb_frames,bit_rate,sample_rate,channels:format=duration"
+        assert _ffprobe_json("-show_entries", entries, str(mp4)) == _ffprobe_json("-show_entries", entries, str(alone))
+        keys = ["-select_streams", "v:0", "-skip_frame", "nokey", "-show_entries", "frame=pts_time"]
+        assert _ffprobe_json(*keys, str(mp4)) == _ffprobe_json(*keys, str(alone))
+
+
+def test_encode_renditions_removes_every_partial_output_on_failure(clips, tmp_path: Path) -> None:
+    from mediarunner.media import encode_renditions
+
+    src = clips["av"]
+    info = probe(src)
+    plan = plan_ladder(info, [r for r in DEFAULT_LADDER if r.height <= 360])
+    outs = [(r, tmp_path / f"{r.name}.mp4") for r in plan]
+    with pytest.raises(JobCancelled):
+        encode_renditions(src, outs, info, threads=1, segment_seconds=SEG, should_cancel=lambda: True,
+                          cancel_poll=0.01)
+    assert not any(p.exists() for _, p in outs)
+    with pytest.raises(ValidationError):
+        encode_renditions(src, [], info)
