@@ -273,19 +273,19 @@ def test_celery_children_of_a_remote_job_go_to_the_outbox(remote: Remote) -> Non
 def test_a_running_job_reads_the_idle_slots_of_a_queue_for_the_planner(remote: Remote) -> None:
     """What the transcode planner of a job on a remote runner asks (``HttpLease.idle_slots``): the
     free slots of the queue's other enabled, online runners, less the jobs pending there."""
-    a, _b = _register(remote, "a"), _register(remote, "b")
+    a, _b = register(remote, "a"), register(remote, "b")
     client = remote.stack.client()
     job = client.submit_noop(duration=30, queue=remote.queue)
     with httpx.Client(base_url=f"{remote.url}/v1/runner", timeout=30) as http:
-        got = http.post(f"/jobs/{job.id}/accept", json={"attempt": 1}, headers=_h(a))
+        got = http.post(f"/jobs/{job.id}/accept", json={"attempt": 1}, headers=h(a))
         assert got.status_code == 200, got.text
         token = got.json()["job_token"]
-        idle = http.get(f"/jobs/{job.id}/idle-slots", params={"queue": remote.queue}, headers=_h(a, token))
+        idle = http.get(f"/jobs/{job.id}/idle-slots", params={"queue": remote.queue}, headers=h(a, token))
         assert idle.status_code == 200 and idle.json() == {"idle": 1}, idle.text  # b's one slot; a runs the job
         client.submit_noop(duration=30, queue=remote.queue)  # a job waiting for that slot: none is idle
         assert http.get(f"/jobs/{job.id}/idle-slots", params={"queue": remote.queue},
-                        headers=_h(a, token)).json() == {"idle": 0}
+                        headers=h(a, token)).json() == {"idle": 0}
         assert http.get(f"/jobs/{job.id}/idle-slots", params={"queue": "no/such queue"},
-                        headers=_h(a, token)).status_code == 422
+                        headers=h(a, token)).status_code == 422
         assert http.get(f"/jobs/{job.id}/idle-slots", params={"queue": remote.queue},
-                        headers=_h(a)).status_code in (401, 403, 422)  # no job token
+                        headers=h(a)).status_code in (401, 403, 422)  # no job token
