@@ -3,6 +3,7 @@ as real subprocesses whose environment holds no database, broker or storage sett
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import threading
@@ -169,6 +170,50 @@ def test_upload_resumes_after_a_dropped_connection_and_publishes_once(remote: Re
         assert not (remote.stack.tmp / "scratch" / "remote-uploads" / f"{job.id}-1").exists()  # dropped with it
         assert http.get(f"/input?location={out}").status_code == 409
     assert remote.stack.client().get(job.id).failures == 0
+    api.close()
+
+
+def test_a_200_mb_result_interrupted_mid_way_resumes_and_publishes_once(remote: Remote) -> None:
+    """The issue's size: a 200 MB result in the server's largest chunks, the connection dropped
+    half-way (after the server stored a chunk), resumed from what arrived: every chunk sent once,
+    the SHA-256 checked, the file published once, nothing left in the upload area."""
+    from mediarunner.runner.api import RunnerApi
+    from mediarunner.runner.lease import HttpLease
+
+    runner = register(remote, "big")
+    out = remote.stack.tmp / "outputs" / "big.bin"
+    job = remote.stack.client().submit_noop(duration=120, output=str(out), queue=remote.queue)
+    src = remote.stack.tmp / "big.bin"
+    digest = hashlib.sha256()
+    with src.open("wb") as f:
+        for _ in range(200):
+            block = os.urandom(1_000_000)
+            digest.update(block)
+            f.write(block)
+    chunk = remote.stack.settings().api_max_body_bytes
+    chunks = -(-src.stat().st_size // chunk)
+
+    class DropsHalfWay(RunnerApi):
+        puts = 0
+
+        def call(self, method: str, path: str, **kw: Any) -> Any:
+            got = super().call(method, path, **kw)
+            if method == "PUT":
+                DropsHalfWay.puts += 1
+                if DropsHalfWay.puts == chunks // 2:
+                    raise httpx.ReadError("connection dropped after the chunk was stored")
+            return got
+
+    api = DropsHalfWay(remote.url, runner["runner_token"])
+    accepted = api.accept(job.id, 1)
+    lease = HttpLease(api, job.id, accepted["job_token"], chunk_bytes=chunk)
+    store = lease.open_store(str(out), remote.stack.settings(), "output", None)
+    (published,) = store.publish(src)
+    assert published.location == str(out)
+    assert DropsHalfWay.puts == chunks  # none sent twice
+    with out.open("rb") as f:
+        assert hashlib.file_digest(f, "sha256").hexdigest() == digest.hexdigest()
+    assert not list((remote.stack.tmp / "scratch" / "remote-uploads").rglob("*.bin"))
     api.close()
 
 
