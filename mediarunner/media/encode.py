@@ -96,6 +96,26 @@ def _hardware_video(source: Any, r: PlannedRendition, info: MediaInfo, hardware:
                                          segment_seconds=segment_seconds)
 
 
+def _software_video(picture: Any, r: PlannedRendition, fps: float, speed: str | None,
+                    segment_seconds: float) -> tuple[Any, Options]:
+    """A software-encoded rung's video: ``picture`` scaled to the rung, square pixels, the policy's
+    pixel format; and its codec options (``speed``: None for the codec's default)."""
+    assert r.width and r.height and r.video_bitrate_k  # checked by _check_rendition
+    video = picture.filter("scale", r.width, r.height, flags="bicubic").filter("setsar", 1) \
+        .filter("format", POLICY.pix_fmt)
+    return video, codec_video_options(r.codec, r.width, r.height, fps, r.video_bitrate_k,
+                                      speed=speed or codec_spec(r.codec).default_speed,
+                                      segment_seconds=segment_seconds)
+
+
+def _with_audio(source: Any, r: PlannedRendition, info: MediaInfo, streams: list[Any],
+                opts: Options) -> tuple[list[Any], Options]:
+    """The rung's audio stream and options added to ``streams`` / ``opts`` (``-an`` without audio)."""
+    if not r.has_audio:
+        return streams, opts | {"an": None}
+    return [*streams, source["a:0"]], opts | rung_audio_options(r.audio_bitrate_k, info.audio_channels)
+
+
 def rendition_args(src: Path, dst_mp4: Path, r: PlannedRendition, info: MediaInfo, *, preset: str | None, threads: int,
                    segment_seconds: float, start: float, duration: float | None, cover: Path | None = None,
                    hardware: str | None = None, vaapi_device: str = "/dev/dri/renderD128") -> list[str]:  # fmt: skip
@@ -119,19 +139,12 @@ def rendition_args(src: Path, dst_mp4: Path, r: PlannedRendition, info: MediaInf
         fps, refilter = output_fps(r, info)
         if refilter:
             video = video.filter("fps", f"{fps:g}")
-        streams.append(video.filter("scale", r.width, r.height, flags="bicubic").filter("setsar", 1)
-                       .filter("format", POLICY.pix_fmt))  # fmt: skip
-        opts |= codec_video_options(r.codec, r.width, r.height, fps, r.video_bitrate_k,
-                                    speed=preset or codec_spec(r.codec).default_speed,
-                                    segment_seconds=segment_seconds)  # fmt: skip
-        opts |= still_image_options(r.codec) if cover is not None else {}
+        video, video_opts = _software_video(video, r, fps, preset, segment_seconds)
+        streams.append(video)
+        opts |= video_opts | (still_image_options(r.codec) if cover is not None else {})
     else:
         opts["vn"] = None
-    if r.has_audio:
-        streams.append(source["a:0"])
-        opts |= rung_audio_options(r.audio_bitrate_k, info.audio_channels)
-    else:
-        opts["an"] = None
+    streams, opts = _with_audio(source, r, info, streams, opts)
     opts |= threads_option(threads) | MP4_OUTPUT
     return list(ffpy.output(*streams, "file:" + str(dst_mp4.resolve()), **opts).get_args())
 
@@ -204,18 +217,12 @@ def renditions_args(src: Path, outputs: Sequence[tuple[PlannedRendition, Path]],
             assert r.width and r.height and r.video_bitrate_k  # checked by _check_rendition
             picture = pictures.stream(k) if pictures is not None else single
             k += 1
-            streams.append(picture.filter("scale", r.width, r.height, flags="bicubic").filter("setsar", 1)
-                           .filter("format", POLICY.pix_fmt))  # fmt: skip
-            opts |= codec_video_options(r.codec, r.width, r.height, rung_fps(info.fps), r.video_bitrate_k,
-                                        speed=speed(r.codec) or codec_spec(r.codec).default_speed,
-                                        segment_seconds=segment_seconds)  # fmt: skip
+            video, video_opts = _software_video(picture, r, rung_fps(info.fps), speed(r.codec), segment_seconds)
+            streams.append(video)
+            opts |= video_opts
         else:
             opts["vn"] = None
-        if r.has_audio:
-            streams.append(source["a:0"])
-            opts |= rung_audio_options(r.audio_bitrate_k, info.audio_channels)
-        else:
-            opts["an"] = None
+        streams, opts = _with_audio(source, r, info, streams, opts)
         opts |= threads_option(threads) | MP4_OUTPUT | ({"t": f"{duration:.6f}"} if duration is not None else {})
         outs.append(ffpy.output(*streams, "file:" + str(dst.resolve()), **opts))
     return list(ffpy.merge_outputs(*outs).get_args())
