@@ -209,11 +209,7 @@ def _run_part(ctx: JobContext, p: RenditionPayload, src: Path, info: MediaInfo, 
                          threads=s.ffmpeg_threads, on_progress=ctx.span(55, 60), should_cancel=ctx.should_cancel,
                          cancel_poll=s.cancel_poll_seconds)
         io.publish_output(ctx, audio, p.output, f"{PARTS_DIR}/{r.name}/{AUDIO_PART}")
-    family = ctx.record_part_encoded()
-    if family is None:
-        raise JobCancelled("cancelled or superseded while encoding a part")
-    siblings = [j for j in family.family if j.parent_id == ctx.job.parent_id
-                and j.type is JobType.TRANSCODE_RENDITION and j.payload.get("rendition") == r.name]
+    siblings = _encoded_siblings(ctx, r.name)
     result: dict[str, Any] = {"rendition": r.name, "part": p.part, "parts": parts, "start": start,
                               "part_encoded": True, "encoder": encoder_record(p.hardware, r, kind, why)}
     if len(siblings) != parts or not all((j.result or {}).get("part_encoded") for j in siblings):
@@ -239,6 +235,16 @@ def _run_part(ctx: JobContext, p: RenditionPayload, src: Path, info: MediaInfo, 
                    cleanup=lambda: io.discard_after_completion(ctx, p.output, where))
 
 
+def _encoded_siblings(ctx: JobContext, rendition: str) -> list[Job]:
+    """Record this part as encoded (under the family lock) and return the part jobs of
+    ``rendition`` as committed so far; raises JobCancelled once this attempt may not go on."""
+    family = ctx.record_part_encoded()
+    if family is None:
+        raise JobCancelled("cancelled or superseded while encoding a part")
+    return [j for j in family.family if j.parent_id == ctx.job.parent_id
+            and j.type is JobType.TRANSCODE_RENDITION and j.payload.get("rendition") == rendition]
+
+
 def _run_combined_part(ctx: JobContext, p: RenditionPayload, src: Path, info: MediaInfo,
                        rungs: list[PlannedRendition], parts: int) -> Outcome:
     """One time part of every rung in one ffmpeg (one decode of the span; part 0 also the audio of
@@ -261,11 +267,7 @@ def _run_combined_part(ctx: JobContext, p: RenditionPayload, src: Path, info: Me
         encode_rendition(src, audio, r.model_copy(update={"has_video": False}), info, ffmpeg=s.ffmpeg_path,
                          threads=s.ffmpeg_threads, should_cancel=ctx.should_cancel, cancel_poll=s.cancel_poll_seconds)
         io.publish_output(ctx, audio, p.output, f"{where}/{audio.name}")
-    family = ctx.record_part_encoded()
-    if family is None:
-        raise JobCancelled("cancelled or superseded while encoding a part")
-    siblings = [j for j in family.family if j.parent_id == ctx.job.parent_id
-                and j.type is JobType.TRANSCODE_RENDITION and j.payload.get("rendition") == p.rendition]
+    siblings = _encoded_siblings(ctx, p.rendition)
     result: dict[str, Any] = {"rendition": p.rendition, "part": p.part, "parts": parts, "start": start,
                               "part_encoded": True, "rungs": [r.name for r in rungs],
                               "encoder": {**encoder_record("none", rungs[0], None, "software"), "combined": True}}
