@@ -72,6 +72,29 @@ def run_transcode(ctx: JobContext) -> Outcome:
     parts = layout.parts
     ctx.log(f"probed {info.width}x{info.height} {info.duration:.2f}s; plan: {[r.name for r in plan]}"
             + (f"; {parts} part(s) per rendition" if p.parts > 1 else "") + f"; layout {layout.kind}: {layout.reason}")
+    own = _own_rungs(ctx, p, plan, layout)
+    ctx.progress(5)
+    if layout.combined and parts == 1:
+        done = _encode_combined(ctx, src, info, plan, p.output, p.formats)
+        ctx.prune_children({c.id for c in ctx.job.children if c.type is not JobType.TRANSCODE_RENDITION})
+    else:
+        step = 95 / max(1, len(own))
+        done = [encode_and_publish(ctx, src, info, r, p.output, p.formats, span=(5 + i * step, 5 + (i + 1) * step),
+                                   cover=cover, hardware=p.hardware) for i, r in enumerate(own)]
+    result: dict[str, Any] = dict(done[0]) if done else {}
+    if len(done) > 1:
+        result["also"] = done[1:]  # the other renditions this job encoded (their variants)
+        result["artifacts"] = [a for d in done for a in d["artifacts"]]
+    result.update(plan=[r.model_dump() for r in plan], media=dataclasses.asdict(info), parts=parts,
+                  layout={"kind": layout.kind, "parts": parts, "workers": layout.workers, "reason": layout.reason,
+                          **({"rungs": [r.name for r in plan]} if layout.combined and parts > 1 else {})})
+    return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats) if done else None)
+
+
+def _own_rungs(ctx: JobContext, p: TranscodePayload, plan: list[PlannedRendition],
+               layout: LadderLayout) -> list[PlannedRendition]:
+    """The rungs this job encodes itself; prunes the children it does not need."""
+    parts = layout.parts
     child_rungs = {c.payload.get("rendition") for c in ctx.job.children if c.type is JobType.TRANSCODE_RENDITION}
     # Unsplit, the parent encodes the top rung of the first codec (combined: every rung); split, the
     # children encode every rung. A planned rendition no child was made for (a source smaller than
@@ -90,22 +113,7 @@ def run_transcode(ctx: JobContext) -> Outcome:
     if dropped := ctx.prune_children(keep):
         ctx.log(f"dropped {len(dropped)} child job(s): rungs that would upscale, parts not needed, "
                 "or rungs this job encodes")
-    ctx.progress(5)
-    if layout.combined and parts == 1:
-        done = _encode_combined(ctx, src, info, plan, p.output, p.formats)
-        ctx.prune_children({c.id for c in ctx.job.children if c.type is not JobType.TRANSCODE_RENDITION})
-    else:
-        step = 95 / max(1, len(own))
-        done = [encode_and_publish(ctx, src, info, r, p.output, p.formats, span=(5 + i * step, 5 + (i + 1) * step),
-                                   cover=cover, hardware=p.hardware) for i, r in enumerate(own)]
-    result: dict[str, Any] = dict(done[0]) if done else {}
-    if len(done) > 1:
-        result["also"] = done[1:]  # the other renditions this job encoded (their variants)
-        result["artifacts"] = [a for d in done for a in d["artifacts"]]
-    result.update(plan=[r.model_dump() for r in plan], media=dataclasses.asdict(info), parts=parts,
-                  layout={"kind": layout.kind, "parts": parts, "workers": layout.workers, "reason": layout.reason,
-                          **({"rungs": [r.name for r in plan]} if layout.combined and parts > 1 else {})})
-    return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats) if done else None)
+    return own
 
 
 def _layout(ctx: JobContext, p: TranscodePayload, info: MediaInfo, plan: list[PlannedRendition],
