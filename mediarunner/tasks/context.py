@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
-import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,22 +20,9 @@ from mediarunner.models.locations import Direction
 from mediarunner.models.schemas import Job
 from mediarunner.storage.store import Store
 from mediarunner.tasks.lease import DatabaseLease, Lease
+from mediarunner.tasks.pulse import pulser
 
 log = logging.getLogger(__name__)
-
-_PULSERS: dict[int, ThreadPoolExecutor] = {}
-
-
-def _pulsers() -> ThreadPoolExecutor:
-    """This process's heartbeat threads: one per running job, kept for the next job instead of
-    a thread started and joined per job (a no-op job would spend most of its time on that).
-    Keyed by pid: a forked pool process never uses threads that stayed in its parent."""
-    pid = os.getpid()
-    pool = _PULSERS.get(pid)
-    if pool is None:
-        pool = _PULSERS[pid] = ThreadPoolExecutor(max_workers=1024, thread_name_prefix="heartbeat")
-    return pool
-
 
 @dataclass
 class JobContext:
@@ -133,29 +117,28 @@ class JobContext:
 
     @contextmanager
     def heartbeating(self) -> Iterator[None]:
-        """Keep the heartbeat and the cancel check going from a thread while the handler runs,
-        whatever it does (a long download, a model load, an upload): slow is not dead."""
-        stop = threading.Event()
+        """Keep the heartbeat and the cancel check going from this process's heartbeat scheduler
+        while the handler runs, whatever it does (a long download, a model load, an upload): slow
+        is not dead. The first beat is due one period after the start (the claim wrote one)."""
+        period = min(self.settings.cancel_poll_seconds, self.settings.heartbeat_seconds)
         self._pulsing = True
-        pulse = _pulsers().submit(self._pulse, stop)
+        entry = pulser().register(self._pulse, period)
         try:
             yield
         finally:
             self._pulsing = False
-            stop.set()
-            try:  # its last write (if one is under way) ends before the outcome is recorded
-                pulse.result(timeout=self.settings.heartbeat_seconds + 5)
-            except TimeoutError:
+            # its last write (if one is under way) ends before the outcome is recorded
+            if not pulser().leave(entry, timeout=self.settings.heartbeat_seconds + 5):
                 log.warning("job %s: heartbeat still writing; outcome recorded anyway", self.job.id)
 
-    def _pulse(self, stop: threading.Event) -> None:
-        period = min(self.settings.cancel_poll_seconds, self.settings.heartbeat_seconds)
-        while not self._lost and not stop.wait(period):
-            try:
-                due, self._due = self._due, False
-                self._check(force=due)
-            except Exception as exc:  # database unreachable past transaction()'s retries: keep working
-                log.warning("job %s: heartbeat failed (%s); will try again", self.job.id, type(exc).__name__)
+    def _pulse(self) -> bool:
+        """One beat from the scheduler; False once this attempt may no longer run."""
+        try:
+            due, self._due = self._due, False
+            self._check(force=due)
+        except Exception as exc:  # database unreachable past transaction()'s retries: keep working
+            log.warning("job %s: heartbeat failed (%s); will try again", self.job.id, type(exc).__name__)
+        return not self._lost
 
     def _still_ours(self) -> bool:
         row = self.lease.state(self.job)
