@@ -324,7 +324,9 @@ class Client(LadderJobs):
                 on_submit(session, job)
             return job
 
-        job = transaction(write, url=url)
+        # A lone job with nothing else to write is one statement (transitions.insert_jobs).
+        alone = len(jobs) == 1 and notify_url is None and on_submit is None
+        job = transaction(write, url=url, single_statement=alone)
         if publishing and not publish_submitted(job, app=self.app, database_url=url):
             self._broker_down_until = time.monotonic() + self.settings.publish_pause_seconds
         return job

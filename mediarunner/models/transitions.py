@@ -116,11 +116,26 @@ def insert_jobs(session: Session, jobs: Sequence[NewJob], now: datetime, *, publ
             dispatched_at=now if publishing else None, need_gpu=j.need_gpu, need_model=j.need_model,
             need_encoder=j.need_encoder, waiting_reason=None,
         ))
-    session.execute(_INSERT_JOB, rows)
-    record_event(session, "job_submitted", now, f"{jobs[0].type.value} with {len(jobs) - 1} child job(s)",
-                 job_id=ids[0])
+    message = f"{jobs[0].type.value} with {len(jobs) - 1} child job(s)"
+    if len(rows) == 1 and _postgres(session):  # the job and its event: one statement, one round trip
+        session.connection().execute(_submit_logged(rows[0]), {**rows[0], "now": now, "runner": None,
+                                                               "message": message})
+    else:
+        session.execute(_INSERT_JOB, rows)
+        record_event(session, "job_submitted", now, message, job_id=ids[0])
     # In submission order: a ladder's heaviest children first, so they are published (and run) first.
     return tree([job_from_mapping(r) for r in rows], ids[0], ordered=True)
+
+
+_SUBMIT_LOGGED: list[Any] = []
+
+
+def _submit_logged(row: dict[str, Any]) -> Any:
+    """PostgreSQL: a one-job family's insert with its ``job_submitted`` event (built once)."""
+    if not _SUBMIT_LOGGED:
+        values = insert(JOBS).values({k: bindparam(k, type_=JOBS.c[k].type) for k in row}).returning(JOBS.c.id)
+        _SUBMIT_LOGGED.append(_logged(values, "job_submitted"))
+    return _SUBMIT_LOGGED[0]
 
 
 # --------------------------------------------------------------------------- dispatch and claim
