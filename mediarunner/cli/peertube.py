@@ -11,7 +11,6 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from mediarunner import __version__
 from mediarunner.cli import ui
 from mediarunner.config.redact import install_log_redaction, secret_values
 from mediarunner.connectors.peertube import SUPPORTED_JOB_TYPES, PeerTubeError, RunnerAPI

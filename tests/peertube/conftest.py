@@ -14,7 +14,6 @@ import pytest
 from tests.peertube.fake import NEWEST, FakePeerTube
 from tests.support import Stack, free_port, make_clip
 
-
 #: The server versions a test runs against with ``@pytest.mark.parametrize("peertube", VERSIONS, indirect=True)``.
 VERSIONS = ("6.3.3", NEWEST)
 

@@ -20,7 +20,7 @@ import pytest
 from mediarunner.connectors.peertube import RunnerAPI
 from mediarunner.connectors.peertube.protocol import PeerTubeError
 from tests.peertube.conftest import VERSIONS, register, start_connector
-from tests.peertube.fake import NEWEST, PENDING, FakePeerTube, file_url
+from tests.peertube.fake import COMPLETED, ERRORED, NEWEST, PENDING, FakePeerTube, file_url
 from tests.support import Stack, make_clip, wait_for
 
 SPRITE_MAX_SIZE, SPRITES_MAX_EDGE_COUNT = 192, 10  # PeerTube's STORYBOARD constants
@@ -65,11 +65,10 @@ def test_storyboard_job_posts_the_sprite_peertube_expects(stack: Stack, peertube
     running = start_connector(stack)
     try:
         job = peertube.add_job("generate-video-storyboard", payload, {"max-quality": video})
-        wait_for(lambda: job.state != PENDING and job.success is not None or job.error, timeout=120,
-                 what="the storyboard job to end")
+        wait_for(lambda: job.state in (COMPLETED, ERRORED), timeout=120, what="the storyboard job to end")
     finally:
         running.stop()
-    assert job.error is None and job.success is not None
+    assert job.state == COMPLETED and job.error is None and job.success is not None
     assert sorted(job.success["keys"]) == ["jobToken", "payload[storyboardFile]", "runnerToken"]
     assert job.success["fields"] == {} and set(job.success["files"]) == {"storyboardFile"}
     sprite, filename, mime = job.success["files"]["storyboardFile"]
