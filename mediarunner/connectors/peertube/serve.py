@@ -152,6 +152,8 @@ class InstanceLoop(threading.Thread):
         (an upgraded server offers its new job types without a connector restart)."""
         if time.monotonic() - self.profile_at > 600:
             profile = ServerProfile(parse_version(self.api.server_version()))
+            if profile.version is None and self.profile.version is not None:
+                return self.profile  # no answer this time: the version known holds, asked again next time
             if profile != self.profile or self.profile_at < 0:
                 log.info("PeerTube %s: server version %s; job types taken: %s", self.inst.name, profile.label,
                          ", ".join(profile.job_types(self.inst.job_types)) or "none")
@@ -161,9 +163,7 @@ class InstanceLoop(threading.Thread):
     def _request(self) -> list[dict[str, Any]]:
         """Offered jobs this instance takes: of its enabled types that this server version has, supported."""
         p = self._server_profile()
-        types = p.job_types(self.inst.job_types)
-        if not types:
-            return []
+        types = p.job_types(self.inst.job_types)  # none left: still asked (the runner's contact, a revoked token)
         offered = self.api.request(types, send_types=p.filters_job_types,
                                    version=runner_version() if p.takes_runner_version else None)
         return [j for j in offered if kinds.supported(j, types)]
