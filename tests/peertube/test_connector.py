@@ -5,7 +5,8 @@ handlers need (``payload[videoFile]``, ``payload[resolutionPlaylistFile]``, ``pa
 ``payload[inputLanguage]``; nothing else), and the files against what its handlers do with them:
 the resolution (short side) and fps the payload asked for, an HLS playlist of byte ranges into one
 fragmented MP4 named ``<uuid>-<resolution>-fragmented.mp4`` (``renameVideoFileInPlaylist``), video
-only with ``separatedAudio``, audio only at resolution 0.
+only with ``separatedAudio``, audio only at resolution 0. Tests marked with ``VERSIONS`` run against
+the fake as 6.3.3 and as the newest PeerTube (``fake.NEWEST``).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def done(fake: FakePeerTube, job: FakeJob, timeout: float = 120) -> FakeJob:
     return job
 
 
+@pytest.mark.parametrize("peertube", VERSIONS, indirect=True)
 def test_vod_web_video_and_hls_outputs_are_peertubes(stack: Stack, peertube: FakePeerTube, clip: Path) -> None:
     stack.inproc_worker("cpu1", queues="cpu", concurrency=2)
     register(stack, peertube)
