@@ -59,3 +59,11 @@ def test_a_storyboard_payload_out_of_range_or_uploading_elsewhere_is_not_accepte
     with pytest.raises(ValidationError if "sprites" in change else ValueError):
         sprite_grid(payload)
     assert not jobs.supported({"type": STORYBOARD, "uuid": "u", "payload": payload}, ALL)
+
+
+def test_a_success_answered_409_means_the_job_is_gone() -> None:
+    from mediarunner.connectors.peertube.protocol import PeerTubeError
+
+    # the newest postRunnerJobSuccess: 409 "This job is not in processing state anymore"
+    assert PeerTubeError(409, "This job is not in processing state anymore").job_gone
+    assert not PeerTubeError(400, "Payload is invalid").job_gone and not PeerTubeError(500, "x").job_gone

@@ -67,8 +67,9 @@ class PeerTubeError(Exception):
 
     @property
     def job_gone(self) -> bool:
-        """The job is no longer this runner's to process (cancelled, deleted, errored, aborted)."""
-        return self.status == 404 or (self.status == 400 and self.code == NOT_PROCESSING)
+        """The job is no longer this runner's to process (cancelled, deleted, errored, aborted; or, on
+        newer servers, a success answered 409: the job left PROCESSING meanwhile)."""
+        return self.status in (404, 409) or (self.status == 400 and self.code == NOT_PROCESSING)
 
 
 def _raise_for(resp: httpx.Response) -> None:
