@@ -164,7 +164,7 @@ class InstanceLoop(threading.Thread):
         """Offered jobs this instance takes: of its enabled types that this server version has, supported."""
         p = self._server_profile()
         types = p.job_types(self.inst.job_types)  # none left: still asked (the runner's contact, a revoked token)
-        offered = self.api.request(types, send_types=p.filters_job_types,
+        offered = self.api.request(types, send_types=p.filters_job_types and bool(types),
                                    version=runner_version() if p.takes_runner_version else None)
         return [j for j in offered if kinds.supported(j, types)]
 
