@@ -57,3 +57,28 @@ def test_storyboard_of_audio_only_is_refused(stack: Stack, tmp_path: Path) -> No
     with pytest.raises(ValidationError, match="thumbnails"):
         client.submit_transcode(str(audio), str(stack.tmp / "outputs" / "nope"), thumbnails=51)
     assert len(client.list(limit=1000)) == before and not (stack.tmp / "outputs" / "nope").exists()
+
+
+def test_storyboard_job_of_its_own_with_a_given_grid(stack: Stack, tmp_path: Path) -> None:
+    """``submit_storyboard`` with the caller's geometry (PeerTube's payload): a tile every 0.5 s of a
+    2 s video in a 3 x 2 grid of 100 x 75 tiles (odd sizes kept), JPEG whatever the settings say;
+    the two cells past the last tile stay in the image. A geometry out of range is refused at submit."""
+    src = make_clip(tmp_path / "in.mp4", seconds=2.0, size="320x240")
+    stack.inproc_worker("a", extra_env=ENV | {"MEDIARUNNER_STORYBOARD_IMAGE": "webp"})
+    client = stack.client()
+    out = stack.tmp / "outputs" / "grid"
+    grid = {"tile_width": 100, "tile_height": 75, "columns": 3, "rows": 2, "interval": 0.5}
+    job = client.wait(client.submit_storyboard(str(src), str(out), sprites=grid, image="jpg").id, timeout=120)
+    assert job.state is JobState.COMPLETED and [j.type for j in job.family] == [JobType.STORYBOARD], job.error
+    assert job.result is not None and job.result["storyboard"] == {
+        "tiles": 4, "interval": 0.5, "columns": 3, "rows": 2, "tile_width": 100, "tile_height": 75}
+    assert _size(out / "storyboard" / "storyboard.jpg") == (300, 150)
+    cues = re.findall(r"(\S+) --> (\S+)\nstoryboard\.jpg#xywh=(\d+),(\d+),100,75", (out / "storyboard" /
+                                                                                   "storyboard.vtt").read_text())
+    assert [c[0] for c in cues] == ["00:00:00.000", "00:00:00.500", "00:00:01.000", "00:00:01.500"]
+    assert [(int(c[2]), int(c[3])) for c in cues] == [(0, 0), (100, 0), (200, 0), (0, 75)]
+    before = len(client.list(limit=1000))
+    for bad in ({**grid, "tile_width": 4}, {**grid, "columns": 0}, {**grid, "interval": 0}, {"tile_width": 100}):
+        with pytest.raises(ValidationError):
+            client.submit_storyboard(str(src), str(stack.tmp / "outputs" / "nope"), sprites=bad)
+    assert len(client.list(limit=1000)) == before

@@ -11,12 +11,12 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from mediarunner import __version__
 from mediarunner.cli import ui
 from mediarunner.config.redact import install_log_redaction, secret_values
 from mediarunner.connectors.peertube import SUPPORTED_JOB_TYPES, PeerTubeError, RunnerAPI
 from mediarunner.connectors.peertube.protocol import TokenFilter
 from mediarunner.connectors.peertube.serve import Connector, check_staging
+from mediarunner.connectors.peertube.versions import ServerProfile, parse_version, runner_version
 from mediarunner.errors import MediarunnerError
 from mediarunner.models import peertube as records
 from mediarunner.models.base import utcnow
@@ -58,8 +58,9 @@ def register(url: Annotated[str, typer.Option(help="the PeerTube instance, e.g. 
         raise ui.fail(f"an instance named {name!r} is registered already: unregister it first or pick another --name")
     api = RunnerAPI(url)
     try:
+        profile = ServerProfile(parse_version(api.server_version()))
         runner_id, token = api.register(registration_token, name, description or "mediarunner fleet",
-                                        version=f"mediarunner {__version__}")
+                                        version=runner_version() if profile.takes_runner_version else None)
     except PeerTubeError as exc:
         raise ui.fail(f"registration refused: {exc}") from None
     finally:

@@ -4,7 +4,7 @@ split parts, hardware routing, cover images and storyboards, validated before an
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mediarunner.config import Settings
@@ -19,7 +19,15 @@ from mediarunner.models.enums import Health, JobType
 from mediarunner.models.fleet_queries import list_runners
 from mediarunner.models.health import HealthThresholds
 from mediarunner.models.locations import is_local, resolve_local_path
-from mediarunner.models.payloads import RenditionPayload, StoryboardPayload, TranscodePayload, dump, rendition_name
+from mediarunner.models.payloads import (
+    RenditionPayload,
+    SpriteGrid,
+    StoryboardPayload,
+    TranscodePayload,
+    dump,
+    rendition_name,
+)
+from mediarunner.models.schemas import Job
 from mediarunner.models.transitions import NewJob
 from mediarunner.scheduler.routing import route
 
@@ -35,6 +43,8 @@ class LadderJobs:
         def _check_exists(input: str | None) -> None: ...
         @staticmethod
         def _validated(schema: type[Any], /, **fields: Any) -> Any: ...
+        def _common(self, priority: int, priority_class: str, metadata: Mapping[str, Any] | None) -> dict[str, Any]: ...
+        def _submit(self, jobs: builtins.list[NewJob]) -> Job: ...
 
     def _rungs(self, renditions: Sequence[str] | None, given: Sequence[Rendition] | None = None) -> builtins.list[Any]:
         """The configured rungs named by ``renditions`` (None: all), tallest first; or the rungs ``given``."""
@@ -125,14 +135,33 @@ class LadderJobs:
         except MediarunnerError as exc:
             raise ValidationError(f"invalid cover_image: {exc}") from None
 
+    def submit_storyboard(self, input: str, output: str, *, sprites: SpriteGrid | Mapping[str, Any] | None = None,
+                          image: str | None = None, thumbnails: int = 0, priority: int = 0,
+                          priority_class: str = "default", metadata: Mapping[str, Any] | None = None,
+                          queue: str | None = None) -> Job:
+        """A storyboard of ``input`` as a job of its own (no transcode): ``output``/storyboard/ holds
+        the sprite and its WebVTT track. ``sprites``: the geometry (tile size, columns x rows, seconds
+        between tiles: see :class:`~mediarunner.models.payloads.SpriteGrid`), else planned from the
+        settings; ``image``: ``jpg`` or ``webp`` (None: the ``storyboard_image`` setting)."""
+        common = self._common(priority, priority_class, metadata)
+        self._check_input(input)
+        self._check_output(output)
+        self._check_local_input(input)
+        self._check_exists(input)
+        job = self._storyboard_job(input, output, True, thumbnails, common, queue=queue, parent=None,
+                                   sprites=sprites, image=image)
+        return self._submit([job])
+
     def _storyboard_job(self, input: str, output: str, storyboard: bool, thumbnails: int, common: dict[str, Any],
-                        *, queue: str | None) -> NewJob:
-        """The ``storyboard`` child of a transcode parent (index 0). A local input is probed now, so
-        that an audio-only one is refused before anything is written (a remote one: by the job)."""
+                        *, queue: str | None, parent: int | None = 0, sprites: Any = None,
+                        image: str | None = None) -> NewJob:
+        """The ``storyboard`` job: a child of a transcode parent (index 0), or (``parent=None``) a
+        root. A local input is probed now, so that an audio-only one is refused before anything is
+        written (a remote one: by the job)."""
         if not isinstance(thumbnails, int) or isinstance(thumbnails, bool):
             raise ValidationError("thumbnails must be an integer")
         payload = self._validated(StoryboardPayload, input=input, output=output, storyboard=bool(storyboard),
-                                  thumbnails=thumbnails)
+                                  thumbnails=thumbnails, sprites=sprites, image=image)
         if is_local(input):
             try:
                 info = probe(resolve_local_path(input, None, what="input"), ffprobe=self.settings.ffprobe_path)
@@ -141,4 +170,4 @@ class LadderJobs:
             if not info.has_video:
                 raise ValidationError(f"storyboard and thumbnails need a video stream; {input!r} is audio only")
         q, why = route(JobType.STORYBOARD, queue=queue, allowed=self.settings.job_queues)
-        return NewJob(JobType.STORYBOARD, q, dump(payload), parent=0, routing_reason=why, **common)
+        return NewJob(JobType.STORYBOARD, q, dump(payload), parent=parent, routing_reason=why, **common)

@@ -82,14 +82,19 @@ def output_fps(r: PlannedRendition, info: MediaInfo) -> tuple[float, bool]:
     return rung_fps(info.fps), bool(info.fps and info.fps > POLICY.max_fps)
 
 
+def _at_rung_rate(picture: Any, r: PlannedRendition, info: MediaInfo) -> tuple[Any, float]:
+    """``picture`` at the rung's output frame rate (:func:`output_fps`), through an ``fps`` filter
+    when the source's rate is not it, and that rate (the codec's keyframe grid counts frames by it).
+    Every path (one rung, several rungs from one decode, hardware) sets a rung's rate here."""
+    fps, refilter = output_fps(r, info)
+    return (picture.filter("fps", f"{fps:g}") if refilter else picture), fps
+
+
 def _hardware_video(source: Any, r: PlannedRendition, info: MediaInfo, hardware: str, segment_seconds: float,
                     gpu_decode: bool) -> tuple[Any, Options]:  # fmt: skip
     """The video stream and options of a hardware encode (see :func:`.encoders.hardware_scale`)."""
     assert r.width and r.height and r.video_bitrate_k
-    video = source["V:0"]
-    fps, refilter = output_fps(r, info)
-    if refilter:  # a software filter: only without GPU decode
-        video = video.filter("fps", f"{fps:g}")
+    video, fps = _at_rung_rate(source["V:0"], r, info)  # a software filter: only without GPU decode
     for name, kwargs in hardware_scale(hardware, r.width, r.height, gpu_decode=gpu_decode):
         video = video.filter(name, **kwargs)
     return video, hardware_video_options(hardware, r.codec, fps, r.video_bitrate_k,
@@ -135,10 +140,7 @@ def rendition_args(src: Path, dst_mp4: Path, r: PlannedRendition, info: MediaInf
         opts |= video_opts
     elif r.has_video:
         assert r.width and r.height and r.video_bitrate_k  # checked by _check_rendition
-        video = _picture(source, cover, info)
-        fps, refilter = output_fps(r, info)
-        if refilter:
-            video = video.filter("fps", f"{fps:g}")
+        video, fps = _at_rung_rate(_picture(source, cover, info), r, info)
         video, video_opts = _software_video(video, r, fps, preset, segment_seconds)
         streams.append(video)
         opts |= video_opts | (still_image_options(r.codec) if cover is not None else {})
@@ -203,11 +205,8 @@ def renditions_args(src: Path, outputs: Sequence[tuple[PlannedRendition, Path]],
     pictures: Any = None
     single: Any = None
     if n_video:
-        video = source["V:0"]
-        if info.fps and info.fps > POLICY.max_fps:
-            video = video.filter("fps", f"{POLICY.max_fps:g}")
-        pictures = video.filter_multi_output("split", n_video) if n_video > 1 else None
-        single = video
+        single = source["V:0"]  # each rung's rate is set after the split, as its own run would
+        pictures = single.filter_multi_output("split", n_video) if n_video > 1 else None
     outs: list[Any] = []
     k = 0
     for r, dst in outputs:
@@ -217,7 +216,8 @@ def renditions_args(src: Path, outputs: Sequence[tuple[PlannedRendition, Path]],
             assert r.width and r.height and r.video_bitrate_k  # checked by _check_rendition
             picture = pictures.stream(k) if pictures is not None else single
             k += 1
-            video, video_opts = _software_video(picture, r, rung_fps(info.fps), speed(r.codec), segment_seconds)
+            picture, fps = _at_rung_rate(picture, r, info)
+            video, video_opts = _software_video(picture, r, fps, speed(r.codec), segment_seconds)
             streams.append(video)
             opts |= video_opts
         else:

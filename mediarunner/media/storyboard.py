@@ -20,7 +20,8 @@ from mediarunner.media.formats import file_input_options, option_args
 from mediarunner.media.probe import MediaInfo
 from mediarunner.storage.local import remove_quietly
 
-__all__ = ["Storyboard", "StoryboardPlan", "make_storyboard", "make_thumbnails", "plan_storyboard", "render_vtt"]
+__all__ = ["Storyboard", "StoryboardPlan", "grid_plan", "make_storyboard", "make_thumbnails", "plan_storyboard",
+           "render_vtt"]
 
 _CODEC = {"jpg": ["-c:v", "mjpeg", "-q:v", "4"], "webp": ["-c:v", "libwebp", "-quality", "75"]}
 
@@ -64,6 +65,19 @@ def plan_storyboard(info: MediaInfo, *, tile_width: int = 192, max_tiles: int = 
     cols = min(columns, count)
     return StoryboardPlan(count=count, interval=info.duration / count, columns=cols, rows=math.ceil(count / cols),
                           tile_width=_even(tile_width), tile_height=_even(tile_width * height / width))  # fmt: skip
+
+
+def grid_plan(info: MediaInfo, *, tile_width: int, tile_height: int, columns: int, rows: int,
+              interval: float) -> StoryboardPlan:  # fmt: skip
+    """A storyboard of the geometry the caller gives (PeerTube computes it server-side): a tile every
+    ``interval`` seconds from 0, as many as the video has, at most ``columns`` x ``rows``; the
+    image is always ``columns`` x ``rows`` tiles (cells past the last tile stay black)."""
+    if min(tile_width, tile_height) < 8 or columns < 1 or rows < 1 or interval <= 0:
+        raise ValidationError("storyboard grid: tiles >= 8 pixels, columns and rows >= 1, interval > 0")
+    _need_video(info, "a storyboard")
+    count = max(1, min(columns * rows, math.ceil(info.duration / interval - 1e-6)))
+    return StoryboardPlan(count=count, interval=interval, columns=columns, rows=rows, tile_width=tile_width,
+                          tile_height=tile_height)
 
 
 def _timestamp(t: float) -> str:

@@ -110,14 +110,36 @@ class RenditionPayload(_Payload):
 MAX_THUMBNAILS = 50
 
 
+class SpriteGrid(_Payload):
+    """A storyboard's geometry given by the caller instead of planned from the settings (PeerTube's
+    ``generate-video-storyboard`` payload: ``sprites.size``, ``sprites.count``, ``sprites.duration``):
+    tiles of ``tile_width`` x ``tile_height`` taken every ``interval`` seconds, ``columns`` x ``rows``
+    of them in one image."""
+
+    tile_width: int = Field(ge=8, le=1920)
+    tile_height: int = Field(ge=8, le=1920)
+    columns: int = Field(ge=1, le=100)
+    rows: int = Field(ge=1, le=100)
+    interval: float = Field(gt=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _fits(self) -> SpriteGrid:
+        if self.tile_width * self.columns > 16_384 or self.tile_height * self.rows > 16_384:
+            raise ValueError("the sprite image would be over 16384 pixels wide or tall")
+        return self
+
+
 class StoryboardPayload(_Payload):
-    """Previews of a video (a child of its transcode): a storyboard (sprite + WebVTT) and/or
-    ``thumbnails`` preview images and a poster."""
+    """Previews of a video (a child of its transcode, or a job of its own): a storyboard (sprite +
+    WebVTT) and/or ``thumbnails`` preview images and a poster. ``sprites``: the storyboard's
+    geometry (None: planned from the settings); ``image``: its format (None: the setting's)."""
 
     input: str = Field(max_length=MAX_URL)
     output: str = Field(max_length=MAX_URL)
     storyboard: bool = True
     thumbnails: int = Field(default=0, ge=0, le=MAX_THUMBNAILS)
+    sprites: SpriteGrid | None = None
+    image: Literal["jpg", "webp"] | None = None
 
     _url = field_validator("input", "output")(_check_url)
 

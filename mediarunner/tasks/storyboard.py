@@ -2,7 +2,7 @@
 
 Output layout under the job's output directory::
 
-    storyboard/storyboard.jpg   sprite sheet (or .webp: the STORYBOARD_IMAGE setting)
+    storyboard/storyboard.jpg   sprite sheet (or .webp: the job's ``image``, else the STORYBOARD_IMAGE setting)
     storyboard/storyboard.vtt   WebVTT thumbnails track, cues ``storyboard.jpg#xywh=x,y,w,h``
     thumbnails/thumb_NNN.jpg    N preview images, when ``thumbnails`` > 0
     thumbnails/poster.jpg       the poster (with thumbnails)
@@ -14,7 +14,7 @@ from typing import Any
 
 from mediarunner.errors import InvalidInputError
 from mediarunner.media import MediaInfo, probe
-from mediarunner.media.storyboard import make_storyboard, make_thumbnails, plan_storyboard
+from mediarunner.media.storyboard import grid_plan, make_storyboard, make_thumbnails, plan_storyboard
 from mediarunner.models.enums import Stage
 from mediarunner.models.payloads import StoryboardPayload, load
 from mediarunner.tasks import io
@@ -37,9 +37,12 @@ def run_storyboard(ctx: JobContext) -> Outcome:
     result: dict[str, Any] = {}
     artifacts: list[dict[str, Any]] = []
     if p.storyboard:
-        plan = plan_storyboard(info, tile_width=s.storyboard_tile_width, max_tiles=s.storyboard_max_tiles,
-                               min_interval=s.storyboard_min_interval_seconds, columns=s.storyboard_columns)
-        board = make_storyboard(src, ctx.scratch / "storyboard", info, plan, image=s.storyboard_image,
+        if p.sprites is not None:  # the caller's geometry (a PeerTube storyboard job)
+            plan = grid_plan(info, **p.sprites.model_dump())
+        else:
+            plan = plan_storyboard(info, tile_width=s.storyboard_tile_width, max_tiles=s.storyboard_max_tiles,
+                                   min_interval=s.storyboard_min_interval_seconds, columns=s.storyboard_columns)
+        board = make_storyboard(src, ctx.scratch / "storyboard", info, plan, image=p.image or s.storyboard_image,
                                 ffmpeg=s.ffmpeg_path, on_progress=ctx.span(0, 60), should_cancel=ctx.should_cancel)
         for f in io.publish_output(ctx, board.sprite.parent, p.output, "storyboard"):
             kind = "storyboard_vtt" if f.local.suffix == ".vtt" else "storyboard_sprite"

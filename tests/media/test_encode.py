@@ -234,6 +234,33 @@ def test_encode_renditions_makes_in_one_run_what_encode_rendition_makes_per_rung
         assert _ffprobe_json(*keys, str(mp4)) == _ffprobe_json(*keys, str(alone))
 
 
+def test_encode_renditions_gives_each_rung_its_own_fps(clips, tmp_path: Path) -> None:
+    """A rung's own ``fps`` (PeerTube's payload) holds in the one-decode multi-rung run as in a run
+    of its own: each output has that rate and that many frames, keyframes on its grid."""
+    from mediarunner.media import encode_renditions
+
+    src = clips["av"]  # 25 fps, 3 s
+    info = probe(src)
+    base = plan_ladder(info, [r for r in DEFAULT_LADDER if r.height <= 360])
+    assert len(base) >= 2
+    rates = [15.0, None, 10.0][: len(base)]
+    plan = [r.model_copy(update={"fps": f}) for r, f in zip(base, rates, strict=False)]
+    together = [(r, tmp_path / "one" / f"{r.name}.mp4") for r in plan]
+    encode_renditions(src, together, info, speed=lambda codec: "ultrafast", threads=1, segment_seconds=SEG)
+    entries = "stream=avg_frame_rate,nb_frames"
+    for r, mp4 in together:
+        got = _ffprobe_json("-select_streams", "v:0", "-show_entries", entries, str(mp4))["streams"][0]
+        want = r.fps or info.fps
+        num, den = (int(x) for x in got["avg_frame_rate"].split("/"))
+        assert abs(num / den - want) < 0.01, (r.name, got)
+        assert int(got["nb_frames"]) == round(want * 3), (r.name, got)
+        alone = tmp_path / "alone" / f"{r.name}.mp4"
+        encode_rendition(src, alone, r, info, preset="ultrafast", threads=1, segment_seconds=SEG)
+        assert _ffprobe_json("-show_entries", entries, str(mp4)) == _ffprobe_json("-show_entries", entries, str(alone))
+        keys = ["-select_streams", "v:0", "-skip_frame", "nokey", "-show_entries", "frame=pts_time"]
+        assert _ffprobe_json(*keys, str(mp4)) == _ffprobe_json(*keys, str(alone))
+
+
 def test_encode_renditions_removes_every_partial_output_on_failure(clips, tmp_path: Path) -> None:
     from mediarunner.media import encode_renditions
 

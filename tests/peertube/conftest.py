@@ -11,19 +11,24 @@ from typing import Any
 
 import pytest
 
-from tests.peertube.fake import FakePeerTube
+from tests.peertube.fake import NEWEST, FakePeerTube
 from tests.support import Stack, free_port, make_clip
+
+#: The server versions a test runs against with ``@pytest.mark.parametrize("peertube", VERSIONS, indirect=True)``.
+VERSIONS = ("6.3.3", NEWEST)
 
 
 @pytest.fixture
-def peertube(stack: Stack, tmp_path: Path) -> Iterator[FakePeerTube]:
-    """The fake PeerTube; its instances are forgotten afterwards (the database is the session's)."""
+def peertube(stack: Stack, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[FakePeerTube]:
+    """The fake PeerTube (6.3.3, or the version a test parametrises it with); its instances are
+    forgotten afterwards (the database is the session's)."""
     from sqlalchemy import delete
 
     from mediarunner.models.db import transaction
     from mediarunner.models.peertube_tables import PeerTubeInstanceRow
 
-    fake = FakePeerTube(tmp_path / "peertube-received", stalled_vod_seconds=120.0)
+    version = getattr(request, "param", "6.3.3")
+    fake = FakePeerTube(tmp_path / "peertube-received", stalled_vod_seconds=120.0, version=version)
     fake.start(free_port())
     try:
         yield fake

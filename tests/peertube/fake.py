@@ -1,4 +1,5 @@
-"""A protocol-faithful fake of PeerTube's remote-runner API (server 6.3.3), for the connector's tests.
+"""A protocol-faithful fake of PeerTube's remote-runner API (server 6.3.3, or the newest: ``version``),
+for the connector's tests.
 
 Modelled on PeerTube's source: ``server/core/controllers/api/runners/{manage-runners,jobs,jobs-files}.ts``,
 the validators in ``server/core/middlewares/validators/runners/`` and
@@ -15,6 +16,13 @@ fields (progress 0-100 integer, message / reason 1-5000 characters, the ``payloa
 job type's success validator, an empty update payload for VOD jobs). It also runs PeerTube's
 stalled-job watchdog (a PROCESSING VOD job not updated for ``stalled_vod_seconds`` goes back to
 pending) and the admin's cancel / delete.
+
+``version`` (``GET /api/v1/config`` ``serverVersion``): "6.3.3" (the default) or :data:`NEWEST`, whose
+validators (upstream ``develop`` with the storyboard runner job) differ: ``register`` and
+``jobs/request`` validate an optional ``version`` (``isStableOrUnstableVersionValid``: 400 unless
+``X.Y.Z`` or ``X.Y.Z-alpha|beta|rc.N``), ``jobs/request`` an optional ``jobTypes`` array that filters
+the jobs offered, and there is the ``generate-video-storyboard`` job type, whose success carries
+``payload[storyboardFile]``, an image (the upload filter adds the image MIME types).
 """
 
 from __future__ import annotations
@@ -46,6 +54,11 @@ SUCCESS_FILES = {  # isRunnerJob*ResultPayloadValid: the files each type's succe
 FILE_FIELDS = {"videoFile", "resolutionPlaylistFile", "vttFile"}  # postRunnerJobSuccessVideoFiles
 MIME_OK = {"video/mp4", "video/ogg", "video/webm", "audio/mp4", "application/vnd.apple.mpegurl", "text/vtt",
            "application/x-subrip", "text/plain"}
+NEWEST = "8.0.2"  # the newest release seen; its runner API as upstream develop's source reads
+STORYBOARD = "generate-video-storyboard"
+NEWEST_FILES = {STORYBOARD: {"storyboardFile"}}
+IMAGE_MIME = {"image/png", "image/gif", "image/webp", "image/jpg", "image/jpeg"}  # MIMETYPES.IMAGE
+RUNNER_VERSION = re.compile(r"^\d+\.\d+\.\d+(-(alpha|beta|rc)\.\d+)?$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -66,7 +79,7 @@ class FakeJob:
     updates: list[dict[str, Any]] = field(default_factory=list)
     aborts: list[str] = field(default_factory=list)
     stalled: int = 0
-    success: dict[str, Any] | None = None  # {"fields": {...}, "files": {name: (path, filename, mime)}}
+    success: dict[str, Any] | None = None  # {"fields": {...}, "files": {name: (path, filename, mime)}, "keys": [...]}
 
 
 @dataclass
@@ -84,7 +97,8 @@ def _fail(status: int, detail: str, code: str | None = None) -> JSONResponse:
 
 
 class FakePeerTube:
-    def __init__(self, tmp: Path, *, stalled_vod_seconds: float = 120.0, honour_job_types: bool = False) -> None:
+    def __init__(self, tmp: Path, *, stalled_vod_seconds: float = 120.0, honour_job_types: bool | None = None,
+                 version: str = "6.3.3") -> None:
         self.tmp = tmp
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.registration_tokens = {"ptrrt-" + secrets.token_hex(16)}
@@ -92,7 +106,13 @@ class FakePeerTube:
         self.jobs: dict[str, FakeJob] = {}
         self.lock = threading.Lock()
         self.stalled_vod_seconds = stalled_vod_seconds
-        self.honour_job_types = honour_job_types  # PeerTube 7.x filters a request by jobTypes
+        self.version = version
+        self.newest = tuple(int(x) for x in version.split("-")[0].split(".")) >= (8, 0, 0)
+        # 6.3.3 has no jobTypes (every pending job is offered); 7.x and the newest filter by it
+        self.honour_job_types = self.newest if honour_job_types is None else honour_job_types
+        self.success_files = SUCCESS_FILES | (NEWEST_FILES if self.newest else {})
+        self.file_fields = FILE_FIELDS | ({"storyboardFile"} if self.newest else set())
+        self.mime_ok = MIME_OK | (IMAGE_MIME if self.newest else set())
         self.requests: list[dict[str, Any]] = []  # bodies of /jobs/request (tokens replaced)
         self.register_bodies: list[dict[str, Any]] = []
         self.socket_clients = 0
@@ -108,8 +128,12 @@ class FakePeerTube:
 
     # ------------------------------------------------------------------ admin side (the test)
 
-    def add_job(self, type: str, payload: dict[str, Any], files: dict[str, Path] | None = None) -> FakeJob:
-        """A new pending job; ``payload``'s URLs may use ``{base}`` and ``{uuid}``, filled in here."""
+    def add_job(self, type: str, payload: dict[str, Any], files: dict[str, Path] | None = None, *,
+                any_type: bool = False) -> FakeJob:
+        """A new pending job; ``payload``'s URLs may use ``{base}`` and ``{uuid}``, filled in here.
+        A type this version does not have is refused unless ``any_type`` (a server lying about it)."""
+        if type == STORYBOARD and not self.newest and not any_type:
+            raise ValueError(f"PeerTube {self.version} has no {type} runner job")
         uuid = str(uuidlib.uuid4())
         job = FakeJob(uuid, type, _fill(payload, base=self.url, uuid=uuid), dict(files or {}))
         with self.lock:
@@ -190,6 +214,14 @@ class FakePeerTube:
         async def disconnect(sid: str, *args: Any) -> None:
             self.socket_clients -= 1
 
+        @app.get("/api/v1/config")
+        async def config() -> Response:  # the public server config; the connector reads serverVersion
+            return JSONResponse({"instance": {"name": "fake"}, "serverVersion": self.version, "serverCommit": None})
+
+        def bad_version(body: dict[str, Any]) -> bool:  # body('version').optional().custom(isStableOr...)
+            return self.newest and "version" in body and \
+                not (isinstance(body["version"], str) and RUNNER_VERSION.match(body["version"]))
+
         @app.post(base + "/register")
         async def register(request: Request) -> Response:
             body = await request.json()
@@ -198,6 +230,8 @@ class FakePeerTube:
             if not isinstance(name, str) or not 1 <= len(name) <= 100 or \
                     not isinstance(body.get("registrationToken"), str):
                 return _fail(400, "Incorrect request parameters: name")
+            if bad_version(body):
+                return _fail(400, "Incorrect request parameters: version")
             if body["registrationToken"] not in self.registration_tokens:
                 return _fail(404, "Registration token is invalid")
             if any(r.name == name for r in self.runners.values()):
@@ -217,6 +251,8 @@ class FakePeerTube:
         @app.post(base + "/jobs/request")
         async def request_jobs(request: Request) -> Response:
             body = await request.json()
+            if bad_version(body) or (self.newest and "jobTypes" in body and not isinstance(body["jobTypes"], list)):
+                return _fail(400, "Incorrect request parameters")  # requestRunnerJobValidator, first
             if body.get("runnerToken") not in self.runners:
                 return _fail(404, "Unknown runner token", "unknown_runner_token")
             self.requests.append({k: v for k, v in body.items() if k != "runnerToken"})
@@ -321,22 +357,23 @@ class FakePeerTube:
                 if isinstance(value, str):
                     continue
                 name = key[8:-1] if key.startswith("payload[") and key.endswith("]") else None
-                if name not in FILE_FIELDS:  # multer .fields(): an unexpected file field is an error
+                if name not in self.file_fields:  # multer .fields(): an unexpected file field is an error
                     return _fail(400, f"Unexpected field {key}")
                 if name in files:
                     return _fail(400, f"Too many files for {key}")
                 ctype = value.content_type or ""
-                if ctype not in MIME_OK:  # generateReqFilename has no extension for it
+                if ctype not in self.mime_ok:  # generateReqFilename has no extension for it
                     return _fail(400, f"Unknown mimetype {ctype} for {key}")
                 dest = self.tmp / f"{uuid}-{name}-{value.filename}"
                 dest.write_bytes(await value.read())
                 files[name] = (dest, value.filename or "", ctype)
-            if set(files) != SUCCESS_FILES.get(j.type, set()):  # stricter than multer: no extra file either
+            if set(files) != self.success_files.get(j.type, set()):  # stricter than multer: no extra file either
                 return _fail(400, "Payload is invalid")
             if j.type == "video-transcription" and not texts.get("inputLanguage"):  # TranscriptionJobHandler uses it
                 return _fail(400, "Payload is invalid")
             with self.lock:
-                j.success = {"fields": texts, "files": files}
+                keys = [k for k, _ in form.multi_items()] if form is not None else list(fields)
+                j.success = {"fields": texts, "files": files, "keys": keys}  # keys: every part's name, in order
                 j.state, j.progress = COMPLETED, None
             return Response(status_code=204)
 

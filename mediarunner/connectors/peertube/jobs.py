@@ -16,7 +16,11 @@ vod-audio-merge-transcoding     transcode of the audio over the preview image   
 video-studio-transcoding        studio (cut, intro, outro, watermark: see       ``videoFile``
                                 ``studio.py``)
 video-transcription             extract_audio -> transcribe (VTT)               ``inputLanguage``, ``vttFile``
+generate-video-storyboard       storyboard with the payload's sprite geometry   ``storyboardFile`` (JPEG)
+(PeerTube 8.0+)                 (see ``storyboard.py``)
 ==============================  ==============================================  ===============================
+
+Which types a server can offer at all depends on its version (``versions.py``).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Any
 
 from mediarunner.client import Client
 from mediarunner.config.settings import Rendition
-from mediarunner.connectors.peertube import studio
+from mediarunner.connectors.peertube import storyboard, studio
 from mediarunner.errors import PermanentError
 from mediarunner.media.probe import probe
 from mediarunner.media.single_file import Streams, merge_tracks, package_single_file_hls, select_streams
@@ -38,7 +42,7 @@ from mediarunner.models.schemas import Job
 
 SUPPORTED_JOB_TYPES: tuple[str, ...] = (
     "vod-web-video-transcoding", "vod-hls-transcoding", "vod-audio-merge-transcoding", "video-studio-transcoding",
-    "video-transcription",
+    "video-transcription", storyboard.STORYBOARD,
 )
 VIDEO, AUDIO, PREVIEW = "video", "audio", "preview"
 
@@ -59,6 +63,8 @@ def supported(job: Mapping[str, Any], enabled: tuple[str, ...]) -> bool:
         if kind == "video-studio-transcoding":
             if not studio.tasks_supported(payload.get("tasks")):
                 return False
+        elif kind == storyboard.STORYBOARD:
+            storyboard.sprite_grid(payload)
         elif kind != "video-transcription":
             _resolution_fps(payload)
     except (KeyError, TypeError, ValueError):
@@ -111,6 +117,8 @@ def submit(client: Client, kind: str, payload: Mapping[str, Any], staged: Mappin
     common: dict[str, Any] = {"priority_class": priority_class, "metadata": dict(meta)}
     if kind == "video-transcription":
         return client.submit_transcription(str(staged[VIDEO]), str(out), formats=("vtt",), **common)
+    if kind == storyboard.STORYBOARD:
+        return storyboard.submit(client, payload, staged[VIDEO], out, priority_class=priority_class, meta=meta)
     if kind == "video-studio-transcoding":
         src = _with_audio(client, staged, out)
         ops = studio.operations(payload["tasks"], staged, src, ffprobe=client.settings.ffprobe_path)
@@ -151,6 +159,8 @@ def success_body(kind: str, payload: Mapping[str, Any], job: Job, out: Path, wor
         if not vtt.is_file() or not language:
             raise PermanentError("the transcription published no VTT or no language")
         return Success({"inputLanguage": str(language)}, {"vttFile": vtt})
+    if kind == storyboard.STORYBOARD:
+        return Success({}, {"storyboardFile": storyboard.sprite_file(out)})
     if kind == "video-studio-transcoding":
         edited = out / STUDIO_OUTPUT
         if not edited.is_file():

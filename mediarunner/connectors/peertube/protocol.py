@@ -1,10 +1,11 @@
-"""PeerTube's remote-runner HTTP protocol (``/api/v1/runners``), as its server (6.3 to 7.x) and its
+"""PeerTube's remote-runner HTTP protocol (``/api/v1/runners``), as its server (6.3 to 8.x) and its
 own ``peertube-runner`` speak it:
 
 * ``POST /register`` ``{registrationToken, name, description}`` -> ``{id, runnerToken}``;
   ``POST /unregister`` ``{runnerToken}``;
-* ``POST /jobs/request`` ``{runnerToken, jobTypes}`` -> ``{availableJobs: [{uuid, type, payload}]}``
-  (``jobTypes`` filters on newer servers; older ones ignore it, so the list is filtered here too);
+* ``POST /jobs/request`` ``{runnerToken, jobTypes?, version?}`` -> ``{availableJobs: [{uuid, type, payload}]}``
+  (the fields each server version takes: ``versions.py``; the list is filtered here too);
+* ``GET /api/v1/config`` -> ``{serverVersion, ...}``: which protocol the server speaks;
 * ``POST /jobs/<uuid>/accept`` ``{runnerToken}`` -> ``{job: {..., jobToken}}``;
 * ``POST /jobs/<uuid>/abort|error`` (JSON) and multipart ``/update`` and ``/success`` with
   ``runnerToken`` and ``jobToken``; a job no longer this runner's answers 404 "Unknown runner job"
@@ -31,7 +32,8 @@ TOKEN = re.compile(r"\bptr(?:r|j)?t-[A-Za-z0-9-]+")
 UNKNOWN_RUNNER_TOKEN = "unknown_runner_token"
 NOT_PROCESSING = "runner_job_not_in_processing_state"
 NOT_PENDING = "runner_job_not_in_pending_state"
-MIME = {".mp4": "video/mp4", ".m3u8": "application/vnd.apple.mpegurl", ".vtt": "text/vtt", ".jpg": "image/jpeg"}
+MIME = {".mp4": "video/mp4", ".m3u8": "application/vnd.apple.mpegurl", ".vtt": "text/vtt", ".jpg": "image/jpeg",
+        ".webp": "image/webp"}
 
 
 class TokenFilter(logging.Filter):
@@ -65,8 +67,9 @@ class PeerTubeError(Exception):
 
     @property
     def job_gone(self) -> bool:
-        """The job is no longer this runner's to process (cancelled, deleted, errored, aborted)."""
-        return self.status == 404 or (self.status == 400 and self.code == NOT_PROCESSING)
+        """The job is no longer this runner's to process (cancelled, deleted, errored, aborted; or, on
+        newer servers, a success answered 409: the job left PROCESSING meanwhile)."""
+        return self.status in (404, 409) or (self.status == 400 and self.code == NOT_PROCESSING)
 
 
 def _raise_for(resp: httpx.Response) -> None:
@@ -129,8 +132,26 @@ class RunnerAPI:
 
     # ---------------------------------------------------------------- jobs
 
-    def request(self, job_types: Sequence[str]) -> list[dict[str, Any]]:
-        data = self._post("/jobs/request", {"runnerToken": self._token, "jobTypes": list(job_types)}).json()
+    def server_version(self) -> str | None:
+        """``serverVersion`` of the public ``GET /api/v1/config`` (None: no answer or none given)."""
+        try:
+            resp = self._http.get(self.url + "/api/v1/config")
+            data = resp.json() if resp.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+        version = data.get("serverVersion") if isinstance(data, Mapping) else None
+        return version[:50] if isinstance(version, str) else None
+
+    def request(self, job_types: Sequence[str], *, send_types: bool = True,
+                version: str | None = None) -> list[dict[str, Any]]:
+        """Pending jobs of ``job_types`` (the only ones returned, whatever the server offers).
+        ``send_types``: send ``jobTypes`` (7.0+); ``version``: the runner's (8.0+)."""
+        body: dict[str, Any] = {"runnerToken": self._token}
+        if send_types:
+            body["jobTypes"] = list(job_types)
+        if version:
+            body["version"] = version
+        data = self._post("/jobs/request", body).json()
         jobs = data.get("availableJobs") if isinstance(data, Mapping) else None
         return [dict(j) for j in jobs or [] if isinstance(j, Mapping) and j.get("type") in job_types and j.get("uuid")]
 

@@ -40,6 +40,7 @@ from mediarunner.client import Client
 from mediarunner.config import Settings
 from mediarunner.connectors.peertube import jobs as kinds
 from mediarunner.connectors.peertube.protocol import PeerTubeError, RunnerAPI
+from mediarunner.connectors.peertube.versions import ServerProfile, parse_version, runner_version
 from mediarunner.errors import MediarunnerError, ValidationError
 from mediarunner.models import peertube as records
 from mediarunner.models.base import utcnow
@@ -108,6 +109,7 @@ class InstanceLoop(threading.Thread):
         self.reason = "mediarunner connector stopped"
         self.work: dict[str, JobWork] = {}
         self.sio: socketio.Client | None = None
+        self.profile, self.profile_at = ServerProfile(None), -1e9  # the server's protocol, read every 10 min
 
     @property
     def stopping(self) -> bool:
@@ -145,10 +147,31 @@ class InstanceLoop(threading.Thread):
             log.warning("PeerTube %s: no socket.io ping (%s); polling every %gs", self.inst.name,
                         type(exc).__name__, self.settings.peertube_poll_seconds)
 
+    def _server_profile(self) -> ServerProfile:
+        """The server's protocol (``versions.py``), from its ``serverVersion``, read again every 10 minutes
+        (an upgraded server offers its new job types without a connector restart)."""
+        if time.monotonic() - self.profile_at > 600:
+            profile = ServerProfile(parse_version(self.api.server_version()))
+            if profile.version is None and self.profile.version is not None:
+                return self.profile  # no answer this time: the version known holds, asked again next time
+            if profile != self.profile or self.profile_at < 0:
+                log.info("PeerTube %s: server version %s; job types taken: %s", self.inst.name, profile.label,
+                         ", ".join(profile.job_types(self.inst.job_types)) or "none")
+            self.profile, self.profile_at = profile, time.monotonic()
+        return self.profile
+
+    def _request(self) -> list[dict[str, Any]]:
+        """Offered jobs this instance takes: of its enabled types that this server version has, supported."""
+        p = self._server_profile()
+        types = p.job_types(self.inst.job_types)  # none left: still asked (the runner's contact, a revoked token)
+        offered = self.api.request(types, send_types=p.filters_job_types and bool(types),
+                                   version=runner_version() if p.takes_runner_version else None)
+        return [j for j in offered if kinds.supported(j, types)]
+
     def _take_jobs(self) -> None:
         self.work = {k: w for k, w in self.work.items() if w.is_alive()}
         while len(self.work) < self.inst.concurrency and not self.stopping:
-            offered = [j for j in self.api.request(self.inst.job_types) if kinds.supported(j, self.inst.job_types)]
+            offered = self._request()
             taken = False
             for job in offered:
                 try:
