@@ -7,7 +7,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import String, bindparam, exists, func, literal, or_, select, update
+from sqlalchemy import String, bindparam, exists, func, literal, literal_column, or_, select, update
 
 from mediarunner.models.balancing import Balance, preferred, stamp_claimer
 from mediarunner.models.capabilities import claimable
@@ -25,19 +25,17 @@ CLAIM_VALUES: dict[str, Any] = dict(
     celery_task_id=bindparam("task_id"), started_at=bindparam("now", type_=J.started_at.type),
     heartbeat_at=bindparam("now"), updated_at=bindparam("now"), stage=None, progress=0.0, error=None,
     error_kind=None)
+# Whether the claimed job has children: a job without them needs no second read. The claimed row
+# is named in full: SQLite's RETURNING renders columns unqualified (`id` would be the child's).
+HAS_CHILDREN = exists().where(CHILD.c.parent_id == literal_column("jobs.id")).label("has_children")
 CLAIM = (
     update(JOBS)
     .where(J.id == bindparam("job_id"), J.state == S.PENDING, J.attempt == bindparam("attempt_"),
            or_(J.run_after.is_(None), J.run_after <= bindparam("now", type_=J.run_after.type)))
     .values(**CLAIM_VALUES)
-    .returning(*JOB_COLUMNS)
+    .returning(*JOB_COLUMNS, HAS_CHILDREN)
 )
-
-
-# PostgreSQL also says whether the job has children (SQLite's RETURNING cannot correlate a subquery).
-CLAIM_LOGGED = logged(CLAIM.returning(exists().where(CHILD.c.parent_id == J.id).label("has_children")),
-                        "job_assigned")
-
+CLAIM_LOGGED = logged(CLAIM, "job_assigned")
 
 
 @lru_cache(maxsize=32)
@@ -58,10 +56,9 @@ def claim_next_statement(order: RankOrder, postgres: bool, live: bool, balance: 
                              pick(J.priority_class.not_in(names), order_by=order.sql_order()[1:]))
     stmt = update(JOBS).where(J.state == S.PENDING, J.id == best,
                               *([preferred(balance, JOBS)] if balance else [])) \
-        .values(**CLAIM_VALUES).returning(*JOB_COLUMNS, J.dispatched_at)
+        .values(**CLAIM_VALUES).returning(*JOB_COLUMNS, J.dispatched_at, HAS_CHILDREN)
     if not postgres:
         return stmt
     more = [stamp_claimer] if balance is not None and balance.method == "round_robin" else []
-    return logged(stmt.returning(exists().where(CHILD.c.parent_id == J.id).label("has_children")),
-                   "job_assigned", *more, message=lambda done: literal("attempt ") + done.c.attempt.cast(String)
+    return logged(stmt, "job_assigned", *more, message=lambda done: literal("attempt ") + done.c.attempt.cast(String)
                    + func.coalesce(literal(", task ") + bindparam("task_id", type_=String), ""))
