@@ -138,7 +138,8 @@ def _completed(request: Request, task_id: str) -> tuple[EsupTask, Job]:
 def task_result(task_id: str, request: Request, key: BearerKey) -> JSONResponse:
     authorize(request, key, "submit")
     task, job = _completed(request, task_id)
-    return JSONResponse(esup_results.manifest(task, job), headers={"X-Task-ID": task.task_id})
+    body = esup_results.manifest(task, job, _client(request).settings)
+    return JSONResponse(body, headers={"X-Task-ID": task.task_id})
 
 
 @router.get("/task/result/{task_id}/file/{file_path:path}", summary="Esup-Pod: one result file",

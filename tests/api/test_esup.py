@@ -189,6 +189,35 @@ def duration(path: Path) -> float:
     return probe(path).duration
 
 
+def ffprobe_duration(path: Path) -> float:
+    """The duration ffprobe reads (HLS included: a player's view, not mediarunner's input whitelist)."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return float(out.strip())
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height",
+                          "-of", "csv=p=0", str(path)], capture_output=True, text=True, check=True).stdout
+    w, h = out.strip().split(",")[:2]
+    return int(w), int(h)
+
+
+def assert_overview(sprite: Path, vtt: Path, seconds: float) -> None:
+    """Pod's overview: a WebVTT track whose cues cover the video and point inside the sprite."""
+    width, height = image_size(sprite)
+    lines = vtt.read_text().splitlines()
+    assert lines[0] == "WEBVTT"
+    cues = [ln for ln in lines if "#xywh=" in ln]
+    assert cues and len([ln for ln in lines if "-->" in ln]) == len(cues)
+    for cue in cues:
+        name, _, box = cue.partition("#xywh=")
+        x, y, w, h = map(int, box.split(","))
+        assert name == sprite.name and w > 0 and h > 0 and x + w <= width and y + h <= height, cue
+    last_end = [ln for ln in lines if "-->" in ln][-1].split("-->")[1].strip()
+    assert abs(sum(float(p) * 60 ** i for i, p in enumerate(reversed(last_end.split(":")))) - seconds) < 0.5
+
+
 def test_encoding_as_pod_does_it(esup: Setup) -> None:
     clip(esup.pod.media / "videos" / "talk.mp4", 3)
     esup.stack.worker("cpu1", "cpu")
@@ -199,14 +228,31 @@ def test_encoding_as_pod_does_it(esup: Setup) -> None:
         "rendition": json.dumps(RENDITIONS), "video_id": 12, "video_slug": "0012-talk", "video_title": "Talk"})
     assert esup.pod.refused == [503]
     info = json.loads(files["info_video.json"].read_text())
-    assert info["has_stream_video"] is True and info["has_stream_thumbnail"] is False
+    assert info["has_stream_video"] is True and info["has_stream_thumbnail"] is True
     assert abs(info["duration"] - 3) < 0.5 and info["video_id"] == "12"
     videos = {v["filename"]: v for v in info["encode_video"]}
-    assert set(videos) == {"360p.mp4", "240p.mp4"}  # Pod maps "360..." to its 360p encoding choice
+    assert set(videos) == {"360p.mp4", "240p.mp4", "360p.m3u8", "240p.m3u8"}  # Pod maps "360..." to its 360p
     assert {v["rendition"] for v in videos.values()} == {"640x360", "426x240"}
-    assert all(v["encoding_format"] == "video/mp4" for v in videos.values())
-    for name in videos:  # what Pod's import_mp4 opens
-        assert abs(duration(files[name]) - 3) < 0.5
+    assert {n: v["encoding_format"] for n, v in videos.items()} == {
+        "360p.mp4": "video/mp4", "240p.mp4": "video/mp4", "360p.m3u8": "video/mp2t", "240p.m3u8": "video/mp2t"}
+    assert info["encode_audio"] == [{"encoding_format": "audio/mp3", "filename": "audio_192k.mp3"}]
+    thumbs = info["encode_thumbnail"]
+    assert [t["filename"] for t in thumbs] == ["thumbnail_0.png", "thumbnail_1.png", "thumbnail_2.png"]
+    assert [t["percentage"] for t in thumbs] == [25, 50, 75]
+    assert info["encode_overview"] == {"sprite_filename": "overview.png", "vtt_filename": "overview.vtt"}
+    assert info["master_playlist"] == "livestream.m3u8"
+    # exactly Pod's files, each downloaded and checked against its SHA-256 by import_result
+    assert set(files) == {"info_video.json", *videos, "240p.ts", "360p.ts", "livestream.m3u8", "audio_192k.mp3",
+                          *(t["filename"] for t in thumbs), "overview.png", "overview.vtt"}
+    for name in videos:  # what Pod's import opens: the MP4s, and each single-file HLS rendition (plain ffprobe)
+        assert abs(ffprobe_duration(files[name]) - 3) < 0.5, name
+    assert abs(ffprobe_duration(files["livestream.m3u8"]) - 3) < 0.5
+    assert abs(duration(files["audio_192k.mp3"]) - 3) < 0.5
+    assert "240p.ts" in files["240p.m3u8"].read_text() and "#EXT-X-BYTERANGE" in files["240p.m3u8"].read_text()
+    assert sorted(ln for ln in files["livestream.m3u8"].read_text().splitlines() if ln.endswith(".m3u8")) == [
+        "240p.m3u8", "360p.m3u8"]
+    assert_overview(files["overview.png"], files["overview.vtt"], 3)
+    assert image_size(files["thumbnail_1.png"]) == (640, 360)
     # a path outside the task's directory is not served
     bad = httpx.get(esup.rm.url + f"task/result/{task_id}/file/../../x", headers=esup.rm._h(), timeout=10)
     assert bad.status_code == 404
@@ -227,7 +273,9 @@ def test_studio_mediapackage_with_cut(esup: Setup) -> None:
     assert abs(duration(files["studio_base.mp4"]) - 2) < 0.5  # what Pod turns into a video
     assert "studio.mp4" not in files  # listed once, under Pod's name
     info = json.loads(files["info_video.json"].read_text())
-    assert [v["rendition"] for v in info["encode_video"]] == ["426x240"]
+    assert [(v["encoding_format"], v["filename"], v["rendition"]) for v in info["encode_video"]] == [
+        ("video/mp4", "240p.mp4", "426x240"), ("video/mp2t", "240p.m3u8", "426x240")]
+    assert abs(ffprobe_duration(files["240p.m3u8"]) - 2) < 0.5 and "overview.vtt" in files
 
 
 def test_refusals_are_problems(esup: Setup) -> None:
