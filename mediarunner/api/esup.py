@@ -100,8 +100,10 @@ def _task(request: Request, task_id: str) -> tuple[EsupTask, Job]:
         task = esup.get(session, task_id)
         return None if task is None else (task, queries.get_job(session, task.job_id))
 
-    found = transaction(read, url=_client(request).settings.database_url)
-    if found is None:
+    settings = _client(request).settings
+    found = transaction(read, url=settings.database_url)
+    before = esup.cutoff(utcnow(), settings.esup_cleanup_days)
+    if found is None or (before is not None and found[0].created_at < before):  # expired: as if removed
         raise HTTPException(404, "Task not found")
     return found
 

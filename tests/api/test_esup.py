@@ -256,6 +256,37 @@ def test_encoding_as_pod_does_it(esup: Setup) -> None:
     # a path outside the task's directory is not served
     bad = httpx.get(esup.rm.url + f"task/result/{task_id}/file/../../x", headers=esup.rm._h(), timeout=10)
     assert bad.status_code == 404
+    assert_expiry(esup, task_id)
+
+
+def assert_expiry(esup: Setup, task_id: str) -> None:
+    """ESUP_CLEANUP_DAYS (60 by default): beat's purge removes an expired task's results through the
+    output store and forgets it; Pod then gets esup-runner's 404 "Task not found"."""
+    from mediarunner.models.base import utcnow
+    from mediarunner.models.db import transaction
+    from mediarunner.scheduler.esup_cleanup import expire_tasks
+    from mediarunner.storage.store import open_store
+
+    settings = esup.stack.settings()
+    out = Path(str(settings.esup_output_root)) / task_id
+    removed: list[tuple[str, str]] = []
+
+    def remove(location: str, rel: str) -> None:
+        removed.append((location, rel))
+        open_store(location, settings, "output").remove(rel)
+
+    def expire(at: Any, s: Any = settings) -> list[str]:
+        return transaction(lambda db: expire_tasks(db, at, s, remove), url=settings.database_url)
+
+    now = utcnow()
+    assert expire(now + timedelta(days=59)) == [] and (out / "info_video.json").is_file()
+    assert expire(now + timedelta(days=600), settings.model_copy(update={"esup_cleanup_days": 0})) == []  # 0: keep
+    assert expire(now + timedelta(days=61)) == [task_id] and removed == [(str(out.parent), task_id)]
+    assert not out.exists() and out.parent.is_dir()
+    for path in (f"task/result/{task_id}", f"task/status/{task_id}", f"task/result/{task_id}/file/240p.mp4"):
+        r = httpx.get(esup.rm.url + path, headers=esup.rm._h(Accept="application/json"), timeout=10)
+        assert (r.status_code, r.json()["detail"]) == (404, "Task not found"), path  # esup-runner's words
+    assert expire(now + timedelta(days=61)) == []
 
 
 def test_studio_mediapackage_with_cut(esup: Setup) -> None:
