@@ -113,13 +113,27 @@ def _seconds(value: Any, what: str) -> float:
 
 
 def _corner(position: Any) -> str:
-    """Pod's watermark position (``top_right``, or its French labels ``haut droite``...)."""
+    """Pod's watermark position (``top_right``, or its French labels ``en haut à droite``...);
+    anything else is Pod's default, top right, as esup-runner places it."""
     text = str(position or "").lower()
     top, left = any(w in text for w in ("top", "haut")), any(w in text for w in ("left", "gauche"))
-    if not top and not left and not any(w in text for w in ("bottom", "bas", "right", "droit")) \
+    bottom = any(w in text for w in ("bottom", "bas"))
+    if not (top or left or bottom or any(w in text for w in ("right", "droit"))) \
             and any(w in text for w in ("center", "centre", "milieu")):
         return "center"
-    return f"{'top' if top else 'bottom'}-{'left' if left else 'right'}"
+    return f"{'bottom' if bottom and not top else 'top'}-{'left' if left else 'right'}"
+
+
+def _opacity(value: Any) -> float:
+    """Pod's dressing opacity, a percentage (1..100; Pod's default 100) as a 0.01..1 fraction;
+    unreadable: opaque (esup-runner's fallback)."""
+    try:
+        percent = float(str(value).strip()) if value not in (None, "") else 100.0
+    except ValueError:
+        return 1.0
+    if percent != percent:  # NaN
+        return 1.0
+    return max(0.01, min(1.0, percent / 100))
 
 
 def operations(params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -135,8 +149,9 @@ def operations(params: dict[str, Any]) -> list[dict[str, Any]]:
     dressing = _json_param(params, "dressing") or {}
     if dressing.get("watermark"):
         where = dressing.get("watermark_position_orig") or dressing.get("watermark_position")
+        opacity = dressing.get("watermark_opacity", dressing.get("opacity"))
         ops.append({"op": "watermark", "image_url": dressing["watermark"], "position": _corner(where),
-                    "scale": 0.15})
+                    "scale": 0.15, "opacity": _opacity(opacity)})
     if dressing.get("opening_credits_video"):
         ops.append({"op": "intro", "url": dressing["opening_credits_video"]})
     if dressing.get("ending_credits_video"):

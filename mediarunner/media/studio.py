@@ -190,6 +190,8 @@ def watermark_args(
     main = ffpy.input(_file(src), **file_input_options())
     image_in = ffpy.input(_file(image), **file_input_options(IMAGE_FORMATS))  # one still image, never a sequence
     logo = _sized_image(image_in["v"], w, h, op).filter("format", "rgba")
+    if op.opacity < 1:  # the alpha channel scaled: Pod's dressing opacity
+        logo = logo.filter("colorchannelmixer", aa=f"{op.opacity:.3f}")
     x, y = (c.format(m=op.margin) for c in _POSITIONS[op.position])
     video = ffpy.filter([main["V:0"], logo], "overlay", x=x, y=y, eof_action="repeat", format="auto")
     if w % 2 or h % 2:

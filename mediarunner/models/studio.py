@@ -69,7 +69,8 @@ class Watermark(_Op):
     """Overlay an image (alpha respected) at a corner or the center, ``margin`` pixels in.
 
     ``scale``: the image's width as a fraction of the video width (None: the image's own size,
-    shrunk only if it would not fit).
+    shrunk only if it would not fit). ``opacity``: 1 opaque (the image's own alpha), down to a
+    faint 0.01 (its alpha multiplied by this).
     """
 
     op: Literal["watermark"] = "watermark"
@@ -77,6 +78,7 @@ class Watermark(_Op):
     position: Position = "bottom-right"
     margin: int = Field(default=16, ge=0, le=4096)
     scale: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
+    opacity: float = Field(default=1.0, gt=0, le=1, allow_inf_nan=False)
 
 
 Operation = Annotated[Cut | Intro | Outro | Watermark, Field(discriminator="op")]

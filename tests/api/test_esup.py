@@ -372,8 +372,16 @@ def test_pod_parameters_become_rungs_and_operations() -> None:
                                 "opening_credits_video": "https://pod.example/media/open.mp4"})})
     assert ops == [{"op": "cut", "start": 7.0, "end": 60.0},
                    {"op": "watermark", "image_url": "https://pod.example/media/wm.png", "position": "top-left",
-                    "scale": 0.15},
+                    "scale": 0.15, "opacity": 1.0},
                    {"op": "intro", "url": "https://pod.example/media/open.mp4"}]
+    for dressing, position, opacity in (  # Pod's Dressing.to_json: position_orig, opacity in percent
+            ({"watermark_position_orig": "bottom_left", "watermark_position": "En bas à gauche",
+              "watermark_opacity": 40}, "bottom-left", 0.4),
+            ({"watermark_position": "en bas à droite", "watermark_opacity": "100"}, "bottom-right", 1.0),
+            ({"watermark_position": "", "watermark_opacity": "lots"}, "top-right", 1.0),
+            ({"watermark_position_orig": "top_right", "watermark_opacity": 0}, "top-right", 0.01)):
+        (op,) = esup_tasks.operations({"dressing": json.dumps({"watermark": "https://pod.example/wm.png", **dressing})})
+        assert (op["position"], op["opacity"]) == (position, opacity), dressing
     assert esup_tasks.transcription_language({"language": "fr", "source_language": "auto"}) == "fr"
     assert esup_tasks.transcription_language({"language": "", "source_language": "auto"}) is None
     for bad in ({"rendition": json.dumps({"360": {"resolution": "big"}})}, {"rendition": "[1]"},

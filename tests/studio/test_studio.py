@@ -179,6 +179,22 @@ def test_watermark_scaled_top_left(media: dict[str, Path], tmp_path: Path) -> No
     assert all(abs(c - 128) < 12 for c in (r, g, b))
 
 
+def test_watermark_opacity_blends_with_the_picture(media: dict[str, Path], tmp_path: Path) -> None:
+    """Opacity 0.4: the red logo over the gray (128) picture reads 0.4 x red + 0.6 x gray."""
+    out = apply_operations(
+        media["main"],
+        [Cut(end=1.0), Watermark(image_url="logo", position="top-left", margin=0, scale=0.5, opacity=0.4)],
+        tmp_path / "w",
+        resolve=_resolver({"logo": media["logo"]}),
+        **FAST,
+    )
+    raw = frame_rgb(out, 0.5, 320, 240)
+    r, g, b = region_mean(raw, 320, 4, 4, 156, 76)
+    assert 160 < r < 200 and 60 < g < 95 and 60 < b < 95, (r, g, b)  # opaque: > 200, < 60
+    r, g, b = region_mean(raw, 320, 170, 90, 310, 230)
+    assert all(abs(c - 128) < 12 for c in (r, g, b))
+
+
 def test_bad_intro_fails_before_encoding(media: dict[str, Path], tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.mp4"
     bogus.write_bytes(b"not a video" * 100)
