@@ -1,4 +1,4 @@
-"""Studio edit requests: cut, intro, outro and watermark operations, validated at the edge."""
+"""Studio edit requests: cut, intro, outro, watermark and compose operations, validated at the edge."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from pydantic import ValidationError as PydanticValidationError
 from mediarunner.errors import MediarunnerError, ValidationError
 from mediarunner.models.locations import parse_location
 
-__all__ = ["MAX_OPERATIONS", "Cut", "Intro", "Operation", "Outro", "StudioEdit", "Watermark", "parse_operations"]
+__all__ = ["MAX_OPERATIONS", "Compose", "Cut", "Intro", "Operation", "Outro", "StudioEdit", "Watermark",
+           "parse_operations"]
 
 MAX_OPERATIONS = 32
 
 Position = Literal["top-left", "top-right", "bottom-left", "bottom-right", "center"]
+Layout = Literal["mid", "piph", "pipb"]  # Esup-Pod's studio layouts
 
 
 def _check_url(url: str) -> str:
@@ -81,7 +83,18 @@ class Watermark(_Op):
     opacity: float = Field(default=1.0, gt=0, le=1, allow_inf_nan=False)
 
 
-Operation = Annotated[Cut | Intro | Outro | Watermark, Field(discriminator="op")]
+class Compose(_Op):
+    """Show a second video with the current one, in Esup-Pod's studio layouts: ``mid`` side by side
+    (current left, ``url`` right, both at the shorter height); ``piph`` / ``pipb`` the ``url`` video
+    a quarter of the current height high, over its top / bottom right corner, 10 px in. As long as
+    the longer of the two (the shorter holds its last frame); the current video's sound, else the other's."""
+
+    op: Literal["compose"] = "compose"
+    url: MediaUrl
+    layout: Layout = "mid"
+
+
+Operation = Annotated[Cut | Intro | Outro | Watermark | Compose, Field(discriminator="op")]
 
 
 class StudioEdit(BaseModel):
