@@ -67,13 +67,13 @@ def _submit(request: Request, body: TaskRequest, task: EsupTask, token: str) -> 
     if body.task_type == "transcription":
         return c.submit_transcription(body.source_url, task.output, esup_tasks.transcription_language(params),
                                       formats=("vtt", "json"), metadata=_meta(body, {}), on_submit=record)
-    source = body.source_url
+    source, layout = body.source_url, list[dict[str, Any]]()
     if body.task_type == "studio":
-        source = esup_tasks.mediapackage_track(source, c.settings)
+        source, layout = esup_tasks.mediapackage(source, c.settings, params.get("presenter"))
     rungs, resolutions = esup_tasks.ladder(params)
     if rungs is None:
         resolutions = {r.name: f"{round(r.height * 8 / 9) * 2}x{r.height}" for r in c.settings.renditions}
-    ops, meta = esup_tasks.operations(params), _meta(body, resolutions)
+    ops, meta = layout + esup_tasks.operations(params), _meta(body, resolutions)
     if ops:
         return c.submit_studio(source, task.output, ops, transcode=True, formats=("mp4",), ladder=rungs,
                                metadata=meta, on_submit=record)

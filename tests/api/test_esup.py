@@ -309,6 +309,43 @@ def test_studio_mediapackage_with_cut(esup: Setup) -> None:
     assert abs(ffprobe_duration(files["240p.m3u8"]) - 2) < 0.5 and "overview.vtt" in files
 
 
+def test_studio_two_tracks_in_pods_layout_with_a_translucent_watermark(esup: Setup) -> None:
+    """Pod's studio: presentation (gray, with sound) + presenter (blue), ``presenter=pipb``, and a
+    dressing watermark (red) at 50 % top left: both tracks and the blend are in the picture."""
+    from tests.studio.conftest import frame_rgb, region_mean
+
+    d = esup.pod.media / "studio2"
+    d.mkdir(parents=True)
+    gen = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"]
+    subprocess.run([*gen, "-f", "lavfi", "-i", "color=c=0x808080:size=320x240:rate=25:duration=3", "-f", "lavfi",
+                    "-i", "sine=frequency=440:duration=3", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt",
+                    "yuv420p", "-c:a", "aac", "-shortest", str(d / "slides.mp4")], check=True, timeout=60)
+    subprocess.run([*gen, "-f", "lavfi", "-i", "color=c=blue:size=160x120:rate=25:duration=3", "-c:v", "libx264",
+                    "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(d / "cam.mp4")], check=True, timeout=60)
+    subprocess.run([*gen, "-f", "lavfi", "-i", "color=c=red:size=64x32", "-frames:v", "1", str(d / "wm.png")],
+                   check=True, timeout=60)
+    media = f"{esup.pod.base_url}/media/studio2"
+    (d / "mediapackage.xml").write_text(
+        '<?xml version="1.0" encoding="UTF-8"?><mediapackage xmlns="http://mediapackage.opencastproject.org">'
+        f'<media><track type="presentation/source"><url>{media}/slides.mp4</url></track>'
+        f'<track type="presenter/source"><url>{media}/cam.mp4</url></track></media></mediapackage>')
+    esup.stack.worker("cpu1", "cpu")
+    esup.stack.worker("sched", "scheduler", beat=True)
+    _, files = run_task(esup, "studio", "studio2/mediapackage.xml", {
+        "rendition": json.dumps({"240": RENDITIONS["240"]}), "presenter": "pipb",
+        "dressing": json.dumps({"watermark": f"{media}/wm.png", "watermark_position_orig": "top_left",
+                                "watermark_opacity": 50})})
+    base = files["studio_base.mp4"]
+    assert abs(duration(base) - 3) < 0.3 and image_size(base) == (320, 240)
+    raw = frame_rgb(base, 1.5, 320, 240)
+    r, g, b = region_mean(raw, 320, 238, 178, 298, 222)  # the presenter, 80x60 at 10 px from the bottom right
+    assert b > 200 and r < 60 and g < 60, (r, g, b)
+    r, g, b = region_mean(raw, 320, 100, 80, 200, 160)  # the presentation
+    assert all(abs(c - 128) < 12 for c in (r, g, b)), (r, g, b)
+    r, g, b = region_mean(raw, 320, 20, 20, 60, 36)  # the watermark (48x24 at 16 px), half see-through
+    assert 170 < r < 210 and 45 < g < 85 and 45 < b < 85, (r, g, b)
+
+
 def test_refusals_are_problems(esup: Setup) -> None:
     clip(esup.pod.media / "v.mp4", 1)
     good = payload(esup.pod, "encoding", "v.mp4", {})
@@ -390,19 +427,26 @@ def test_pod_parameters_become_rungs_and_operations() -> None:
             esup_tasks.ladder(bad) if "rendition" in bad else esup_tasks.operations(bad)
 
 
-def test_mediapackage_tracks_and_hostile_xml() -> None:
-    from mediarunner.api.esup_tasks import _track_url
+def test_mediapackage_tracks_layout_and_hostile_xml() -> None:
+    from mediarunner.api.esup_tasks import studio_source
     from mediarunner.errors import ValidationError
 
     two = (b'<mediapackage xmlns="http://mediapackage.opencastproject.org"><media>'
            b'<track type="presentation/source"><url>https://pod/slides.mp4</url></track>'
            b'<track type="presenter/source"><url>https://pod/cam.mp4</url></track></media></mediapackage>')
-    assert _track_url(two) == "https://pod/cam.mp4"
-    assert _track_url(two.replace(b"presenter/source", b"other/source")) == "https://pod/slides.mp4"
+    both = ("https://pod/slides.mp4", [{"op": "compose", "url": "https://pod/cam.mp4", "layout": "mid"}])
+    assert studio_source(two) == both  # esup-runner's default layout
+    assert studio_source(two, "piph")[1][0]["layout"] == "piph"  # Pod's parameters.presenter
+    with_attr = two.replace(b"<mediapackage ", b'<mediapackage presenter="pipb" ')
+    assert studio_source(with_attr)[1][0]["layout"] == "pipb"  # the mediapackage's own choice...
+    assert studio_source(with_attr, "mid")[1][0]["layout"] == "mid"  # ...unless Pod's parameter says
+    assert studio_source(two, "sideways") == both
+    assert studio_source(two.replace(b"presenter/source", b"other/source")) == ("https://pod/slides.mp4", [])
+    assert studio_source(two.replace(b"presentation/source", b"other/source")) == ("https://pod/cam.mp4", [])
     for bad in (b'<!DOCTYPE x [<!ENTITY a "aaaa">]><mediapackage>&a;</mediapackage>', b"<mediapackage>",
                 b"<mediapackage><media/></mediapackage>"):
         with pytest.raises(ValidationError):
-            _track_url(bad)
+            studio_source(bad)
 
 
 def test_notify_of_a_cancelled_task_is_sent_once_even_if_pod_answers_late(api: Any) -> None:
