@@ -346,6 +346,27 @@ def test_studio_two_tracks_in_pods_layout_with_a_translucent_watermark(esup: Set
     assert 170 < r < 210 and 45 < g < 85 and 45 < b < 85, (r, g, b)
 
 
+def test_a_task_past_the_cleanup_age_is_not_found_even_before_the_purge(stack: Stack) -> None:
+    """The API applies ESUP_CLEANUP_DAYS itself (here 10 s): Pod gets 404 "Task not found"."""
+    env = {**API_ENV, "MEDIARUNNER_ESUP_OUTPUT_ROOT": str(stack.tmp / "outputs" / "esup"),
+           "MEDIARUNNER_ESUP_CLEANUP_DAYS": str(10 / 86400)}
+    pod = PodSite(stack.tmp / "pod" / "media")
+    pod.start()
+    try:
+        clip(pod.media / "v.mp4", 1)
+        with serving(stack, env) as (url, settings):
+            rm = RunnerManager(url + "/esup/", _keys(settings)["submit"])
+            r = rm.execute(payload(pod, "encoding", "v.mp4", {}))
+            assert r.status_code == 200, r.text
+            task_id = r.json()["task_id"]
+            assert rm.status(task_id) == "pending"  # no worker: it waits, then expires
+            wait_for(lambda: rm.status(task_id) is None, 60, what="the task to expire")
+            got = httpx.get(rm.url + f"task/result/{task_id}", headers=rm._h(Accept="application/json"), timeout=10)
+            assert (got.status_code, got.json()["detail"]) == (404, "Task not found")
+    finally:
+        pod.server.shutdown()
+
+
 def test_refusals_are_problems(esup: Setup) -> None:
     clip(esup.pod.media / "v.mp4", 1)
     good = payload(esup.pod, "encoding", "v.mp4", {})
