@@ -67,13 +67,13 @@ def _submit(request: Request, body: TaskRequest, task: EsupTask, token: str) -> 
     if body.task_type == "transcription":
         return c.submit_transcription(body.source_url, task.output, esup_tasks.transcription_language(params),
                                       formats=("vtt", "json"), metadata=_meta(body, {}), on_submit=record)
-    source = body.source_url
+    source, layout = body.source_url, list[dict[str, Any]]()
     if body.task_type == "studio":
-        source = esup_tasks.mediapackage_track(source, c.settings)
+        source, layout = esup_tasks.mediapackage(source, c.settings, params.get("presenter"))
     rungs, resolutions = esup_tasks.ladder(params)
     if rungs is None:
         resolutions = {r.name: f"{round(r.height * 8 / 9) * 2}x{r.height}" for r in c.settings.renditions}
-    ops, meta = esup_tasks.operations(params), _meta(body, resolutions)
+    ops, meta = layout + esup_tasks.operations(params), _meta(body, resolutions)
     if ops:
         return c.submit_studio(source, task.output, ops, transcode=True, formats=("mp4",), ladder=rungs,
                                metadata=meta, on_submit=record)
@@ -100,8 +100,10 @@ def _task(request: Request, task_id: str) -> tuple[EsupTask, Job]:
         task = esup.get(session, task_id)
         return None if task is None else (task, queries.get_job(session, task.job_id))
 
-    found = transaction(read, url=_client(request).settings.database_url)
-    if found is None:
+    settings = _client(request).settings
+    found = transaction(read, url=settings.database_url)
+    before = esup.cutoff(utcnow(), settings.esup_cleanup_days)
+    if found is None or (before is not None and found[0].created_at < before):  # expired: as if removed
         raise HTTPException(404, "Task not found")
     return found
 
@@ -138,7 +140,8 @@ def _completed(request: Request, task_id: str) -> tuple[EsupTask, Job]:
 def task_result(task_id: str, request: Request, key: BearerKey) -> JSONResponse:
     authorize(request, key, "submit")
     task, job = _completed(request, task_id)
-    return JSONResponse(esup_results.manifest(task, job), headers={"X-Task-ID": task.task_id})
+    body = esup_results.manifest(task, job, _client(request).settings)
+    return JSONResponse(body, headers={"X-Task-ID": task.task_id})
 
 
 @router.get("/task/result/{task_id}/file/{file_path:path}", summary="Esup-Pod: one result file",

@@ -1,20 +1,18 @@
 """What Esup-Pod reads back: a task's status (esup-runner's words), its result manifest (every
 file under the task's output directory, with its SHA-256: Pod checks each download against it)
-and, for encoding and studio tasks, the ``info_video.json`` Pod imports the files by
-(``runner_manager_utils.store_after_remote_encoding_video``)."""
+and, for encoding and studio tasks, Pod's files and ``info_video.json`` (:mod:`.esup_package`)."""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
+from mediarunner.api.esup_package import prepare
+from mediarunner.config import Settings
 from mediarunner.models.esup import EsupTask
 from mediarunner.models.schemas import Job
 from mediarunner.storage.local import file_sha256
 
-INFO = "info_video.json"
 STUDIO_BASE = "studio_base.mp4"  # what Pod's studio import opens (views._create_video_from_studio_task)
 
 
@@ -48,12 +46,11 @@ def aliases(task: EsupTask, job: Job, out: Path) -> dict[str, str]:
     return {STUDIO_BASE: _local(top.path).name} if top else {}
 
 
-def manifest(task: EsupTask, job: Job) -> dict[str, Any]:
+def manifest(task: EsupTask, job: Job, settings: Settings) -> dict[str, Any]:
     """``{"task_id", "files": [{"file_path", "sha256", "size"}]}`` (Pod reads ``file_path`` or
     ``path`` and checks ``sha256``); hidden files and folders (``.parts``) are left out."""
     out = Path(task.output).resolve()
-    if task.task_type in ("encoding", "studio"):
-        write_info(out, task, job)
+    prepare(task, job, settings)
     known = checksums(job, out)
     files = []
     for path in sorted(out.rglob("*")):
@@ -81,41 +78,3 @@ def resolve(task: EsupTask, job: Job, file_path: str) -> Path | None:
     if out not in path.parents or not path.is_file():
         return None
     return path
-
-
-def info_video(task: EsupTask, job: Job, out: Path) -> dict[str, Any]:
-    """Pod's ``RemoteEncodingInfo``: every MP4 rung as ``video/mp4`` with the resolution string Pod
-    sent for it, the audio-only ``audio.m4a`` as ``encode_audio``; no thumbnail, no HLS (Pod's HLS
-    import wants one ``.ts`` per rung; mediarunner writes segmented HLS, which stays in the files)."""
-    resolutions: dict[str, str] = (job.meta.get("esup") or {}).get("resolutions") or {}
-    videos, audio, duration = [], None, 0.0
-    for j in job.family:
-        for a in j.artifacts:
-            local = _local(a.path)
-            if local.parent.resolve() != out:
-                continue
-            if a.kind == "mp4" and local.stem in resolutions:
-                videos.append({"encoding_format": "video/mp4", "filename": local.name,
-                               "rendition": resolutions[local.stem]})
-            elif a.kind == "audio":
-                audio = {"encoding_format": "video/mp4", "filename": local.name}
-            duration = max(duration, a.duration or 0.0)
-    info: dict[str, Any] = {"duration": round(duration, 3), "has_stream_video": bool(videos),
-                            "has_stream_audio": audio is not None,
-                            "has_stream_thumbnail": False, "encode_video": videos}
-    if audio is not None:
-        info["encode_audio"] = audio
-    for key in ("video_id", "video_slug", "video_title"):
-        if key in (job.meta.get("esup") or {}):
-            info[key] = job.meta["esup"][key]
-    return info
-
-
-def write_info(out: Path, task: EsupTask, job: Job) -> None:
-    """``info_video.json`` in the task's output directory, written once (atomically)."""
-    target = out / INFO
-    if target.exists():
-        return
-    tmp = out / f".{INFO}.tmp"
-    tmp.write_text(json.dumps(info_video(task, job, out), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, target)

@@ -6,8 +6,11 @@ posts and esup-runner's manager validates (``TaskRequest``): ``etab_name``, ``ap
 ``notify_url`` and ``parameters``, whose nested values (``rendition``, ``cut``, ``dressing``) are
 JSON *strings*. An encoding is a transcode ladder made of Pod's renditions (MP4 per rung; with a
 ``cut`` or a ``dressing``, a studio edit first); a transcription is ``submit_transcription``; a
-studio task reads the Opencast mediapackage at ``source_url`` and encodes its presenter track
-(else its presentation track) like an encoding, published also as ``studio_base.mp4``.
+studio task reads the Opencast mediapackage at ``source_url``: with a presentation and a presenter
+track, both are composed in the layout Pod asks for (``parameters.presenter``, else the
+mediapackage's ``presenter`` attribute; ``mid``, ``piph`` or ``pipb``, esup-runner's default
+``mid``), else its one track is used; then it is encoded like an encoding, published also as
+``studio_base.mp4``.
 """
 
 from __future__ import annotations
@@ -113,13 +116,27 @@ def _seconds(value: Any, what: str) -> float:
 
 
 def _corner(position: Any) -> str:
-    """Pod's watermark position (``top_right``, or its French labels ``haut droite``...)."""
+    """Pod's watermark position (``top_right``, or its French labels ``en haut à droite``...);
+    anything else is Pod's default, top right, as esup-runner places it."""
     text = str(position or "").lower()
     top, left = any(w in text for w in ("top", "haut")), any(w in text for w in ("left", "gauche"))
-    if not top and not left and not any(w in text for w in ("bottom", "bas", "right", "droit")) \
+    bottom = any(w in text for w in ("bottom", "bas"))
+    if not (top or left or bottom or any(w in text for w in ("right", "droit"))) \
             and any(w in text for w in ("center", "centre", "milieu")):
         return "center"
-    return f"{'top' if top else 'bottom'}-{'left' if left else 'right'}"
+    return f"{'bottom' if bottom and not top else 'top'}-{'left' if left else 'right'}"
+
+
+def _opacity(value: Any) -> float:
+    """Pod's dressing opacity, a percentage (1..100; Pod's default 100) as a 0.01..1 fraction;
+    unreadable: opaque (esup-runner's fallback)."""
+    try:
+        percent = float(str(value).strip()) if value not in (None, "") else 100.0
+    except ValueError:
+        return 1.0
+    if percent != percent:  # NaN
+        return 1.0
+    return max(0.01, min(1.0, percent / 100))
 
 
 def operations(params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -135,8 +152,9 @@ def operations(params: dict[str, Any]) -> list[dict[str, Any]]:
     dressing = _json_param(params, "dressing") or {}
     if dressing.get("watermark"):
         where = dressing.get("watermark_position_orig") or dressing.get("watermark_position")
+        opacity = dressing.get("watermark_opacity", dressing.get("opacity"))
         ops.append({"op": "watermark", "image_url": dressing["watermark"], "position": _corner(where),
-                    "scale": 0.15})
+                    "scale": 0.15, "opacity": _opacity(opacity)})
     if dressing.get("opening_credits_video"):
         ops.append({"op": "intro", "url": dressing["opening_credits_video"]})
     if dressing.get("ending_credits_video"):
@@ -154,9 +172,9 @@ def transcription_language(params: dict[str, Any]) -> str | None:
     return None
 
 
-def mediapackage_track(source_url: str, settings: Settings) -> str:
-    """The media URL of an Opencast mediapackage (Pod's studio ``source_url``): its presenter track,
-    else its presentation track. Fetched like an http input: the host must pass
+def mediapackage(source_url: str, settings: Settings, presenter: Any = None) -> tuple[str, list[dict[str, Any]]]:
+    """The studio input and the operations that come first (the layout), from the Opencast mediapackage
+    at ``source_url`` (Pod's studio task). Fetched like an http input: the host must pass
     ``ALLOWED_NETWORKS``, no redirect, at most 1 MiB; no DTD or entity is accepted."""
     try:
         check_network_target(source_url, settings.allowed_networks, what="source_url")
@@ -173,16 +191,23 @@ def mediapackage_track(source_url: str, settings: Settings) -> str:
         raise ValidationError(str(exc)) from None
     except httpx.HTTPError as exc:
         raise ValidationError(f"cannot read the mediapackage at source_url: {type(exc).__name__}") from None
-    return _track_url(body)
+    return studio_source(body, presenter)
 
 
-def _track_url(body: bytes) -> str:
+def _parse(body: bytes) -> ElementTree.Element:
     if b"<!DOCTYPE" in body.upper() or b"<!ENTITY" in body.upper():
         raise ValidationError("the mediapackage must not declare a DTD or entities")
     try:
-        root = ElementTree.fromstring(body)
+        return ElementTree.fromstring(body)
     except ElementTree.ParseError as exc:
         raise ValidationError(f"the mediapackage is not valid XML: {exc}") from None
+
+
+def studio_source(body: bytes, presenter: Any = None) -> tuple[str, list[dict[str, Any]]]:
+    """(input URL, leading operations) of a mediapackage: the presentation with the presenter
+    composed in ``presenter`` (else the mediapackage's ``presenter`` attribute; unknown: ``mid``),
+    or the one track there is."""
+    root = _parse(body)
     tracks: dict[str, str] = {}
     for el in root.iter():
         if el.tag.rsplit("}", 1)[-1] != "track":
@@ -191,7 +216,11 @@ def _track_url(body: bytes) -> str:
         kind = (el.get("type") or "").split("/")[0]
         if url and kind not in tracks:
             tracks[kind] = url.strip()
+    if "presentation" in tracks and "presenter" in tracks:
+        layout = str(presenter or root.get("presenter") or "mid").strip().lower()
+        layout = layout if layout in ("mid", "piph", "pipb") else "mid"
+        return tracks["presentation"], [{"op": "compose", "url": tracks["presenter"], "layout": layout}]
     for kind in ("presenter", "presentation"):
         if kind in tracks:
-            return tracks[kind]
+            return tracks[kind], []
     raise ValidationError("the mediapackage has no presenter or presentation track")

@@ -293,6 +293,9 @@ class Settings(BaseSettings):
     # Esup-Pod Runner Manager API (`/esup`): Pod's tasks write under <this>/<task id> (a local directory
     # inside output_roots that the API server also reads, to serve the results); unset: /esup is off.
     esup_output_root: Path | None = None
+    # A task created more than this many days ago (any status; once its family ended) is forgotten:
+    # its results removed, its status and result 404 (esup-runner's CLEANUP_TASK_FILES_DAYS); 0 keeps all.
+    esup_cleanup_days: float = Field(default=60.0, ge=0)
 
     # --- remote (HTTP) runners (`mediarunner runner serve`; served by `mediarunner api`)
     # Jobs on these queues are offered to remote runners (add them to job_queues to submit there).

@@ -23,7 +23,7 @@ from mediarunner.storage.local import remove_quietly
 __all__ = ["Storyboard", "StoryboardPlan", "grid_plan", "make_storyboard", "make_thumbnails", "plan_storyboard",
            "render_vtt"]
 
-_CODEC = {"jpg": ["-c:v", "mjpeg", "-q:v", "4"], "webp": ["-c:v", "libwebp", "-quality", "75"]}
+_CODEC = {"jpg": ["-c:v", "mjpeg", "-q:v", "4"], "webp": ["-c:v", "libwebp", "-quality", "75"], "png": ["-c:v", "png"]}
 
 
 @dataclass(frozen=True)

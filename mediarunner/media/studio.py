@@ -1,6 +1,6 @@
-"""Studio edits: cut, intro, outro and watermark, applied in order with one ffmpeg step each.
+"""Studio edits: cut, intro, outro, watermark and compose, applied in order with one ffmpeg step each.
 
-Pure library: the caller stages every URL an operation names (intro/outro clips, watermark
+Pure library: the caller stages every URL an operation names (intro/outro/compose clips, watermark
 images) and passes a ``resolve`` callable that maps the URL to its local copy.
 
 Every step re-encodes to H.264 (CRF ``crf``) + AAC in MP4 under ``work_dir``; the returned
@@ -24,7 +24,7 @@ from mediarunner.media.encoders import MP4_OUTPUT, POLICY, studio_options, threa
 from mediarunner.media.ffmpeg import run_ffmpeg
 from mediarunner.media.formats import IMAGE_FORMATS, file_input_options
 from mediarunner.media.probe import MediaInfo, probe
-from mediarunner.models.studio import Cut, Intro, Operation, Outro, Watermark, parse_operations
+from mediarunner.models.studio import Compose, Cut, Intro, Operation, Outro, Watermark, parse_operations
 from mediarunner.storage.local import remove_quietly
 
 __all__ = ["apply_operations"]
@@ -190,6 +190,8 @@ def watermark_args(
     main = ffpy.input(_file(src), **file_input_options())
     image_in = ffpy.input(_file(image), **file_input_options(IMAGE_FORMATS))  # one still image, never a sequence
     logo = _sized_image(image_in["v"], w, h, op).filter("format", "rgba")
+    if op.opacity < 1:  # the alpha channel scaled: Pod's dressing opacity
+        logo = logo.filter("colorchannelmixer", aa=f"{op.opacity:.3f}")
     x, y = (c.format(m=op.margin) for c in _POSITIONS[op.position])
     video = ffpy.filter([main["V:0"], logo], "overlay", x=x, y=y, eof_action="repeat", format="auto")
     if w % 2 or h % 2:
@@ -198,6 +200,37 @@ def watermark_args(
     if info.has_audio:
         streams.append(main["a:0"])
     return _output_args(streams, dst, preset, crf, threads, audio=info.has_audio), info.duration
+
+
+def _layout_input(video: Any, height: int, fps: Fraction, hold: float) -> Any:
+    """One video of a layout: ``height`` high (even width), the main frame rate, its last frame held ``hold`` s."""
+    return (video.filter("setpts", "PTS-STARTPTS").filter("fps", f"{fps.numerator}/{fps.denominator}")
+            .filter("scale", -2, height).filter("setsar", 1).filter("format", POLICY.pix_fmt)
+            .filter("tpad", stop_mode="clone", stop_duration=f"{max(0.0, hold):.3f}"))  # fmt: skip
+
+
+def compose_args(src: Path, info: MediaInfo, clip: tuple[Path, MediaInfo], op: Compose, dst: Path, *,
+                 preset: str, crf: int, threads: int) -> tuple[list[str], float]:  # fmt: skip
+    """``src`` and the clip in ``op.layout`` (esup-runner's studio graphs: hstack, or an overlay at 1/4 height)."""
+    _, h = _need_video(info, "compose")
+    path, other = clip
+    _, oh = _need_video(other, f"compose video {op.url}")
+    duration, fps = max(info.duration, other.duration), _fps(info)
+    main, side = ffpy.input(_file(src), **file_input_options()), ffpy.input(_file(path), **file_input_options())
+    if op.layout == "mid":
+        height = _even(min(h, oh))
+        video = ffpy.filter([_layout_input(main["V:0"], height, fps, duration - info.duration),
+                             _layout_input(side["V:0"], height, fps, duration - other.duration)], "hstack", inputs=2)
+    else:
+        height = _even(h)
+        pip = _layout_input(side["V:0"], _even(height // 4), fps, duration - other.duration)
+        video = ffpy.filter([_layout_input(main["V:0"], height, fps, duration - info.duration), pip], "overlay",
+                            x="W-w-10", y="10" if op.layout == "piph" else "H-h-10", eof_action="repeat")
+    streams = [video.filter("format", POLICY.pix_fmt)]
+    sound = main if info.has_audio else side if other.has_audio else None
+    if sound is not None:
+        streams.append(sound["a:0"])
+    return _output_args(streams, dst, preset, crf, threads, audio=sound is not None, t=f"{duration:.3f}"), duration
 
 
 # -------------------------------------------------------------------------------------------- driver
@@ -214,7 +247,7 @@ def _side_inputs(
     clips: _Clips = {}
     images: _Images = {}
     for op in ops:
-        if isinstance(op, Intro | Outro) and op.url not in clips:
+        if isinstance(op, Intro | Outro | Compose) and op.url not in clips:
             path = Path(resolve(op.url))
             clip = probe(path, ffprobe=ffprobe)
             _need_video(clip, f"{op.op} clip {op.url}")
@@ -239,6 +272,8 @@ def _step_args(
         return concat_args([clips[op.url], (current, info)], info, dst, **kw)
     if isinstance(op, Outro):
         return concat_args([(current, info), clips[op.url]], info, dst, **kw)
+    if isinstance(op, Compose):
+        return compose_args(current, info, clips[op.url], op, dst, **kw)
     return watermark_args(current, info, images[op.image_url], op, dst, **kw)
 
 

@@ -5,14 +5,15 @@ transaction (:func:`add`), read by the API and by the webhook tick; nothing here
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, delete, exists, select
+from sqlalchemy.orm import Session, aliased
 
 from mediarunner.models.api_tables import EsupTaskRow
-from mediarunner.models.enums import JobState
+from mediarunner.models.enums import ACTIVE_STATES, JobState
 from mediarunner.models.schemas import Job
+from mediarunner.models.tables import JobRow
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,28 @@ def count(session: Session) -> int:
     from sqlalchemy import func
 
     return int(session.scalar(select(func.count()).select_from(EsupTaskRow)) or 0)
+
+
+def cutoff(now: datetime, days: float) -> datetime | None:
+    """Tasks created before this are expired (esup-runner: by creation age, any status); None: never."""
+    return None if days <= 0 else now - timedelta(days=days)
+
+
+def expired(session: Session, now: datetime, days: float, limit: int = 100) -> list[EsupTask]:
+    """Tasks created more than ``days`` before ``now`` whose family has no active member (oldest first)."""
+    before = cutoff(now, days)
+    if before is None:
+        return []
+    member = aliased(JobRow)
+    active = exists().where(and_(member.root_id == EsupTaskRow.job_id, member.state.in_(list(ACTIVE_STATES))))
+    rows = session.scalars(select(EsupTaskRow).where(EsupTaskRow.created_at < before, ~active)
+                           .order_by(EsupTaskRow.created_at).limit(limit))
+    return [_task(r) for r in rows]
+
+
+def forget(session: Session, task_id: str) -> None:
+    """Drop a task's row (its jobs stay until the purge): Pod's id is then unknown here."""
+    session.execute(delete(EsupTaskRow).where(EsupTaskRow.task_id == task_id))
 
 
 def status(job: Job) -> str:

@@ -1,4 +1,4 @@
-"""Studio edit requests: cut, intro, outro and watermark operations, validated at the edge."""
+"""Studio edit requests: cut, intro, outro, watermark and compose operations, validated at the edge."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from pydantic import ValidationError as PydanticValidationError
 from mediarunner.errors import MediarunnerError, ValidationError
 from mediarunner.models.locations import parse_location
 
-__all__ = ["MAX_OPERATIONS", "Cut", "Intro", "Operation", "Outro", "StudioEdit", "Watermark", "parse_operations"]
+__all__ = ["MAX_OPERATIONS", "Compose", "Cut", "Intro", "Operation", "Outro", "StudioEdit", "Watermark",
+           "parse_operations"]
 
 MAX_OPERATIONS = 32
 
 Position = Literal["top-left", "top-right", "bottom-left", "bottom-right", "center"]
+Layout = Literal["mid", "piph", "pipb"]  # Esup-Pod's studio layouts
 
 
 def _check_url(url: str) -> str:
@@ -69,7 +71,8 @@ class Watermark(_Op):
     """Overlay an image (alpha respected) at a corner or the center, ``margin`` pixels in.
 
     ``scale``: the image's width as a fraction of the video width (None: the image's own size,
-    shrunk only if it would not fit).
+    shrunk only if it would not fit). ``opacity``: 1 opaque (the image's own alpha), down to a
+    faint 0.01 (its alpha multiplied by this).
     """
 
     op: Literal["watermark"] = "watermark"
@@ -77,9 +80,21 @@ class Watermark(_Op):
     position: Position = "bottom-right"
     margin: int = Field(default=16, ge=0, le=4096)
     scale: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
+    opacity: float = Field(default=1.0, gt=0, le=1, allow_inf_nan=False)
 
 
-Operation = Annotated[Cut | Intro | Outro | Watermark, Field(discriminator="op")]
+class Compose(_Op):
+    """Show a second video with the current one, in Esup-Pod's studio layouts: ``mid`` side by side
+    (current left, ``url`` right, both at the shorter height); ``piph`` / ``pipb`` the ``url`` video
+    a quarter of the current height high, over its top / bottom right corner, 10 px in. As long as
+    the longer of the two (the shorter holds its last frame); the current video's sound, else the other's."""
+
+    op: Literal["compose"] = "compose"
+    url: MediaUrl
+    layout: Layout = "mid"
+
+
+Operation = Annotated[Cut | Intro | Outro | Watermark | Compose, Field(discriminator="op")]
 
 
 class StudioEdit(BaseModel):

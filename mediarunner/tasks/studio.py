@@ -16,7 +16,7 @@ from mediarunner.media import probe
 from mediarunner.media.studio import apply_operations
 from mediarunner.models.enums import Stage
 from mediarunner.models.payloads import STUDIO_OUTPUT, StudioPayload, load
-from mediarunner.models.studio import Intro, Outro, Watermark
+from mediarunner.models.studio import Compose, Intro, Outro, Watermark
 from mediarunner.tasks import io
 from mediarunner.tasks.context import JobContext
 from mediarunner.tasks.runtime import Outcome
@@ -31,7 +31,7 @@ def run_studio(ctx: JobContext) -> Outcome:
     # Side inputs are staged up front (stage "downloading"), so apply_operations only looks them up.
     side: dict[str, Path] = {}
     for op in p.operations:
-        url = op.url if isinstance(op, Intro | Outro) else op.image_url if isinstance(op, Watermark) else None
+        url = op.url if isinstance(op, Intro | Outro | Compose) else op.image_url if isinstance(op, Watermark) else None
         if url is not None and url not in side:
             side[url] = io.stage_input(ctx, url)
 

@@ -21,7 +21,7 @@ from mediarunner.config import Settings, get_settings
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import Queue
-from mediarunner.scheduler import backlog, lease, placement, ticks, webhooks
+from mediarunner.scheduler import backlog, esup_cleanup, lease, placement, ticks, webhooks
 from mediarunner.scheduler import fleet as fleet_ticks
 from mediarunner.scheduler.dispatch import dispatch
 from mediarunner.scheduler.routing import QueueProbe
@@ -188,6 +188,12 @@ def purge() -> int:
             log.info("swept the parts of %s split rendition(s): %s", len(swept), ", ".join(swept))
     except Exception:  # a store that cannot be reached: the next purge tries again
         log.exception("sweeping split rendition parts failed")
+    try:
+        expired = transaction(lambda s: esup_cleanup.expire_tasks(s, utcnow(), settings, remove=_remove_output))
+        if expired:
+            log.info("removed the results of %s expired Esup-Pod task(s)", len(expired))
+    except Exception:
+        log.exception("removing expired Esup-Pod task results failed")
     while _holding(ttl=ttl):  # renewed per batch: a long purge never outlives the lease
         batch = transaction(lambda s: ticks.purge(s, utcnow(), settings))
         total += len(batch)

@@ -189,6 +189,35 @@ def duration(path: Path) -> float:
     return probe(path).duration
 
 
+def ffprobe_duration(path: Path) -> float:
+    """The duration ffprobe reads (HLS included: a player's view, not mediarunner's input whitelist)."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return float(out.strip())
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height",
+                          "-of", "csv=p=0", str(path)], capture_output=True, text=True, check=True).stdout
+    w, h = out.strip().split(",")[:2]
+    return int(w), int(h)
+
+
+def assert_overview(sprite: Path, vtt: Path, seconds: float) -> None:
+    """Pod's overview: a WebVTT track whose cues cover the video and point inside the sprite."""
+    width, height = image_size(sprite)
+    lines = vtt.read_text().splitlines()
+    assert lines[0] == "WEBVTT"
+    cues = [ln for ln in lines if "#xywh=" in ln]
+    assert cues and len([ln for ln in lines if "-->" in ln]) == len(cues)
+    for cue in cues:
+        name, _, box = cue.partition("#xywh=")
+        x, y, w, h = map(int, box.split(","))
+        assert name == sprite.name and w > 0 and h > 0 and x + w <= width and y + h <= height, cue
+    last_end = [ln for ln in lines if "-->" in ln][-1].split("-->")[1].strip()
+    assert abs(sum(float(p) * 60 ** i for i, p in enumerate(reversed(last_end.split(":")))) - seconds) < 0.5
+
+
 def test_encoding_as_pod_does_it(esup: Setup) -> None:
     clip(esup.pod.media / "videos" / "talk.mp4", 3)
     esup.stack.worker("cpu1", "cpu")
@@ -199,17 +228,65 @@ def test_encoding_as_pod_does_it(esup: Setup) -> None:
         "rendition": json.dumps(RENDITIONS), "video_id": 12, "video_slug": "0012-talk", "video_title": "Talk"})
     assert esup.pod.refused == [503]
     info = json.loads(files["info_video.json"].read_text())
-    assert info["has_stream_video"] is True and info["has_stream_thumbnail"] is False
+    assert info["has_stream_video"] is True and info["has_stream_thumbnail"] is True
     assert abs(info["duration"] - 3) < 0.5 and info["video_id"] == "12"
     videos = {v["filename"]: v for v in info["encode_video"]}
-    assert set(videos) == {"360p.mp4", "240p.mp4"}  # Pod maps "360..." to its 360p encoding choice
+    assert set(videos) == {"360p.mp4", "240p.mp4", "360p.m3u8", "240p.m3u8"}  # Pod maps "360..." to its 360p
     assert {v["rendition"] for v in videos.values()} == {"640x360", "426x240"}
-    assert all(v["encoding_format"] == "video/mp4" for v in videos.values())
-    for name in videos:  # what Pod's import_mp4 opens
-        assert abs(duration(files[name]) - 3) < 0.5
+    assert {n: v["encoding_format"] for n, v in videos.items()} == {
+        "360p.mp4": "video/mp4", "240p.mp4": "video/mp4", "360p.m3u8": "video/mp2t", "240p.m3u8": "video/mp2t"}
+    assert info["encode_audio"] == [{"encoding_format": "audio/mp3", "filename": "audio_192k.mp3"}]
+    thumbs = info["encode_thumbnail"]
+    assert [t["filename"] for t in thumbs] == ["thumbnail_0.png", "thumbnail_1.png", "thumbnail_2.png"]
+    assert [t["percentage"] for t in thumbs] == [25, 50, 75]
+    assert info["encode_overview"] == {"sprite_filename": "overview.png", "vtt_filename": "overview.vtt"}
+    assert info["master_playlist"] == "livestream.m3u8"
+    # exactly Pod's files, each downloaded and checked against its SHA-256 by import_result
+    assert set(files) == {"info_video.json", *videos, "240p.ts", "360p.ts", "livestream.m3u8", "audio_192k.mp3",
+                          *(t["filename"] for t in thumbs), "overview.png", "overview.vtt"}
+    for name in videos:  # what Pod's import opens: the MP4s, and each single-file HLS rendition (plain ffprobe)
+        assert abs(ffprobe_duration(files[name]) - 3) < 0.5, name
+    assert abs(ffprobe_duration(files["livestream.m3u8"]) - 3) < 0.5
+    assert abs(duration(files["audio_192k.mp3"]) - 3) < 0.5
+    assert "240p.ts" in files["240p.m3u8"].read_text() and "#EXT-X-BYTERANGE" in files["240p.m3u8"].read_text()
+    assert sorted(ln for ln in files["livestream.m3u8"].read_text().splitlines() if ln.endswith(".m3u8")) == [
+        "240p.m3u8", "360p.m3u8"]
+    assert_overview(files["overview.png"], files["overview.vtt"], 3)
+    assert image_size(files["thumbnail_1.png"]) == (640, 360)
     # a path outside the task's directory is not served
     bad = httpx.get(esup.rm.url + f"task/result/{task_id}/file/../../x", headers=esup.rm._h(), timeout=10)
     assert bad.status_code == 404
+    assert_expiry(esup, task_id)
+
+
+def assert_expiry(esup: Setup, task_id: str) -> None:
+    """ESUP_CLEANUP_DAYS (60 by default): beat's purge removes an expired task's results through the
+    output store and forgets it; Pod then gets esup-runner's 404 "Task not found"."""
+    from mediarunner.models.base import utcnow
+    from mediarunner.models.db import transaction
+    from mediarunner.scheduler.esup_cleanup import expire_tasks
+    from mediarunner.storage.store import open_store
+
+    settings = esup.stack.settings()
+    out = Path(str(settings.esup_output_root)) / task_id
+    removed: list[tuple[str, str]] = []
+
+    def remove(location: str, rel: str) -> None:
+        removed.append((location, rel))
+        open_store(location, settings, "output").remove(rel)
+
+    def expire(at: Any, s: Any = settings) -> list[str]:
+        return transaction(lambda db: expire_tasks(db, at, s, remove), url=settings.database_url)
+
+    now = utcnow()
+    assert expire(now + timedelta(days=59)) == [] and (out / "info_video.json").is_file()
+    assert expire(now + timedelta(days=600), settings.model_copy(update={"esup_cleanup_days": 0})) == []  # 0: keep
+    assert expire(now + timedelta(days=61)) == [task_id] and removed == [(str(out.parent), task_id)]
+    assert not out.exists() and out.parent.is_dir()
+    for path in (f"task/result/{task_id}", f"task/status/{task_id}", f"task/result/{task_id}/file/240p.mp4"):
+        r = httpx.get(esup.rm.url + path, headers=esup.rm._h(Accept="application/json"), timeout=10)
+        assert (r.status_code, r.json()["detail"]) == (404, "Task not found"), path  # esup-runner's words
+    assert expire(now + timedelta(days=61)) == []
 
 
 def test_studio_mediapackage_with_cut(esup: Setup) -> None:
@@ -227,7 +304,67 @@ def test_studio_mediapackage_with_cut(esup: Setup) -> None:
     assert abs(duration(files["studio_base.mp4"]) - 2) < 0.5  # what Pod turns into a video
     assert "studio.mp4" not in files  # listed once, under Pod's name
     info = json.loads(files["info_video.json"].read_text())
-    assert [v["rendition"] for v in info["encode_video"]] == ["426x240"]
+    assert [(v["encoding_format"], v["filename"], v["rendition"]) for v in info["encode_video"]] == [
+        ("video/mp4", "240p.mp4", "426x240"), ("video/mp2t", "240p.m3u8", "426x240")]
+    assert abs(ffprobe_duration(files["240p.m3u8"]) - 2) < 0.5 and "overview.vtt" in files
+
+
+def test_studio_two_tracks_in_pods_layout_with_a_translucent_watermark(esup: Setup) -> None:
+    """Pod's studio: presentation (gray, with sound) + presenter (blue), ``presenter=pipb``, and a
+    dressing watermark (red) at 50 % top left: both tracks and the blend are in the picture."""
+    from tests.studio.conftest import frame_rgb, region_mean
+
+    d = esup.pod.media / "studio2"
+    d.mkdir(parents=True)
+    gen = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"]
+    subprocess.run([*gen, "-f", "lavfi", "-i", "color=c=0x808080:size=320x240:rate=25:duration=3", "-f", "lavfi",
+                    "-i", "sine=frequency=440:duration=3", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt",
+                    "yuv420p", "-c:a", "aac", "-shortest", str(d / "slides.mp4")], check=True, timeout=60)
+    subprocess.run([*gen, "-f", "lavfi", "-i", "color=c=blue:size=160x120:rate=25:duration=3", "-c:v", "libx264",
+                    "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(d / "cam.mp4")], check=True, timeout=60)
+    subprocess.run([*gen, "-f", "lavfi", "-i", "color=c=red:size=64x32", "-frames:v", "1", str(d / "wm.png")],
+                   check=True, timeout=60)
+    media = f"{esup.pod.base_url}/media/studio2"
+    (d / "mediapackage.xml").write_text(
+        '<?xml version="1.0" encoding="UTF-8"?><mediapackage xmlns="http://mediapackage.opencastproject.org">'
+        f'<media><track type="presentation/source"><url>{media}/slides.mp4</url></track>'
+        f'<track type="presenter/source"><url>{media}/cam.mp4</url></track></media></mediapackage>')
+    esup.stack.worker("cpu1", "cpu")
+    esup.stack.worker("sched", "scheduler", beat=True)
+    _, files = run_task(esup, "studio", "studio2/mediapackage.xml", {
+        "rendition": json.dumps({"240": RENDITIONS["240"]}), "presenter": "pipb",
+        "dressing": json.dumps({"watermark": f"{media}/wm.png", "watermark_position_orig": "top_left",
+                                "watermark_opacity": 50})})
+    base = files["studio_base.mp4"]
+    assert abs(duration(base) - 3) < 0.3 and image_size(base) == (320, 240)
+    raw = frame_rgb(base, 1.5, 320, 240)
+    r, g, b = region_mean(raw, 320, 238, 178, 298, 222)  # the presenter, 80x60 at 10 px from the bottom right
+    assert b > 200 and r < 60 and g < 60, (r, g, b)
+    r, g, b = region_mean(raw, 320, 100, 80, 200, 160)  # the presentation
+    assert all(abs(c - 128) < 12 for c in (r, g, b)), (r, g, b)
+    r, g, b = region_mean(raw, 320, 20, 20, 60, 36)  # the watermark (48x24 at 16 px), half see-through
+    assert 170 < r < 210 and 45 < g < 85 and 45 < b < 85, (r, g, b)
+
+
+def test_a_task_past_the_cleanup_age_is_not_found_even_before_the_purge(stack: Stack) -> None:
+    """The API applies ESUP_CLEANUP_DAYS itself (here 10 s): Pod gets 404 "Task not found"."""
+    env = {**API_ENV, "MEDIARUNNER_ESUP_OUTPUT_ROOT": str(stack.tmp / "outputs" / "esup"),
+           "MEDIARUNNER_ESUP_CLEANUP_DAYS": str(10 / 86400)}
+    pod = PodSite(stack.tmp / "pod" / "media")
+    pod.start()
+    try:
+        clip(pod.media / "v.mp4", 1)
+        with serving(stack, env) as (url, settings):
+            rm = RunnerManager(url + "/esup/", _keys(settings)["submit"])
+            r = rm.execute(payload(pod, "encoding", "v.mp4", {}))
+            assert r.status_code == 200, r.text
+            task_id = r.json()["task_id"]
+            assert rm.status(task_id) == "pending"  # no worker: it waits, then expires
+            wait_for(lambda: rm.status(task_id) is None, 60, what="the task to expire")
+            got = httpx.get(rm.url + f"task/result/{task_id}", headers=rm._h(Accept="application/json"), timeout=10)
+            assert (got.status_code, got.json()["detail"]) == (404, "Task not found")
+    finally:
+        pod.server.shutdown()
 
 
 def test_refusals_are_problems(esup: Setup) -> None:
@@ -293,8 +430,16 @@ def test_pod_parameters_become_rungs_and_operations() -> None:
                                 "opening_credits_video": "https://pod.example/media/open.mp4"})})
     assert ops == [{"op": "cut", "start": 7.0, "end": 60.0},
                    {"op": "watermark", "image_url": "https://pod.example/media/wm.png", "position": "top-left",
-                    "scale": 0.15},
+                    "scale": 0.15, "opacity": 1.0},
                    {"op": "intro", "url": "https://pod.example/media/open.mp4"}]
+    for dressing, position, opacity in (  # Pod's Dressing.to_json: position_orig, opacity in percent
+            ({"watermark_position_orig": "bottom_left", "watermark_position": "En bas à gauche",
+              "watermark_opacity": 40}, "bottom-left", 0.4),
+            ({"watermark_position": "en bas à droite", "watermark_opacity": "100"}, "bottom-right", 1.0),
+            ({"watermark_position": "", "watermark_opacity": "lots"}, "top-right", 1.0),
+            ({"watermark_position_orig": "top_right", "watermark_opacity": 0}, "top-right", 0.01)):
+        (op,) = esup_tasks.operations({"dressing": json.dumps({"watermark": "https://pod.example/wm.png", **dressing})})
+        assert (op["position"], op["opacity"]) == (position, opacity), dressing
     assert esup_tasks.transcription_language({"language": "fr", "source_language": "auto"}) == "fr"
     assert esup_tasks.transcription_language({"language": "", "source_language": "auto"}) is None
     for bad in ({"rendition": json.dumps({"360": {"resolution": "big"}})}, {"rendition": "[1]"},
@@ -303,19 +448,26 @@ def test_pod_parameters_become_rungs_and_operations() -> None:
             esup_tasks.ladder(bad) if "rendition" in bad else esup_tasks.operations(bad)
 
 
-def test_mediapackage_tracks_and_hostile_xml() -> None:
-    from mediarunner.api.esup_tasks import _track_url
+def test_mediapackage_tracks_layout_and_hostile_xml() -> None:
+    from mediarunner.api.esup_tasks import studio_source
     from mediarunner.errors import ValidationError
 
     two = (b'<mediapackage xmlns="http://mediapackage.opencastproject.org"><media>'
            b'<track type="presentation/source"><url>https://pod/slides.mp4</url></track>'
            b'<track type="presenter/source"><url>https://pod/cam.mp4</url></track></media></mediapackage>')
-    assert _track_url(two) == "https://pod/cam.mp4"
-    assert _track_url(two.replace(b"presenter/source", b"other/source")) == "https://pod/slides.mp4"
+    both = ("https://pod/slides.mp4", [{"op": "compose", "url": "https://pod/cam.mp4", "layout": "mid"}])
+    assert studio_source(two) == both  # esup-runner's default layout
+    assert studio_source(two, "piph")[1][0]["layout"] == "piph"  # Pod's parameters.presenter
+    with_attr = two.replace(b"<mediapackage ", b'<mediapackage presenter="pipb" ')
+    assert studio_source(with_attr)[1][0]["layout"] == "pipb"  # the mediapackage's own choice...
+    assert studio_source(with_attr, "mid")[1][0]["layout"] == "mid"  # ...unless Pod's parameter says
+    assert studio_source(two, "sideways") == both
+    assert studio_source(two.replace(b"presenter/source", b"other/source")) == ("https://pod/slides.mp4", [])
+    assert studio_source(two.replace(b"presentation/source", b"other/source")) == ("https://pod/cam.mp4", [])
     for bad in (b'<!DOCTYPE x [<!ENTITY a "aaaa">]><mediapackage>&a;</mediapackage>', b"<mediapackage>",
                 b"<mediapackage><media/></mediapackage>"):
         with pytest.raises(ValidationError):
-            _track_url(bad)
+            studio_source(bad)
 
 
 def test_notify_of_a_cancelled_task_is_sent_once_even_if_pod_answers_late(api: Any) -> None:

@@ -8,7 +8,7 @@ import pytest
 from mediarunner.errors import InvalidInputError, JobCancelled, ValidationError
 from mediarunner.media.probe import probe
 from mediarunner.media.studio import apply_operations
-from mediarunner.models.studio import Cut, Intro, Outro, Watermark, parse_operations
+from mediarunner.models.studio import Compose, Cut, Intro, Outro, Watermark, parse_operations
 from tests.media_checks import streams
 
 from .conftest import ffmpeg_gen, frame_rgb, region_mean
@@ -177,6 +177,46 @@ def test_watermark_scaled_top_left(media: dict[str, Path], tmp_path: Path) -> No
     assert r > 200 and g < 60 and b < 60
     r, g, b = region_mean(raw, 320, 170, 90, 310, 230)
     assert all(abs(c - 128) < 12 for c in (r, g, b))
+
+
+def test_watermark_opacity_blends_with_the_picture(media: dict[str, Path], tmp_path: Path) -> None:
+    """Opacity 0.4: the red logo over the gray (128) picture reads 0.4 x red + 0.6 x gray."""
+    out = apply_operations(
+        media["main"],
+        [Cut(end=1.0), Watermark(image_url="logo", position="top-left", margin=0, scale=0.5, opacity=0.4)],
+        tmp_path / "w",
+        resolve=_resolver({"logo": media["logo"]}),
+        **FAST,
+    )
+    raw = frame_rgb(out, 0.5, 320, 240)
+    r, g, b = region_mean(raw, 320, 4, 4, 156, 76)
+    assert 160 < r < 200 and 60 < g < 95 and 60 < b < 95, (r, g, b)  # opaque: > 200, < 60
+    r, g, b = region_mean(raw, 320, 170, 90, 310, 230)
+    assert all(abs(c - 128) < 12 for c in (r, g, b))
+
+
+@pytest.mark.parametrize("layout", ["mid", "piph", "pipb"])
+def test_compose_layouts_show_both_tracks(layout: str, media: dict[str, Path], tmp_path: Path) -> None:
+    """Esup-Pod's studio layouts: the gray presentation (3 s, with sound) and a blue presenter (2 s, silent)."""
+    presenter = tmp_path / "presenter_160x120_blue.mp4"
+    ffmpeg_gen("-f", "lavfi", "-i", "color=c=blue:size=160x120:rate=25:duration=2", "-c:v", "libx264",
+               "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(presenter))  # fmt: skip
+    resolve = _resolver({"presenter": presenter})
+    op = Compose.model_validate({"url": "presenter", "layout": layout})
+    out = apply_operations(media["main"], [op], tmp_path / "c", resolve=resolve, **FAST)
+    info = probe(out)
+    assert abs(info.duration - 3.0) < 0.15 and info.has_audio and resolve.calls == ["presenter"]
+    w, h = (320, 120) if layout == "mid" else (320, 240)
+    assert (info.width, info.height) == (w, h)
+    # mid: presentation left, presenter right, both 120 high; pip: the presenter 80x60 at 10 px from the right
+    # edge and the top (piph) or bottom (pipb). At 2.5 s the presenter has ended: its last frame stays.
+    blue = {"mid": (164, 4, 316, 116), "piph": (234, 14, 306, 66), "pipb": (234, 174, 306, 226)}[layout]
+    gray = (4, 4, 156, 116) if layout == "mid" else (10, 80, 200, 160)
+    for at in (1.0, 2.5):
+        raw = frame_rgb(out, at, w, h)
+        r, g, b = region_mean(raw, w, *blue)
+        assert b > 200 and r < 60 and g < 60, (layout, at, r, g, b)
+        assert all(abs(c - 128) < 12 for c in region_mean(raw, w, *gray)), (layout, at)
 
 
 def test_bad_intro_fails_before_encoding(media: dict[str, Path], tmp_path: Path) -> None:
