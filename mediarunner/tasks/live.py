@@ -58,7 +58,8 @@ def run_live_job(ctx: JobContext) -> Outcome:
     renditions = live_renditions(p.renditions, audio=p.audio)
     # Attempt 1 starts a fresh stream; later attempts (failover, retry, restart) continue the output.
     resume = ctx.job.attempt > 1
-    out_dir, sync = _live_output(ctx, p.output, renditions, resume=resume)
+    segment_seconds = p.segment_seconds or s.live_segment_seconds
+    out_dir, sync = _live_output(ctx, p.output, renditions, resume=resume, segment_seconds=segment_seconds)
     previous = float((ctx.job.result or {}).get("seconds_processed", 0.0)) if resume else 0.0
     seconds = [0.0]
 
@@ -75,7 +76,7 @@ def run_live_job(ctx: JobContext) -> Outcome:
     if sync is not None:
         sync.start()
     try:
-        run_live(input_url, out_dir, renditions, listen=p.listen, segment_seconds=s.live_segment_seconds,
+        run_live(input_url, out_dir, renditions, listen=p.listen, segment_seconds=segment_seconds,
                  ffmpeg=s.ffmpeg_path, preset=s.x264_preset, threads=s.ffmpeg_threads, resume=resume,
                  stall_timeout=s.live_stall_timeout_seconds, on_progress=on_progress, should_cancel=should_stop,
                  cancel_poll=s.cancel_poll_seconds)
@@ -102,7 +103,7 @@ def run_live_job(ctx: JobContext) -> Outcome:
 
 
 def _live_output(ctx: JobContext, output: str, renditions: list[PlannedRendition], *,
-                 resume: bool) -> tuple[Path, LiveSync | None]:
+                 resume: bool, segment_seconds: float) -> tuple[Path, LiveSync | None]:
     """Where ffmpeg writes: in place when the store offers a local directory; otherwise into scratch,
     with a :class:`LiveSync` that uploads to the store (a resumed attempt first fetches the playlists)."""
     s = ctx.settings
@@ -114,7 +115,7 @@ def _live_output(ctx: JobContext, output: str, renditions: list[PlannedRendition
     if resume:
         ctx.set_stage(Stage.DOWNLOADING)
         _restore_playlists(store, out_dir, renditions, ctx.scratch / "restore")
-    sync = LiveSync(store, out_dir, interval=max(0.2, s.live_segment_seconds / 2),
+    sync = LiveSync(store, out_dir, interval=max(0.2, segment_seconds / 2),
                     give_up_after=s.live_stall_timeout_seconds, staging=ctx.scratch / "sync")
     return out_dir, sync
 

@@ -16,6 +16,7 @@ vod-audio-merge-transcoding     transcode of the audio over the preview image   
 video-studio-transcoding        studio (cut, intro, outro, watermark: see       ``videoFile``
                                 ``studio.py``)
 video-transcription             extract_audio -> transcribe (VTT)               ``inputLanguage``, ``vttFile``
+live-rtmp-hls-transcoding       live (``live.py``: chunks sent as ``update``)   none (empty payload)
 ==============================  ==============================================  ===============================
 """
 
@@ -29,7 +30,7 @@ from typing import Any
 
 from mediarunner.client import Client
 from mediarunner.config.settings import Rendition
-from mediarunner.connectors.peertube import studio
+from mediarunner.connectors.peertube import live, studio
 from mediarunner.errors import PermanentError
 from mediarunner.media.probe import probe
 from mediarunner.media.single_file import Streams, merge_tracks, package_single_file_hls, select_streams
@@ -38,7 +39,7 @@ from mediarunner.models.schemas import Job
 
 SUPPORTED_JOB_TYPES: tuple[str, ...] = (
     "vod-web-video-transcoding", "vod-hls-transcoding", "vod-audio-merge-transcoding", "video-studio-transcoding",
-    "video-transcription",
+    "video-transcription", live.LIVE,
 )
 VIDEO, AUDIO, PREVIEW = "video", "audio", "preview"
 
@@ -54,6 +55,8 @@ def supported(job: Mapping[str, Any], enabled: tuple[str, ...]) -> bool:
     kind, payload = job.get("type"), job.get("payload")
     if kind not in enabled or kind not in SUPPORTED_JOB_TYPES or not isinstance(payload, Mapping):
         return False
+    if kind == live.LIVE:
+        return live.parse(payload) is not None
     try:
         urls = input_urls(str(kind), payload)
         if kind == "video-studio-transcoding":
