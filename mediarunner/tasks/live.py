@@ -52,8 +52,7 @@ def live_renditions(rungs: tuple[Rendition, ...], *, audio: bool) -> list[Planne
 def run_live_job(ctx: JobContext) -> Outcome:
     p = load(LivePayload, ctx.job.payload)
     s = ctx.settings
-    # Inside the input roots, or a public (or allowed) network address: checked again here, right
-    # before ffmpeg opens it, since the submitter's view of roots and DNS may differ from ours.
+    # Input roots or an allowed network, checked again right before ffmpeg opens it (submitter's view may differ).
     input_url = check_live_input(p.input_url, s.input_roots, s.allowed_networks, listen=p.listen)
     renditions = live_renditions(p.renditions, audio=p.audio)
     # Attempt 1 starts a fresh stream; later attempts (failover, retry, restart) continue the output.
