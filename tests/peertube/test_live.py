@@ -180,7 +180,9 @@ def test_peertube_ending_the_job_stops_the_mediarunner_job(live: Stack, fake: Fa
     live.inproc_worker("a")
     try:
         job = fake.add_job(LIVE, live_payload(rtmp_server(sources, 60), heights=(144,)))
-        wait_for(lambda: len(adds(job)) >= 2, 60, what="live chunks")
+        wait_for(lambda: len(adds(job)) >= LIST_SIZE + 3, 60, what="live chunks")
+        staged = live.tmp / "outputs" / "peertube" / "fleet" / job.uuid / "out" / "r0-144p"
+        assert 0 < len(list(staged.glob("seg_*.ts"))) <= LIST_SIZE + 3  # relayed and removed ones are deleted
         if how == "cancel":  # the admin cancels (or deletes) the runner job: the next update is a 404
             fake.cancel(job.uuid)
         else:  # the streamer stopped: PeerTube's session ended, updates answer 400 not-processing

@@ -147,10 +147,19 @@ class LiveRelay:
         self.last_post = time.monotonic()
         self.scratch.mkdir(parents=True, exist_ok=True)
 
+    def _read(self, rel: str) -> bytes:
+        """The bytes of ``rel`` in the store; a copy a remote store made in scratch is removed."""
+        path = self.store.fetch(rel, self.scratch)
+        try:
+            return path.read_bytes()
+        finally:
+            if path.is_relative_to(self.scratch):
+                path.unlink(missing_ok=True)
+
     def _text(self, rel: str) -> str | None:
         try:
-            return self.store.fetch(rel, self.scratch).read_text()
-        except (MediarunnerError, OSError):  # not written yet (or being replaced)
+            return self._read(rel).decode()
+        except (MediarunnerError, OSError, UnicodeDecodeError):  # not written yet (or being replaced)
             return None
 
     def relay(self) -> int:
@@ -172,16 +181,26 @@ class LiveRelay:
                 self.sent[i] += 1
                 added += 1
                 while self.removed[i] < self.sent[i] - self.list_size - 1:
-                    self._post({"type": "remove-chunk", "videoChunkFilename": chunk_name(i, self.removed[i])}, {})
-                    self.removed[i] += 1
+                    self._remove(i, full)
         return added
 
+    def _remove(self, i: int, full: m3u8.M3U8) -> None:
+        """Remove-chunk for rung ``i``'s oldest chunk, then its segment from the staging output
+        (the live job's EVENT playlist keeps naming it; only a resumed attempt reads that, for numbering)."""
+        k = self.removed[i]
+        self._post({"type": "remove-chunk", "videoChunkFilename": chunk_name(i, k)}, {})
+        self.removed[i] += 1
+        try:
+            self.store.remove(f"{self.names[i]}/{full.segments[k].uri}")
+        except MediarunnerError as exc:  # disk use only: the stream goes on
+            log.warning("PeerTube job %s: cannot remove a relayed segment: %s", self.uuid, exc)
+
     def _add(self, i: int, full: m3u8.M3U8, k: int, master: str) -> None:
-        segment = self.store.fetch(f"{self.names[i]}/{full.segments[k].uri}", self.scratch)
+        segment = self._read(f"{self.names[i]}/{full.segments[k].uri}")
         playlist = _window(full, i, k, self.list_size)
         fields = {"type": "add-chunk", "videoChunkFilename": chunk_name(i, k),
                   "resolutionPlaylistFilename": f"{i}.m3u8"}
-        files = {"videoChunkFile": (chunk_name(i, k), segment.read_bytes(), "video/mp2t"),
+        files = {"videoChunkFile": (chunk_name(i, k), segment, "video/mp2t"),
                  "resolutionPlaylistFile": (f"{i}.m3u8", playlist.encode(), "application/vnd.apple.mpegurl"),
                  "masterPlaylistFile": (MASTER_PLAYLIST, master.encode(), "application/vnd.apple.mpegurl")}
         self._post(fields, files)
