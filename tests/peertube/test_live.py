@@ -91,8 +91,10 @@ def rtmp_server(sources: list[subprocess.Popen[bytes]], seconds: float) -> str:
 
 
 def live_payload(url: str, heights: tuple[int, ...] = (240, 144)) -> dict[str, Any]:
-    return {"input": {"rtmpUrl": url}, "output": {"toTranscode": [{"resolution": h, "fps": 15} for h in heights],
-                                                    "segmentListSize": LIST_SIZE, "segmentDuration": 1}}
+    """As PeerTube 6.3.3 builds it: the video resolutions, then always resolution 0 (its audio group)."""
+    rungs = [{"resolution": h, "fps": 15} for h in heights] + [{"resolution": 0, "fps": 0}]
+    return {"input": {"rtmpUrl": url}, "output": {"toTranscode": rungs, "segmentListSize": LIST_SIZE,
+                                                    "segmentDuration": 1}}
 
 
 def mediarunner_job(stack: Stack, uuid: str) -> str | None:

@@ -63,7 +63,7 @@ KEEPALIVE_CHUNK = "keepalive.ts"
 
 class _Rung(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    resolution: int = Field(ge=1, le=4320)  # 0 (audio only) is not offered by mediarunner's live ladder
+    resolution: int = Field(ge=0, le=4320)  # 0: the audio-only stream (see LiveJobPayload.video)
     fps: float = Field(ge=0, le=120)
 
 
@@ -86,14 +86,20 @@ class LiveJobPayload(BaseModel):
     input: _Input
     output: _Output
 
+    @property
+    def video(self) -> list[_Rung]:
+        """The video rungs. PeerTube 6.3 always lists resolution 0 too (its ffmpeg writes the audio as
+        a separate group); here every video rung carries the audio, so there is no audio-only playlist."""
+        return [r for r in self.output.toTranscode if r.resolution > 0]
+
 
 def parse(payload: Mapping[str, Any]) -> LiveJobPayload | None:
     try:
         p = LiveJobPayload.model_validate(payload)
     except ValidationError:
         return None
-    heights = [r.resolution for r in p.output.toTranscode]
-    return p if len(set(heights)) == len(heights) else None
+    heights = [r.resolution for r in p.video]
+    return p if heights and len(set(heights)) == len(heights) else None
 
 
 def check_rtmp(url: str, instance_url: str) -> str | None:
@@ -114,10 +120,10 @@ def check_rtmp(url: str, instance_url: str) -> str | None:
 
 
 def rungs(client: Client, p: LiveJobPayload) -> list[Rendition]:
-    """One rung per ``toTranscode`` entry (in PeerTube's order: rung ``i`` is playlist ``i``), with
-    the bitrates of the configured rung nearest in height."""
+    """One rung per video ``toTranscode`` entry (in PeerTube's order: rung ``i`` is playlist ``i``),
+    with the bitrates of the configured rung nearest in height."""
     out = []
-    for i, r in enumerate(p.output.toTranscode):
+    for i, r in enumerate(p.video):
         near = min(client.settings.renditions, key=lambda c: abs(c.height - r.resolution))
         out.append(Rendition(name=f"r{i}-{r.resolution}p", height=r.resolution, video_bitrate_k=near.video_bitrate_k,
                              audio_bitrate_k=near.audio_bitrate_k))
