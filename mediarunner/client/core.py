@@ -170,14 +170,16 @@ class Client(LadderJobs):
     def submit_live(self, input_url: str, output: str, renditions: Sequence[str] | None = None, *,
                     listen: bool = False, audio: bool = True, priority: int = 0,
                     metadata: Mapping[str, Any] | None = None, priority_class: str = "default",
-                    queue: str | None = None, notify_url: str | None = None) -> Job:
+                    queue: str | None = None, notify_url: str | None = None,
+                    segment_seconds: float | None = None) -> Job:
         """Transcode a live input (RTMP/SRT/HLS/...; with ``listen`` the RTMP address to receive a publish
-        on) into a live HLS ladder under ``output`` until the stream ends or the job is cancelled."""
+        on) into a live HLS ladder under ``output`` until the stream ends or the job is cancelled.
+        ``segment_seconds``: the HLS segment length (default: the worker's ``live_segment_seconds``)."""
         notify = self._notify(notify_url)
         self._check_output(output)
         rungs = self._rungs(renditions)
         payload = self._validated(LivePayload, input_url=input_url, output=output, renditions=tuple(rungs),
-                                  listen=listen, audio=audio)
+                                  listen=listen, audio=audio, segment_seconds=segment_seconds)
         q, why = route(JobType.LIVE, queue=queue, allowed=self.settings.job_queues)
         self._check_live_input(payload.input_url, listen)
         return self._submit([NewJob(JobType.LIVE, q, dump(payload), routing_reason=why,

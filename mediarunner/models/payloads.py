@@ -226,6 +226,7 @@ class LivePayload(_Payload):
     renditions: tuple[Rendition, ...] = Field(min_length=1, max_length=8)  # snapshot at submission
     listen: bool = False
     audio: bool = True  # False: the input has no audio track (renditions are video only)
+    segment_seconds: float | None = Field(default=None, ge=0.5, le=60)  # None: the worker's LIVE_SEGMENT_SECONDS
 
     _url = field_validator("input_url", "output")(_check_url)
 

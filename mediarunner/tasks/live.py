@@ -52,13 +52,13 @@ def live_renditions(rungs: tuple[Rendition, ...], *, audio: bool) -> list[Planne
 def run_live_job(ctx: JobContext) -> Outcome:
     p = load(LivePayload, ctx.job.payload)
     s = ctx.settings
-    # Inside the input roots, or a public (or allowed) network address: checked again here, right
-    # before ffmpeg opens it, since the submitter's view of roots and DNS may differ from ours.
+    # Input roots or an allowed network, checked again right before ffmpeg opens it (submitter's view may differ).
     input_url = check_live_input(p.input_url, s.input_roots, s.allowed_networks, listen=p.listen)
     renditions = live_renditions(p.renditions, audio=p.audio)
     # Attempt 1 starts a fresh stream; later attempts (failover, retry, restart) continue the output.
     resume = ctx.job.attempt > 1
-    out_dir, sync = _live_output(ctx, p.output, renditions, resume=resume)
+    segment_seconds = p.segment_seconds or s.live_segment_seconds
+    out_dir, sync = _live_output(ctx, p.output, renditions, resume=resume, segment_seconds=segment_seconds)
     previous = float((ctx.job.result or {}).get("seconds_processed", 0.0)) if resume else 0.0
     seconds = [0.0]
 
@@ -75,7 +75,7 @@ def run_live_job(ctx: JobContext) -> Outcome:
     if sync is not None:
         sync.start()
     try:
-        run_live(input_url, out_dir, renditions, listen=p.listen, segment_seconds=s.live_segment_seconds,
+        run_live(input_url, out_dir, renditions, listen=p.listen, segment_seconds=segment_seconds,
                  ffmpeg=s.ffmpeg_path, preset=s.x264_preset, threads=s.ffmpeg_threads, resume=resume,
                  stall_timeout=s.live_stall_timeout_seconds, on_progress=on_progress, should_cancel=should_stop,
                  cancel_poll=s.cancel_poll_seconds)
@@ -102,7 +102,7 @@ def run_live_job(ctx: JobContext) -> Outcome:
 
 
 def _live_output(ctx: JobContext, output: str, renditions: list[PlannedRendition], *,
-                 resume: bool) -> tuple[Path, LiveSync | None]:
+                 resume: bool, segment_seconds: float) -> tuple[Path, LiveSync | None]:
     """Where ffmpeg writes: in place when the store offers a local directory; otherwise into scratch,
     with a :class:`LiveSync` that uploads to the store (a resumed attempt first fetches the playlists)."""
     s = ctx.settings
@@ -114,7 +114,7 @@ def _live_output(ctx: JobContext, output: str, renditions: list[PlannedRendition
     if resume:
         ctx.set_stage(Stage.DOWNLOADING)
         _restore_playlists(store, out_dir, renditions, ctx.scratch / "restore")
-    sync = LiveSync(store, out_dir, interval=max(0.2, s.live_segment_seconds / 2),
+    sync = LiveSync(store, out_dir, interval=max(0.2, segment_seconds / 2),
                     give_up_after=s.live_stall_timeout_seconds, staging=ctx.scratch / "sync")
     return out_dir, sync
 

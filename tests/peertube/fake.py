@@ -15,7 +15,8 @@ multipart body; 404 "Unknown runner job"; 400 ``runner_job_not_in_processing_sta
 fields (progress 0-100 integer, message / reason 1-5000 characters, the ``payload[...]`` files of each
 job type's success validator, an empty update payload for VOD jobs). It also runs PeerTube's
 stalled-job watchdog (a PROCESSING VOD job not updated for ``stalled_vod_seconds`` goes back to
-pending) and the admin's cancel / delete.
+pending; a live one not updated for ``stalled_live_seconds`` errors) and the admin's cancel / delete.
+Live updates (chunks and playlists): ``fake_live.py``.
 
 ``version`` (``GET /api/v1/config`` ``serverVersion``): "6.3.3" (the default) or :data:`NEWEST`, whose
 validators (upstream ``develop`` with the storyboard runner job) differ: ``register`` and
@@ -42,6 +43,8 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
+from tests.peertube.fake_live import LIVE, live_update
+
 PENDING, PROCESSING, COMPLETED, ERRORED, CANCELLED = 1, 2, 3, 4, 6
 VOD_TYPES = {"vod-web-video-transcoding", "vod-hls-transcoding", "vod-audio-merge-transcoding"}
 SUCCESS_FILES = {  # isRunnerJob*ResultPayloadValid: the files each type's success must carry
@@ -50,6 +53,7 @@ SUCCESS_FILES = {  # isRunnerJob*ResultPayloadValid: the files each type's succe
     "vod-audio-merge-transcoding": {"videoFile"},
     "video-studio-transcoding": {"videoFile"},
     "video-transcription": {"vttFile"},
+    LIVE: set(),  # isRunnerJobLiveRTMPHLSResultPayloadValid: an empty payload
 }
 FILE_FIELDS = {"videoFile", "resolutionPlaylistFile", "vttFile"}  # postRunnerJobSuccessVideoFiles
 MIME_OK = {"video/mp4", "video/ogg", "video/webm", "audio/mp4", "application/vnd.apple.mpegurl", "text/vtt",
@@ -80,6 +84,8 @@ class FakeJob:
     aborts: list[str] = field(default_factory=list)
     stalled: int = 0
     success: dict[str, Any] | None = None  # {"fields": {...}, "files": {name: (path, filename, mime)}, "keys": [...]}
+    live_files: dict[str, bytes] = field(default_factory=dict)  # a live job's output directory (fake_live.py)
+    live_updates: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -98,7 +104,7 @@ def _fail(status: int, detail: str, code: str | None = None) -> JSONResponse:
 
 class FakePeerTube:
     def __init__(self, tmp: Path, *, stalled_vod_seconds: float = 120.0, honour_job_types: bool | None = None,
-                 version: str = "6.3.3") -> None:
+                 version: str = "6.3.3", stalled_live_seconds: float = 30.0) -> None:
         self.tmp = tmp
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.registration_tokens = {"ptrrt-" + secrets.token_hex(16)}
@@ -113,6 +119,8 @@ class FakePeerTube:
         self.success_files = SUCCESS_FILES | (NEWEST_FILES if self.newest else {})
         self.file_fields = FILE_FIELDS | ({"storyboardFile"} if self.newest else set())
         self.mime_ok = MIME_OK | (IMAGE_MIME if self.newest else set())
+        self.stalled_live_seconds = stalled_live_seconds  # remote_runners.stalled_jobs.live
+        self.ended_sessions: set[str] = set()  # live jobs whose session PeerTube ended
         self.requests: list[dict[str, Any]] = []  # bodies of /jobs/request (tokens replaced)
         self.register_bodies: list[dict[str, Any]] = []
         self.socket_clients = 0
@@ -146,6 +154,11 @@ class FakePeerTube:
         so the runner's next call gets 404 "Unknown runner job" (as observed on 6.3.3)."""
         with self.lock:
             self.jobs[uuid].state, self.jobs[uuid].job_token = CANCELLED, None
+
+    def end_session(self, uuid: str) -> None:
+        """The live session of a live job ends on PeerTube's side (LiveManager.hasSession is false)."""
+        with self.lock:
+            self.ended_sessions.add(uuid)
 
     def delete(self, uuid: str) -> None:
         with self.lock:
@@ -191,6 +204,9 @@ class FakePeerTube:
                     if j.state == PROCESSING and j.type in VOD_TYPES and now - j.updated_at > self.stalled_vod_seconds:
                         j.stalled += 1
                         self._reset(j)
+                    elif j.state == PROCESSING and j.type == LIVE and now - j.updated_at > self.stalled_live_seconds:
+                        j.stalled += 1  # abort is not supported for live: the handler errors the job
+                        j.state, j.error, j.job_token = ERRORED, "Stalled runner job", None
 
     def _reset(self, j: FakeJob) -> None:  # resetToPending
         j.state, j.job_token, j.runner, j.progress = PENDING, None, None, None
@@ -303,6 +319,8 @@ class FakePeerTube:
             j, fields, form = await job_of_runner(uuid, request, {PROCESSING, COMPLETED})
             if j is None:
                 return fields
+            if j.type == LIVE:
+                return await live_update(self, j, fields, form)
             if form is None and j.type == "video-transcription":  # the live validator reads req.files
                 return _fail(500, "Cannot read properties of undefined (reading 'payload[resolutionPlaylistFile]')")
             progress = fields.get("progress")
@@ -368,6 +386,8 @@ class FakePeerTube:
                 dest.write_bytes(await value.read())
                 files[name] = (dest, value.filename or "", ctype)
             if set(files) != self.success_files.get(j.type, set()):  # stricter than multer: no extra file either
+                return _fail(400, "Payload is invalid")
+            if j.type == LIVE and texts:  # the live success payload must be empty
                 return _fail(400, "Payload is invalid")
             if j.type == "video-transcription" and not texts.get("inputLanguage"):  # TranscriptionJobHandler uses it
                 return _fail(400, "Payload is invalid")

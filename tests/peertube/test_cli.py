@@ -40,7 +40,7 @@ def test_register_ls_unregister(stack: Stack, peertube: FakePeerTube) -> None:
     assert again.exit_code == 2 and "registered already" in again.output
     unsupported = runner.invoke(app, ["peertube", "register", "--url", peertube.url, "--registration-token",
                                       peertube.registration_token, "--name", "other", "--job-type",
-                                      "live-rtmp-hls-transcoding"])
+                                      "vod-unknown-transcoding"])
     assert unsupported.exit_code == 2 and "unsupported job type" in unsupported.output
 
     ls = runner.invoke(app, ["peertube", "ls"], terminal_width=250)

@@ -18,6 +18,7 @@ video-studio-transcoding        studio (cut, intro, outro, watermark: see       
 video-transcription             extract_audio -> transcribe (VTT)               ``inputLanguage``, ``vttFile``
 generate-video-storyboard       storyboard with the payload's sprite geometry   ``storyboardFile`` (JPEG)
 (PeerTube 8.0+)                 (see ``storyboard.py``)
+live-rtmp-hls-transcoding       live (``live.py``: chunks sent as ``update``)   none (empty payload)
 ==============================  ==============================================  ===============================
 
 Which types a server can offer at all depends on its version (``versions.py``).
@@ -33,7 +34,7 @@ from typing import Any
 
 from mediarunner.client import Client
 from mediarunner.config.settings import Rendition
-from mediarunner.connectors.peertube import storyboard, studio
+from mediarunner.connectors.peertube import live, storyboard, studio
 from mediarunner.errors import PermanentError
 from mediarunner.media.probe import probe
 from mediarunner.media.single_file import Streams, merge_tracks, package_single_file_hls, select_streams
@@ -42,7 +43,7 @@ from mediarunner.models.schemas import Job
 
 SUPPORTED_JOB_TYPES: tuple[str, ...] = (
     "vod-web-video-transcoding", "vod-hls-transcoding", "vod-audio-merge-transcoding", "video-studio-transcoding",
-    "video-transcription", storyboard.STORYBOARD,
+    "video-transcription", live.LIVE, storyboard.STORYBOARD,
 )
 VIDEO, AUDIO, PREVIEW = "video", "audio", "preview"
 
@@ -58,6 +59,8 @@ def supported(job: Mapping[str, Any], enabled: tuple[str, ...]) -> bool:
     kind, payload = job.get("type"), job.get("payload")
     if kind not in enabled or kind not in SUPPORTED_JOB_TYPES or not isinstance(payload, Mapping):
         return False
+    if kind == live.LIVE:
+        return live.parse(payload) is not None
     try:
         urls = input_urls(str(kind), payload)
         if kind == "video-studio-transcoding":

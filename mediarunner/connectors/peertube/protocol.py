@@ -191,6 +191,20 @@ class RunnerAPI:
             for fh in handles.values():
                 fh.close()
 
+    def update_live(self, uuid: str, job_token: str, fields: Mapping[str, str],
+                    files: Mapping[str, tuple[str, bytes, str]]) -> None:
+        """A live job's update (multipart, as peertube-runner's ``runnerJobs.update``): ``payload[<field>]``
+        text fields (``type``, ``videoChunkFilename``, ``resolutionPlaylistFilename``) and files
+        ``payload[<file field>]`` given as (filename, bytes, MIME type)."""
+        parts: dict[str, Any] = {k: (None, v) for k, v in self._job_body(job_token).items()}
+        parts |= {f"payload[{k}]": (None, v) for k, v in fields.items()}
+        parts |= {f"payload[{k}]": f for k, f in files.items()}
+        self._post(f"/jobs/{uuid}/update", files=parts)
+
+    def success_live(self, uuid: str, job_token: str) -> None:
+        """A live job's success: the tokens only (PeerTube requires an empty payload), multipart."""
+        self._post(f"/jobs/{uuid}/success", files={k: (None, v) for k, v in self._job_body(job_token).items()})
+
     def download(self, url: str, job_token: str, dest: Path, *, chunk: int = 1 << 20) -> Path:
         """Fetch an input file of the job (``POST`` with the tokens) into ``dest``. Only URLs of
         this instance are followed: the tokens are never sent anywhere else."""

@@ -39,6 +39,7 @@ import socketio
 from mediarunner.client import Client
 from mediarunner.config import Settings
 from mediarunner.connectors.peertube import jobs as kinds
+from mediarunner.connectors.peertube import live
 from mediarunner.connectors.peertube.protocol import PeerTubeError, RunnerAPI
 from mediarunner.connectors.peertube.versions import ServerProfile, parse_version, runner_version
 from mediarunner.errors import MediarunnerError, ValidationError
@@ -255,10 +256,10 @@ class JobWork(threading.Thread):
         return self.loop.settings.database_url
 
     def run(self) -> None:
-        beat = threading.Thread(target=self._heartbeat, name=f"{self.name}-updates", daemon=True)
-        beat.start()
+        if self.kind != live.LIVE:  # a live job's updates carry its chunks (live.LiveRelay)
+            threading.Thread(target=self._heartbeat, name=f"{self.name}-updates", daemon=True).start()
         try:
-            outcome, message = self._work()
+            outcome, message = live.work(self) if self.kind == live.LIVE else self._work()
         except Exception as exc:  # a bug or an unexpected answer: PeerTube hears of it as an error
             log.exception("PeerTube job %s failed", self.uuid)
             outcome, message = "error", f"mediarunner connector error: {type(exc).__name__}: {exc}"
