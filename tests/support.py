@@ -104,26 +104,75 @@ def pg_available() -> bool:
         return False
 
 
-def create_pg_database() -> str:
+def create_pg_database(migrated: bool = False) -> str:
+    """A new, empty database; ``migrated``: at the migrations' head, copied from this process's
+    migrated template (``CREATE DATABASE ... TEMPLATE``: one migration run per test session, not
+    one per database)."""
     if not pg_available():
         import pytest
 
         if os.environ.get("MEDIARUNNER_REQUIRE_PG"):
             raise RuntimeError(f"PostgreSQL is required (MEDIARUNNER_REQUIRE_PG) but {PG_ADMIN} is unreachable")
         pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN} (set MEDIARUNNER_TEST_PG)")
+    template = f' TEMPLATE "{_pg_template()}"' if migrated else ""
     name = f"mr_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"{template}')
     return PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
 
 
-def drop_pg_database(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
+_templates: dict[str, str] = {}  # "pg": the template database's name; "sqlite": the migrated file
+
+
+def _pg_template() -> str:
+    """This process's migrated template database, made on first use and dropped at exit. Nothing
+    stays connected to it (a template with a session open cannot be copied)."""
+    if "pg" not in _templates:
+        import atexit
+
+        from mediarunner.models.migrate import upgrade
+
+        url = create_pg_database()
+        upgrade(url)
+        _dispose_engines(url)
+        _templates["pg"] = url.rsplit("/", 1)[1]
+        atexit.register(drop_pg_database, url)
+    return _templates["pg"]
+
+
+def migrated_sqlite(path: Path) -> str:
+    """A SQLite database at ``path``, at the migrations' head: a copy of a file migrated once per process."""
+    if "sqlite" not in _templates:
+        import atexit
+        import tempfile
+
+        from mediarunner.models.migrate import upgrade
+
+        folder = tempfile.mkdtemp(prefix="mr-sqlite-template-")
+        upgrade(f"sqlite:///{folder}/template.db")
+        _dispose_engines(f"sqlite:///{folder}/template.db")
+        _templates["sqlite"] = f"{folder}/template.db"
+        atexit.register(shutil.rmtree, folder, True)
+    import sqlite3
+
+    # SQLite's backup API: a consistent copy whatever the template's journal (WAL) holds
+    with contextlib.closing(sqlite3.connect(_templates["sqlite"])) as src, \
+            contextlib.closing(sqlite3.connect(path)) as dst:
+        src.backup(dst)
+    return f"sqlite:///{path}"
+
+
+def _dispose_engines(url: str) -> None:
     from mediarunner.models.db import _engines
 
     for (u, _pid), eng in list(_engines.items()):
         if u == url:
             eng.dispose()
+
+
+def drop_pg_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    _dispose_engines(url)
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
