@@ -265,12 +265,20 @@ class Stack:
         return Client(settings, app=create_app(settings))
 
     def worker(self, name: str, queues: str = "cpu", concurrency: int = 1, beat: bool = False,
-               extra_env: dict[str, str] | None = None) -> Worker:
+               extra_env: dict[str, str] | None = None, wait: bool = True) -> Worker:
+        """A ``celery worker`` process, ready when this returns; ``wait=False``: started only, so
+        that several start at once (then :meth:`ready`)."""
         w = Worker(name=name, queues=queues, concurrency=concurrency, env={**self.env, **(extra_env or {})},
                    log=self.tmp / f"worker-{name}.log", beat=beat)
-        w.start()
-        self.workers.append(w)
+        self.workers.append(w)  # first: the stack's teardown stops it even if its start fails
+        w.start(wait=wait)
         return w
+
+    def ready(self) -> None:
+        """Wait until every worker process started with ``wait=False`` is ready."""
+        for w in self.workers:
+            if not w.ready_seen:
+                w.wait_ready()
 
     def inproc_worker(self, name: str, queues: str = "cpu", concurrency: int = 1,
                       extra_env: dict[str, str] | None = None) -> InprocWorker:
@@ -297,11 +305,13 @@ class Stack:
         return w
 
     def stop_all(self) -> None:
+        for w in self.workers:  # all at once: each warm shutdown takes seconds
+            w.request_stop()
+        for iw in self.inproc_workers:
+            iw.request_stop(fail_over=True)
         for w in self.workers:
             w.stop()
         self.workers.clear()
-        for iw in self.inproc_workers:
-            iw.request_stop(fail_over=True)
         for iw in reversed(self.inproc_workers):
             iw.join()
         self.inproc_workers.clear()
@@ -322,6 +332,8 @@ class Worker:
     log: Path
     beat: bool = False
     proc: subprocess.Popen[bytes] | None = None
+    ready_seen: bool = False  # this run said it is ready
+    _offset: int = 0  # where this run's lines start in the log
 
     @property
     def hostname(self) -> str:
@@ -333,14 +345,19 @@ class Worker:
                "--without-gossip", "-E"]
         if self.beat:
             cmd += ["-B", "--schedule", str(self.log.with_suffix(".beat"))]
+        self.ready_seen = False
         with self.log.open("ab") as out:
-            offset = out.tell()  # a restart appends: only this run's lines say it is ready
+            self._offset = out.tell()  # a restart appends: only this run's lines say it is ready
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **self.env}, stdout=out,
                                          stderr=subprocess.STDOUT, start_new_session=True)
         if wait:
-            wait_for(lambda: b"ready." in self.log.read_bytes()[offset:] or self._died(), 60,
-                     what=f"worker {self.name} to be ready")
-            assert not self._died(), self.log.read_text()[-3000:]
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        wait_for(lambda: b"ready." in self.log.read_bytes()[self._offset:] or self._died(), 60,
+                 what=f"worker {self.name} to be ready")
+        assert not self._died(), self.log.read_text()[-3000:]
+        self.ready_seen = True
 
     def _died(self) -> bool:
         return self.proc is not None and self.proc.poll() is not None
@@ -351,9 +368,14 @@ class Worker:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
+        """SIGTERM (warm shutdown), without waiting for the process to end."""
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.request_stop()
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
