@@ -121,7 +121,10 @@ def create_pg_database(migrated: bool = False) -> str:
         # A commit does not wait for its WAL flush: a test database never has to survive the
         # machine crashing (the same isolation and visibility, without an fsync per transaction).
         conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
-    return PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+    url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+    if migrated:
+        _stacked.add(url)
+    return url
 
 
 _templates: dict[str, str] = {}  # "pg": the template database's name; "sqlite": the migrated file
@@ -162,6 +165,7 @@ def migrated_sqlite(path: Path) -> str:
     with contextlib.closing(sqlite3.connect(_templates["sqlite"])) as src, \
             contextlib.closing(sqlite3.connect(path)) as dst:
         src.backup(dst)
+    _stacked.add(f"sqlite:///{path}")
     return f"sqlite:///{path}"
 
 
@@ -537,6 +541,9 @@ def _cancel_leftovers(database_url: str) -> None:
     transaction(cancel, url=database_url)
 
 
+_stacked: set[str] = set()  # databases at the head, migrated in this process (never downgraded by a test)
+
+
 @contextmanager
 def make_stack(tmp: Path, database_url: str, broker_url: str, **overrides: str) -> Iterator[Stack]:
     from mediarunner.config import get_settings
@@ -562,7 +569,9 @@ def make_stack(tmp: Path, database_url: str, broker_url: str, **overrides: str) 
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     get_settings.cache_clear()
-    upgrade(database_url)
+    if database_url not in _stacked:  # a database shared by tests (pg_url) is migrated once
+        upgrade(database_url)
+        _stacked.add(database_url)
     _cancel_leftovers(database_url)
     stack = Stack(env=env, tmp=tmp)
     try:
