@@ -110,7 +110,7 @@ def _ffmpeg_running_for(scratch: Path) -> bool:
 
 
 def test_cancel_running_job_kills_ffmpeg_and_leaves_nothing(stack: Stack, tmp_path: Path) -> None:
-    src = make_clip(tmp_path / "long.mp4", seconds=40.0, size="1280x720")
+    src = make_clip(tmp_path / "long.mp4", seconds=20.0, size="1280x720")  # seconds of encoding at "medium"
     stack.inproc_worker("a", extra_env={"MEDIARUNNER_X264_PRESET": "medium"})
     client = stack.client()
     job = client.submit_transcode(str(src), str(outputs(stack, "cancel")), renditions=["720p", "360p"])
