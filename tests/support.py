@@ -10,6 +10,10 @@ Two kinds of worker, both running mediarunner's real app, tasks and fleet bootst
   ``threads`` pool (ffmpeg runs in subprocesses either way). It starts in a fraction of a second
   instead of seconds, and runs the same path: claim -> handler -> complete, job heartbeats, cancel
   polling, runner registration and heartbeats. It shares the test's environment and cannot be killed.
+
+Several worker processes of one test start at once: ``stack.worker(..., wait=False)`` for each, then
+``stack.ready()``. A migrated database per test is a copy (``create_pg_database(migrated=True)``,
+:func:`migrated_sqlite`) of one migrated once per test session.
 """
 
 from __future__ import annotations
