@@ -15,6 +15,7 @@ from tests.support import (
     drop_pg_database,
     empty_broker,
     make_stack,
+    migrated_sqlite,
 )
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -43,16 +44,11 @@ def sqlite_url(tmp_path: Path) -> str:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A migrated, empty database on each backend."""
-    from mediarunner.models.migrate import upgrade
-
+    """A migrated, empty database on each backend (a copy of one migrated once per session)."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'mediarunner.db'}"
-        upgrade(url)
-        yield url
+        yield migrated_sqlite(tmp_path / "mediarunner.db")
     else:
-        url = create_pg_database()
-        upgrade(url)
+        url = create_pg_database(migrated=True)
         yield url
         drop_pg_database(url)
 
@@ -74,7 +70,7 @@ def sqlite_stack(tmp_path: Path, redis_server: RedisServer) -> Iterator[Stack]:
     import redis
 
     redis.Redis.from_url(redis_server.url).flushdb()
-    with make_stack(tmp_path, f"sqlite:///{tmp_path / 'mediarunner.db'}", redis_server.url) as s:
+    with make_stack(tmp_path, migrated_sqlite(tmp_path / "mediarunner.db"), redis_server.url) as s:
         yield s
 
 
@@ -115,11 +111,10 @@ def broker_stack(tmp_path: Path, pg_url: str, broker_url: str) -> Iterator[Stack
 def matrix_stack(request: pytest.FixtureRequest, tmp_path: Path, broker_url: str) -> Iterator[Stack]:
     """A stack on each database and each broker (four runs): for ordering tests."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'mediarunner.db'}"
-        with make_stack(tmp_path, url, broker_url) as s:
+        with make_stack(tmp_path, migrated_sqlite(tmp_path / "mediarunner.db"), broker_url) as s:
             yield s
         return
-    url = create_pg_database()
+    url = create_pg_database(migrated=True)
     try:
         with make_stack(tmp_path, url, broker_url) as s:
             yield s

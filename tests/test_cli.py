@@ -17,7 +17,7 @@ runner = CliRunner(env={"COLUMNS": "250"})
 def test_submit_wait_list_show_cancel_restart(stack: Stack, tmp_path: Path) -> None:
     src = make_clip(tmp_path / "in.mp4", seconds=1.0, size="640x360")
     out = stack.tmp / "outputs" / "cli"
-    stack.worker("a")
+    stack.inproc_worker("a")
     res = runner.invoke(app, ["submit", "transcode", str(src), str(out), "-r", "360p", "-r", "240p", "--wait",
                               "--timeout", "120"])
     assert res.exit_code == 0, res.output

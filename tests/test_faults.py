@@ -69,8 +69,9 @@ def fast_any(tmp_path: Path, pg_url: str, broker_url: str) -> Iterator[Stack]:
 
 def test_transient_error_is_retried_with_backoff_by_beat(fast_any: Stack) -> None:
     fast = fast_any
-    fast.worker("a")
-    fast.worker("sched", queues="scheduler", beat=True)
+    fast.worker("a", wait=False)
+    fast.worker("sched", queues="scheduler", beat=True, wait=False)
+    fast.ready()
     client = fast.client()
     job = client.wait(client.submit_noop(fail_attempts=2).id, timeout=60)
     assert (job.state, job.attempt, job.failures) == (DONE, 3, 2)
@@ -81,10 +82,13 @@ def test_transient_error_is_retried_with_backoff_by_beat(fast_any: Stack) -> Non
 
 def test_kill_9_worker_mid_transcode_fails_over(fast_any: Stack, tmp_path: Path) -> None:
     fast = fast_any
-    src = make_clip(tmp_path / "in.mp4", seconds=20.0, size="1280x720")
+    # long enough to be killed mid-encode (at 5 %), short enough that the second attempt is quick
+    src = make_clip(tmp_path / "in.mp4", seconds=10.0, size="1280x720")
     env = {"MEDIARUNNER_X264_PRESET": "faster"}
-    workers = {w.hostname: w for w in (fast.worker("a", extra_env=env), fast.worker("b", extra_env=env))}
-    fast.worker("sched", queues="scheduler", beat=True)
+    workers = {w.hostname: w for w in (fast.worker("a", extra_env=env, wait=False),
+                                       fast.worker("b", extra_env=env, wait=False))}
+    fast.worker("sched", queues="scheduler", beat=True, wait=False)
+    fast.ready()
     client = fast.client()
     out = fast.tmp / "outputs" / "killed"
     job = client.submit_transcode(str(src), str(out), renditions=["720p"])
@@ -161,8 +165,9 @@ def test_postgres_restart_while_workers_run(tmp_path: Path, private_pg: PgServer
 
     redis.Redis.from_url(redis_server.url).flushdb()
     with make_stack(tmp_path, private_pg.url, redis_server.url, **FAST_SCHEDULER) as st:
-        st.worker("a", concurrency=2)
-        st.worker("sched", queues="scheduler", beat=True)
+        st.worker("a", concurrency=2, wait=False)
+        st.worker("sched", queues="scheduler", beat=True, wait=False)
+        st.ready()
         client = st.client()
         ids = [client.submit_noop(duration=1.0).id for _ in range(12)]
         wait_for(lambda: any(client.get(i).state is JobState.RUNNING for i in ids), 30, what="jobs running")
@@ -221,10 +226,13 @@ def test_soak_300_jobs_with_random_worker_kills(tmp_path: Path, pg_url: str, red
 
 
 def test_kill_9_worker_mid_part_of_a_split_rendition(fast: Stack, tmp_path: Path) -> None:
-    src = make_clip(tmp_path / "in.mp4", seconds=20.0, size="1280x720")
+    # two parts of 6 s (3 segments each, over the 5 s minimum): each long enough to be killed mid-encode
+    src = make_clip(tmp_path / "in.mp4", seconds=12.0, size="1280x720")
     env = {"MEDIARUNNER_X264_PRESET": "faster", "MEDIARUNNER_TRANSCODE_PART_MIN_SECONDS": "5"}
-    workers = {w.hostname: w for w in (fast.worker("a", extra_env=env), fast.worker("b", extra_env=env))}
-    fast.worker("sched", queues="scheduler", beat=True)
+    workers = {w.hostname: w for w in (fast.worker("a", extra_env=env, wait=False),
+                                       fast.worker("b", extra_env=env, wait=False))}
+    fast.worker("sched", queues="scheduler", beat=True, wait=False)
+    fast.ready()
     client = fast.client()
     out = fast.tmp / "outputs" / "split-killed"
     job = client.submit_transcode(str(src), str(out), renditions=["720p"], parts=2)
@@ -244,4 +252,4 @@ def test_kill_9_worker_mid_part_of_a_split_rendition(fast: Stack, tmp_path: Path
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert [f for f in files if not f.startswith("hls/720p/seg_")] == ["720p.mp4", "hls/720p/index.m3u8",
                                                                       "master.m3u8"]
-    assert abs(duration(out / "720p.mp4") - 20.0) <= 0.1
+    assert abs(duration(out / "720p.mp4") - 12.0) <= 0.1

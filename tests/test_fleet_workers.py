@@ -93,9 +93,11 @@ def events(**kw: Any) -> list[tuple[str, str | None, str | None]]:
 
 def test_worker_without_or_with_bad_token_refuses_to_start(fleet: Stack) -> None:
     env = {**fleet.env, "MEDIARUNNER_REQUIRE_WORKER_TOKEN": "true"}
-    for name, extra in (("notoken", {}), ("badtoken", {"MEDIARUNNER_WORKER_TOKEN": "mrt_not-a-real-token"})):
-        w = Worker(name=name, queues="cpu", concurrency=1, env={**env, **extra}, log=fleet.tmp / f"{name}.log")
+    workers = [Worker(name=name, queues="cpu", concurrency=1, env={**env, **extra}, log=fleet.tmp / f"{name}.log")
+               for name, extra in (("notoken", {}), ("badtoken", {"MEDIARUNNER_WORKER_TOKEN": "mrt_not-a-real-token"}))]
+    for w in workers:  # both at once
         w.start(wait=False)
+    for w in workers:
         assert w.proc is not None
         assert w.proc.wait(60) == 78
         log = w.log.read_text()
@@ -252,8 +254,9 @@ def test_unregistering_one_runner_lets_it_leave_cleanly(fleet: Stack) -> None:
 # ------------------------------------------------------------------------------ offline detection
 
 def test_killed_worker_goes_offline_and_its_job_fails_over(fleet: Stack) -> None:
-    fleet.worker("sched", queues="scheduler", beat=True)
-    w = fleet.worker("doomed")
+    fleet.worker("sched", queues="scheduler", beat=True, wait=False)
+    w = fleet.worker("doomed", wait=False)
+    fleet.ready()
     client = fleet.client()
     job = client.submit_noop(duration=60)
     wait_for(lambda: job_state(fleet, job.id) == (JobState.RUNNING, 1, w.hostname), 30, what="job running")

@@ -169,8 +169,9 @@ def segments_in_text(text: str) -> list[str]:
 def test_lost_worker_fails_over_and_the_stream_continues(live: Stack,
                                                          publishers: list[subprocess.Popen[bytes]]) -> None:
     fast = {"MEDIARUNNER_FAILOVER_AFTER_SECONDS": "3", "MEDIARUNNER_BEAT_INTERVAL_SECONDS": "0.5"}
-    workers = {w.hostname: w for w in (live.worker("a"), live.worker("b"))}
-    live.worker("sched", queues="scheduler", beat=True, extra_env=fast)
+    workers = {w.hostname: w for w in (live.worker("a", wait=False), live.worker("b", wait=False))}
+    live.worker("sched", queues="scheduler", beat=True, extra_env=fast, wait=False)
+    live.ready()
     port, url = rtmp()
     out = live.tmp / "outputs" / "failover"
     client = live.client()

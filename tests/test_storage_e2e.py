@@ -256,8 +256,10 @@ def test_upload_interrupted_is_retried_and_never_partially_visible(scheme: str, 
 def test_worker_with_too_little_scratch_refuses_and_another_takes_it(stack: Stack, tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "clip.mp4", seconds=1.0, size="320x240")
     full = stack.worker("full", extra_env={"MEDIARUNNER_MIN_FREE_SCRATCH_MB": str(10**12),
-                                           "MEDIARUNNER_RETRY_BASE_SECONDS": "0.2"})
-    stack.worker("sched", queues="scheduler", beat=True, extra_env={"MEDIARUNNER_BEAT_INTERVAL_SECONDS": "0.5"})
+                                           "MEDIARUNNER_RETRY_BASE_SECONDS": "0.2"}, wait=False)
+    stack.worker("sched", queues="scheduler", beat=True, extra_env={"MEDIARUNNER_BEAT_INTERVAL_SECONDS": "0.5"},
+                 wait=False)
+    stack.ready()
     client = stack.client()
     job = client.submit_transcode(str(clip), str(stack.tmp / "outputs" / "refused"), renditions=["240p"])
     refused = wait_for(lambda: (j := client.get(job.id)).failures >= 1 and j, 60, what="the refusal")

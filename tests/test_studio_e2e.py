@@ -78,7 +78,7 @@ def test_every_operation_through_a_worker(stack: Stack, media: dict[str, Path],
                                           ftp_intro: tuple[str, dict[str, str]]) -> None:
     intro_url, ftp_env = ftp_intro
     out = stack.tmp / "outputs"
-    stack.inproc_worker("a", extra_env=ftp_env)
+    stack.inproc_worker("a", concurrency=2, extra_env=ftp_env)  # five small jobs: two at a time
     client = stack.client()
     main = str(media["main"])
     ops = {
