@@ -34,6 +34,8 @@ from typing import Any, TypeVar
 import psycopg
 import redis
 
+from mediarunner.workers.clock import SCHEDULER_WORKER_ARGS
+
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN = os.environ.get("MEDIARUNNER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -280,7 +282,7 @@ class Worker:
                "-c", str(self.concurrency), "-n", self.hostname, "--loglevel", "INFO", "--without-mingle",
                "--without-gossip", "-E"]
         if self.beat:
-            cmd += ["-B", "--schedule", str(self.log.with_suffix(".beat"))]
+            cmd += [*SCHEDULER_WORKER_ARGS, "--schedule", str(self.log.with_suffix(".beat"))]  # as `mediarunner beat`
         with self.log.open("ab") as out:
             offset = out.tell()  # a restart appends: only this run's lines say it is ready
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **self.env}, stdout=out,

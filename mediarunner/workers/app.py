@@ -12,7 +12,7 @@ from kombu import Queue as KQueue
 
 from mediarunner.config import Settings, get_settings, is_amqp
 from mediarunner.models.enums import Queue
-from mediarunner.workers import fleet, shutdown  # noqa: F401  (shutdown: its signal handlers)
+from mediarunner.workers import clock, fleet, shutdown  # noqa: F401  (shutdown: its signal handlers)
 
 TASK_MODULES = ["mediarunner.workers.tasks", "mediarunner.workers.beat"]
 # What a process loads, by role: `mediarunner beat` (the scheduler-queue worker with beat embedded)
@@ -102,6 +102,7 @@ def create_app(settings: Settings | None = None, include: Sequence[str] | None =
     app = Celery("mediarunner", include=list(TASK_MODULES if include is None else include))
     app.conf.update(celery_config(settings))
     fleet.install(app)  # registration, heartbeats, self-steering (mediarunner.workers.fleet)
+    clock.install(app)  # --beat-thread: `mediarunner beat` in one process (mediarunner.workers.clock)
     return app
 
 
