@@ -1,4 +1,4 @@
-"""`mediarunner beat` (the scheduler-queue worker with beat embedded) loads only beat's tasks."""
+"""`mediarunner beat` (the scheduler-queue worker with beat embedded) loads only beat's tasks, in one process."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 
+import psutil
 import pytest
 
 from mediarunner.workers.app import ROLE_MODULES, create_app, modules_for
@@ -36,6 +37,10 @@ def test_beat_process_registers_no_job_task(stack: Stack) -> None:
         tasks = text.split("[tasks]", 1)[1].split("\n\n", 1)[0]
         assert "mediarunner.scheduler.tick" in tasks, text[-3000:]
         assert "mediarunner.transcode" not in tasks and "mediarunner.transcribe" not in tasks, tasks
+        # One process: beat is a thread of it and sends the ticks that its solo pool runs.
+        wait_for(lambda: b"mediarunner.scheduler.tick[" in log.read_bytes() and b"succeeded in" in log.read_bytes(),
+                 60, what="beat's first tick to run")
+        assert psutil.Process(proc.pid).children(recursive=True) == [], log.read_text()[-3000:]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
