@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -48,3 +49,16 @@ def test_beat_process_registers_no_job_task(stack: Stack) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+
+
+def test_an_operator_pool_size_leaves_the_one_process_scheduler_as_it_is() -> None:
+    """`mediarunner beat` runs the solo pool, which cannot grow: a concurrency set on its runner is
+    logged and ignored instead of failing the worker's start (prefork workers resize as before)."""
+    from celery.concurrency.solo import TaskPool
+
+    from mediarunner.workers.fleet import FleetAgent
+
+    agent = FleetAgent("scheduler@host", SimpleNamespace(), None)  # type: ignore[arg-type]
+    agent.consumer = SimpleNamespace(pool=TaskPool(), controller=SimpleNamespace(autoscaler=None))
+    agent._resize_now(3)
+    assert agent.pool_size() == 1
