@@ -32,6 +32,7 @@ from typing import Any
 
 import psycopg
 
+from mediarunner.workers.clock import SCHEDULER_WORKER_ARGS
 from tests.support import (
     PG_ADMIN,
     ROOT,
@@ -294,11 +295,12 @@ class BenchWorker(Worker):
     cpus: str | None = None  # ``taskset -c`` list: the worker, its pool and every ffmpeg it starts
 
     def command(self) -> list[str]:
+        # beat embedded as ``mediarunner beat`` runs it: one process (solo pool), beat a thread of it
+        pool = [*SCHEDULER_WORKER_ARGS, "--schedule", str(self.log.with_suffix(".beat"))] if self.beat else [
+            "-P", self.pool]
         cmd = [sys.executable, "-m", "celery", "-A", self.app_module, "worker", "-Q", self.queues,
-               "-c", str(self.concurrency), "-P", self.pool, "-n", self.hostname, "--loglevel", "INFO",
+               "-c", str(self.concurrency), *pool, "-n", self.hostname, "--loglevel", "INFO",
                "--without-mingle", "--without-gossip", "-E"]
-        if self.beat:  # beat embedded, as ``mediarunner beat`` runs it
-            cmd += ["-B", "--schedule", str(self.log.with_suffix(".beat"))]
         return (["taskset", "-c", self.cpus] if self.cpus else []) + cmd
 
     def start(self, wait: bool = True) -> None:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mediarunner.workers.clock import SCHEDULER_WORKER_ARGS
 from tests.services import (  # noqa: F401  (re-exported: tests import services from here too)
     AT_HEAD,
     BROKER_QUEUES,
@@ -157,7 +158,7 @@ class Worker:
                "-c", str(self.concurrency), "-n", self.hostname, "--loglevel", "INFO", "--without-mingle",
                "--without-gossip", "-E"]
         if self.beat:
-            cmd += ["-B", "--schedule", str(self.log.with_suffix(".beat"))]
+            cmd += [*SCHEDULER_WORKER_ARGS, "--schedule", str(self.log.with_suffix(".beat"))]  # as `mediarunner beat`
         self.ready_seen = False
         with self.log.open("ab") as out:
             self._offset = out.tell()  # a restart appends: only this run's lines say it is ready

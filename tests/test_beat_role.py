@@ -1,4 +1,4 @@
-"""`mediarunner beat` (the scheduler-queue worker with beat embedded) loads only beat's tasks."""
+"""`mediarunner beat` (the scheduler-queue worker with beat embedded) loads only beat's tasks, in one process."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import os
 import signal
 import subprocess
 import sys
+from types import SimpleNamespace
 
+import psutil
 import pytest
 
 from mediarunner.workers.app import ROLE_MODULES, create_app, modules_for
@@ -36,6 +38,10 @@ def test_beat_process_registers_no_job_task(stack: Stack) -> None:
         tasks = text.split("[tasks]", 1)[1].split("\n\n", 1)[0]
         assert "mediarunner.scheduler.tick" in tasks, text[-3000:]
         assert "mediarunner.transcode" not in tasks and "mediarunner.transcribe" not in tasks, tasks
+        # One process: beat is a thread of it and sends the ticks that its solo pool runs.
+        wait_for(lambda: b"mediarunner.scheduler.tick[" in log.read_bytes() and b"succeeded in" in log.read_bytes(),
+                 60, what="beat's first tick to run")
+        assert psutil.Process(proc.pid).children(recursive=True) == [], log.read_text()[-3000:]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -43,3 +49,16 @@ def test_beat_process_registers_no_job_task(stack: Stack) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+
+
+def test_an_operator_pool_size_leaves_the_one_process_scheduler_as_it_is() -> None:
+    """`mediarunner beat` runs the solo pool, which cannot grow: a concurrency set on its runner is
+    logged and ignored instead of failing the worker's start (prefork workers resize as before)."""
+    from celery.concurrency.solo import TaskPool
+
+    from mediarunner.workers.fleet import FleetAgent
+
+    agent = FleetAgent("scheduler@host", SimpleNamespace(), None)  # type: ignore[arg-type]
+    agent.consumer = SimpleNamespace(pool=TaskPool(), controller=SimpleNamespace(autoscaler=None))
+    agent._resize_now(3)
+    assert agent.pool_size() == 1

@@ -23,6 +23,7 @@ from mediarunner.models import migrate, runners
 from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState
+from mediarunner.workers.clock import SCHEDULER_WORKER_ARGS  # (clock does not import the app)
 
 ROLE_ENV = "MEDIARUNNER_WORKER_ROLE"  # read by mediarunner.workers.app (not imported here: it loads every task)
 
@@ -62,10 +63,10 @@ def worker(queues: Annotated[str, typer.Option("--queues", "-Q")] = "cpu",
 
 
 def beat(loglevel: str = "INFO", schedule: Path = Path("var/celerybeat-schedule")) -> None:
-    """Run the scheduler: celery beat plus a one-process worker for the `scheduler` queue."""
+    """Run the scheduler: one process, a worker for the `scheduler` queue with celery beat as its thread."""
     ui.settings()  # a bad setting or a missing required secret: one line, before Celery starts
     schedule.parent.mkdir(parents=True, exist_ok=True)
-    os.execve(sys.executable, _celery("worker", "-B", "-Q", "scheduler", "-c", "1", "--loglevel", loglevel,
+    os.execve(sys.executable, _celery("worker", *SCHEDULER_WORKER_ARGS, "-Q", "scheduler", "--loglevel", loglevel,
                                       "-n", "scheduler@%h", "--schedule", str(schedule)), _scheduler_env())
 
 
@@ -91,7 +92,7 @@ def _start_fleet(workdir: Path) -> list[subprocess.Popen[bytes]]:
     procs: list[subprocess.Popen[bytes]] = []
     for name, args in (("cpu", ["worker", "-Q", "cpu", "-c", "2", "-n", "cpu@%h"]),
                        ("gpu", ["worker", "-Q", "gpu", "-c", "1", "-n", "gpu@%h"]),
-                       ("beat", ["worker", "-B", "-Q", "scheduler", "-c", "1", "-n", "scheduler@%h",
+                       ("beat", ["worker", *SCHEDULER_WORKER_ARGS, "-Q", "scheduler", "-n", "scheduler@%h",
                                  "--schedule", str(workdir / "beat-schedule")])):
         with (logs / f"{name}.log").open("wb") as f:
             procs.append(subprocess.Popen(_celery(*args, "--loglevel", "INFO"), stdout=f, stderr=subprocess.STDOUT,

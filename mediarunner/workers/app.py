@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_before_create_process, worker_process_init
 from kombu import Queue as KQueue
 
 from mediarunner.config import Settings, get_settings, is_amqp
 from mediarunner.models.enums import Queue
-from mediarunner.workers import fleet, shutdown  # noqa: F401  (shutdown: its signal handlers)
+from mediarunner.workers import clock, fleet, shutdown  # noqa: F401  (shutdown: its signal handlers)
 
 TASK_MODULES = ["mediarunner.workers.tasks", "mediarunner.workers.beat"]
 # What a process loads, by role: `mediarunner beat` (the scheduler-queue worker with beat embedded)
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None, include: Sequence[str] | None =
     app = Celery("mediarunner", include=list(TASK_MODULES if include is None else include))
     app.conf.update(celery_config(settings))
     fleet.install(app)  # registration, heartbeats, self-steering (mediarunner.workers.fleet)
+    clock.install(app)  # --beat-thread: `mediarunner beat` in one process (mediarunner.workers.clock)
     return app
 
 
@@ -114,3 +116,14 @@ def _fresh_connections(**_: Any) -> None:
     from mediarunner.models.db import dispose_engines
 
     dispose_engines()
+
+
+@worker_before_create_process.connect
+def _share_before_fork(**_: Any) -> None:
+    # In the prefork parent, just before it forks a pool process: what it has loaded (every module,
+    # the task registry, the settings) moves to the collector's permanent generation, so the
+    # collections of both processes never write to those objects' headers and their pages stay
+    # shared with the pool process instead of being copied into it page by page (CPython's advice
+    # for fork without exec, see gc.freeze). Objects made after the fork are collected as before.
+    gc.collect()  # garbage frozen now would never be freed
+    gc.freeze()

@@ -129,6 +129,9 @@ class FleetAgent:
         diff = target - self.pool_size()
         if diff == 0 or c.controller.autoscaler:
             return
+        if not hasattr(c.pool, "grow"):  # the solo pool (mediarunner beat) is one process, not resizable
+            log.warning("runner %s: its pool cannot be resized; keeping %s", self.hostname, self.pool_size())
+            return
         if diff > 0:
             c.pool.grow(diff)
         else:
