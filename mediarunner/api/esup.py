@@ -31,6 +31,7 @@ from mediarunner.models.base import utcnow
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import Health
 from mediarunner.models.esup import EsupTask
+from mediarunner.models.payloads import PodPackaging
 from mediarunner.models.schemas import Job
 
 router = APIRouter(prefix="/esup", tags=["esup-pod"])
@@ -74,10 +75,12 @@ def _submit(request: Request, body: TaskRequest, task: EsupTask, token: str) -> 
     if rungs is None:
         resolutions = {r.name: f"{round(r.height * 8 / 9) * 2}x{r.height}" for r in c.settings.renditions}
     ops, meta = layout + esup_tasks.operations(params), _meta(body, resolutions)
+    pod = PodPackaging(resolutions=resolutions, **{k: v for k, v in meta["esup"].items() if k.startswith("video_")})
     if ops:
         return c.submit_studio(source, task.output, ops, transcode=True, formats=("mp4",), ladder=rungs,
-                               metadata=meta, on_submit=record)
-    return c.submit_transcode(source, task.output, formats=("mp4",), ladder=rungs, metadata=meta, on_submit=record)
+                               metadata=meta, on_submit=record, pod=pod)
+    return c.submit_transcode(source, task.output, formats=("mp4",), ladder=rungs, metadata=meta, on_submit=record,
+                              pod=pod)
 
 
 @router.post("/task/execute", summary="Esup-Pod: run a task (encoding, transcription, studio)")
@@ -140,7 +143,7 @@ def _completed(request: Request, task_id: str) -> tuple[EsupTask, Job]:
 def task_result(task_id: str, request: Request, key: BearerKey) -> JSONResponse:
     authorize(request, key, "submit")
     task, job = _completed(request, task_id)
-    body = esup_results.manifest(task, job, _client(request).settings)
+    body = esup_results.manifest(task, job)
     return JSONResponse(body, headers={"X-Task-ID": task.task_id})
 
 

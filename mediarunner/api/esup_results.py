@@ -1,14 +1,13 @@
-"""What Esup-Pod reads back: a task's status (esup-runner's words), its result manifest (every
-file under the task's output directory, with its SHA-256: Pod checks each download against it)
-and, for encoding and studio tasks, Pod's files and ``info_video.json`` (:mod:`.esup_package`)."""
+"""What Esup-Pod reads back: a task's result manifest (every file under the task's output
+directory, with its SHA-256: Pod checks each download against it). For encoding and studio tasks
+Pod's files and ``info_video.json`` are among them: a worker made them as the ladder's last step
+(``tasks/pod.py``), before the task was completed; nothing here runs ffmpeg."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from mediarunner.api.esup_package import prepare
-from mediarunner.config import Settings
 from mediarunner.models.esup import EsupTask
 from mediarunner.models.schemas import Job
 from mediarunner.storage.local import file_sha256
@@ -46,11 +45,10 @@ def aliases(task: EsupTask, job: Job, out: Path) -> dict[str, str]:
     return {STUDIO_BASE: _local(top.path).name} if top else {}
 
 
-def manifest(task: EsupTask, job: Job, settings: Settings) -> dict[str, Any]:
+def manifest(task: EsupTask, job: Job) -> dict[str, Any]:
     """``{"task_id", "files": [{"file_path", "sha256", "size"}]}`` (Pod reads ``file_path`` or
     ``path`` and checks ``sha256``); hidden files and folders (``.parts``) are left out."""
     out = Path(task.output).resolve()
-    prepare(task, job, settings)
     known = checksums(job, out)
     files = []
     for path in sorted(out.rglob("*")):

@@ -371,13 +371,19 @@ def idle_slots(job_id: str, runner: Runner, job_token: JobToken, request: Reques
     return {"idle": tx(request, lambda s: queue_idle_slots(s, queue, utcnow(), thresholds))}
 
 
+class PartEncoded(BaseModel):
+    result: dict[str, Any] | None = None  # the interim result to record instead (a ladder's published rungs)
+
+
 @router.post("/jobs/{job_id}/part-encoded", summary="A split rendition's part is encoded: the family so far")
-def part_encoded(job_id: str, runner: Runner, job_token: JobToken, request: Request) -> dict[str, Any]:
+def part_encoded(job_id: str, runner: Runner, job_token: JobToken, request: Request,
+                 body: PartEncoded | None = None) -> dict[str, Any]:
     attempt = attempt_of(request, runner, job_id, job_token)
 
     def record(s: Session) -> Job | None:
         job = get_job(s, job_id, with_children=False)
-        return transitions.record_part_encoded(s, job_id, attempt, job.root_id, utcnow())
+        return transitions.record_part_encoded(s, job_id, attempt, job.root_id, utcnow(),
+                                               body.result if body is not None else None)
 
     family = tx(request, record)
     if family is None:

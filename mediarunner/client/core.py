@@ -44,6 +44,7 @@ from mediarunner.models.payloads import (
     ExtractAudioPayload,
     LivePayload,
     NoopPayload,
+    PodPackaging,
     StudioPayload,
     TranscribePayload,
     dump,
@@ -98,7 +99,8 @@ class Client(LadderJobs):
                          video_codecs: Sequence[str] = ("h264",), storyboard: bool = False,
                          thumbnails: int = 0, cover_image: str | None = None, hardware: str = "none",
                          notify_url: str | None = None, ladder: Sequence[Rendition] | None = None,
-                         on_submit: OnSubmit | None = None, fps: float | None = None) -> Job:
+                         on_submit: OnSubmit | None = None, fps: float | None = None,
+                         pod: PodPackaging | None = None) -> Job:
         """Transcode ``input`` into an HLS + MP4 ladder under the directory ``output``; with
         ``transcribe=True`` also subtitles (an extract_audio -> transcribe branch after the parent).
         ``parts``: split every rung of a long video into that many time parts, encoded by several
@@ -117,14 +119,15 @@ class Client(LadderJobs):
         (:meth:`_notify`); the subscription is written in the submission's transaction. ``ladder``: the
         rungs themselves instead of configured names (``renditions``). ``on_submit(session, root)``
         (``submit_transcode``, ``submit_studio``, ``submit_transcription``): called in the submission's
-        transaction, e.g. to record what the family stands for elsewhere (``api/esup.py``)."""
+        transaction, e.g. to record what the family stands for elsewhere (``api/esup.py``). ``pod``: the
+        ladder also makes an Esup-Pod task's files once its last rung is published (``tasks/pod.py``)."""
         notify = self._notify(notify_url)
 
         common = self._common(priority, priority_class, metadata)
         jobs = self._ladder_jobs(input, output, renditions, formats, common, queue=queue,
                                  parts=parts,
                                  video_codecs=video_codecs, cover_image=cover_image, hardware=hardware,
-                                 ladder=ladder, fps=fps)
+                                 ladder=ladder, fps=fps, pod=pod)
         self._check_exists(input)
         self._check_cover(input, cover_image)
         if storyboard or thumbnails:
@@ -142,7 +145,8 @@ class Client(LadderJobs):
                       formats: Sequence[str] = ("hls", "mp4"), priority: int = 0,
                       metadata: Mapping[str, Any] | None = None, priority_class: str = "default",
                       queue: str | None = None, notify_url: str | None = None,
-                      ladder: Sequence[Rendition] | None = None, on_submit: OnSubmit | None = None) -> Job:
+                      ladder: Sequence[Rendition] | None = None, on_submit: OnSubmit | None = None,
+                      pod: PodPackaging | None = None) -> Job:
         """Apply studio ``operations`` (cut, intro, outro, watermark; in order) to ``input`` and publish
         ``output``/studio.mp4. ``transcode=True`` adds a transcode ladder of that file under ``output``
         as a child branch (it starts when the edit completes)."""
@@ -164,7 +168,7 @@ class Client(LadderJobs):
         jobs = [NewJob(JobType.STUDIO, q, dump(payload), routing_reason=why, **common)]
         if transcode:
             jobs += self._ladder_jobs(join_location(output, STUDIO_OUTPUT), output, renditions, formats, common,
-                                      queue=queue, parent=0, index=len(jobs), ladder=ladder)
+                                      queue=queue, parent=0, index=len(jobs), ladder=ladder, pod=pod)
         return self._submit(jobs, notify, on_submit)
 
     def submit_live(self, input_url: str, output: str, renditions: Sequence[str] | None = None, *,

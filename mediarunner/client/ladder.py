@@ -20,6 +20,7 @@ from mediarunner.models.fleet_queries import list_runners
 from mediarunner.models.health import HealthThresholds
 from mediarunner.models.locations import is_local, resolve_local_path
 from mediarunner.models.payloads import (
+    PodPackaging,
     RenditionPayload,
     SpriteGrid,
     StoryboardPayload,
@@ -69,7 +70,7 @@ class LadderJobs:
                      video_codecs: Sequence[str] = ("h264",),
                      cover_image: str | None = None, hardware: str = "none",
                      ladder: Sequence[Rendition] | None = None,
-                     fps: float | None = None) -> builtins.list[NewJob]:
+                     fps: float | None = None, pod: PodPackaging | None = None) -> builtins.list[NewJob]:
         """The jobs of a transcode ladder: the TRANSCODE parent (child of ``parent``, placed at ``index``
         of the submitted list) and one TRANSCODE_RENDITION child per lower rung; split into
         ``parts``, one child per part of every rung (the parent prunes those a short video needs not).
@@ -90,7 +91,7 @@ class LadderJobs:
         top = self._validated(TranscodePayload, input=input, output=output, formats=tuple(formats),
                               ladder=tuple(rungs), parts=parts, video_codecs=tuple(video_codecs),
                               cover_image=cover_image, hardware=hardware, fps=fps, planner=planner,
-                              auto_parts=auto_parts)
+                              auto_parts=auto_parts, pod=pod)
         self._check_local_input(input)
         cq, cwhy = route(JobType.TRANSCODE_RENDITION, queue=queue, allowed=self.settings.job_queues)
         if top.hardware != "none" and queue is None:
@@ -103,7 +104,7 @@ class LadderJobs:
         for name, part in children:
             child = self._validated(RenditionPayload, input=input, output=output, formats=top.formats,
                                     rendition=name, part=part, parts=parts, cover_image=cover_image,
-                                    hardware=top.hardware)
+                                    hardware=top.hardware, pod=top.pod)
             jobs.append(NewJob(JobType.TRANSCODE_RENDITION, cq, dump(child), parent=index, routing_reason=cwhy,
                                **common))
         return jobs

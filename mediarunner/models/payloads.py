@@ -7,7 +7,7 @@ handlers parse them back with the same models, so a malformed payload is a perma
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -55,6 +55,18 @@ def _codecs(v: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(v))
 
 
+class PodPackaging(_Payload):
+    """An Esup-Pod task's ladder (``api/esup.py``): once every rung is published, the ladder job
+    that publishes the last one also makes Pod's files and ``info_video.json`` (``tasks/pod.py``).
+    ``resolutions``: each rung's resolution as Pod wrote it (``{"360p": "640x360"}``)."""
+
+    resolutions: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")],
+                      Annotated[str, Field(pattern=r"^[0-9]{1,5}x[0-9]{1,5}$")]] = Field(max_length=16)
+    video_id: str | None = Field(default=None, max_length=300)
+    video_slug: str | None = Field(default=None, max_length=300)
+    video_title: str | None = Field(default=None, max_length=300)
+
+
 class TranscodePayload(_Payload):
     """Parent of a VOD ladder: probe, plan, encode the top rendition. Split into ``parts`` > 1,
     the parent only probes and plans: every rung is encoded by part children, in parallel."""
@@ -72,6 +84,7 @@ class TranscodePayload(_Payload):
     cover_image: str | None = Field(default=None, max_length=MAX_URL)  # audio input + still image -> video
     hardware: Hardware = "none"  # software unless asked; a worker without it falls back (recorded)
     fps: float | None = Field(default=None, gt=0, le=120)  # every video rung at this rate (None: the source's)
+    pod: PodPackaging | None = None  # an Esup-Pod task's ladder: Pod's files made after the last rung
 
     _url = field_validator("input", "output")(_check_url)
     _cover = field_validator("cover_image")(lambda v: None if v is None else _check_url(v))
@@ -96,6 +109,7 @@ class RenditionPayload(_Payload):
     parts: int = Field(default=1, ge=1, le=MAX_PARTS)
     cover_image: str | None = Field(default=None, max_length=MAX_URL)  # see TranscodePayload
     hardware: Hardware = "none"
+    pod: PodPackaging | None = None  # see TranscodePayload
 
     _url = field_validator("input", "output")(_check_url)
     _cover = field_validator("cover_image")(lambda v: None if v is None else _check_url(v))

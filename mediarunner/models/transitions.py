@@ -225,13 +225,13 @@ def touch(session: Session, job_id: str, attempt: int, now: datetime, *, progres
     return _cas(session, job_id, [S.RUNNING], values, attempt=attempt)
 
 
-def record_part_encoded(session: Session, job_id: str, attempt: int, root_id: str, now: datetime) -> Job | None:
-    """A running part of a split rendition says its part is encoded (``result.part_encoded``),
-    under the family lock, and gets the family back as committed so far. Because the lock
-    serialises these calls, exactly one part of a rendition sees every sibling encoded: that one
-    joins the parts. None: this attempt may no longer run."""
+def record_part_encoded(session: Session, job_id: str, attempt: int, root_id: str, now: datetime,
+                        result: dict[str, Any] | None = None) -> Job | None:
+    """A running part of a split rendition says its part is encoded (``result.part_encoded``, or the
+    ``result`` given), under the family lock, and gets the family as committed so far: the lock
+    serialises these calls, so one part sees every sibling encoded and joins them. None: lost."""
     lock_family(session, root_id, now)
-    if not touch(session, job_id, attempt, now, result={"part_encoded": True}):
+    if not touch(session, job_id, attempt, now, result=result or {"part_encoded": True}):
         return None
     return get_job(session, root_id)
 

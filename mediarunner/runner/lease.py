@@ -69,9 +69,10 @@ class HttpLease:
     def prune_children(self, job: Job, keep: set[str]) -> list[str]:
         return list(self.call("POST", "prune", json={"keep": sorted(keep)})["dropped"])
 
-    def record_part_encoded(self, job: Job, *, retry_for: float = 60.0) -> Job | None:
+    def record_part_encoded(self, job: Job, *, retry_for: float = 60.0,
+                            result: dict[str, Any] | None = None) -> Job | None:
         try:
-            return Job.model_validate(self.call("POST", "part-encoded")["family"])
+            return Job.model_validate(self.call("POST", "part-encoded", json={"result": result})["family"])
         except StaleAttemptError:
             return None
 

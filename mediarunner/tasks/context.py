@@ -176,6 +176,15 @@ class JobContext:
         self._lost = family is None
         return family
 
+    def record_published(self, rungs: list[str]) -> Job | None:
+        """Say (under the family lock) that this attempt published ``rungs``; the family as committed
+        so far (None: the attempt is over). Used by ``tasks/pod.py`` to find the ladder's last job."""
+        self.notes["published"] = rungs  # kept by later heartbeats too
+        family = self.lease.record_part_encoded(self.job, retry_for=self.settings.completion_retry_seconds,
+                                                result=dict(self.notes))
+        self._lost = family is None
+        return family
+
     def open_store(self, location: str, direction: Direction, report: Callable[[int, int | None], None] | None = None
                    ) -> Store:
         """The store of ``location`` through this attempt's lease (see ``mediarunner.tasks.io``)."""

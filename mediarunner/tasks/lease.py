@@ -41,8 +41,10 @@ class Lease(Protocol):
     def prune_children(self, job: Job, keep: set[str]) -> list[str]:
         ...
 
-    def record_part_encoded(self, job: Job, *, retry_for: float = 60.0) -> Job | None:
-        """Say this split-rendition part is encoded; the family as committed so far (None: lost)."""
+    def record_part_encoded(self, job: Job, *, retry_for: float = 60.0,
+                            result: dict[str, Any] | None = None) -> Job | None:
+        """Say this split-rendition part is encoded (or record the interim ``result``), under the
+        family lock; the family as committed so far (None: lost)."""
         ...
 
     def open_store(self, location: str, settings: Settings, direction: Direction, report: Report | None) -> Store:
@@ -72,9 +74,10 @@ class DatabaseLease:
     def prune_children(self, job: Job, keep: set[str]) -> list[str]:
         return transaction(lambda s: transitions.prune_children(s, job.id, job.attempt, keep))
 
-    def record_part_encoded(self, job: Job, *, retry_for: float = 60.0) -> Job | None:
-        return transaction(lambda s: transitions.record_part_encoded(s, job.id, job.attempt, job.root_id, utcnow()),
-                           retry_for=retry_for)
+    def record_part_encoded(self, job: Job, *, retry_for: float = 60.0,
+                            result: dict[str, Any] | None = None) -> Job | None:
+        return transaction(lambda s: transitions.record_part_encoded(s, job.id, job.attempt, job.root_id, utcnow(),
+                                                                     result), retry_for=retry_for)
 
     def open_store(self, location: str, settings: Settings, direction: Direction, report: Report | None) -> Store:
         return open_store(location, settings, direction, report)

@@ -46,7 +46,7 @@ from mediarunner.models.enums import JobState, JobType, Stage
 from mediarunner.models.payloads import RenditionPayload, TranscodePayload, load
 from mediarunner.models.schemas import Job
 from mediarunner.storage.local import file_sha256
-from mediarunner.tasks import io
+from mediarunner.tasks import io, pod
 from mediarunner.tasks.context import JobContext
 from mediarunner.tasks.runtime import Outcome
 
@@ -88,7 +88,8 @@ def run_transcode(ctx: JobContext) -> Outcome:
     result.update(plan=[r.model_dump() for r in plan], media=dataclasses.asdict(info), parts=parts,
                   layout={"kind": layout.kind, "parts": parts, "workers": layout.workers, "reason": layout.reason,
                           **({"rungs": [r.name for r in plan]} if layout.combined and parts > 1 else {})})
-    return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats) if done else None)
+    return pod.finish(ctx, p.pod, p.output,
+                      Outcome(result, finalize=_master_writer(ctx, p.output, p.formats) if done else None))
 
 
 def _own_rungs(ctx: JobContext, p: TranscodePayload, plan: list[PlannedRendition],
@@ -183,11 +184,13 @@ def run_rendition(ctx: JobContext) -> Outcome:
     if parts > 1:
         together = (parent.result.get("layout") or {}).get("rungs")
         if together:
-            return _run_combined_part(ctx, p, src, info, [plan[n] for n in together], parts)
-        return _run_part(ctx, p, src, info, plan[p.rendition], parts, cover)
+            outcome = _run_combined_part(ctx, p, src, info, [plan[n] for n in together], parts)
+        else:
+            outcome = _run_part(ctx, p, src, info, plan[p.rendition], parts, cover)
+        return pod.finish(ctx, p.pod, p.output, outcome)
     result = encode_and_publish(ctx, src, info, plan[p.rendition], p.output, p.formats, span=(0, 100), cover=cover,
                                 hardware=p.hardware)
-    return Outcome(result, finalize=_master_writer(ctx, p.output, p.formats))
+    return pod.finish(ctx, p.pod, p.output, Outcome(result, finalize=_master_writer(ctx, p.output, p.formats)))
 
 
 def _stage_cover(ctx: JobContext, url: str | None) -> Path | None:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -175,6 +176,8 @@ def run_task(s: Setup, task_type: str, source: str, parameters: dict[str, Any]) 
     assert note["status"] == "completed" and note["error_message"] is None, note
     assert set(note) == {"task_id", "status", "error_message", "script_output"}
     assert s.rm.status(task_id) == "completed"
+    if task_type != "transcription":  # made by a worker before the task completed, not by the result request
+        assert (Path(str(s.stack.settings().esup_output_root)) / task_id / "info_video.json").is_file()
     return task_id, s.rm.import_result(task_id, task_type, s.stack.tmp / "pod" / "imported" / task_id)
 
 
@@ -344,6 +347,44 @@ def test_studio_two_tracks_in_pods_layout_with_a_translucent_watermark(esup: Set
     assert all(abs(c - 128) < 12 for c in (r, g, b)), (r, g, b)
     r, g, b = region_mean(raw, 320, 20, 20, 60, 36)  # the watermark (48x24 at 16 px), half see-through
     assert 170 < r < 210 and 45 < g < 85 and 45 < b < 85, (r, g, b)
+
+
+def test_the_api_process_never_loads_the_pod_packaging() -> None:
+    """Pod's files are made by workers (``tasks/pod.py``): the API (``/esup`` included) imports no
+    module that runs ffmpeg for them, so ``task/result`` never spawns one."""
+    code = ("import sys; from mediarunner.api import create_app; import mediarunner.api.esup_results; "
+            "print(sorted(m for m in sys.modules if m == 'mediarunner.media.pod_package' "
+            "or m.startswith('mediarunner.tasks')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_a_failed_packaging_fails_the_task_for_pod(esup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The packaging step is part of the task: when it fails, Pod is notified ``failed`` with a
+    message that says so, its status is ``failed`` and ``task/result`` answers 400."""
+    import mediarunner.tasks.pod
+    from mediarunner.errors import UnsupportedMediaError
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise UnsupportedMediaError("no frame could be read")
+
+    monkeypatch.setattr(mediarunner.tasks.pod, "package_for_pod", broken)
+    clip(esup.pod.media / "videos" / "short.mp4", 2)
+    esup.stack.inproc_worker("cpu1", "cpu")
+    esup.stack.worker("sched", "scheduler", beat=True)
+    r = esup.rm.execute(payload(esup.pod, "encoding", "videos/short.mp4", {"rendition": json.dumps(RENDITIONS)}))
+    assert r.status_code == 200, r.text
+    task_id = r.json()["task_id"]
+    wait_for(lambda: any(n["task_id"] == task_id for n in esup.pod.notified), 240, what="Pod to be notified")
+    (note,) = [n for n in esup.pod.notified if n["task_id"] == task_id]
+    assert note["status"] == "failed", note
+    message = note["error_message"]
+    assert "packaging for Esup-Pod failed" in message and "no frame could be read" in message, message
+    assert esup.rm.status(task_id) == "failed"
+    res = httpx.get(esup.rm.url + f"task/result/{task_id}", headers=esup.rm._h(**HEADERS_JSON), timeout=30)
+    assert res.status_code == 400 and "packaging for Esup-Pod failed" in res.json()["detail"]
+    out = Path(str(esup.stack.settings().esup_output_root)) / task_id
+    assert (out / "360p.mp4").is_file() and not (out / "info_video.json").exists()
 
 
 def test_a_task_past_the_cleanup_age_is_not_found_even_before_the_purge(stack: Stack) -> None:

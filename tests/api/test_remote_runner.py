@@ -334,3 +334,22 @@ def test_a_running_job_reads_the_idle_slots_of_a_queue_for_the_planner(remote: R
                         headers=h(a, token)).status_code == 422
         assert http.get(f"/jobs/{job.id}/idle-slots", params={"queue": remote.queue},
                         headers=h(a)).status_code in (401, 403, 422)  # no job token
+
+
+def test_part_encoded_records_the_interim_result_a_job_sends(remote: Remote) -> None:
+    """``part-encoded`` (``HttpLease.record_part_encoded``): without a body the part is marked
+    encoded; with ``{"result": …}`` that result is recorded instead (a Pod ladder's published
+    rungs, ``tasks/pod.py``); both under the family lock, answering the family as committed."""
+    a = register(remote, "a")
+    job = remote.stack.client().submit_noop(duration=30, queue=remote.queue)
+    with httpx.Client(base_url=f"{remote.url}/v1/runner", timeout=30) as http:
+        got = http.post(f"/jobs/{job.id}/accept", json={"attempt": 1}, headers=h(a))
+        assert got.status_code == 200, got.text
+        token = got.json()["job_token"]
+        plain = http.post(f"/jobs/{job.id}/part-encoded", headers=h(a, token))
+        assert plain.status_code == 200 and plain.json()["family"]["result"] == {"part_encoded": True}, plain.text
+        sent = {"published": ["360p"], "part_encoded": True}
+        marked = http.post(f"/jobs/{job.id}/part-encoded", json={"result": sent}, headers=h(a, token))
+        assert marked.status_code == 200 and marked.json()["family"]["result"] == sent, marked.text
+        assert http.post(f"/jobs/{job.id}/part-encoded", json={"result": sent}, headers=h(a)).status_code in (
+            401, 403, 422)  # no job token
