@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -131,3 +132,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         params = getattr(getattr(item, "callspec", None), "params", {})
         if "rabbitmq" in params.values() or "rabbitmq_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.rabbitmq)
+
+
+@pytest.fixture
+def publishers() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Stream sources (ffmpeg publishers or RTMP servers) a test starts: killed if still running."""
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait(10)

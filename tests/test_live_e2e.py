@@ -38,16 +38,6 @@ def live(tmp_path: Path, pg_url: str, redis_server: RedisServer) -> Iterator[Sta
         yield s
 
 
-@pytest.fixture
-def publishers() -> Iterator[list[subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-    yield procs
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-        p.wait(10)
-
-
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
     from tests.storage.servers import moto_server

@@ -66,21 +66,11 @@ def fake(live: Stack, tmp_path: Path) -> Iterator[FakePeerTube]:
         transaction(lambda s: s.execute(delete(PeerTubeInstanceRow)), url=live.settings().database_url)
 
 
-@pytest.fixture
-def sources() -> Iterator[list[subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-    yield procs
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-        p.wait(10)
-
-
-def rtmp_server(sources: list[subprocess.Popen[bytes]], seconds: float) -> str:
+def rtmp_server(publishers: list[subprocess.Popen[bytes]], seconds: float) -> str:
     """PeerTube's RTMP side: ffmpeg serving a generated A/V stream to the one client that pulls it."""
     port = free_port()
     url = f"rtmp://127.0.0.1:{port}/live/3f9c2a7e-stream-key"
-    sources.append(subprocess.Popen(
+    publishers.append(subprocess.Popen(
         ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-re",
          "-f", "lavfi", "-i", "testsrc2=size=426x240:rate=15",
          "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
@@ -140,12 +130,12 @@ def probe_chunk(data: bytes, tmp: Path) -> dict[str, Any]:
 
 
 def test_live_chunks_reach_peertube_then_success(live: Stack, fake: FakePeerTube, tmp_path: Path,
-                                                 sources: list[subprocess.Popen[bytes]]) -> None:
+                                                 publishers: list[subprocess.Popen[bytes]]) -> None:
     register(live, fake, "fleet", LIVE)
     running = start_connector(live, peertube_poll_seconds=0.3)
     live.inproc_worker("a")
     try:
-        job = fake.add_job(LIVE, live_payload(rtmp_server(sources, 8)))
+        job = fake.add_job(LIVE, live_payload(rtmp_server(publishers, 8)))
         wait_for(lambda: job.state not in (PENDING, PROCESSING), 90, what="the live job to end")
         assert job.state == COMPLETED and job.success, job.error
         assert (job.success["fields"], job.success["files"]) == ({}, {})  # the empty payload PeerTube requires
@@ -177,12 +167,12 @@ def test_live_chunks_reach_peertube_then_success(live: Stack, fake: FakePeerTube
 
 @pytest.mark.parametrize("how", ["cancel", "session_end"])
 def test_peertube_ending_the_job_stops_the_mediarunner_job(live: Stack, fake: FakePeerTube, how: str,
-                                                           sources: list[subprocess.Popen[bytes]]) -> None:
+                                                           publishers: list[subprocess.Popen[bytes]]) -> None:
     register(live, fake, "fleet", LIVE)
     running = start_connector(live, peertube_poll_seconds=0.3)
     live.inproc_worker("a")
     try:
-        job = fake.add_job(LIVE, live_payload(rtmp_server(sources, 60), heights=(144,)))
+        job = fake.add_job(LIVE, live_payload(rtmp_server(publishers, 60), heights=(144,)))
         wait_for(lambda: len(adds(job)) >= LIST_SIZE + 3, 60, what="live chunks")
         staged = live.tmp / "outputs" / "peertube" / "fleet" / job.uuid / "out" / "r0-144p"
         assert 0 < len(list(staged.glob("seg_*.ts"))) <= LIST_SIZE + 3  # relayed and removed ones are deleted

@@ -299,14 +299,8 @@ def _follow(w: JobWork, relay: LiveRelay, job_id: str, *, interval: float) -> tu
         time.sleep(interval)
     if job.state is not JobState.COMPLETED:
         return "error", f"mediarunner live job {job.id} {job.state.value}: {job.error or 'no error recorded'}"
-    try:
-        w.loop.api.success_live(w.uuid, w.job_token)
-    except PeerTubeError as exc:
-        if exc.job_gone or exc.unknown_runner:
-            w._mark_gone(exc)
-            return "gone", w.gone or str(exc)
-        return "error", f"PeerTube refused the end of the live: {exc}"
-    return "success", f"live ended; {sum(relay.sent)} chunks posted to PeerTube"
+    refused = w.post_end(lambda: w.loop.api.success_live(w.uuid, w.job_token), "the end of the live")
+    return refused or ("success", f"live ended; {sum(relay.sent)} chunks posted to PeerTube")
 
 
 def _refused(w: JobWork, exc: PeerTubeError) -> tuple[str, str] | None:

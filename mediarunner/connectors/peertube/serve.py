@@ -328,14 +328,21 @@ class JobWork(threading.Thread):
                                       ffmpeg=s.ffmpeg_path, segment_seconds=s.hls_segment_seconds)
         except MediarunnerError as exc:
             return "error", f"cannot build the result: {exc}"
+        refused = self.post_end(lambda: self.loop.api.success(self.uuid, self.job_token, body.fields, body.files),
+                                "the result")
+        return refused or ("success", f"posted {', '.join(sorted(body.files))} to PeerTube")
+
+    def post_end(self, post: Callable[[], Any], what: str) -> tuple[str, str] | None:
+        """Post the job's end (``success``) to PeerTube: None when it was taken, else what to report
+        (``gone``: the job or this runner is no longer known there)."""
         try:
-            self.loop.api.success(self.uuid, self.job_token, body.fields, body.files)
+            post()
         except PeerTubeError as exc:
             if exc.job_gone or exc.unknown_runner:
                 self._mark_gone(exc)
                 return "gone", self.gone or str(exc)
-            return "error", f"PeerTube refused the result: {exc}"
-        return "success", f"posted {', '.join(sorted(body.files))} to PeerTube"
+            return "error", f"PeerTube refused {what}: {exc}"
+        return None
 
     def _interrupted(self) -> bool:
         return self.gone is not None or self.loop.stopping
