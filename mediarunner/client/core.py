@@ -26,7 +26,7 @@ from mediarunner.errors import InvalidInputError, InvalidOutputError, Mediarunne
 from mediarunner.models import transitions, webhooks
 from mediarunner.models.base import utcnow
 from mediarunner.models.capabilities import Needs
-from mediarunner.models.db import transaction
+from mediarunner.models.db import one_statement, transaction
 from mediarunner.models.enums import JobState, JobType
 from mediarunner.models.locations import (
     INPUT_ONLY_SCHEMES,
@@ -332,7 +332,7 @@ class Client(LadderJobs):
 
         # A lone job with nothing else to write is one statement (transitions.insert_jobs).
         alone = len(jobs) == 1 and notify_url is None and on_submit is None
-        job = transaction(write, url=url, single_statement=alone)
+        job = one_statement(write, url=url) if alone else transaction(write, url=url)
         if publishing and not publish_submitted(job, app=self.app, database_url=url):
             self._broker_down_until = time.monotonic() + self.settings.publish_pause_seconds
         return job

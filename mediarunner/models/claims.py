@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import String, bindparam, exists, func, literal, literal_column, or_, select, update
 
 from mediarunner.models.balancing import Balance, preferred, stamp_claimer
+from mediarunner.models.base import sql_str
 from mediarunner.models.capabilities import claimable
 from mediarunner.models.enums import JobState
 from mediarunner.models.ordering import RankOrder
@@ -53,7 +54,9 @@ def claim_next_statement(order: RankOrder, postgres: bool, live: bool, balance: 
     else:  # the first of each class in turn, by `ix_jobs_pending_order` (no sort); evaluated lazily
         names = [name for name, _ in sorted(order.classes, key=lambda c: c[1])]
         best = func.coalesce(*(pick(J.priority_class == n, order_by=order.sql_order()[1:]) for n in names),
-                             pick(J.priority_class.not_in(names), order_by=order.sql_order()[1:]))
+                             # the classes inline, not an expanding parameter re-rendered at each claim
+                             pick(J.priority_class.not_in([sql_str(n) for n in names]),
+                                  order_by=order.sql_order()[1:]))
     stmt = update(JOBS).where(J.state == S.PENDING, J.id == best,
                               *([preferred(balance, JOBS)] if balance else [])) \
         .values(**CLAIM_VALUES).returning(*JOB_COLUMNS, J.dispatched_at, HAS_CHILDREN)

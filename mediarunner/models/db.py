@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
@@ -158,7 +158,53 @@ def transaction(
     one statement on PostgreSQL (reads after it may see later commits), which then runs without
     BEGIN/COMMIT (see :func:`session_factory`); elsewhere this changes nothing.
     """
-    for attempt in _retrying(url, retry_for):
-        with attempt, session_scope(url, single_statement=single_statement) as session:
+    def unit() -> T:
+        with session_scope(url, single_statement=single_statement) as session:
             return fn(session)
+
+    return _with_retries(unit, url, retry_for)
+
+
+def one_statement(fn: Callable[[Connection], T], *, url: str | None = None, retry_for: float = 60.0) -> T:
+    """:func:`transaction` for the hot path (a job's claim, heartbeat and completion, a submit):
+    ``fn`` gets a Core connection, not a Session, and writes with at most one statement on
+    PostgreSQL, where it runs in autocommit (one round trip, no BEGIN/COMMIT); on SQLite it runs
+    in a transaction (several statements are atomic). A Session costs more CPU than such a
+    statement's own work; ``fn`` uses only what a Connection and a Session share (``execute``,
+    ``scalar``; see ``statements.Executor``). Retried whole like :func:`transaction`."""
+    def unit() -> T:
+        engine = get_engine(url)
+        if engine.dialect.name == "postgresql":
+            with _autocommit(engine).connect() as conn:
+                return fn(conn)
+        with engine.begin() as conn:
+            return fn(conn)
+
+    return _with_retries(unit, url, retry_for)
+
+
+_AUTOCOMMIT: dict[int, tuple[Engine, Engine]] = {}
+
+
+def _autocommit(engine: Engine) -> Engine:
+    """``engine`` in autocommit mode, sharing its pool (built once per engine)."""
+    cached = _AUTOCOMMIT.get(id(engine))
+    if cached is None or cached[0] is not engine:
+        cached = _AUTOCOMMIT[id(engine)] = (engine, engine.execution_options(isolation_level="AUTOCOMMIT"))
+    return cached[1]
+
+
+def _with_retries(unit: Callable[[], T], url: str | None, retry_for: float) -> T:
+    """``unit()``; while the database is unreachable, run it again (see :func:`_retrying`). The
+    first try runs without building the retry machinery: most units never need it."""
+    try:
+        return unit()
+    except Exception as exc:
+        if not _is_disconnect(exc):
+            raise
+        log.warning("database unavailable (%s); retrying", type(exc).__name__)
+        get_engine(url).dispose()
+    for attempt in _retrying(url, retry_for):
+        with attempt:
+            return unit()
     raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from mediarunner.errors import JobNotFoundError
 from mediarunner.models.enums import JobState, JobType
 from mediarunner.models.schemas import Job
+from mediarunner.models.statements import Executor
 from mediarunner.models.tables import EventRow, JobRow, RankRow
 
 _JOBS = cast(Table, JobRow.__table__)
@@ -28,7 +29,7 @@ def job_from_mapping(values: Mapping[str, Any] | RowMapping) -> Any:
     return SimpleNamespace(**values)
 
 
-def load_job(session: Session, job_id: str) -> Job:
+def load_job(session: Executor, job_id: str) -> Job:
     """One job without children or rank (a cheap Core read for the worker's hot path)."""
     row = session.execute(_ONE, {"job_id": job_id}).mappings().first()
     if row is None:
@@ -36,7 +37,7 @@ def load_job(session: Session, job_id: str) -> Job:
     return Job.from_row(job_from_mapping(row))
 
 
-def family_of(session: Session, job: Any) -> Job:
+def family_of(session: Executor, job: Any) -> Job:
     """``job`` (a row-like object) with its descendants, read with one Core SELECT of its family."""
     rows = [job_from_mapping(m) for m in session.execute(_FAMILY, {"root_id": job.root_id}).mappings()]
     return tree(rows, job.id)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Select, Table, bindparam, insert, literal, select, update
+from sqlalchemy import Connection, CursorResult, Select, Table, bindparam, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from mediarunner.config.redact import mask_secrets
@@ -30,8 +30,19 @@ def bump_runner(column: str) -> Any:
 BUMP_COMPLETED, BUMP_FAILED = bump_runner("jobs_completed"), bump_runner("jobs_failed")
 
 
-def is_postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
+#: What the hot path's statements run on: a Session (``db.transaction``) or a Core connection
+#: (``db.one_statement``); they use only what both have (``execute``, ``scalar``).
+Executor = Session | Connection
+
+
+def core(session: Executor) -> Connection:
+    """The Core connection under ``session`` (a Core statement skips the ORM's execute path)."""
+    return session if isinstance(session, Connection) else session.connection()
+
+
+def is_postgres(session: Executor) -> bool:
+    bind = session if isinstance(session, Connection) else session.get_bind()
+    return bind.dialect.name == "postgresql"
 
 
 def logged(dml: Any, kind: str, *more: Any, message: Callable[[Any], Any] | None = None) -> Select[Any]:
@@ -50,7 +61,7 @@ def rowcount(result: Any) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
-def record_event(session: Session, kind: str, now: datetime, message: str = "", *,
+def record_event(session: Executor, kind: str, now: datetime, message: str = "", *,
                  job_id: str | None = None, runner: str | None = None) -> None:
     session.execute(INSERT_EVENT, {"at": now, "kind": kind, "job_id": job_id, "runner": runner,
                                    "message": mask_secrets(message)[:2000]})

@@ -16,15 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    bindparam,
-    delete,
-    exists,
-    func,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from mediarunner.models.balancing import STAMP_CLAIMER, Balance
@@ -38,6 +30,8 @@ from mediarunner.models.statements import (  # noqa: F401  (BUMP_FAILED, record_
     BUMP_COMPLETED,
     BUMP_FAILED,
     JOBS,
+    Executor,
+    core,
     is_postgres,
     logged,
     record_event,
@@ -71,7 +65,7 @@ class NewJob:
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
-def _cas(session: Session, job_id: str, states: Collection[JobState], values: dict[str, Any],
+def _cas(session: Executor, job_id: str, states: Collection[JobState], values: dict[str, Any],
          *, attempt: int | None = None, extra: Sequence[Any] = ()) -> bool:
     # Core statements on the table (not ORM-enabled ones): the hot path of every job runs
     # through here, and the ORM's bulk-update machinery would add nothing but CPU.
@@ -82,7 +76,7 @@ def _cas(session: Session, job_id: str, states: Collection[JobState], values: di
     return _rowcount(session.execute(stmt)) == 1
 
 
-def _worker_of(session: Session, job_id: str) -> str | None:
+def _worker_of(session: Executor, job_id: str) -> str | None:
     return session.scalar(select(JobRow.worker).where(JobRow.id == job_id))
 
 
@@ -93,7 +87,7 @@ _UNSET: dict[str, Any] = dict.fromkeys((
     "heartbeat_at", "finished_at", "run_after"))
 
 
-def insert_jobs(session: Session, jobs: Sequence[NewJob], now: datetime, *, publishing: bool = False) -> Job:
+def insert_jobs(session: Executor, jobs: Sequence[NewJob], now: datetime, *, publishing: bool = False) -> Job:
     """Insert a family of jobs (roots ``pending``, children ``waiting_for_parent``) in one statement,
     returning the root job as written (no read back).
 
@@ -118,7 +112,7 @@ def insert_jobs(session: Session, jobs: Sequence[NewJob], now: datetime, *, publ
         ))
     message = f"{jobs[0].type.value} with {len(jobs) - 1} child job(s)"
     if len(rows) == 1 and _postgres(session):  # the job and its event: one statement, one round trip
-        session.connection().execute(_submit_logged(rows[0]), {**rows[0], "now": now, "runner": None,
+        core(session).execute(_submit_logged(rows[0]), {**rows[0], "now": now, "runner": None,
                                                                "message": message})
     else:
         session.execute(_INSERT_JOB, rows)
@@ -159,7 +153,7 @@ def _set_dispatched(session: Session, job_ids: Iterable[str], when: datetime | N
         )
 
 
-def claim_job(session: Session, job_id: str, attempt: int, worker: str, task_id: str | None,
+def claim_job(session: Executor, job_id: str, attempt: int, worker: str, task_id: str | None,
               now: datetime, *, family: bool = True, instance: str | None = None) -> Job | None:
     """pending -> running, for exactly this attempt (a duplicate or stale message loses here),
     returning the claimed job as written (with its descendants when ``family``),
@@ -180,7 +174,7 @@ def claim_job(session: Session, job_id: str, attempt: int, worker: str, task_id:
     return family_of(session, job) if family and row.get("has_children", True) else Job.from_row(job)
 
 
-def claim_next(session: Session, queue: str | None, worker: str, task_id: str | None, now: datetime, *,
+def claim_next(session: Executor, queue: str | None, worker: str, task_id: str | None, now: datetime, *,
                order: RankOrder, live: bool = False, job_id: str | None = None, instance: str | None = None,
                skills: Skills = Skills(unlimited=True), balance: Balance | None = None,
                family: bool = True) -> tuple[Job, bool] | None:
@@ -191,7 +185,7 @@ def claim_next(session: Session, queue: str | None, worker: str, task_id: str | 
     messages only. Also returns whether the job's own message was never published
     (``dispatched_at`` unset): the caller then owes its queue a message."""
     pg = _postgres(session)
-    row = session.connection().execute(claim_next_statement(order, pg, live, balance), {
+    row = core(session).execute(claim_next_statement(order, pg, live, balance), {
         "queue_": queue, "job_id": job_id, "worker_": worker, "instance_": instance, "task_id": task_id, "now": now,
         "runner": worker, **order.aging_params(now), **skills.params(), **(balance.params(now) if balance else {}),
     }).mappings().first()
@@ -207,7 +201,7 @@ def claim_next(session: Session, queue: str | None, worker: str, task_id: str | 
     return claimed, row["dispatched_at"] is None
 
 
-def touch(session: Session, job_id: str, attempt: int, now: datetime, *, progress: float | None = None,
+def touch(session: Executor, job_id: str, attempt: int, now: datetime, *, progress: float | None = None,
           stage: Stage | None = None, log_tail: str | None = None, result: dict[str, Any] | None = None) -> bool:
     """Heartbeat (and progress) of a running attempt. False: cancelled or superseded, stop now.
 
@@ -281,7 +275,7 @@ _COMPLETE_LOGGED = {
 }
 
 
-def complete(session: Session, job_id: str, attempt: int, result: dict[str, Any], now: datetime, *,
+def complete(session: Executor, job_id: str, attempt: int, result: dict[str, Any], now: datetime, *,
              worker: str | None = None, stage: Stage | None = None, children: bool = True,
              count: bool = False) -> bool:
     """running -> completed for exactly this attempt; waiting children become pending.

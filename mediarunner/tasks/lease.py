@@ -13,7 +13,7 @@ from sqlalchemy import select
 from mediarunner.config import Settings
 from mediarunner.models import transitions
 from mediarunner.models.base import utcnow
-from mediarunner.models.db import transaction
+from mediarunner.models.db import one_statement, transaction
 from mediarunner.models.enums import JobState, Stage
 from mediarunner.models.fleet_queries import queue_idle_slots
 from mediarunner.models.health import HealthThresholds
@@ -61,14 +61,14 @@ class DatabaseLease:
     finalize_in_completion = True  # tasks.runtime._complete
 
     # A heartbeat is one guarded UPDATE and a fence one SELECT: on PostgreSQL each is sent without
-    # BEGIN/COMMIT (one round trip instead of three; see models.db.session_factory).
+    # BEGIN/COMMIT (one round trip instead of three; see models.db.one_statement).
     def touch(self, job: Job, *, progress: float, stage: Stage | None, result: dict[str, Any] | None) -> bool:
-        return transaction(lambda s: transitions.touch(s, job.id, job.attempt, utcnow(), progress=progress,
-                                                       stage=stage, result=result), single_statement=True)
+        return one_statement(lambda s: transitions.touch(s, job.id, job.attempt, utcnow(), progress=progress,
+                                                         stage=stage, result=result))
 
     def state(self, job: Job, *, retry_for: float = 60.0) -> tuple[JobState, int] | None:
-        row = transaction(lambda s: s.execute(select(JobRow.state, JobRow.attempt).where(JobRow.id == job.id)).first(),
-                          retry_for=retry_for, single_statement=True)
+        query = select(JobRow.state, JobRow.attempt).where(JobRow.id == job.id)
+        row = one_statement(lambda s: s.execute(query).first(), retry_for=retry_for)
         return (row[0], row[1]) if row is not None else None
 
     def prune_children(self, job: Job, keep: set[str]) -> list[str]:

@@ -24,7 +24,7 @@ from mediarunner.models import runners, transitions
 from mediarunner.models.balancing import Balance
 from mediarunner.models.base import utcnow
 from mediarunner.models.capabilities import Skills, due_work
-from mediarunner.models.db import transaction
+from mediarunner.models.db import one_statement, transaction
 from mediarunner.models.enums import JobState
 from mediarunner.models.ordering import RankOrder
 from mediarunner.models.queries import get_job, load_job
@@ -89,7 +89,7 @@ def execute(handler: Handler, job_id: str, attempt: int, *, worker: str, task_id
             settings: Settings | None = None) -> str:
     """Claim exactly this attempt of this job (a stale or duplicate message loses) and run it."""
     settings = settings or get_settings()
-    claimed = transaction(lambda s: _claim_one(s, job_id, attempt, worker, task_id), single_statement=True)
+    claimed = one_statement(lambda s: _claim_one(s, job_id, attempt, worker, task_id))
     if claimed is None:
         log.info("job %s attempt %s not claimable here (duplicate, superseded, cancelled or not due)",
                  job_id, attempt)
@@ -136,8 +136,7 @@ def _run(handler: Handler, job: Job, parent: Job | None, settings: Settings, wor
         # Without a finalize step, completing is one statement on PostgreSQL (transitions.complete).
         # The outputs are published: a database outage is waited out (completion_retry_seconds),
         # and beat does not fail the job over meanwhile (see ticks.fail_over's steady_since).
-        if not transaction(lambda s: _complete(s, ctx, outcome), single_statement=outcome.finalize is None,
-                           retry_for=max(60.0, settings.completion_retry_seconds)):
+        if not _completed(ctx, outcome, retry_for=max(60.0, settings.completion_retry_seconds)):
             return _lost(ctx)
         ctx.log("completed")
         _clean_up(ctx, outcome)
@@ -173,8 +172,7 @@ def _claim_retrying(bell: Doorbell, order: RankOrder, balance: Balance, worker: 
     transaction holds for a moment)."""
     skills = WORKER_SKILLS.get(worker, Skills(unlimited=True))
     for pause in (0.02, None):
-        claimed = transaction(lambda s: _claim(s, bell, order, balance, worker, task_id, skills),
-                              single_statement=True)
+        claimed = one_statement(lambda s: _claim(s, bell, order, balance, worker, task_id, skills))
         if claimed is not None:
             return claimed
         mine, others = transaction(lambda s: due_work(s, bell.queue, bell.job_id, bell.live, skills, utcnow()))
@@ -201,6 +199,14 @@ def _counted(session: Any, ctx: JobContext, ok: bool, *, completed: bool = False
     if ok:
         runners.count_outcome(session, ctx.worker, completed=completed)
     return ok
+
+
+def _completed(ctx: JobContext, outcome: Outcome, *, retry_for: float) -> bool:
+    """Record the completion: one statement on PostgreSQL unless a finalize step reads the family
+    under its lock (then a transaction)."""
+    if outcome.finalize is None:
+        return one_statement(lambda s: _complete(s, ctx, outcome), retry_for=retry_for)
+    return transaction(lambda s: _complete(s, ctx, outcome), retry_for=retry_for)
 
 
 def _complete(session: Any, ctx: JobContext, outcome: Outcome) -> bool:
