@@ -16,8 +16,10 @@ from typing import Any
 
 import pytest
 
+from bench import brokers as brokers_mod
 from bench import report, run_all
 from bench.common import timed_run
+from tests.support import rabbitmq_available
 
 # Metrics every available result must contain (prefix match on the metric name).
 HEADLINES: dict[str, list[str]] = {
@@ -88,10 +90,28 @@ def check_result(d: dict[str, Any], name: str) -> None:
         assert any(headline in n for n in names), (headline, names)
 
 
-@pytest.mark.parametrize("name", run_all.BENCHMARKS)
-def test_benchmark_smoke(name: str) -> None:
-    result = timed_run(importlib.import_module(f"bench.{name}"), smoke=True)
-    check_result(json.loads(json.dumps(result.to_dict(), default=str)), name)
+# Benchmarks measured per broker (``--brokers``): their smoke run is on Redis, and again on RabbitMQ.
+ON_BROKERS = ("dispatch_latency", "throughput")
+
+
+@pytest.mark.parametrize(("name", "brokers"), [*(pytest.param(n, None, id=n) for n in run_all.BENCHMARKS),
+                                               *(pytest.param(n, "rabbitmq", id=f"{n}-rabbitmq") for n in ON_BROKERS)])
+def test_benchmark_smoke(name: str, brokers: str | None) -> None:
+    options: dict[str, Any] = {"brokers": brokers} if brokers else {}
+    if brokers == "rabbitmq" and not rabbitmq_available():
+        if os.environ.get("MEDIARUNNER_REQUIRE_RABBITMQ"):
+            raise RuntimeError("RabbitMQ is required (MEDIARUNNER_REQUIRE_RABBITMQ) but not reachable")
+        pytest.skip("RabbitMQ not reachable (set MEDIARUNNER_TEST_RABBITMQ)")
+    result = timed_run(importlib.import_module(f"bench.{name}"), smoke=True, **options)
+    d = json.loads(json.dumps(result.to_dict(), default=str))
+    check_result(d, name)
+    if brokers == "rabbitmq":  # measured there, named for it, and its queues gone
+        assert d["available"] and d["params"]["brokers"] == ["rabbitmq"], d["reason"]
+        measured = [m["name"] for m in d["metrics"] if m["value"] is not None and not m["name"].startswith("anchor")]
+        assert measured and all(n.startswith("rabbitmq") for n in measured), measured
+        queues = d["details"]["queues"]["rabbitmq"]
+        assert queues and all(q.endswith(queues[0].rsplit("-", 1)[1]) for q in queues), queues
+        assert not any(brokers_mod.queue_exists(brokers_mod.RABBITMQ_URL, q) for q in queues), queues
 
 
 def test_run_all_writes_latest_json_and_table(bench_dirs: Path, capsys: pytest.CaptureFixture[str]) -> None:
