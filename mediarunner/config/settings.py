@@ -167,6 +167,11 @@ class Settings(BaseSettings):
     # A finished job waits this long for the database to record its completion (outputs are
     # published); fences before publishing wait as long.
     completion_retry_seconds: float = 900.0
+    # PostgreSQL: a job's completion is committed without waiting for the WAL flush, like its claim
+    # and heartbeats (see models.db.one_statement): a server crash within a second of it can make
+    # the job run again (at-least-once; never lost, never a later state without it). True: wait,
+    # as submits, failures and cancels always do. Live jobs always wait.
+    durable_completions: bool = False
     parts_grace_seconds: float = 86400.0  # parts of split renditions whose jobs all ended: swept after this
     purge_after_days: float = 30.0  # <= 0 disables purging
     purge_batch_size: int = 1000

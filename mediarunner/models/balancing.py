@@ -53,8 +53,10 @@ class Balance:
 
 def _running(runner: Any) -> Any:
     busy = cast(Table, JobRow.__table__).alias("busy")
-    return select(func.count()).where(busy.c.state == JobState.RUNNING, busy.c.worker == runner.hostname) \
-        .scalar_subquery()
+    # 'running' inline, not bound: with a bound state SQLite's claim took 0.2 ms more, even with
+    # no runner rows to count for (it can plan the subquery only when it sees the value).
+    return select(func.count()).where(busy.c.state == sql_str(JobState.RUNNING.value),
+                                      busy.c.worker == runner.hostname).scalar_subquery()
 
 
 def _ahead(method: Method, r: Any, me: Any) -> ColumnElement[bool]:
@@ -75,7 +77,7 @@ def preferred(balance: Balance, job: Table) -> ColumnElement[bool]:
     r, me = aliased(RunnerRow, name="better"), aliased(RunnerRow, name="me")
     better = exists().where(
         me.hostname == bindparam("worker_"), r.hostname != me.hostname,
-        r.unregistered_at.is_(None), r.offline_at.is_(None), r.status == RunnerStatus.ENABLED,
+        r.unregistered_at.is_(None), r.offline_at.is_(None), r.status == sql_str(RunnerStatus.ENABLED.value),
         r.last_heartbeat_at >= bindparam("online_since", type_=RunnerRow.last_heartbeat_at.type),
         r.queues.cast(String).like(sql_str('%"') + job.c.queue + sql_str('"%')),
         _running(r) < r.concurrency, runner_can_run(r.skills, job),

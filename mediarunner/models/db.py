@@ -50,11 +50,16 @@ def _psycopg_parse_cache() -> None:
             setattr(_queries, name, max(getattr(_queries, name), floor))
 
 
-def get_engine(url: str | None = None) -> Engine:
+def _resolve(url: str | None) -> str:
     if url is None:
         from mediarunner.config import get_settings
 
         url = get_settings().database_url
+    return url
+
+
+def get_engine(url: str | None = None) -> Engine:
+    url = _resolve(url)
     key = (url, os.getpid())
     engine = _engines.get(key)
     if engine is None:
@@ -73,12 +78,38 @@ def get_engine(url: str | None = None) -> Engine:
     return engine
 
 
+#: The claim lane's session settings (PostgreSQL; see :func:`one_statement`).
+LANE_OPTIONS = "-c synchronous_commit=off -c plan_cache_mode=force_generic_plan"
+
+
+def claim_lane(url: str | None = None) -> Engine:
+    """The claim lane of a PostgreSQL database: its own small pool of autocommit connections
+    (no isolation level to switch at each checkout, nothing to roll back at each return) with
+    :data:`LANE_OPTIONS`."""
+    url = _resolve(url)
+    key = (f"{url}#lane", os.getpid())
+    engine = _engines.get(key)
+    if engine is None:
+        engine = _engines[key] = create_engine(
+            url, isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=8, pool_reset_on_return=None,
+            connect_args={"options": LANE_OPTIONS})
+    return engine
+
+
+def _dispose(url: str | None) -> None:
+    """A fresh pool (and claim lane) for ``url`` before a retry."""
+    get_engine(url).dispose()
+    lane = _engines.get((f"{_resolve(url)}#lane", os.getpid()))
+    if lane is not None:
+        lane.dispose()
+
+
 def dispose_engines() -> None:
     """Forget engines inherited from a parent process (call in a forked child)."""
-    for (url, pid), engine in list(_engines.items()):
+    for (key, pid), engine in list(_engines.items()):
         if pid != os.getpid():
             engine.dispose(close=False)
-            del _engines[(url, pid)]
+            del _engines[(key, pid)]
 
 
 _factories: dict[tuple[int, bool], tuple[Engine, sessionmaker[Session]]] = {}
@@ -141,7 +172,7 @@ def _retrying(url: str | None, retry_for: float) -> Retrying:
         exc = state.outcome.exception() if state.outcome else None
         log.warning("database unavailable (%s); retrying in %.1fs", type(exc).__name__,
                     state.next_action.sleep if state.next_action else 0.0)
-        get_engine(url).dispose()
+        _dispose(url)
 
     return Retrying(retry=retry_if_exception(_is_disconnect), stop=stop_after_delay(retry_for),
                     wait=wait_exponential_jitter(initial=0.1, max=3.0, jitter=0.05),
@@ -165,19 +196,30 @@ def transaction(
     return _with_retries(unit, url, retry_for)
 
 
-def one_statement(fn: Callable[[Connection], T], *, url: str | None = None, retry_for: float = 60.0) -> T:
+def one_statement(fn: Callable[[Connection], T], *, url: str | None = None, retry_for: float = 60.0,
+                  recoverable: bool = False) -> T:
     """:func:`transaction` for the hot path (a job's claim, heartbeat and completion, a submit):
     ``fn`` gets a Core connection, not a Session, and writes with at most one statement on
     PostgreSQL, where it runs in autocommit (one round trip, no BEGIN/COMMIT); on SQLite it runs
     in a transaction (several statements are atomic). A Session costs more CPU than such a
     statement's own work; ``fn`` uses only what a Connection and a Session share (``execute``,
-    ``scalar``; see ``statements.Executor``). Retried whole like :func:`transaction`."""
+    ``scalar``; see ``statements.Executor``). Retried whole like :func:`transaction`.
+
+    ``recoverable``: a write that the design recovers from losing (a claim, a heartbeat, by default
+    a completion) runs on PostgreSQL's claim lane (:func:`claim_lane`): its commit does not wait for
+    the WAL flush, and its statements are planned once per connection (the claim's plan does not
+    depend on its values, and planning it costs more than running it). Visibility is immediate,
+    and the log keeps commit order, so a crash loses only the newest such commits (under a second
+    old, none older than a later flushed commit). A lost claim leaves the job pending: the
+    attempt's heartbeat and completion match no row (results discarded) and the outbox publishes
+    the job again. A lost completion leaves the job running with a silent heartbeat: failover
+    runs it again (outputs are published atomically). Submits, failures and cancels always wait."""
     def unit() -> T:
         engine = get_engine(url)
-        if engine.dialect.name == "postgresql":
-            with _autocommit(engine).connect() as conn:
+        if engine.dialect.name != "postgresql":
+            with engine.begin() as conn:
                 return fn(conn)
-        with engine.begin() as conn:
+        with (claim_lane(url) if recoverable else _autocommit(engine)).connect() as conn:
             return fn(conn)
 
     return _with_retries(unit, url, retry_for)
@@ -203,7 +245,7 @@ def _with_retries(unit: Callable[[], T], url: str | None, retry_for: float) -> T
         if not _is_disconnect(exc):
             raise
         log.warning("database unavailable (%s); retrying", type(exc).__name__)
-        get_engine(url).dispose()
+        _dispose(url)
     for attempt in _retrying(url, retry_for):
         with attempt:
             return unit()

@@ -60,15 +60,15 @@ class DatabaseLease:
 
     finalize_in_completion = True  # tasks.runtime._complete
 
-    # A heartbeat is one guarded UPDATE and a fence one SELECT: on PostgreSQL each is sent without
+    # A heartbeat is one guarded UPDATE and a fence one SELECT, on PostgreSQL's claim lane, each sent without
     # BEGIN/COMMIT (one round trip instead of three; see models.db.one_statement).
     def touch(self, job: Job, *, progress: float, stage: Stage | None, result: dict[str, Any] | None) -> bool:
         return one_statement(lambda s: transitions.touch(s, job.id, job.attempt, utcnow(), progress=progress,
-                                                         stage=stage, result=result))
+                                                         stage=stage, result=result), recoverable=True)
 
     def state(self, job: Job, *, retry_for: float = 60.0) -> tuple[JobState, int] | None:
         query = select(JobRow.state, JobRow.attempt).where(JobRow.id == job.id)
-        row = one_statement(lambda s: s.execute(query).first(), retry_for=retry_for)
+        row = one_statement(lambda s: s.execute(query).first(), retry_for=retry_for, recoverable=True)
         return (row[0], row[1]) if row is not None else None
 
     def prune_children(self, job: Job, keep: set[str]) -> list[str]:

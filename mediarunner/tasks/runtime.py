@@ -25,7 +25,7 @@ from mediarunner.models.balancing import Balance
 from mediarunner.models.base import utcnow
 from mediarunner.models.capabilities import Skills, due_work
 from mediarunner.models.db import one_statement, transaction
-from mediarunner.models.enums import JobState
+from mediarunner.models.enums import JobState, JobType
 from mediarunner.models.ordering import RankOrder
 from mediarunner.models.queries import get_job, load_job
 from mediarunner.models.retry import RetryPolicy, decide
@@ -89,7 +89,7 @@ def execute(handler: Handler, job_id: str, attempt: int, *, worker: str, task_id
             settings: Settings | None = None) -> str:
     """Claim exactly this attempt of this job (a stale or duplicate message loses) and run it."""
     settings = settings or get_settings()
-    claimed = one_statement(lambda s: _claim_one(s, job_id, attempt, worker, task_id))
+    claimed = one_statement(lambda s: _claim_one(s, job_id, attempt, worker, task_id), recoverable=True)
     if claimed is None:
         log.info("job %s attempt %s not claimable here (duplicate, superseded, cancelled or not due)",
                  job_id, attempt)
@@ -172,7 +172,8 @@ def _claim_retrying(bell: Doorbell, order: RankOrder, balance: Balance, worker: 
     transaction holds for a moment)."""
     skills = WORKER_SKILLS.get(worker, Skills(unlimited=True))
     for pause in (0.02, None):
-        claimed = one_statement(lambda s: _claim(s, bell, order, balance, worker, task_id, skills))
+        claimed = one_statement(lambda s: _claim(s, bell, order, balance, worker, task_id, skills),
+                                recoverable=True)
         if claimed is not None:
             return claimed
         mine, others = transaction(lambda s: due_work(s, bell.queue, bell.job_id, bell.live, skills, utcnow()))
@@ -203,9 +204,11 @@ def _counted(session: Any, ctx: JobContext, ok: bool, *, completed: bool = False
 
 def _completed(ctx: JobContext, outcome: Outcome, *, retry_for: float) -> bool:
     """Record the completion: one statement on PostgreSQL unless a finalize step reads the family
-    under its lock (then a transaction)."""
+    under its lock (then a transaction). Recoverable unless ``durable_completions`` (or a live
+    job: running a finished stream again would wait for a stream that never comes)."""
     if outcome.finalize is None:
-        return one_statement(lambda s: _complete(s, ctx, outcome), retry_for=retry_for)
+        lane = not ctx.settings.durable_completions and ctx.job.type is not JobType.LIVE
+        return one_statement(lambda s: _complete(s, ctx, outcome), retry_for=retry_for, recoverable=lane)
     return transaction(lambda s: _complete(s, ctx, outcome), retry_for=retry_for)
 
 
