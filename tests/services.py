@@ -160,7 +160,7 @@ def _dispose_engines(url: str) -> None:
     from mediarunner.models.db import _engines
 
     for (u, _pid), eng in list(_engines.items()):
-        if u == url:
+        if u in (url, f"{url}#lane"):  # its pool and its claim lane (models.db.claim_lane)
             eng.dispose()
 
 
