@@ -23,7 +23,7 @@ from mediarunner.media.encoders import MP4_OUTPUT, POLICY, copy_tag_options, run
 from mediarunner.media.ffmpeg import run_ffmpeg
 from mediarunner.media.formats import file_input_options, option_args
 from mediarunner.media.ladder import PlannedRendition
-from mediarunner.media.probe import MediaInfo
+from mediarunner.media.probe import PASSTHROUGH_ENTRIES, MediaInfo
 from mediarunner.storage.local import remove_quietly
 
 __all__ = ["Verdict", "check_passthrough", "copy_rendition"]
@@ -109,8 +109,10 @@ def check_passthrough(src: Path, info: MediaInfo, r: PlannedRendition, *, segmen
     misfit = _probed_misfit(r, info)
     if misfit is not None:  # the input's probe already says no: no ffprobe of the source
         return Verdict(False, misfit)
-    streams = _ffprobe(src, ffprobe, "stream=codec_name,profile,pix_fmt,width,height,sample_aspect_ratio,bit_rate,"
-                                     "side_data_list:stream_tags=rotate").get("streams") or []  # fmt: skip
+    # the input's probe kept what is decided on (MediaInfo.video_stream); a MediaInfo from
+    # elsewhere (an older job's result) probes the source again
+    streams = [info.video_stream] if info.video_stream is not None else _ffprobe(
+        src, ffprobe, f"stream={','.join(PASSTHROUGH_ENTRIES)},side_data_list:stream_tags=rotate").get("streams") or []
     if not streams:
         return Verdict(False, "source video stream not found")
     misfit = _stream_misfit(streams[0], r, info) or _bitrate_misfit(streams[0], r, info)

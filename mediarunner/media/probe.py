@@ -10,7 +10,7 @@ import json
 import os
 import re
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any
@@ -38,6 +38,24 @@ class MediaInfo:
     audio_channels: int | None
     audio_sample_rate: int | None
     bit_rate: int | None
+    #: The first video stream's entries that passthrough decides on (:data:`PASSTHROUGH_ENTRIES`,
+    #: ffprobe's names), so deciding needs no second ffprobe of the source. None: not known.
+    video_stream: dict[str, Any] | None = field(default=None, hash=False, compare=False)
+
+
+#: What :func:`mediarunner.media.passthrough.check_passthrough` reads of the source's video stream.
+PASSTHROUGH_ENTRIES = ("codec_name", "profile", "pix_fmt", "width", "height", "sample_aspect_ratio", "bit_rate")
+
+
+def _passthrough_facts(video: dict[str, Any]) -> dict[str, Any]:
+    facts = {k: video[k] for k in PASSTHROUGH_ENTRIES if k in video}
+    rotate = (video.get("tags") or {}).get("rotate")
+    if rotate:
+        facts["tags"] = {"rotate": rotate}
+    rotations = [{"rotation": s["rotation"]} for s in video.get("side_data_list") or [] if "rotation" in s]
+    if rotations:
+        facts["side_data_list"] = rotations
+    return facts
 
 
 def _file_url(path: str) -> str:
@@ -137,12 +155,14 @@ def _duration(name: str, fmt: _Stream, video: _Stream | None, audio: _Stream | N
 
 def _video_facts(name: str, video: _Stream | None) -> dict[str, Any]:
     if video is None:
-        return {"has_video": False, "width": None, "height": None, "fps": None, "video_codec": None}
+        return {"has_video": False, "width": None, "height": None, "fps": None, "video_codec": None,
+                "video_stream": None}
     width, height = _display_size(video)
     if width <= 0 or height <= 0:
         raise UnsupportedMediaError(f"{name}: video stream has no picture size ({width}x{height})")
     fps = _rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate"))
-    return {"has_video": True, "width": width, "height": height, "fps": fps, "video_codec": video.get("codec_name")}
+    return {"has_video": True, "width": width, "height": height, "fps": fps, "video_codec": video.get("codec_name"),
+            "video_stream": _passthrough_facts(video)}
 
 
 def _audio_facts(audio: _Stream | None) -> dict[str, Any]:

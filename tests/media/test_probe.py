@@ -149,3 +149,25 @@ def test_parse_attached_pic_only_video() -> None:
     d["streams"].pop(1)
     with pytest.raises(UnsupportedMediaError):
         media_info_from_ffprobe(d, "x.mp3")
+
+
+def test_the_probe_keeps_what_passthrough_decides_on(tmp_path: Path, clips: dict[str, Path]) -> None:
+    """Deciding a passthrough rung reads the input's probe, not a second ffprobe of the source."""
+    from mediarunner.media.ladder import PlannedRendition
+    from mediarunner.media.passthrough import check_passthrough
+
+    info = probe(clips["av"])
+    assert info.video_stream is not None
+    assert info.video_stream["codec_name"] == "h264" and info.video_stream["pix_fmt"] == "yuv420p"
+    assert (info.video_stream["width"], info.video_stream["height"]) == (640, 360)
+    assert "tags" not in info.video_stream and "side_data_list" not in info.video_stream
+    rung = PlannedRendition(name="360p", width=640, height=360, video_bitrate_k=1, audio_bitrate_k=64,
+                            has_video=True, has_audio=True)
+    # an ffprobe that cannot start: the verdict must come from the probe alone
+    verdict = check_passthrough(clips["av"], info, rung, segment_seconds=4, ffprobe=str(tmp_path / "no-ffprobe"))
+    assert not verdict.fits and "bitrate" in verdict.reason
+    rotated = tmp_path / "rotated.mp4"
+    ffmpeg_gen("-i", str(clips["av"]), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(rotated))
+    turned = probe(rotated)
+    assert turned.video_stream is not None and (turned.video_stream.get("side_data_list")
+                                                 or turned.video_stream.get("tags"))
