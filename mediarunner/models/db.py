@@ -87,7 +87,7 @@ def claim_lane(url: str | None = None) -> Engine:
     (no isolation level to switch at each checkout, nothing to roll back at each return) with
     :data:`LANE_OPTIONS`."""
     url = _resolve(url)
-    key = (f"{url}#lane", os.getpid())
+    key = _lane_key(url)
     engine = _engines.get(key)
     if engine is None:
         engine = _engines[key] = create_engine(
@@ -96,10 +96,14 @@ def claim_lane(url: str | None = None) -> Engine:
     return engine
 
 
+def _lane_key(url: str) -> tuple[str, int]:
+    return f"{url}#lane", os.getpid()  # beside the engine's own (url, pid) key in ``_engines``
+
+
 def _dispose(url: str | None) -> None:
     """A fresh pool (and claim lane) for ``url`` before a retry."""
     get_engine(url).dispose()
-    lane = _engines.get((f"{_resolve(url)}#lane", os.getpid()))
+    lane = _engines.get(_lane_key(_resolve(url)))
     if lane is not None:
         lane.dispose()
 

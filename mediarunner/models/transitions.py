@@ -112,8 +112,7 @@ def insert_jobs(session: Executor, jobs: Sequence[NewJob], now: datetime, *, pub
         ))
     message = f"{jobs[0].type.value} with {len(jobs) - 1} child job(s)"
     if len(rows) == 1 and _postgres(session):  # the job and its event: one statement, one round trip
-        core(session).execute(_submit_logged(rows[0]), {**rows[0], "now": now, "runner": None,
-                                                               "message": message})
+        core(session).execute(_submit_logged(rows[0]), {**rows[0], "now": now, "runner": None, "message": message})
     else:
         session.execute(_INSERT_JOB, rows)
         record_event(session, "job_submitted", now, message, job_id=ids[0])
