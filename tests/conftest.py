@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,10 +137,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture
 def publishers() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Stream sources (ffmpeg publishers or RTMP servers) a test starts: killed if still running."""
+    """Stream sources (ffmpeg publishers or RTMP servers) a test starts: killed if still running
+    (a test may have stopped one with SIGSTOP to freeze the stream)."""
     procs: list[subprocess.Popen[bytes]] = []
     yield procs
     for p in procs:
         if p.poll() is None:
+            os.kill(p.pid, signal.SIGCONT)  # a stopped process would not die before it runs again
             p.kill()
         p.wait(10)

@@ -157,11 +157,9 @@ def migrated_sqlite(path: Path) -> str:
 
 
 def _dispose_engines(url: str) -> None:
-    from mediarunner.models.db import _engines
+    from mediarunner.models.db import dispose_pools
 
-    for (u, _pid), eng in list(_engines.items()):
-        if u in (url, f"{url}#lane"):  # its pool and its claim lane (models.db.claim_lane)
-            eng.dispose()
+    dispose_pools(url)
 
 
 def drop_pg_database(url: str) -> None:

@@ -58,14 +58,14 @@ def test_a_lane_write_is_visible_at_once(pg_db: str) -> None:
 
 def test_one_statement_on_sqlite_is_one_transaction(sqlite_url: str) -> None:
     def two_writes(conn: Connection) -> None:
-        conn.execute(text("INSERT INTO api_keys_probe VALUES (1)"))
-        conn.execute(text("INSERT INTO api_keys_probe VALUES (1)"))  # violates the key: all of it rolls back
+        conn.execute(text("INSERT INTO unit_probe VALUES (1)"))
+        conn.execute(text("INSERT INTO unit_probe VALUES (1)"))  # violates the key: all of it rolls back
 
     with get_engine(sqlite_url).begin() as conn:
-        conn.execute(text("CREATE TABLE api_keys_probe (k INTEGER PRIMARY KEY)"))
+        conn.execute(text("CREATE TABLE unit_probe (k INTEGER PRIMARY KEY)"))
     with pytest.raises(IntegrityError):
         one_statement(two_writes, url=sqlite_url, recoverable=True)
-    assert one_statement(lambda c: c.execute(text("SELECT count(*) FROM api_keys_probe")).scalar_one(),
+    assert one_statement(lambda c: c.execute(text("SELECT count(*) FROM unit_probe")).scalar_one(),
                          url=sqlite_url) == 0
 
 

@@ -100,12 +100,14 @@ def _lane_key(url: str) -> tuple[str, int]:
     return f"{url}#lane", os.getpid()  # beside the engine's own (url, pid) key in ``_engines``
 
 
-def _dispose(url: str | None) -> None:
-    """A fresh pool (and claim lane) for ``url`` before a retry."""
-    get_engine(url).dispose()
-    lane = _engines.get(_lane_key(_resolve(url)))
-    if lane is not None:
-        lane.dispose()
+def dispose_pools(url: str | None = None) -> None:
+    """Close this process's pooled connections to ``url``, its engine's and its claim lane's (a
+    retry starts on fresh ones; a test drops the database). Creates no engine."""
+    url = _resolve(url)
+    for key in ((url, os.getpid()), _lane_key(url)):
+        engine = _engines.get(key)
+        if engine is not None:
+            engine.dispose()
 
 
 def dispose_engines() -> None:
@@ -114,6 +116,17 @@ def dispose_engines() -> None:
         if pid != os.getpid():
             engine.dispose(close=False)
             del _engines[(key, pid)]
+
+
+_AUTOCOMMIT: dict[int, tuple[Engine, Engine]] = {}
+
+
+def _autocommit(engine: Engine) -> Engine:
+    """``engine`` in autocommit mode, sharing its pool (built once per engine)."""
+    cached = _AUTOCOMMIT.get(id(engine))
+    if cached is None or cached[0] is not engine:
+        cached = _AUTOCOMMIT[id(engine)] = (engine, engine.execution_options(isolation_level="AUTOCOMMIT"))
+    return cached[1]
 
 
 _factories: dict[tuple[int, bool], tuple[Engine, sessionmaker[Session]]] = {}
@@ -131,7 +144,7 @@ def session_factory(url: str | None = None, *, single_statement: bool = False) -
     if cached is None or cached[0] is not engine:
         bind = engine
         if single_statement and engine.dialect.name == "postgresql":
-            bind = engine.execution_options(isolation_level="AUTOCOMMIT")  # shares the engine's pool
+            bind = _autocommit(engine)  # shares the engine's pool
         cached = _factories[key] = (engine, sessionmaker(bind=bind, expire_on_commit=False))
     return cached[1]
 
@@ -176,7 +189,7 @@ def _retrying(url: str | None, retry_for: float) -> Retrying:
         exc = state.outcome.exception() if state.outcome else None
         log.warning("database unavailable (%s); retrying in %.1fs", type(exc).__name__,
                     state.next_action.sleep if state.next_action else 0.0)
-        _dispose(url)
+        dispose_pools(url)
 
     return Retrying(retry=retry_if_exception(_is_disconnect), stop=stop_after_delay(retry_for),
                     wait=wait_exponential_jitter(initial=0.1, max=3.0, jitter=0.05),
@@ -229,17 +242,6 @@ def one_statement(fn: Callable[[Connection], T], *, url: str | None = None, retr
     return _with_retries(unit, url, retry_for)
 
 
-_AUTOCOMMIT: dict[int, tuple[Engine, Engine]] = {}
-
-
-def _autocommit(engine: Engine) -> Engine:
-    """``engine`` in autocommit mode, sharing its pool (built once per engine)."""
-    cached = _AUTOCOMMIT.get(id(engine))
-    if cached is None or cached[0] is not engine:
-        cached = _AUTOCOMMIT[id(engine)] = (engine, engine.execution_options(isolation_level="AUTOCOMMIT"))
-    return cached[1]
-
-
 def _with_retries(unit: Callable[[], T], url: str | None, retry_for: float) -> T:
     """``unit()``; while the database is unreachable, run it again (see :func:`_retrying`). The
     first try runs without building the retry machinery: most units never need it."""
@@ -249,7 +251,7 @@ def _with_retries(unit: Callable[[], T], url: str | None, retry_for: float) -> T
         if not _is_disconnect(exc):
             raise
         log.warning("database unavailable (%s); retrying", type(exc).__name__)
-        _dispose(url)
+        dispose_pools(url)
     for attempt in _retrying(url, retry_for):
         with attempt:
             return unit()

@@ -3,6 +3,7 @@ registered instance and a running connector (in a thread of this process)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,23 +19,30 @@ from tests.support import Stack, free_port, make_clip
 VERSIONS = ("6.3.3", NEWEST)
 
 
-@pytest.fixture
-def peertube(stack: Stack, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[FakePeerTube]:
-    """The fake PeerTube (6.3.3, or the version a test parametrises it with); its instances are
-    forgotten afterwards (the database is the session's)."""
+@contextlib.contextmanager
+def running_fake(tmp_path: Path, database_url: str, **options: Any) -> Iterator[FakePeerTube]:
+    """A started fake PeerTube; afterwards stopped, and the instances registered with it forgotten
+    (the database outlives the test)."""
     from sqlalchemy import delete
 
     from mediarunner.models.db import transaction
     from mediarunner.models.peertube_tables import PeerTubeInstanceRow
 
-    version = getattr(request, "param", "6.3.3")
-    fake = FakePeerTube(tmp_path / "peertube-received", stalled_vod_seconds=120.0, version=version)
+    fake = FakePeerTube(tmp_path / "peertube-received", **options)
     fake.start(free_port())
     try:
         yield fake
     finally:
         fake.stop()
-        transaction(lambda s: s.execute(delete(PeerTubeInstanceRow)), url=stack.settings().database_url)
+        transaction(lambda s: s.execute(delete(PeerTubeInstanceRow)), url=database_url)
+
+
+@pytest.fixture
+def peertube(stack: Stack, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[FakePeerTube]:
+    """The fake PeerTube (6.3.3, or the version a test parametrises it with)."""
+    version = getattr(request, "param", "6.3.3")
+    with running_fake(tmp_path, stack.settings().database_url, stalled_vod_seconds=120.0, version=version) as fake:
+        yield fake
 
 
 @dataclass

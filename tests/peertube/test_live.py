@@ -10,6 +10,7 @@ size (+1, ffmpeg's delete threshold) is exceeded, success at the end of the stre
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -22,7 +23,7 @@ import pytest
 
 from mediarunner.models.db import transaction
 from mediarunner.models.enums import JobState
-from tests.peertube.conftest import register, start_connector
+from tests.peertube.conftest import register, running_fake, start_connector
 from tests.peertube.fake import COMPLETED, ERRORED, PENDING, PROCESSING, FakeJob, FakePeerTube
 from tests.peertube.fake_live import LIVE, MASTER_NAME
 from tests.studio.conftest import X264
@@ -53,17 +54,8 @@ def live(tmp_path: Path, pg_url: str, redis_server: RedisServer) -> Iterator[Sta
 
 @pytest.fixture
 def fake(live: Stack, tmp_path: Path) -> Iterator[FakePeerTube]:
-    from sqlalchemy import delete
-
-    from mediarunner.models.peertube_tables import PeerTubeInstanceRow
-
-    pt = FakePeerTube(tmp_path / "peertube-received")
-    pt.start(free_port())
-    try:
+    with running_fake(tmp_path, live.settings().database_url) as pt:
         yield pt
-    finally:
-        pt.stop()
-        transaction(lambda s: s.execute(delete(PeerTubeInstanceRow)), url=live.settings().database_url)
 
 
 def rtmp_server(publishers: list[subprocess.Popen[bytes]], seconds: float) -> str:
@@ -129,18 +121,26 @@ def probe_chunk(data: bytes, tmp: Path) -> dict[str, Any]:
     return {s["codec_type"]: s for s in json.loads(out)["streams"]}
 
 
-def test_live_chunks_reach_peertube_then_success(live: Stack, fake: FakePeerTube, tmp_path: Path,
-                                                 publishers: list[subprocess.Popen[bytes]]) -> None:
+@contextlib.contextmanager
+def connected(live: Stack, fake: FakePeerTube, *, worker: bool = True) -> Iterator[None]:
+    """The fake registered as instance ``fleet``, a connector polling it and (``worker``) a worker."""
     register(live, fake, "fleet", LIVE)
     running = start_connector(live, peertube_poll_seconds=0.3)
-    live.inproc_worker("a")
+    if worker:
+        live.inproc_worker("a")
     try:
+        yield
+    finally:
+        running.stop()
+
+
+def test_live_chunks_reach_peertube_then_success(live: Stack, fake: FakePeerTube, tmp_path: Path,
+                                                 publishers: list[subprocess.Popen[bytes]]) -> None:
+    with connected(live, fake):
         job = fake.add_job(LIVE, live_payload(rtmp_server(publishers, 8)))
         wait_for(lambda: job.state not in (PENDING, PROCESSING), 90, what="the live job to end")
         assert job.state == COMPLETED and job.success, job.error
         assert (job.success["fields"], job.success["files"]) == ({}, {})  # the empty payload PeerTube requires
-    finally:
-        running.stop()
     job_id = mediarunner_job(live, job.uuid)
     assert job_id and live.client().get(job_id).state is JobState.COMPLETED
     seen: dict[int, list[int]] = {0: [], 1: []}
@@ -168,10 +168,7 @@ def test_live_chunks_reach_peertube_then_success(live: Stack, fake: FakePeerTube
 @pytest.mark.parametrize("how", ["cancel", "session_end"])
 def test_peertube_ending_the_job_stops_the_mediarunner_job(live: Stack, fake: FakePeerTube, how: str,
                                                            publishers: list[subprocess.Popen[bytes]]) -> None:
-    register(live, fake, "fleet", LIVE)
-    running = start_connector(live, peertube_poll_seconds=0.3)
-    live.inproc_worker("a")
-    try:
+    with connected(live, fake):
         job = fake.add_job(LIVE, live_payload(rtmp_server(publishers, 60), heights=(144,)))
         wait_for(lambda: len(adds(job)) >= LIST_SIZE + 3, 60, what="live chunks")
         staged = live.tmp / "outputs" / "peertube" / "fleet" / job.uuid / "out" / "r0-144p"
@@ -187,21 +184,15 @@ def test_peertube_ending_the_job_stops_the_mediarunner_job(live: Stack, fake: Fa
         if how == "session_end":  # as peertube-runner does: success, so PeerTube closes the job cleanly
             wait_for(lambda: job.state == COMPLETED, 10, what="success after the session ended")
             assert job.success and (job.success["fields"], job.success["files"]) == ({}, {})
-    finally:
-        running.stop()
 
 
 def test_rtmp_url_on_another_host_is_refused(live: Stack, fake: FakePeerTube) -> None:
-    register(live, fake, "fleet", LIVE)
-    running = start_connector(live, peertube_poll_seconds=0.3)
-    try:
+    with connected(live, fake, worker=False):
         job = fake.add_job(LIVE, live_payload("rtmp://127.0.0.2:1935/live/key"))
         wait_for(lambda: job.state == ERRORED, 30, what="the job to be errored")
         assert job.error is not None and "is not this PeerTube instance's host" in job.error
         assert "\n" not in job.error and not job.live_updates
         assert mediarunner_job(live, job.uuid) is None  # nothing was submitted
-    finally:
-        running.stop()
 
 
 def test_keepalive_is_a_valid_live_update(live: Stack, fake: FakePeerTube, tmp_path: Path) -> None:

@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,17 +108,6 @@ def playlist_seconds(playlist: Path) -> float:
 def has_segment(out: Path, name: str = "240p") -> bool:
     pl = out / name / "index.m3u8"
     return pl.is_file() and bool(segments_in(pl))
-
-
-@pytest.fixture
-def publishers() -> Iterator[list[subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-    yield procs
-    for p in procs:
-        if p.poll() is None:
-            os.kill(p.pid, signal.SIGCONT)  # a stopped process would not die before it runs again
-            p.kill()
-        p.wait(10)
 
 
 def test_rtmp_publish_to_live_ladder(tmp_path: Path, publishers: list[subprocess.Popen[bytes]]) -> None:
