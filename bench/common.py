@@ -23,7 +23,7 @@ import tempfile
 import time
 import traceback
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -173,6 +173,19 @@ def render_table(results: Sequence[BenchResult], title: str = "mediarunner bench
 
 
 # --------------------------------------------------------------------------- command line
+
+
+def comma_list(*allowed: str) -> Callable[[str], str]:
+    """An argparse ``type`` for a comma-separated subset of ``allowed`` (``--db``, ``--brokers``):
+    anything else is a one-line usage error, not a traceback from inside the benchmark."""
+    def check(text: str) -> str:
+        items = [x.strip() for x in text.split(",") if x.strip()]
+        unknown = [x for x in items if x not in allowed]
+        if unknown or not items:
+            raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(allowed)}")
+        return ",".join(items)
+
+    return check
 
 
 def cli(module: ModuleType, argv: Sequence[str] | None = None) -> int:

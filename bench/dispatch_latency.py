@@ -29,12 +29,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bench.brokers import Broker, broker, label, pick
+from bench.brokers import BROKERS, Broker, broker, label, pick
 from bench.common import (
     BenchResult,
     Unavailable,
     bench_tmp,
     cli,
+    comma_list,
     database,
     make_stack,
     pg_available,
@@ -61,9 +62,10 @@ ANCHORS = [  # see BENCHMARKS.md for the sources
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, help="measured jobs (default 500, smoke 20)")
-    parser.add_argument("--db", help="comma-separated: postgresql,sqlite (default: both; smoke: one)")
-    parser.add_argument("--brokers", help="comma-separated: redis,rabbitmq (default: both, RabbitMQ when "
-                        "reachable; smoke: redis)")
+    parser.add_argument("--db", type=comma_list("postgresql", "sqlite"),
+                        help="comma-separated: postgresql,sqlite (default: both; smoke: one)")
+    parser.add_argument("--brokers", type=comma_list(*BROKERS),
+                        help="comma-separated: redis,rabbitmq (default: both, RabbitMQ when reachable; smoke: redis)")
 
 
 def measure(url: str, b: Broker, tmp: Path, jobs: int, warmup: int, smoke: bool) -> dict[str, Any]:

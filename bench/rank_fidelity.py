@@ -26,6 +26,7 @@ from bench.common import (
     Unavailable,
     bench_tmp,
     cli,
+    comma_list,
     database,
     make_stack,
     pg_available,
@@ -47,7 +48,8 @@ CLASSES = '{"staff": 0, "default": 10, "student": 20}'
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, help="jobs in the backlog (default 200, smoke 30)")
-    parser.add_argument("--db", help="comma-separated: postgresql,sqlite (default: both; smoke: one)")
+    parser.add_argument("--db", type=comma_list("postgresql", "sqlite"),
+                        help="comma-separated: postgresql,sqlite (default: both; smoke: one)")
 
 
 def out_of_order(order: list[str], rank: dict[str, int]) -> float:

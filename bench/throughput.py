@@ -36,12 +36,13 @@ from typing import Any
 import redis
 from sqlalchemy import func, select
 
-from bench.brokers import Broker, broker, label, pick
+from bench.brokers import BROKERS, Broker, broker, label, pick
 from bench.common import (
     BenchResult,
     Unavailable,
     bench_tmp,
     cli,
+    comma_list,
     database,
     make_stack,
     pg_available,
@@ -69,9 +70,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=2, help="worker -c (prefork), same for both")
     parser.add_argument("--submitters", type=int, default=4, help="submitting threads, same for both")
     parser.add_argument("--rounds", type=int, help="measurements of each side, interleaved (default 3, smoke 1)")
-    parser.add_argument("--db", help="comma-separated: sqlite,postgresql (default: both if available; smoke: sqlite)")
-    parser.add_argument("--brokers", help="comma-separated: redis,rabbitmq (default: both, RabbitMQ when "
-                        "reachable; smoke: redis)")
+    parser.add_argument("--db", type=comma_list("postgresql", "sqlite"),
+                        help="comma-separated: sqlite,postgresql (default: both if available; smoke: sqlite)")
+    parser.add_argument("--brokers", type=comma_list(*BROKERS),
+                        help="comma-separated: redis,rabbitmq (default: both, RabbitMQ when reachable; smoke: redis)")
 
 
 def _submit_all(n: int, threads: int, submit: Callable[[], Any]) -> float:
