@@ -9,8 +9,9 @@ each) start and drain it. Claims and completions are ordered by their events (``
 
 **Run before** (goal 0): the job ranked behind was claimed, run and completed (its
 ``job_completed`` event) before the job ranked ahead was claimed. The job ranked ahead was then
-pending and unlocked during the whole of the other's claim, so that claim chose wrongly. This uses the database's event sequence only, no clocks. **Claimed before** (no goal)
-counts every inverted pair of claims. Two workers claiming at the same moment lock different rows
+pending and unlocked during the whole of the other's claim, so that claim chose wrongly. This uses
+the database's event sequence only, no clocks. **Claimed before** (no goal) counts every inverted
+pair of claims. Two workers claiming at the same moment lock different rows
 (PostgreSQL's ``SKIP LOCKED``: the second skips the row the first holds), and their events can take
 sequence numbers in either order. Such claims ran at the same time, not one before the other. The
 same by ``started_at`` is shown too (the clock each worker read before its claim), and the drain
