@@ -4,24 +4,26 @@ everything else waits. On SQLite a unit is one transaction."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from sqlalchemy import Connection, event, make_url, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from mediarunner.models.base import utcnow
-from mediarunner.models.db import claim_lane, get_engine, one_statement, transaction
+from mediarunner.models.db import claim_lane, dispose_engines, dispose_pools, get_engine, one_statement, transaction
 from mediarunner.models.enums import JobState, JobType
 from mediarunner.models.queries import get_job
 from mediarunner.models.transitions import NewJob
 from mediarunner.tasks import runtime
 from mediarunner.tasks.noop import run_noop
 from tests import rows as fixtures
-from tests.support import Stack, create_pg_database, drop_pg_database, make_stack
+from tests.support import PG_ADMIN, Stack, create_pg_database, drop_pg_database, make_stack
 
 
 @pytest.fixture
@@ -95,3 +97,64 @@ def test_a_completion_takes_the_lane_unless_durable(pg_stack: Stack, pg_url: str
     assert transaction(lambda s: get_job(s, job_id).state) is JobState.COMPLETED
     assert any("job_assigned" in s for s in on_lane), "the claim runs on the lane"
     assert any("job_completed" in s for s in on_lane) is not durable
+
+
+def _backend(conn: Connection) -> int:
+    return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+@pytest.mark.parametrize("recoverable", [False, True])
+def test_the_main_thread_keeps_its_connection_between_units(pg_db: str, recoverable: bool) -> None:
+    first = one_statement(_backend, url=pg_db, recoverable=recoverable)
+    assert one_statement(_backend, url=pg_db, recoverable=recoverable) == first
+
+    def fails(conn: Connection) -> None:
+        assert _backend(conn) == first
+        conn.execute(text("SELECT 1/0"))
+
+    with pytest.raises(DBAPIError):
+        one_statement(fails, url=pg_db, recoverable=recoverable)
+    # a connection whose unit failed is given back, not kept: the next unit starts on another checkout
+    assert one_statement(_backend, url=pg_db, recoverable=recoverable) > 0
+
+
+def test_a_nested_unit_takes_its_own_connection(pg_db: str) -> None:
+    outer = one_statement(_backend, url=pg_db)
+    inner = one_statement(lambda c: (_backend(c), one_statement(_backend, url=pg_db)), url=pg_db)
+    assert inner[0] == outer and inner[1] != outer
+    assert one_statement(_backend, url=pg_db) in inner  # one of the two is kept, the other back in the pool
+
+
+def test_other_threads_take_a_pooled_connection_each_time(pg_db: str) -> None:
+    kept = one_statement(_backend, url=pg_db)
+    with ThreadPoolExecutor(1) as pool:
+        seen = {pool.submit(one_statement, _backend, url=pg_db).result() for _ in range(3)}
+    assert kept not in seen  # the main thread's connection is not in the pool while it keeps it
+    assert one_statement(_backend, url=pg_db) == kept
+
+
+def test_dispose_pools_closes_the_kept_connections(pg_db: str) -> None:
+    one_statement(_backend, url=pg_db)
+    one_statement(_backend, url=pg_db, recoverable=True)
+    dispose_pools(pg_db)
+    name = make_url(pg_db).database
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        row = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [name]).fetchone()
+    assert row is not None and row[0] == 0
+
+
+def test_a_forked_child_never_uses_its_parents_kept_connection(pg_db: str) -> None:
+    parent = one_statement(_backend, url=pg_db)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child, as a prefork pool process starts (worker_process_init)
+        try:
+            dispose_engines()
+            os.write(write, str(one_statement(_backend, url=pg_db)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    child = int(os.read(read, 64) or b"0")
+    os.waitpid(pid, 0)
+    assert child not in (0, parent)
+    assert one_statement(_backend, url=pg_db) == parent  # untouched by the child

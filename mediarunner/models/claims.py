@@ -57,7 +57,13 @@ def claim_next_statement(order: RankOrder, postgres: bool, live: bool, balance: 
                              # the classes inline, not an expanding parameter re-rendered at each claim
                              pick(J.priority_class.not_in([sql_str(n) for n in names]),
                                   order_by=order.sql_order()[1:]))
-    stmt = update(JOBS).where(J.state == S.PENDING, J.id == best,
+    # SQLite: the pick and the update are one atomic write, the update re-checks the state. PostgreSQL:
+    # the picked row is locked, and FOR UPDATE re-checked the pick's conditions on its newest version
+    # as it locked it, so the update finds it by primary key alone. (With the state here too, the
+    # claim lane's generic plan looked the id up by scanning the partial rank index: every pending
+    # job of the queue at each claim.)
+    pending = [] if postgres else [J.state == S.PENDING]
+    stmt = update(JOBS).where(*pending, J.id == best,
                               *([preferred(balance, JOBS)] if balance else [])) \
         .values(**CLAIM_VALUES).returning(*JOB_COLUMNS, J.dispatched_at, HAS_CHILDREN)
     if not postgres:
