@@ -94,20 +94,19 @@ def measure(url: str, redis_url: str, tmp: Any, jobs: int, smoke: bool) -> dict[
             JobRow.state != JobState.COMPLETED).limit(1)), url=url) is None, 300, what="the backlog to drain")
         first, last = transaction(lambda s: s.execute(select(func.min(JobRow.started_at),
                                                              func.max(JobRow.finished_at))).one(), url=url)
-        claims = transaction(lambda s: s.scalars(select(EventRow.job_id).where(
-            EventRow.kind == "job_assigned").order_by(EventRow.id)).all(), url=url)
         events = transaction(lambda s: s.execute(select(EventRow.kind, EventRow.job_id, EventRow.id).where(
-            EventRow.kind.in_(["job_assigned", "job_completed"]))).all(), url=url)
+            EventRow.kind.in_(["job_assigned", "job_completed"])).order_by(EventRow.id)).all(), url=url)
         started = transaction(lambda s: s.scalars(select(JobRow.id).order_by(JobRow.started_at)).all(), url=url)
         workers = set(transaction(lambda s: s.scalars(select(JobRow.worker)).all(), url=url))
         stop_workers(stack)
+    claims = [job_id for kind, job_id, _ in events if kind == "job_assigned"]  # in claim order
     if sorted(claims) != sorted(ids) or set(rank) != set(ids):
         raise RuntimeError("every job must be ranked once and claimed once")
     seq: dict[str, dict[str, int]] = {"job_assigned": {}, "job_completed": {}}
     for kind, job_id, number in events:
         seq[kind][job_id] = number
     return {"ran": run_before(seq["job_assigned"], seq["job_completed"], rank),
-            "claims": out_of_order(list(claims), rank), "started": out_of_order(list(started), rank),
+            "claims": out_of_order(claims, rank), "started": out_of_order(list(started), rank),
             "rate": jobs / (last - first).total_seconds(), "workers": len(workers)}
 
 

@@ -145,8 +145,12 @@ def _connect(engine: Engine) -> Iterator[Connection]:
         return
     key = (id(engine), os.getpid())
     kept = _kept.pop(key, None)  # taken while in use: a nested unit or dispose_pools gets its own
-    usable = kept is not None and kept[0] is engine and not (kept[1].closed or kept[1].invalidated)
-    conn = kept[1] if kept is not None and usable else engine.connect()
+    if kept is not None and kept[0] is engine and not (kept[1].closed or kept[1].invalidated):
+        conn = kept[1]
+    else:
+        if kept is not None:  # another engine under a reused id, or a dead connection: given back
+            kept[1].close()
+        conn = engine.connect()
     try:
         yield conn
     except BaseException:
