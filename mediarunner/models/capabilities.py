@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Boolean, ColumnElement, String, and_, bindparam, func, or_, select
@@ -53,11 +54,15 @@ class Skills:
         return cls(gpu=bool(caps.get("gpus")), models=tuple(sorted(whisper.get("models") or [])),
                    encoders=tuple(sorted(ffmpeg.get("encoders") or [])))
 
-    def tokens(self) -> str:
-        """``|gpu|model:NAME|...|enc:NAME|``: the runner row's ``skills`` column, matched in SQL."""
+    @cached_property
+    def _tokens(self) -> str:  # built once: a worker's ffmpeg has hundreds of encoders, and every claim binds it
         parts = [*(["gpu"] if self.gpu else []), *(f"model:{m}" for m in self.models),
                  *(f"enc:{e}" for e in self.encoders)]
         return "|" + "|".join(parts) + "|"
+
+    def tokens(self) -> str:
+        """``|gpu|model:NAME|...|enc:NAME|``: the runner row's ``skills`` column, matched in SQL."""
+        return self._tokens
 
     @classmethod
     def from_tokens(cls, tokens: str | None) -> Skills:

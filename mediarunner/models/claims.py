@@ -12,6 +12,7 @@ from sqlalchemy import String, bindparam, exists, func, literal, literal_column,
 from mediarunner.models.balancing import Balance, preferred, stamp_claimer
 from mediarunner.models.base import sql_str
 from mediarunner.models.capabilities import claimable
+from mediarunner.models.direct import Direct
 from mediarunner.models.enums import JobState
 from mediarunner.models.ordering import RankOrder
 from mediarunner.models.queries import JOB_COLUMNS
@@ -36,13 +37,13 @@ CLAIM = (
     .values(**CLAIM_VALUES)
     .returning(*JOB_COLUMNS, HAS_CHILDREN)
 )
-CLAIM_LOGGED = logged(CLAIM, "job_assigned")
+CLAIM_LOGGED = Direct(logged(CLAIM, "job_assigned"))  # PostgreSQL (run with direct.first)
 
 
 @lru_cache(maxsize=32)
 def claim_next_statement(order: RankOrder, postgres: bool, live: bool, balance: Balance | None) -> Any:
     """UPDATE the best due pending job of a queue (by :class:`RankOrder`) to running, RETURNING it,
-    unless a better runner should take it (``balance``)."""
+    unless a better runner should take it (``balance``). PostgreSQL: a :class:`Direct` statement."""
     def pick(*where: Any, order_by: Any) -> Any:
         best = select(J.id).where(*claimable(live), *where).order_by(*order_by).limit(1)
         # Concurrent claims skip the row another claim holds instead of queueing behind it.
@@ -69,5 +70,6 @@ def claim_next_statement(order: RankOrder, postgres: bool, live: bool, balance: 
     if not postgres:
         return stmt
     more = [stamp_claimer] if balance is not None and balance.method == "round_robin" else []
-    return logged(stmt, "job_assigned", *more, message=lambda done: literal("attempt ") + done.c.attempt.cast(String)
-                   + func.coalesce(literal(", task ") + bindparam("task_id", type_=String), ""))
+    task = func.coalesce(literal(", task ") + bindparam("task_id", type_=String), "")
+    return Direct(logged(stmt, "job_assigned", *more,
+                         message=lambda done: literal("attempt ") + done.c.attempt.cast(String) + task))

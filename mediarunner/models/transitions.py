@@ -11,17 +11,19 @@ Functions take a Session (the caller owns the transaction) and ``now`` (no hidde
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from mediarunner.models import direct
 from mediarunner.models.balancing import STAMP_CLAIMER, Balance
 from mediarunner.models.capabilities import Skills
 from mediarunner.models.claims import CLAIM, CLAIM_LOGGED, claim_next_statement
+from mediarunner.models.direct import Direct
 from mediarunner.models.enums import ACTIVE_STATES, RESTARTABLE_STATES, ErrorKind, JobState, JobType, Stage
 from mediarunner.models.ordering import RankOrder
 from mediarunner.models.queries import family_of, get_job, job_from_mapping, tree
@@ -112,7 +114,8 @@ def insert_jobs(session: Executor, jobs: Sequence[NewJob], now: datetime, *, pub
         ))
     message = f"{jobs[0].type.value} with {len(jobs) - 1} child job(s)"
     if len(rows) == 1 and _postgres(session):  # the job and its event: one statement, one round trip
-        core(session).execute(_submit_logged(rows[0]), {**rows[0], "now": now, "runner": None, "message": message})
+        direct.first(core(session), _submit_logged(rows[0]),
+                     {**rows[0], "now": now, "runner": None, "message": message})
     else:
         session.execute(_INSERT_JOB, rows)
         record_event(session, "job_submitted", now, message, job_id=ids[0])
@@ -120,14 +123,14 @@ def insert_jobs(session: Executor, jobs: Sequence[NewJob], now: datetime, *, pub
     return tree([job_from_mapping(r) for r in rows], ids[0], ordered=True)
 
 
-_SUBMIT_LOGGED: list[Any] = []
+_SUBMIT_LOGGED: list[Direct] = []
 
 
-def _submit_logged(row: dict[str, Any]) -> Any:
+def _submit_logged(row: dict[str, Any]) -> Direct:
     """PostgreSQL: a one-job family's insert with its ``job_submitted`` event (built once)."""
     if not _SUBMIT_LOGGED:
         values = insert(JOBS).values({k: bindparam(k, type_=JOBS.c[k].type) for k in row}).returning(JOBS.c.id)
-        _SUBMIT_LOGGED.append(_logged(values, "job_submitted"))
+        _SUBMIT_LOGGED.append(Direct(_logged(values, "job_submitted")))
     return _SUBMIT_LOGGED[0]
 
 
@@ -161,10 +164,11 @@ def claim_job(session: Executor, job_id: str, attempt: int, worker: str, task_id
     params = {"job_id": job_id, "attempt_": attempt, "worker_": worker, "instance_": instance, "task_id": task_id,
               "now": now}
     message = f"attempt {attempt}"
+    row: Mapping[str, Any] | None
     if _postgres(session):
-        row = session.execute(CLAIM_LOGGED, {**params, "runner": worker, "message": message}).mappings().first()
+        row = direct.first(core(session), CLAIM_LOGGED, {**params, "runner": worker, "message": message})
     else:
-        row = session.execute(CLAIM, params).mappings().first()
+        row = cast(Mapping[str, Any] | None, session.execute(CLAIM, params).mappings().first())
         if row is not None:
             record_event(session, "job_assigned", now, message, job_id=job_id, runner=worker)
     if row is None:
@@ -184,10 +188,12 @@ def claim_next(session: Executor, queue: str | None, worker: str, task_id: str |
     messages only. Also returns whether the job's own message was never published
     (``dispatched_at`` unset): the caller then owes its queue a message."""
     pg = _postgres(session)
-    row = core(session).execute(claim_next_statement(order, pg, live, balance), {
+    params = {
         "queue_": queue, "job_id": job_id, "worker_": worker, "instance_": instance, "task_id": task_id, "now": now,
         "runner": worker, **order.aging_params(now), **skills.params(), **(balance.params(now) if balance else {}),
-    }).mappings().first()
+    }
+    stmt = claim_next_statement(order, pg, live, balance)
+    row = direct.first(core(session), stmt, params) if pg else core(session).execute(stmt, params).mappings().first()
     if row is None:
         return None
     if not pg:
@@ -268,8 +274,8 @@ def _release_if_done(done: Any) -> Any:
 
 # PostgreSQL: completion, its event, the children's release and the runner's counter in one statement.
 _COMPLETE_LOGGED = {
-    (count, children): _logged(_COMPLETE.returning(J.id), "job_completed",
-                               *([_count_if_done] if count else []), *([_release_if_done] if children else []))
+    (count, children): Direct(_logged(_COMPLETE.returning(J.id), "job_completed",
+                                      *([_count_if_done] if count else []), *([_release_if_done] if children else [])))
     for count in (False, True) for children in (False, True)
 }
 
@@ -286,8 +292,8 @@ def complete(session: Executor, job_id: str, attempt: int, result: dict[str, Any
     runner = worker or _worker_of(session, job_id)
     count = count and runner is not None
     if _postgres(session):
-        return session.execute(_COMPLETE_LOGGED[count, children],
-                               {**params, "runner": runner, "message": f"attempt {attempt}"}).first() is not None
+        return direct.first(core(session), _COMPLETE_LOGGED[count, children],
+                            {**params, "runner": runner, "message": f"attempt {attempt}"}) is not None
     ok = _rowcount(session.execute(_COMPLETE, params)) == 1
     if ok:
         if children:  # they become runnable; the Celery chain (or the outbox) delivers their messages
