@@ -37,13 +37,14 @@ CLAIM = (
     .values(**CLAIM_VALUES)
     .returning(*JOB_COLUMNS, HAS_CHILDREN)
 )
-CLAIM_LOGGED = Direct(logged(CLAIM, "job_assigned"))  # PostgreSQL (run with direct.first)
+CLAIM_LOGGED = Direct(logged(CLAIM, "job_assigned"))  # PostgreSQL; elsewhere CLAIM_ONE and its event
+CLAIM_ONE = Direct(CLAIM)
 
 
 @lru_cache(maxsize=32)
 def claim_next_statement(order: RankOrder, postgres: bool, live: bool, balance: Balance | None) -> Any:
     """UPDATE the best due pending job of a queue (by :class:`RankOrder`) to running, RETURNING it,
-    unless a better runner should take it (``balance``). PostgreSQL: a :class:`Direct` statement."""
+    unless a better runner should take it (``balance``). A :class:`Direct` statement."""
     def pick(*where: Any, order_by: Any) -> Any:
         best = select(J.id).where(*claimable(live), *where).order_by(*order_by).limit(1)
         # Concurrent claims skip the row another claim holds instead of queueing behind it.
@@ -68,7 +69,7 @@ def claim_next_statement(order: RankOrder, postgres: bool, live: bool, balance: 
                               *([preferred(balance, JOBS)] if balance else [])) \
         .values(**CLAIM_VALUES).returning(*JOB_COLUMNS, J.dispatched_at, HAS_CHILDREN)
     if not postgres:
-        return stmt
+        return Direct(stmt)
     more = [stamp_claimer] if balance is not None and balance.method == "round_robin" else []
     task = func.coalesce(literal(", task ") + bindparam("task_id", type_=String), "")
     return Direct(logged(stmt, "job_assigned", *more,

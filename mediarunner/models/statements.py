@@ -12,6 +12,8 @@ from sqlalchemy import Connection, CursorResult, Select, Table, bindparam, inser
 from sqlalchemy.orm import Session
 
 from mediarunner.config.redact import mask_secrets
+from mediarunner.models import direct
+from mediarunner.models.direct import Direct
 from mediarunner.models.tables import EventRow, JobRow, RunnerRow
 
 JOBS = cast(Table, JobRow.__table__)
@@ -57,11 +59,30 @@ def logged(dml: Any, kind: str, *more: Any, message: Callable[[Any], Any] | None
     return select(done).add_cte(event.cte("logged"), *(m(done).cte(f"then{i}") for i, m in enumerate(more)))
 
 
+_INSERT_ONE: dict[bool, Direct] = {}
+
+
+def insert_one_job(row: dict[str, Any], *, with_event: bool) -> Direct:
+    """A one-job family's insert with the columns of ``row`` (``with_event``, PostgreSQL: with its
+    ``job_submitted`` event, see :func:`logged`), built once."""
+    if with_event not in _INSERT_ONE:
+        values = insert(JOBS).values({k: bindparam(k, type_=JOBS.c[k].type) for k in row})
+        _INSERT_ONE[with_event] = Direct(logged(values.returning(JOBS.c.id), "job_submitted") if with_event else values)
+    return _INSERT_ONE[with_event]
+
+
 def rowcount(result: Any) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
+EVENT_ROW = Direct(insert(EVENTS).values({c: bindparam(c, type_=EVENTS.c[c].type)
+                                          for c in ("at", "kind", "job_id", "runner", "message")}))
+
+
 def record_event(session: Executor, kind: str, now: datetime, message: str = "", *,
                  job_id: str | None = None, runner: str | None = None) -> None:
-    session.execute(INSERT_EVENT, {"at": now, "kind": kind, "job_id": job_id, "runner": runner,
-                                   "message": mask_secrets(message)[:2000]})
+    values = {"at": now, "kind": kind, "job_id": job_id, "runner": runner, "message": mask_secrets(message)[:2000]}
+    if isinstance(session, Connection):  # a Core unit (the hot path): nothing of an ORM session to flush first
+        direct.run(session, EVENT_ROW, values)
+    else:
+        session.execute(INSERT_EVENT, values)

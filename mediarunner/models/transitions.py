@@ -11,10 +11,10 @@ Functions take a Session (the caller owns the transaction) and ``now`` (no hidde
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from mediarunner.models import direct
 from mediarunner.models.balancing import STAMP_CLAIMER, Balance
 from mediarunner.models.capabilities import Skills
-from mediarunner.models.claims import CLAIM, CLAIM_LOGGED, claim_next_statement
+from mediarunner.models.claims import CLAIM_LOGGED, CLAIM_ONE, claim_next_statement
 from mediarunner.models.direct import Direct
 from mediarunner.models.enums import ACTIVE_STATES, RESTARTABLE_STATES, ErrorKind, JobState, JobType, Stage
 from mediarunner.models.ordering import RankOrder
@@ -34,6 +34,7 @@ from mediarunner.models.statements import (  # noqa: F401  (BUMP_FAILED, record_
     JOBS,
     Executor,
     core,
+    insert_one_job,
     is_postgres,
     logged,
     record_event,
@@ -113,25 +114,18 @@ def insert_jobs(session: Executor, jobs: Sequence[NewJob], now: datetime, *, pub
             need_encoder=j.need_encoder, waiting_reason=None,
         ))
     message = f"{jobs[0].type.value} with {len(jobs) - 1} child job(s)"
-    if len(rows) == 1 and _postgres(session):  # the job and its event: one statement, one round trip
-        direct.first(core(session), _submit_logged(rows[0]),
+    pg = _postgres(session)
+    if len(rows) == 1 and pg:  # the job and its event: one statement, one round trip
+        direct.first(core(session), insert_one_job(rows[0], with_event=True),
                      {**rows[0], "now": now, "runner": None, "message": message})
     else:
-        session.execute(_INSERT_JOB, rows)
+        if len(rows) == 1:
+            direct.run(core(session), insert_one_job(rows[0], with_event=False), rows[0])
+        else:
+            session.execute(_INSERT_JOB, rows)
         record_event(session, "job_submitted", now, message, job_id=ids[0])
     # In submission order: a ladder's heaviest children first, so they are published (and run) first.
     return tree([job_from_mapping(r) for r in rows], ids[0], ordered=True)
-
-
-_SUBMIT_LOGGED: list[Direct] = []
-
-
-def _submit_logged(row: dict[str, Any]) -> Direct:
-    """PostgreSQL: a one-job family's insert with its ``job_submitted`` event (built once)."""
-    if not _SUBMIT_LOGGED:
-        values = insert(JOBS).values({k: bindparam(k, type_=JOBS.c[k].type) for k in row}).returning(JOBS.c.id)
-        _SUBMIT_LOGGED.append(Direct(_logged(values, "job_submitted")))
-    return _SUBMIT_LOGGED[0]
 
 
 # --------------------------------------------------------------------------- dispatch and claim
@@ -164,11 +158,10 @@ def claim_job(session: Executor, job_id: str, attempt: int, worker: str, task_id
     params = {"job_id": job_id, "attempt_": attempt, "worker_": worker, "instance_": instance, "task_id": task_id,
               "now": now}
     message = f"attempt {attempt}"
-    row: Mapping[str, Any] | None
     if _postgres(session):
         row = direct.first(core(session), CLAIM_LOGGED, {**params, "runner": worker, "message": message})
     else:
-        row = cast(Mapping[str, Any] | None, session.execute(CLAIM, params).mappings().first())
+        row = direct.first(core(session), CLAIM_ONE, params)
         if row is not None:
             record_event(session, "job_assigned", now, message, job_id=job_id, runner=worker)
     if row is None:
@@ -192,15 +185,14 @@ def claim_next(session: Executor, queue: str | None, worker: str, task_id: str |
         "queue_": queue, "job_id": job_id, "worker_": worker, "instance_": instance, "task_id": task_id, "now": now,
         "runner": worker, **order.aging_params(now), **skills.params(), **(balance.params(now) if balance else {}),
     }
-    stmt = claim_next_statement(order, pg, live, balance)
-    row = direct.first(core(session), stmt, params) if pg else core(session).execute(stmt, params).mappings().first()
+    row = direct.first(core(session), claim_next_statement(order, pg, live, balance), params)
     if row is None:
         return None
     if not pg:
         task = f", task {task_id}" if task_id else ""
         record_event(session, "job_assigned", now, f"attempt {row['attempt']}{task}", job_id=row["id"], runner=worker)
         if balance is not None and balance.method == "round_robin":
-            session.execute(STAMP_CLAIMER, {"runner": worker, "now": now})
+            direct.run(core(session), _STAMP_ONE, {"runner": worker, "now": now})
     job = job_from_mapping(row)
     claimed = family_of(session, job) if family and row.get("has_children", True) else Job.from_row(job)
     return claimed, row["dispatched_at"] is None
@@ -272,6 +264,8 @@ def _release_if_done(done: Any) -> Any:
     return _RELEASE_CHILDREN.where(exists(select(done.c.id)))
 
 
+_COMPLETE_ONE, _RELEASE_ONE, _BUMP_ONE = Direct(_COMPLETE), Direct(_RELEASE_CHILDREN), Direct(BUMP_COMPLETED)
+_STAMP_ONE = Direct(STAMP_CLAIMER)
 # PostgreSQL: completion, its event, the children's release and the runner's counter in one statement.
 _COMPLETE_LOGGED = {
     (count, children): Direct(_logged(_COMPLETE.returning(J.id), "job_completed",
@@ -294,13 +288,14 @@ def complete(session: Executor, job_id: str, attempt: int, result: dict[str, Any
     if _postgres(session):
         return direct.first(core(session), _COMPLETE_LOGGED[count, children],
                             {**params, "runner": runner, "message": f"attempt {attempt}"}) is not None
-    ok = _rowcount(session.execute(_COMPLETE, params)) == 1
+    conn = core(session)
+    ok = direct.run(conn, _COMPLETE_ONE, params) == 1
     if ok:
         if children:  # they become runnable; the Celery chain (or the outbox) delivers their messages
-            session.execute(_RELEASE_CHILDREN, {"job_id": job_id, "now": now})
-        record_event(session, "job_completed", now, f"attempt {attempt}", job_id=job_id, runner=runner)
+            direct.run(conn, _RELEASE_ONE, {"job_id": job_id, "now": now})
+        record_event(conn, "job_completed", now, f"attempt {attempt}", job_id=job_id, runner=runner)
         if count:
-            session.execute(BUMP_COMPLETED, {"runner": runner})
+            direct.run(conn, _BUMP_ONE, {"runner": runner})
     return ok
 
 
