@@ -16,7 +16,15 @@ from sqlalchemy import Connection, event, make_url, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from mediarunner.models.base import utcnow
-from mediarunner.models.db import claim_lane, dispose_engines, dispose_pools, get_engine, one_statement, transaction
+from mediarunner.models.db import (
+    claim_lane,
+    dispose_engines,
+    dispose_pools,
+    get_engine,
+    one_statement,
+    single_statements,
+    transaction,
+)
 from mediarunner.models.enums import JobState, JobType
 from mediarunner.models.queries import get_job
 from mediarunner.models.transitions import NewJob
@@ -48,6 +56,20 @@ def test_recoverable_writes_skip_the_flush_and_are_planned_once(pg_url: str) -> 
     assert own is not None
     assert one_statement(_settings_of, url=pg_url) == (own[0], "auto")
     assert transaction(lambda s: _settings_of(s.connection()), url=pg_url) == (own[0], "auto")
+
+
+def test_durable_single_statements_have_an_autocommit_pool_of_their_own(pg_db: str) -> None:
+    """Not the engine's pool, whose connections would be switched to autocommit and back at each unit."""
+    def seen(conn: Connection) -> tuple[Any, bool, int]:
+        return conn.engine, bool(conn.connection.dbapi_connection.autocommit), _backend(conn)  # type: ignore[union-attr]
+
+    engine, autocommit, backend = one_statement(seen, url=pg_db)
+    assert engine is single_statements(pg_db) and engine is not get_engine(pg_db) and autocommit
+    with ThreadPoolExecutor(1) as pool:  # a thread's unit checks one out of the same pool
+        assert pool.submit(one_statement, seen, url=pg_db).result()[:2] == (engine, True)
+    job_id, = transaction(lambda s: fixtures.create_jobs(s, [NewJob(JobType.NOOP, "cpu", {})], utcnow()), url=pg_db)
+    one_statement(lambda c: c.execute(text("UPDATE jobs SET progress = 3 WHERE id = :id"), {"id": job_id}), url=pg_db)
+    assert transaction(lambda s: get_job(s, job_id).progress, url=pg_db) == 3 and backend > 0
 
 
 def test_a_lane_write_is_visible_at_once(pg_db: str) -> None:

@@ -87,25 +87,37 @@ def claim_lane(url: str | None = None) -> Engine:
     """The claim lane of a PostgreSQL database: its own small pool of autocommit connections
     (no isolation level to switch at each checkout, nothing to roll back at each return) with
     :data:`LANE_OPTIONS`."""
+    return _lane(url, "lane", {"options": LANE_OPTIONS})
+
+
+def single_statements(url: str | None = None) -> Engine:
+    """A PostgreSQL database's pool of autocommit connections for :func:`one_statement`'s durable
+    units (a submit): the claim lane's kind of pool with the server's own settings. A checkout
+    from the engine's own pool would switch it to autocommit and back at every unit, which costs
+    a thread more CPU than the statement's own round trip."""
+    return _lane(url, "single", {})
+
+
+def _lane(url: str | None, kind: str, connect_args: dict[str, Any]) -> Engine:
     url = _resolve(url)
-    key = _lane_key(url)
+    key = _lane_key(url, kind)
     engine = _engines.get(key)
     if engine is None:
         engine = _engines[key] = create_engine(
             url, isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=8, pool_reset_on_return=None,
-            connect_args={"options": LANE_OPTIONS})
+            connect_args=connect_args)
     return engine
 
 
-def _lane_key(url: str) -> tuple[str, int]:
-    return f"{url}#lane", os.getpid()  # beside the engine's own (url, pid) key in ``_engines``
+def _lane_key(url: str, kind: str) -> tuple[str, int]:
+    return f"{url}#{kind}", os.getpid()  # beside the engine's own (url, pid) key in ``_engines``
 
 
 def dispose_pools(url: str | None = None) -> None:
     """Close this process's pooled connections to ``url``, its engine's and its claim lane's (a
     retry starts on fresh ones; a test drops the database), kept ones included. Creates no engine."""
     url = _resolve(url)
-    for key in ((url, os.getpid()), _lane_key(url)):
+    for key in ((url, os.getpid()), _lane_key(url, "lane"), _lane_key(url, "single")):
         engine = _engines.get(key)
         if engine is not None:
             for kept_key in [k for k, (e, _) in list(_kept.items()) if e.pool is engine.pool]:
@@ -280,7 +292,7 @@ def one_statement(fn: Callable[[Connection], T], *, url: str | None = None, retr
         if engine.dialect.name != "postgresql":
             with engine.begin() as conn:
                 return fn(conn)
-        with _connect(claim_lane(url) if recoverable else _autocommit(engine)) as conn:
+        with _connect(claim_lane(url) if recoverable else single_statements(url)) as conn:
             return fn(conn)
 
     return _with_retries(unit, url, retry_for)
