@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, bindparam, event, insert, select, text, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InvalidRequestError
 
 from mediarunner.models import direct
 from mediarunner.models.base import utcnow
@@ -128,6 +128,8 @@ def test_what_cannot_run_directly_runs_through_sqlalchemy(db_url: str) -> None:
         assert expanding.compiled(conn.dialect) is None  # its SQL depends on the number of ids
         assert direct.first(conn, expanding, {"ids": [job_id, "other"]}) == {"id": job_id}
         everyone = direct.Direct(update(JOBS).values(priority=bindparam("p")))  # no RETURNING: a row count
+        with pytest.raises(InvalidRequestError, match=r"required for bind parameter.* p"):
+            direct.run(conn, everyone, {"q": 7})  # never a NULL for a value not given
         assert direct.run(conn, everyone, {"p": 7}) == 1
         conn.commit()
     assert transaction(lambda s: get_job(s, job_id).priority, url=db_url) == 7

@@ -27,7 +27,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, CursorResult
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InvalidRequestError
 
 _DRIVERS = ("psycopg", "pysqlite")  # the drivers whose cursors run a compiled statement as SQLAlchemy does
 Processor = Callable[[Any], Any]
@@ -38,6 +38,7 @@ Conversions = tuple[tuple[int, Processor], ...]  # (index, conversion) of the re
 class _Compiled:
     sql: str
     fixed: dict[str, Any]  # the statement's own parameter values, converted
+    required: frozenset[str]  # the parameters a run must be given
     converts: tuple[tuple[str, Processor], ...]  # the parameters that have a conversion, with it
     positions: tuple[str, ...] | None  # the parameters in placeholder order (None: named placeholders)
     names: tuple[str, ...]  # the result columns
@@ -46,7 +47,8 @@ class _Compiled:
 
 
 class Direct:
-    """A Core statement that returns rows, run with :func:`first` (see the module docstring)."""
+    """A Core statement, run with :func:`first` (one that returns rows) or :func:`run` (see the
+    module docstring)."""
 
     def __init__(self, statement: Any) -> None:
         self.statement = statement
@@ -80,7 +82,7 @@ def _compile(statement: Any, dialect: Dialect) -> _Compiled | None:
     columns = list(getattr(statement, "exported_columns", ()))  # a SELECT's columns, or what DML RETURNs
     converts = tuple((name, convert) for name, convert in binds.items() if convert is not None)
     positions = tuple(compiled.positiontup) if compiled.positional else None  # sqlite3: ? placeholders
-    return _Compiled(compiled.string, fixed, converts, positions, tuple(c.key for c in columns),
+    return _Compiled(compiled.string, fixed, frozenset(required), converts, positions, tuple(c.key for c in columns),
                      tuple(c.type.dialect_impl(dialect) for c in columns))
 
 
@@ -111,6 +113,9 @@ def run(conn: Connection, stmt: Direct, params: Mapping[str, Any]) -> int:
 
 
 def _arguments(c: _Compiled, params: Mapping[str, Any]) -> Any:
+    if not c.required <= params.keys():  # as SQLAlchemy says it
+        missing = ", ".join(sorted(c.required - params.keys()))
+        raise InvalidRequestError(f"A value is required for bind parameter(s) {missing}")
     args = {**c.fixed, **params}  # a driver reads the names the SQL has, whatever else is given
     for name, convert in c.converts:
         value = params.get(name)
