@@ -107,16 +107,16 @@ def test_cursor_listeners_see_a_direct_statement(db_url: str) -> None:
     job_id = _job(db_url)
     seen: list[str] = []
 
-    def before(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+    def executed(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         seen.append(f"{statement} {parameters}")
 
     engine = get_engine(db_url)
-    event.listen(engine, "after_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", executed)
     try:
         with engine.connect() as conn:
             direct.first(conn, ONE, {"job_id": job_id})
     finally:
-        event.remove(engine, "after_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", executed)
     assert len(seen) == 1 and job_id in seen[0] and "FROM jobs" in seen[0]
 
 

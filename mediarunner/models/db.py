@@ -98,6 +98,9 @@ def single_statements(url: str | None = None) -> Engine:
     return _lane(url, "single", {})
 
 
+_LANES = ("lane", "single")  # the kinds of :func:`_lane` pools, by their key suffix
+
+
 def _lane(url: str | None, kind: str, connect_args: dict[str, Any]) -> Engine:
     url = _resolve(url)
     key = _lane_key(url, kind)
@@ -114,10 +117,11 @@ def _lane_key(url: str, kind: str) -> tuple[str, int]:
 
 
 def dispose_pools(url: str | None = None) -> None:
-    """Close this process's pooled connections to ``url``, its engine's and its claim lane's (a
-    retry starts on fresh ones; a test drops the database), kept ones included. Creates no engine."""
+    """Close this process's pooled connections to ``url``, its engine's, its claim lane's and its
+    single statements' (a retry starts on fresh ones; a test drops the database), kept ones
+    included. Creates no engine."""
     url = _resolve(url)
-    for key in ((url, os.getpid()), _lane_key(url, "lane"), _lane_key(url, "single")):
+    for key in ((url, os.getpid()), *(_lane_key(url, kind) for kind in _LANES)):
         engine = _engines.get(key)
         if engine is not None:
             for kept_key in [k for k, (e, _) in list(_kept.items()) if e.pool is engine.pool]:

@@ -21,7 +21,6 @@ EVENTS = cast(Table, EventRow.__table__)
 RUNNERS = cast(Table, RunnerRow.__table__)
 # The statements every job runs through (submit, claim, complete) are built once: constructing a
 # SQLAlchemy statement costs more CPU than executing a cached one.
-INSERT_EVENT = insert(EVENTS)
 
 
 def bump_runner(column: str) -> Any:
@@ -75,6 +74,7 @@ def rowcount(result: Any) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
+#: An activity-log row (the one insert of events).
 EVENT_ROW = Direct(insert(EVENTS).values({c: bindparam(c, type_=EVENTS.c[c].type)
                                           for c in ("at", "kind", "job_id", "runner", "message")}))
 
@@ -85,4 +85,4 @@ def record_event(session: Executor, kind: str, now: datetime, message: str = "",
     if isinstance(session, Connection):  # a Core unit (the hot path): nothing of an ORM session to flush first
         direct.run(session, EVENT_ROW, values)
     else:
-        session.execute(INSERT_EVENT, values)
+        session.execute(EVENT_ROW.statement, values)

@@ -114,8 +114,7 @@ def insert_jobs(session: Executor, jobs: Sequence[NewJob], now: datetime, *, pub
             need_encoder=j.need_encoder, waiting_reason=None,
         ))
     message = f"{jobs[0].type.value} with {len(jobs) - 1} child job(s)"
-    pg = _postgres(session)
-    if len(rows) == 1 and pg:  # the job and its event: one statement, one round trip
+    if len(rows) == 1 and _postgres(session):  # the job and its event: one statement, one round trip
         direct.first(core(session), insert_one_job(rows[0], with_event=True),
                      {**rows[0], "now": now, "runner": None, "message": message})
     else:
